@@ -1,0 +1,132 @@
+//! Subscriber connections over real sockets: one [`Connection`] type over the WebSocket and
+//! SSE readers, and the [`Connector`] that opens them against a [`Target`].
+
+pub(crate) mod message;
+pub(crate) mod sse;
+pub(crate) mod ws;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::ValueEnum;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::target::Target;
+
+/// Connections per client source address before the next one (127.0.0.2, ..) is used: one
+/// (source IP, destination) pair has about 28k ephemeral ports.
+const CONNS_PER_SOURCE_IP: usize = 20_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Transport {
+    Ws,
+    Sse,
+}
+
+/// What a read returned.
+#[derive(Debug)]
+pub(crate) enum Incoming<'a> {
+    /// One server JSON message (a WS text frame, or an unnamed SSE event's `data`).
+    Message(&'a [u8]),
+    /// The server ended the stream.
+    Closed(CloseInfo),
+}
+
+/// How a stream ended: the WS close code if any, and a reason for the report.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct CloseInfo {
+    pub(crate) code: Option<u16>,
+    pub(crate) reason: String,
+}
+
+/// An open subscriber stream.
+pub(crate) enum Connection {
+    Ws(ws::WsConnection),
+    Sse(sse::SseConnection),
+}
+
+impl Connection {
+    /// The next server message, skipping transport noise (pings, SSE comments, named events).
+    pub(crate) async fn next(&mut self) -> Result<Incoming<'_>> {
+        match self {
+            Connection::Ws(c) => c.next().await,
+            Connection::Sse(c) => c.next().await,
+        }
+    }
+
+    /// Ends the stream politely (WS close frame; SSE just drops the response).
+    pub(crate) async fn close(self) {
+        match self {
+            Connection::Ws(c) => c.close().await,
+            Connection::Sse(c) => drop(c),
+        }
+    }
+}
+
+/// Opens subscriber connections of one transport to one target.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    transport: Transport,
+    target: Target,
+    token: Option<String>,
+    /// Used for SSE streams only; no total timeout, streams are long-lived.
+    http: reqwest::Client,
+    ws_config: ws::WsSettings,
+    /// Spread WS connections over 127.0.0.1, .2, .. once there are more than one source IP's
+    /// worth of ports (only for IPv4 127.0.0.1 targets).
+    spread_sources: bool,
+}
+
+impl Connector {
+    pub(crate) fn new(
+        transport: Transport,
+        target: Target,
+        token: Option<String>,
+        ws_config: ws::WsSettings,
+        expected_connections: usize,
+    ) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(0)
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        let spread_sources = expected_connections > CONNS_PER_SOURCE_IP
+            && target.addr().ip() == IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Ok(Self { transport, target, token, http, ws_config, spread_sources })
+    }
+
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Opens connection number `index` subscribed to `channels`, returning it and the time to
+    /// open it (TCP connect + WS upgrade, or until the SSE response headers).
+    pub(crate) async fn open(&self, index: usize, channels: &[&str]) -> Result<(Connection, Duration)> {
+        let started = Instant::now();
+        let token = self.token.as_deref();
+        let conn = match self.transport {
+            Transport::Ws => {
+                let url = self.target.ws_url(channels, token);
+                let source = self.source_ip(index);
+                Connection::Ws(ws::WsConnection::open(self.target.addr(), &url, source, self.ws_config).await?)
+            }
+            Transport::Sse => {
+                let url = self.target.sse_url(channels, token);
+                Connection::Sse(sse::SseConnection::open(&self.http, url).await?)
+            }
+        };
+        Ok((conn, started.elapsed()))
+    }
+
+    fn source_ip(&self, index: usize) -> Option<IpAddr> {
+        if !self.spread_sources {
+            return None;
+        }
+        // 127.0.0.1 + n for the n-th block of connections; stays inside 127.0.0.0/8.
+        let n = (index / CONNS_PER_SOURCE_IP) as u32;
+        Some(IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::LOCALHOST) + n.min(250))))
+    }
+}

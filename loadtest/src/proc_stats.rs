@@ -1,0 +1,114 @@
+//! Reading a process's CPU time and resident memory from /proc (`stat` and `status`).
+
+use std::fs;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+/// One reading of a process's counters.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct ProcSample {
+    /// utime + stime, in microseconds.
+    pub(crate) cpu_us: u64,
+    /// VmRSS, in KiB.
+    pub(crate) rss_kib: u64,
+}
+
+/// Which process to read: the server under test, or this tool itself.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Proc {
+    Pid(u32),
+    SelfProc,
+}
+
+impl Proc {
+    fn dir(self) -> String {
+        match self {
+            Proc::Pid(pid) => format!("/proc/{pid}"),
+            Proc::SelfProc => "/proc/self".to_owned(),
+        }
+    }
+
+    /// Reads CPU time and RSS now.
+    pub(crate) fn sample(self) -> Result<ProcSample> {
+        let dir = self.dir();
+        let stat = fs::read_to_string(format!("{dir}/stat")).with_context(|| format!("reading {dir}/stat"))?;
+        let status =
+            fs::read_to_string(format!("{dir}/status")).with_context(|| format!("reading {dir}/status"))?;
+        let ticks = parse_cpu_ticks(&stat).with_context(|| format!("parsing {dir}/stat"))?;
+        Ok(ProcSample {
+            cpu_us: ticks_to_us(ticks, clock_ticks_per_second()),
+            rss_kib: parse_vm_rss_kib(&status).with_context(|| format!("parsing {dir}/status"))?,
+        })
+    }
+}
+
+/// An optional sampler: `None` when no `--server-pid` was given. Read errors after the first
+/// successful sample (the server died) become `None` readings, not a failed run.
+pub(crate) fn sample_opt(proc: Option<Proc>) -> Option<ProcSample> {
+    proc.and_then(|p| p.sample().ok())
+}
+
+/// `sysconf(_SC_CLK_TCK)`; Linux has used 100 for decades, which is also the fallback.
+fn clock_ticks_per_second() -> u64 {
+    match rustix::param::clock_ticks_per_second() {
+        0 => 100,
+        n => n,
+    }
+}
+
+fn ticks_to_us(ticks: u64, hz: u64) -> u64 {
+    ticks.saturating_mul(1_000_000) / hz
+}
+
+/// utime + stime (fields 14 and 15) of `/proc/PID/stat`, in clock ticks. The command name
+/// (field 2) may hold spaces and parentheses, so fields are counted after the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Result<u64> {
+    let after = stat.rfind(')').map(|i| &stat[i + 1..]).context("no ')' after the command name")?;
+    // After the `)` the first field is field 3 (state), so field 14 is at index 11.
+    let mut fields = after.split_whitespace().skip(11);
+    let utime: u64 = fields.next().context("no utime")?.parse().context("utime")?;
+    let stime: u64 = fields.next().context("no stime")?.parse().context("stime")?;
+    Ok(utime + stime)
+}
+
+/// `VmRSS:   12345 kB` from `/proc/PID/status`.
+fn parse_vm_rss_kib(status: &str) -> Result<u64> {
+    for line in status.lines() {
+        if let Some(rest) = line.strip_prefix("VmRSS:") {
+            let mut parts = rest.split_whitespace();
+            let value: u64 = parts.next().context("VmRSS without a value")?.parse()?;
+            return match parts.next() {
+                Some("kB") | None => Ok(value),
+                Some(unit) => bail!("VmRSS in unexpected unit {unit}"),
+            };
+        }
+    }
+    bail!("no VmRSS line (kernel thread or zombie?)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_name() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1234 0 0 0 250 75 0 0 20 0 \
+                    9 0 123456 1000000 500 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(stat).unwrap(), 325);
+        assert_eq!(ticks_to_us(325, 100), 3_250_000);
+    }
+
+    #[test]
+    fn parses_vm_rss() {
+        let status = "Name:\tunderstudy\nVmPeak:\t  99999 kB\nVmRSS:\t   20480 kB\nThreads:\t3\n";
+        assert_eq!(parse_vm_rss_kib(status).unwrap(), 20480);
+        assert!(parse_vm_rss_kib("Name:\tkthreadd\n").is_err());
+    }
+
+    #[test]
+    fn samples_this_process() {
+        let s = Proc::SelfProc.sample().unwrap();
+        assert!(s.rss_kib > 0);
+    }
+}

@@ -1,0 +1,343 @@
+//! One channel: its epoch, its sequence counter, its history, its idempotency window and its live
+//! fan-out. Publishing, subscribing and reading all take the channel's one short lock, which is
+//! what makes "snapshot history and join live" a single step with no gap and no duplicate.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::event::generate_id;
+use super::history::{History, HistoryLimits, Since};
+use super::idempotency::{IdempotencyLimits, IdempotencyWindow};
+use super::{ChannelName, Epoch, Event, EventDraft, Position, ResetReason};
+
+/// Limits every channel of a registry obeys.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelLimits {
+    pub history: HistoryLimits,
+    pub idempotency: IdempotencyLimits,
+    /// How many events a live subscriber may fall behind before it is cut off as slow.
+    pub live_buffer: usize,
+    /// How long a channel with no subscribers and no history is kept before it is reclaimed.
+    pub idle_reclaim: Duration,
+    /// Global cap on the bytes all histories hold together.
+    pub max_history_bytes: usize,
+}
+
+/// Figures shared by every channel of a registry, updated under each channel's own lock.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: ChannelLimits,
+    pub(crate) history_bytes: AtomicUsize,
+    pub(crate) history_events: AtomicUsize,
+}
+
+/// The channel was reclaimed between lookup and lock; look it up again.
+#[derive(Debug)]
+pub(crate) struct Reclaimed;
+
+pub struct Channel {
+    name: ChannelName,
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+}
+
+struct State {
+    epoch: Epoch,
+    /// Last seq assigned; 0 before the first event of the epoch.
+    head: u64,
+    history: History,
+    ids: IdempotencyWindow,
+    /// Created when the first live subscriber arrives, dropped by the pruner when none is left.
+    live: Option<broadcast::Sender<Arc<Event>>>,
+    last_active: Instant,
+    /// Set under the lock when the registry removes the channel; nothing joins it afterwards.
+    reclaimed: bool,
+}
+
+/// The result of a publish.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub seq: u64,
+    pub epoch: Epoch,
+    pub id: Arc<str>,
+    /// The same id was published on this channel within the idempotency window.
+    pub duplicate: bool,
+    /// The new event; `None` for a duplicate.
+    pub event: Option<Arc<Event>>,
+}
+
+/// How a subscription starts.
+#[derive(Debug)]
+pub enum Start {
+    /// No position given: live from the head.
+    Live,
+    /// Every event after the position, then live.
+    Replay(Vec<Arc<Event>>),
+    /// The position cannot be honoured; continue live from the head.
+    Reset(ResetReason),
+}
+
+/// A live subscription: where the channel stood when it began, what to replay, and the live feed
+/// of every event after `head`.
+#[derive(Debug)]
+pub struct Subscription {
+    pub channel: ChannelName,
+    pub head: Position,
+    pub start: Start,
+    pub live: broadcast::Receiver<Arc<Event>>,
+}
+
+/// Where a read starts.
+#[derive(Debug, Clone)]
+pub enum ReadFrom {
+    /// Nothing old: the answer is empty and `next` is the head.
+    Head,
+    /// The oldest event history holds.
+    Oldest,
+    /// After a seq in the current epoch, whatever it is.
+    AfterInCurrent(u64),
+    /// After a full position.
+    After(Position),
+}
+
+/// The answer to a poll.
+#[derive(Debug)]
+pub struct Read {
+    pub epoch: Epoch,
+    pub head: u64,
+    pub events: Vec<Arc<Event>>,
+    pub reset: Option<ResetReason>,
+    /// The position the client holds after this answer.
+    pub next: Position,
+    /// When asked for and there is nothing to return: a live feed joined in the same step, so a
+    /// long poll cannot miss an event published after this read.
+    pub watch: Option<broadcast::Receiver<Arc<Event>>>,
+}
+
+impl Channel {
+    pub(crate) fn new(name: ChannelName, shared: Arc<Shared>, now: Instant) -> Self {
+        Self {
+            name,
+            shared,
+            state: Mutex::new(State {
+                epoch: Epoch::random(),
+                head: 0,
+                history: History::default(),
+                ids: IdempotencyWindow::default(),
+                live: None,
+                last_active: now,
+                reclaimed: false,
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &ChannelName {
+        &self.name
+    }
+
+    pub(crate) fn publish(
+        &self,
+        draft: &EventDraft,
+        ts: u64,
+        now: Instant,
+    ) -> Result<Published, Reclaimed> {
+        let limits = &self.shared.limits;
+        let mut st = self.state.lock();
+        if st.reclaimed {
+            return Err(Reclaimed);
+        }
+        st.last_active = now;
+        if let Some(id) = &draft.id {
+            if let Some(seq) = st.ids.get(id, now, &limits.idempotency) {
+                return Ok(Published {
+                    seq,
+                    epoch: st.epoch.clone(),
+                    id: id.clone(),
+                    duplicate: true,
+                    event: None,
+                });
+            }
+        }
+        st.head += 1;
+        let seq = st.head;
+        let id = draft.id.clone().unwrap_or_else(generate_id);
+        let event = Arc::new(Event::build(
+            self.name.clone(),
+            seq,
+            st.epoch.clone(),
+            draft,
+            id.clone(),
+            ts,
+            now,
+        ));
+        if draft.id.is_some() {
+            st.ids.remember(id.clone(), seq, now, &limits.idempotency);
+        }
+        let st = &mut *st;
+        let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
+        st.history.push(event.clone(), &limits.history);
+        st.history.trim_age(limits.history.max_age, now);
+        let grown = st.history.bytes().saturating_sub(bytes_before);
+        let total = self.shared.history_bytes.fetch_add(grown, Ordering::Relaxed) + grown;
+        if total > limits.max_history_bytes {
+            // Over the global cap: this channel pays with its own oldest events, never the new one.
+            st.history.trim_bytes(total - limits.max_history_bytes, 1);
+        }
+        self.account(len_before, bytes_before + grown, &st.history);
+        if let Some(live) = &st.live {
+            // An error only means nobody is listening right now.
+            let _ = live.send(event.clone());
+        }
+        Ok(Published {
+            seq,
+            epoch: st.epoch.clone(),
+            id,
+            duplicate: false,
+            event: Some(event),
+        })
+    }
+
+    /// Moves the shared figures from what this channel held before to what it holds now.
+    fn account(&self, len_before: usize, bytes_before: usize, history: &History) {
+        adjust(&self.shared.history_events, len_before, history.len());
+        adjust(&self.shared.history_bytes, bytes_before, history.bytes());
+    }
+
+    pub(crate) fn subscribe(
+        &self,
+        since: Option<&Position>,
+        now: Instant,
+    ) -> Result<Subscription, Reclaimed> {
+        let mut st = self.state.lock();
+        if st.reclaimed {
+            return Err(Reclaimed);
+        }
+        st.last_active = now;
+        let capacity = self.shared.limits.live_buffer.max(1);
+        let live = st
+            .live
+            .get_or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe();
+        let start = match since {
+            None => Start::Live,
+            Some(p) if p.epoch != st.epoch => Start::Reset(ResetReason::EpochChanged),
+            Some(p) => match st.history.since(p.seq, st.head, usize::MAX) {
+                Since::Events(events) => Start::Replay(events),
+                Since::Gap(reason) => Start::Reset(reason),
+            },
+        };
+        Ok(Subscription {
+            channel: self.name.clone(),
+            head: Position {
+                epoch: st.epoch.clone(),
+                seq: st.head,
+            },
+            start,
+            live,
+        })
+    }
+
+    pub(crate) fn read(
+        &self,
+        from: &ReadFrom,
+        limit: usize,
+        watch: bool,
+        now: Instant,
+    ) -> Result<Read, Reclaimed> {
+        let mut st = self.state.lock();
+        if st.reclaimed {
+            return Err(Reclaimed);
+        }
+        st.last_active = now;
+        let head = st.head;
+        let (events, reset, after) = match from {
+            ReadFrom::Head => (Vec::new(), None, head),
+            ReadFrom::Oldest => {
+                let events = st.history.oldest(limit);
+                let after = st.history.first_seq().map_or(head, |s| s - 1);
+                (events, None, after)
+            }
+            ReadFrom::After(p) if p.epoch != st.epoch => {
+                (Vec::new(), Some(ResetReason::EpochChanged), head)
+            }
+            ReadFrom::After(Position { seq, .. }) | ReadFrom::AfterInCurrent(seq) => {
+                match st.history.since(*seq, head, limit) {
+                    Since::Events(events) => (events, None, *seq),
+                    Since::Gap(reason) => (Vec::new(), Some(reason), head),
+                }
+            }
+        };
+        let next_seq = events.last().map_or(after, |e| e.seq);
+        let watch = (watch && events.is_empty() && reset.is_none()).then(|| {
+            let capacity = self.shared.limits.live_buffer.max(1);
+            st.live
+                .get_or_insert_with(|| broadcast::channel(capacity).0)
+                .subscribe()
+        });
+        Ok(Read {
+            epoch: st.epoch.clone(),
+            head,
+            next: Position {
+                epoch: st.epoch.clone(),
+                seq: next_seq,
+            },
+            events,
+            reset,
+            watch,
+        })
+    }
+
+    /// Background upkeep: trims aged events, forgets expired ids, drops an unused live feed.
+    /// Returns whether the channel now looks reclaimable.
+    pub(crate) fn prune(&self, now: Instant) -> bool {
+        let limits = &self.shared.limits;
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
+        st.history.trim_age(limits.history.max_age, now);
+        self.account(len_before, bytes_before, &st.history);
+        st.ids.expire(now, &limits.idempotency);
+        if st.live.as_ref().is_some_and(|l| l.receiver_count() == 0) {
+            st.live = None;
+        }
+        Self::is_reclaimable(st, limits, now)
+    }
+
+    /// Marks the channel reclaimed if it still qualifies. Called by the registry while it removes
+    /// the channel from its map, so nothing can join it in between.
+    pub(crate) fn try_reclaim(&self, now: Instant) -> bool {
+        let mut st = self.state.lock();
+        if Self::is_reclaimable(&st, &self.shared.limits, now) {
+            st.reclaimed = true;
+        }
+        st.reclaimed
+    }
+
+    fn is_reclaimable(st: &State, limits: &ChannelLimits, now: Instant) -> bool {
+        st.live.as_ref().is_none_or(|l| l.receiver_count() == 0)
+            && st.history.is_empty()
+            && now.saturating_duration_since(st.last_active) >= limits.idle_reclaim
+    }
+
+    /// Live subscribers right now.
+    pub fn subscriber_count(&self) -> usize {
+        self.state
+            .lock()
+            .live
+            .as_ref()
+            .map_or(0, |l| l.receiver_count())
+    }
+}
+
+fn adjust(counter: &AtomicUsize, before: usize, after: usize) {
+    if after >= before {
+        counter.fetch_add(after - before, Ordering::Relaxed);
+    } else {
+        counter.fetch_sub(before - after, Ordering::Relaxed);
+    }
+}

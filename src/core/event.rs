@@ -1,0 +1,165 @@
+//! Events, the drafts publishers hand in, positions clients hold, and why a position can be void.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use super::{ChannelName, Epoch};
+
+/// A sequenced event. Immutable once built; shared by history, every subscriber and the vendor
+/// lanes through `Arc<Event>`.
+#[derive(Debug)]
+pub struct Event {
+    pub channel: ChannelName,
+    /// Strictly +1 per channel within an epoch, starting at 1.
+    pub seq: u64,
+    pub epoch: Epoch,
+    pub id: Arc<str>,
+    pub name: Arc<str>,
+    /// Publish time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The event serialised once as the wire message `{"type":"event",...}`; every transport sends
+    /// these bytes as they are.
+    pub frame: Bytes,
+    /// When the event entered history, for age-based trimming.
+    pub(crate) stored_at: Instant,
+}
+
+impl Event {
+    pub(crate) fn build(
+        channel: ChannelName,
+        seq: u64,
+        epoch: Epoch,
+        draft: &EventDraft,
+        id: Arc<str>,
+        ts: u64,
+        stored_at: Instant,
+    ) -> Self {
+        let frame = serde_json::to_vec(&Frame {
+            kind: "event",
+            channel: channel.as_str(),
+            seq,
+            epoch: epoch.as_str(),
+            id: &id,
+            name: &draft.name,
+            data: &draft.data,
+            ts,
+        })
+        .expect("event frame serialises: every field is a string, a number or valid JSON");
+        Self {
+            channel,
+            seq,
+            epoch,
+            id,
+            name: draft.name.clone(),
+            ts,
+            frame: Bytes::from(frame),
+            stored_at,
+        }
+    }
+
+    /// Bytes this event accounts for in the history memory budget.
+    pub fn cost(&self) -> usize {
+        self.frame.len() + std::mem::size_of::<Self>()
+    }
+
+    pub fn position(&self) -> Position {
+        Position {
+            epoch: self.epoch.clone(),
+            seq: self.seq,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Frame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    channel: &'a str,
+    seq: u64,
+    epoch: &'a str,
+    id: &'a str,
+    name: &'a str,
+    data: &'a RawValue,
+    ts: u64,
+}
+
+/// What a publisher asks to publish, validated but not yet sequenced.
+#[derive(Debug, Clone)]
+pub struct EventDraft {
+    pub name: Arc<str>,
+    pub data: Arc<RawValue>,
+    /// The publisher's idempotency key; `None` means one is generated per publish.
+    pub id: Option<Arc<str>>,
+}
+
+/// A place in a channel's stream: the epoch and the last seq seen in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub epoch: Epoch,
+    pub seq: u64,
+}
+
+/// Why a position cannot be honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The channel's history was lost (restart, reclaim): a new epoch began.
+    EpochChanged,
+    /// Events after the position have already left history.
+    HistoryExceeded,
+    /// The position claims events the channel never had.
+    AheadOfHead,
+}
+
+impl ResetReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EpochChanged => "epoch_changed",
+            Self::HistoryExceeded => "history_exceeded",
+            Self::AheadOfHead => "ahead_of_head",
+        }
+    }
+}
+
+/// A generated event id: 16 hex characters.
+pub fn generate_id() -> Arc<str> {
+    Arc::from(format!("{:016x}", rand::random::<u64>()))
+}
+
+/// Milliseconds since the Unix epoch, for the `ts` field.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_is_the_documented_event_json() {
+        let draft = EventDraft {
+            name: Arc::from("patient.checked_in"),
+            data: Arc::from(RawValue::from_string(r#"{"ticket": "A-17"}"#.into()).unwrap()),
+            id: None,
+        };
+        let ev = Event::build(
+            ChannelName::parse("c").unwrap(),
+            7,
+            Epoch::from_client("e1"),
+            &draft,
+            Arc::from("id-1"),
+            1000,
+            Instant::now(),
+        );
+        assert_eq!(
+            std::str::from_utf8(&ev.frame).unwrap(),
+            r#"{"type":"event","channel":"c","seq":7,"epoch":"e1","id":"id-1","name":"patient.checked_in","data":{"ticket": "A-17"},"ts":1000}"#
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! The registry of channels on this node: lookup and creation, and the background upkeep that
+//! trims history and reclaims idle channels without holding any lock the hot path waits on for
+//! longer than one channel's trim.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::time::Instant;
+
+use super::channel::{ChannelLimits, ReadFrom, Reclaimed, Shared};
+use super::event::now_ms;
+use super::{Channel, ChannelName, CoreError, EventDraft, Position, Published, Read, Subscription};
+
+/// Limits of the registry as a whole.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryLimits {
+    pub channel: ChannelLimits,
+    pub max_channels: usize,
+}
+
+/// Figures for metrics and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryStats {
+    pub channels: usize,
+    pub history_events: usize,
+    pub history_bytes: usize,
+}
+
+pub struct Registry {
+    channels: DashMap<ChannelName, Arc<Channel>>,
+    shared: Arc<Shared>,
+    max_channels: usize,
+    /// Channels reclaimed since start.
+    reclaimed: AtomicUsize,
+}
+
+impl Registry {
+    pub fn new(limits: RegistryLimits) -> Self {
+        Self {
+            channels: DashMap::new(),
+            shared: Arc::new(Shared {
+                limits: limits.channel,
+                history_bytes: AtomicUsize::new(0),
+                history_events: AtomicUsize::new(0),
+            }),
+            max_channels: limits.max_channels,
+            reclaimed: AtomicUsize::new(0),
+        }
+    }
+
+    /// The channel, created if new. The map guard is dropped before the caller locks the channel.
+    fn channel(&self, name: &ChannelName, now: Instant) -> Result<Arc<Channel>, CoreError> {
+        if let Some(ch) = self.channels.get(name) {
+            return Ok(ch.clone());
+        }
+        if self.channels.len() >= self.max_channels {
+            return Err(CoreError::ChannelLimit(self.max_channels));
+        }
+        Ok(self
+            .channels
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Channel::new(name.clone(), self.shared.clone(), now)))
+            .clone())
+    }
+
+    /// Runs `op` on the channel, looking it up again if it was reclaimed in between.
+    fn with_channel<T>(
+        &self,
+        name: &ChannelName,
+        mut op: impl FnMut(&Channel, Instant) -> Result<T, Reclaimed>,
+    ) -> Result<T, CoreError> {
+        loop {
+            let now = Instant::now();
+            let ch = self.channel(name, now)?;
+            if let Ok(out) = op(&ch, now) {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Sequences the event, appends it to history and hands it to live subscribers.
+    pub fn publish(&self, name: &ChannelName, draft: &EventDraft) -> Result<Published, CoreError> {
+        let ts = now_ms();
+        self.with_channel(name, |ch, now| ch.publish(draft, ts, now))
+    }
+
+    /// Joins the live feed and answers the position in one step.
+    pub fn subscribe(
+        &self,
+        name: &ChannelName,
+        since: Option<&Position>,
+    ) -> Result<Subscription, CoreError> {
+        self.with_channel(name, |ch, now| ch.subscribe(since, now))
+    }
+
+    /// Reads events for a poll; with `watch`, also joins the live feed when there is nothing yet.
+    pub fn read(
+        &self,
+        name: &ChannelName,
+        from: &ReadFrom,
+        limit: usize,
+        watch: bool,
+    ) -> Result<Read, CoreError> {
+        self.with_channel(name, |ch, now| ch.read(from, limit, watch, now))
+    }
+
+    /// One pass of upkeep over every channel. Each channel is locked on its own, briefly; the map
+    /// is only write-locked (one shard) to remove a channel that still qualifies under its lock.
+    pub fn prune(&self) -> usize {
+        let now = Instant::now();
+        let candidates: Vec<Arc<Channel>> = self.channels.iter().map(|e| e.clone()).collect();
+        let mut reclaimed = 0;
+        for ch in candidates {
+            if ch.prune(now)
+                && self
+                    .channels
+                    .remove_if(ch.name(), |_, c| c.try_reclaim(now))
+                    .is_some()
+            {
+                reclaimed += 1;
+            }
+        }
+        self.reclaimed.fetch_add(reclaimed, Ordering::Relaxed);
+        reclaimed
+    }
+
+    pub fn stats(&self) -> RegistryStats {
+        RegistryStats {
+            channels: self.channels.len(),
+            history_events: self.shared.history_events.load(Ordering::Relaxed),
+            history_bytes: self.shared.history_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn limits(&self) -> &ChannelLimits {
+        &self.shared.limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::value::RawValue;
+
+    use super::*;
+    use crate::core::channel::Start;
+    use crate::core::history::HistoryLimits;
+    use crate::core::idempotency::IdempotencyLimits;
+    use crate::core::ResetReason;
+
+    fn limits(max_events: usize) -> RegistryLimits {
+        RegistryLimits {
+            channel: ChannelLimits {
+                history: HistoryLimits {
+                    max_events,
+                    max_age: Duration::from_secs(600),
+                },
+                idempotency: IdempotencyLimits {
+                    window: Duration::from_secs(300),
+                    max_keys: 100,
+                },
+                live_buffer: 64,
+                idle_reclaim: Duration::from_secs(60),
+                max_history_bytes: 1 << 30,
+            },
+            max_channels: 10,
+        }
+    }
+
+    fn draft(id: Option<&str>) -> EventDraft {
+        EventDraft {
+            name: Arc::from("n"),
+            data: Arc::from(RawValue::from_string("{}".into()).unwrap()),
+            id: id.map(Arc::from),
+        }
+    }
+
+    fn ch(s: &str) -> ChannelName {
+        ChannelName::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn seq_is_plus_one_per_channel() {
+        let r = Registry::new(limits(100));
+        let a: Vec<u64> = (0..5)
+            .map(|_| r.publish(&ch("a"), &draft(None)).unwrap().seq)
+            .collect();
+        assert_eq!(a, vec![1, 2, 3, 4, 5]);
+        assert_eq!(r.publish(&ch("b"), &draft(None)).unwrap().seq, 1);
+        assert_eq!(r.stats().history_events, 6);
+    }
+
+    #[tokio::test]
+    async fn same_id_returns_the_original_seq_and_publishes_nothing() {
+        let r = Registry::new(limits(100));
+        let mut sub = r.subscribe(&ch("a"), None).unwrap();
+        let first = r.publish(&ch("a"), &draft(Some("k"))).unwrap();
+        let again = r.publish(&ch("a"), &draft(Some("k"))).unwrap();
+        assert!(!first.duplicate && again.duplicate);
+        assert_eq!(first.seq, again.seq);
+        assert_eq!(sub.live.recv().await.unwrap().seq, 1);
+        assert!(sub.live.try_recv().is_err());
+        assert_eq!(r.publish(&ch("a"), &draft(None)).unwrap().seq, 2);
+    }
+
+    #[tokio::test]
+    async fn resume_replays_then_streams_without_gap_or_duplicate() {
+        let r = Registry::new(limits(100));
+        let first = r.publish(&ch("a"), &draft(None)).unwrap();
+        for _ in 0..4 {
+            r.publish(&ch("a"), &draft(None)).unwrap();
+        }
+        let pos = Position {
+            epoch: first.epoch.clone(),
+            seq: 2,
+        };
+        let mut sub = r.subscribe(&ch("a"), Some(&pos)).unwrap();
+        r.publish(&ch("a"), &draft(None)).unwrap();
+        let Start::Replay(replay) = sub.start else {
+            panic!("expected replay")
+        };
+        let mut seen: Vec<u64> = replay.iter().map(|e| e.seq).collect();
+        seen.push(sub.live.recv().await.unwrap().seq);
+        assert_eq!(seen, vec![3, 4, 5, 6]);
+        assert_eq!(sub.head.seq, 5);
+    }
+
+    #[tokio::test]
+    async fn void_positions_reset() {
+        let r = Registry::new(limits(3));
+        let p = r.publish(&ch("a"), &draft(None)).unwrap();
+        for _ in 0..5 {
+            r.publish(&ch("a"), &draft(None)).unwrap();
+        }
+        let start = |epoch: &Epoch, seq| {
+            r.subscribe(
+                &ch("a"),
+                Some(&Position {
+                    epoch: epoch.clone(),
+                    seq,
+                }),
+            )
+            .unwrap()
+            .start
+        };
+        use crate::core::Epoch;
+        assert!(matches!(
+            start(&p.epoch, 1),
+            Start::Reset(ResetReason::HistoryExceeded)
+        ));
+        assert!(matches!(
+            start(&Epoch::from_client("other"), 6),
+            Start::Reset(ResetReason::EpochChanged)
+        ));
+        assert!(matches!(
+            start(&p.epoch, 9),
+            Start::Reset(ResetReason::AheadOfHead)
+        ));
+        assert!(matches!(start(&p.epoch, 3), Start::Replay(v) if v.len() == 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_empty_channels_are_reclaimed_with_a_new_epoch() {
+        let r = Registry::new(limits(100));
+        let old = r.publish(&ch("a"), &draft(None)).unwrap().epoch;
+        let sub = r.subscribe(&ch("b"), None).unwrap();
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert_eq!(r.prune(), 0, "a still holds history, b has a subscriber");
+        tokio::time::advance(Duration::from_secs(481)).await;
+        assert_eq!(r.prune(), 1, "a's history aged out and it is idle; b has a subscriber");
+        assert_eq!(r.stats().channels, 1);
+        let new = r.publish(&ch("a"), &draft(None)).unwrap();
+        assert_ne!(new.epoch, old);
+        assert_eq!(new.seq, 1);
+        drop(sub);
+    }
+
+    #[tokio::test]
+    async fn global_byte_cap_trims_the_publishing_channel() {
+        let mut l = limits(1000);
+        l.channel.max_history_bytes = 2000;
+        let r = Registry::new(l);
+        for _ in 0..50 {
+            r.publish(&ch("a"), &draft(None)).unwrap();
+        }
+        let stats = r.stats();
+        assert!(stats.history_bytes <= 2000, "{stats:?}");
+        assert!(stats.history_events >= 1);
+    }
+
+    #[tokio::test]
+    async fn channel_count_is_bounded() {
+        let r = Registry::new(limits(10));
+        for i in 0..10 {
+            r.publish(&ch(&format!("c{i}")), &draft(None)).unwrap();
+        }
+        assert_eq!(
+            r.publish(&ch("one-more"), &draft(None)).unwrap_err(),
+            CoreError::ChannelLimit(10)
+        );
+        assert!(r.publish(&ch("c3"), &draft(None)).is_ok());
+    }
+}
