@@ -8,4 +8,5 @@
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
 
+pub mod config;
 pub mod core;

@@ -1,0 +1,251 @@
+//! One fan-out subscriber task: connect, wait for `subscribed`, then account every event of
+//! its channel by `seq` (and its latency by `data.t`) until told to stop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::client::message::ServerMessage;
+use crate::client::{CloseInfo, Connection, Connector, Incoming};
+use crate::stats::{unix_micros, Seen, SeqLedger, ShardedHistogram};
+
+/// Notes kept per subscriber for the report; the counters carry the rest.
+const MAX_NOTES: usize = 3;
+
+/// State every subscriber writes to.
+pub(crate) struct Shared {
+    /// Receive time − `data.t` of every first delivery.
+    pub(crate) latency: ShardedHistogram,
+    /// First deliveries across all subscribers, so the run knows when stragglers are in.
+    pub(crate) delivered: AtomicU64,
+}
+
+/// Which subscriber this is.
+pub(crate) struct Spec {
+    pub(crate) index: usize,
+    pub(crate) channel_idx: usize,
+    pub(crate) channel: Arc<str>,
+}
+
+/// Sent once per subscriber when it is subscribed, or has given up.
+pub(crate) enum Ready {
+    Subscribed { connect: Duration },
+    Failed(String),
+}
+
+/// Everything unexpected a subscriber saw, besides seq accounting.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct Anomalies {
+    pub(crate) resets: u64,
+    pub(crate) errors: u64,
+    pub(crate) reconnects: u64,
+    /// Streams the server ended before the run did.
+    pub(crate) closed_early: u64,
+    pub(crate) wrong_epoch: u64,
+    pub(crate) foreign_channel: u64,
+    pub(crate) unparsable: u64,
+    /// Events without a numeric `data.t` (not published by this run).
+    pub(crate) no_timestamp: u64,
+    pub(crate) unknown_type: u64,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Anomalies {
+    fn note(&mut self, what: impl FnOnce() -> String) {
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(what());
+        }
+    }
+
+    pub(crate) fn absorb(&mut self, other: Anomalies, max_notes: usize) {
+        self.resets += other.resets;
+        self.errors += other.errors;
+        self.reconnects += other.reconnects;
+        self.closed_early += other.closed_early;
+        self.wrong_epoch += other.wrong_epoch;
+        self.foreign_channel += other.foreign_channel;
+        self.unparsable += other.unparsable;
+        self.no_timestamp += other.no_timestamp;
+        self.unknown_type += other.unknown_type;
+        let room = max_notes.saturating_sub(self.notes.len());
+        self.notes.extend(other.notes.into_iter().take(room));
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.resets
+            + self.errors
+            + self.reconnects
+            + self.closed_early
+            + self.wrong_epoch
+            + self.foreign_channel
+            + self.unparsable
+            + self.unknown_type
+    }
+}
+
+/// What a subscriber hands back at the end.
+pub(crate) struct Outcome {
+    pub(crate) channel_idx: usize,
+    pub(crate) ledger: SeqLedger,
+    pub(crate) anomalies: Anomalies,
+}
+
+/// Runs one subscriber. `permits` bounds how many connect at once; the permit is held until
+/// `subscribed` arrives. Returns `None` if it never got subscribed (reported through `ready`).
+pub(crate) async fn run(
+    spec: Spec,
+    connector: Connector,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    ready: mpsc::UnboundedSender<Ready>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Outcome> {
+    let permit = permits.acquire_owned().await.ok()?;
+    let started = Instant::now();
+    let subscribed = async {
+        let (mut conn, _) = connector.open(spec.index, &[&spec.channel]).await?;
+        let (epoch, head) = await_subscribed(&mut conn, &spec.channel).await?;
+        anyhow::Ok((conn, epoch, head))
+    };
+    let (mut conn, epoch, head) = match subscribed.await {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = ready.send(Ready::Failed(format!("subscriber {} ({}): {e:#}", spec.index, spec.channel)));
+            return None;
+        }
+    };
+    drop(permit);
+    let _ = ready.send(Ready::Subscribed { connect: started.elapsed() });
+
+    let mut reader = Reader { spec: &spec, shared: &shared, epoch, ledger: SeqLedger::new(head), anomalies: Anomalies::default() };
+    let mut ended_by_server = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            incoming = conn.next() => match incoming {
+                Ok(Incoming::Message(bytes)) => reader.handle(bytes),
+                Ok(Incoming::Closed(info)) => {
+                    reader.closed(info);
+                    ended_by_server = true;
+                    break;
+                }
+                Err(e) => {
+                    reader.closed(CloseInfo { code: None, reason: format!("{e:#}") });
+                    ended_by_server = true;
+                    break;
+                }
+            },
+        }
+    }
+    if !ended_by_server {
+        conn.close().await;
+    }
+    Some(Outcome { channel_idx: spec.channel_idx, ledger: reader.ledger, anomalies: reader.anomalies })
+}
+
+/// Reads until the server confirms the subscription to `channel`; returns its epoch and head.
+pub(crate) async fn await_subscribed(conn: &mut Connection, channel: &str) -> anyhow::Result<(String, u64)> {
+    loop {
+        let bytes = match conn.next().await? {
+            Incoming::Message(bytes) => bytes,
+            Incoming::Closed(info) => {
+                anyhow::bail!("stream closed before `subscribed` (code {:?}: {})", info.code, info.reason)
+            }
+        };
+        let msg = ServerMessage::parse(bytes).map_err(|e| {
+            anyhow::anyhow!("unparsable message before `subscribed`: {e}: {}", String::from_utf8_lossy(bytes))
+        })?;
+        match msg.kind.as_ref() {
+            "subscribed" if msg.channel.as_deref() == Some(channel) => {
+                let epoch = msg.epoch.as_deref().unwrap_or_default().to_owned();
+                let seq = msg.seq.ok_or_else(|| anyhow::anyhow!("`subscribed` without a seq"))?;
+                return Ok((epoch, seq));
+            }
+            "welcome" | "heartbeat" | "route" => {}
+            _ => anyhow::bail!("expected `subscribed`, got {}", msg.describe()),
+        }
+    }
+}
+
+/// Per-subscriber accounting of the live stream.
+struct Reader<'a> {
+    spec: &'a Spec,
+    shared: &'a Shared,
+    /// The epoch `subscribed` gave; events must carry it.
+    epoch: String,
+    ledger: SeqLedger,
+    anomalies: Anomalies,
+}
+
+impl Reader<'_> {
+    fn handle(&mut self, bytes: &[u8]) {
+        let received_us = unix_micros();
+        let msg = match ServerMessage::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.anomalies.unparsable += 1;
+                self.anomalies.note(|| format!("unparsable ({e}): {}", preview(bytes)));
+                return;
+            }
+        };
+        match msg.kind.as_ref() {
+            "event" => self.event(msg, received_us),
+            "heartbeat" | "welcome" | "route" => {}
+            "reset" => {
+                self.anomalies.resets += 1;
+                self.anomalies.note(|| msg.describe());
+            }
+            "error" => {
+                self.anomalies.errors += 1;
+                self.anomalies.note(|| msg.describe());
+            }
+            "reconnect" => {
+                self.anomalies.reconnects += 1;
+                self.anomalies.note(|| msg.describe());
+            }
+            _ => {
+                self.anomalies.unknown_type += 1;
+                self.anomalies.note(|| format!("unexpected message: {}", preview(bytes)));
+            }
+        }
+    }
+
+    fn event(&mut self, msg: ServerMessage<'_>, received_us: u64) {
+        if msg.channel.as_deref() != Some(&*self.spec.channel) {
+            self.anomalies.foreign_channel += 1;
+            self.anomalies.note(|| format!("event for {:?} on a {:?} subscription", msg.channel, self.spec.channel));
+            return;
+        }
+        if msg.epoch.as_deref() != Some(self.epoch.as_str()) {
+            self.anomalies.wrong_epoch += 1;
+            self.anomalies.note(|| format!("event epoch {:?}, subscribed in {:?}", msg.epoch, self.epoch));
+            return;
+        }
+        let Some(seq) = msg.seq else {
+            self.anomalies.unparsable += 1;
+            self.anomalies.note(|| "event without a seq".to_owned());
+            return;
+        };
+        if let Seen::New { .. } = self.ledger.observe(seq) {
+            self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+            match msg.data.and_then(|d| d.t) {
+                Some(t) => self.shared.latency.record(self.spec.index, received_us.saturating_sub(t)),
+                None => self.anomalies.no_timestamp += 1,
+            }
+        }
+    }
+
+    fn closed(&mut self, info: CloseInfo) {
+        self.anomalies.closed_early += 1;
+        self.anomalies.note(|| format!("stream ended early (code {:?}): {}", info.code, info.reason));
+    }
+}
+
+fn preview(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
+}

@@ -1,0 +1,217 @@
+//! Configuration: the embedded default file, a user file merged over it, environment overrides for
+//! the deploy-time knobs, then validation of everything at once into typed settings. Bad
+//! configuration is reported in full before any port is bound.
+
+mod raw;
+mod secret;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use raw::Raw;
+pub use secret::Secret;
+
+/// The default configuration, embedded in the binary.
+pub const EMBEDDED: &str = include_str!("../config/understudy.toml");
+/// The publisher key shipped in the default file; using it logs a warning.
+pub const DEV_PUBLISHER_KEY: &str = "dev-publisher-key-change-me";
+/// The subscriber secret shipped in the default file; using it logs a warning.
+pub const DEV_SUBSCRIBER_SECRET: &str = "dev-subscriber-secret-change-me";
+
+/// Every problem found in a configuration, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub log: Log,
+    pub publish: Publish,
+    pub history: History,
+    pub channels: Channels,
+    pub subscribers: Subscribers,
+    pub auth: Auth,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub shutdown_timeout: Duration,
+    pub reconnect_jitter: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub max_body_bytes: usize,
+    pub max_batch_events: usize,
+    pub max_channels_per_publish: usize,
+    pub idempotency_window: Duration,
+    pub idempotency_max_keys: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct History {
+    pub max_events: usize,
+    pub max_age: Duration,
+    pub max_bytes: usize,
+    pub prune_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Channels {
+    pub idle_reclaim: Duration,
+    pub max_channels: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscribers {
+    pub buffer_events: usize,
+    pub buffer_bytes: usize,
+    pub write_timeout: Duration,
+    pub heartbeat: Duration,
+    pub max_channels_per_connection: usize,
+    pub poll_interval: Duration,
+    pub long_poll_max: Duration,
+    pub sse_retry: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub publisher_keys: Vec<Secret>,
+    pub subscribe: SubscribeAuth,
+    pub subscriber_secret: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeAuth {
+    Jwt,
+    None,
+}
+
+impl Config {
+    /// The embedded defaults with the process environment applied.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(None, &|k| std::env::var(k).ok())
+    }
+
+    /// The embedded defaults, `file` (TOML text) merged over them, then `env` overrides.
+    pub fn load(
+        file: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw = Raw::parse(file).map_err(|e| ConfigError(vec![e]))?;
+        raw.apply_env(env);
+        raw.validate()
+    }
+
+    /// The embedded defaults only, without environment: for tests and tools.
+    pub fn embedded() -> Self {
+        Self::load(None, &|_| None).expect("the embedded configuration is valid")
+    }
+
+    /// Whether a shipped development credential is in use.
+    pub fn uses_dev_credentials(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self
+            .auth
+            .publisher_keys
+            .iter()
+            .any(|k| k.expose() == DEV_PUBLISHER_KEY)
+        {
+            out.push("auth.publisher_keys contains the public development key");
+        }
+        if self.auth.subscribe == SubscribeAuth::Jwt
+            && self.auth.subscriber_secret.expose() == DEV_SUBSCRIBER_SECRET
+        {
+            out.push("auth.subscriber_secret is the public development secret");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_the_documented_ones() {
+        let c = Config::embedded();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.history.max_events, 1000);
+        assert_eq!(c.history.max_age, Duration::from_secs(600));
+        assert_eq!(c.publish.max_body_bytes, 65536);
+        assert_eq!(c.auth.subscribe, SubscribeAuth::Jwt);
+        assert_eq!(c.uses_dev_credentials().len(), 2);
+    }
+
+    #[test]
+    fn env_overrides_the_deploy_knobs() {
+        let env = |k: &str| match k {
+            "UNDERSTUDY_LISTEN" => Some("127.0.0.1:1".to_string()),
+            "UNDERSTUDY_PUBLISHER_KEYS" => Some("k1, k2".to_string()),
+            "UNDERSTUDY_SUBSCRIBE_AUTH" => Some("none".to_string()),
+            "UNDERSTUDY_LOG_FORMAT" => Some("json".to_string()),
+            _ => None,
+        };
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.server.listen.port(), 1);
+        let keys: Vec<&str> = c.auth.publisher_keys.iter().map(|k| k.expose()).collect();
+        assert_eq!(keys, vec!["k1", "k2"]);
+        assert_eq!(c.auth.subscribe, SubscribeAuth::None);
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert!(c.uses_dev_credentials().is_empty());
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let c = Config::load(Some("[history]\nmax_events = 5\n"), &|_| None).unwrap();
+        assert_eq!(c.history.max_events, 5);
+        assert_eq!(c.history.max_age, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let file = r#"
+            [server]
+            listen = "nowhere"
+            [history]
+            max_events = 0
+            [auth]
+            subscribe = "maybe"
+            publisher_keys = []
+        "#;
+        let err = Config::load(Some(file), &|_| None).unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+        assert!(err.to_string().contains("server.listen"));
+        assert!(err.to_string().contains("history.max_events"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_are_refused() {
+        let err = Config::load(Some("[server]\nlisten_typo = 1\n"), &|_| None).unwrap_err();
+        assert!(err.to_string().contains("listen_typo"), "{err}");
+        assert!(Config::load(Some("[server"), &|_| None).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::embedded();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(DEV_PUBLISHER_KEY) && !shown.contains(DEV_SUBSCRIBER_SECRET));
+    }
+}

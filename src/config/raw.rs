@@ -1,0 +1,279 @@
+//! The configuration as written: TOML merged over the embedded file, environment overrides, and
+//! the one `validate` step that turns it into typed settings or a list of every problem.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    server: RawServer,
+    log: RawLog,
+    publish: RawPublish,
+    history: RawHistory,
+    channels: RawChannels,
+    subscribers: RawSubscribers,
+    auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    admin_listen: String,
+    shutdown_timeout_ms: u64,
+    reconnect_jitter_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    filter: String,
+    format: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    max_body_bytes: usize,
+    max_batch_events: usize,
+    max_channels_per_publish: usize,
+    idempotency_window_secs: u64,
+    idempotency_max_keys: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHistory {
+    max_events: usize,
+    max_age_secs: u64,
+    max_bytes: usize,
+    prune_interval_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannels {
+    idle_reclaim_secs: u64,
+    max_channels: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscribers {
+    buffer_events: usize,
+    buffer_bytes: usize,
+    write_timeout_ms: u64,
+    heartbeat_ms: u64,
+    max_channels_per_connection: usize,
+    poll_interval_ms: u64,
+    long_poll_max_ms: u64,
+    sse_retry_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    publisher_keys: Vec<String>,
+    subscribe: String,
+    subscriber_secret: String,
+}
+
+impl std::fmt::Debug for RawAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAuth")
+            .field("subscribe", &self.subscribe)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Recursively lays `over` on top of `base`: tables merge, anything else replaces.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Raw {
+    /// The embedded file with `file` merged over it.
+    pub fn parse(file: Option<&str>) -> Result<Self, String> {
+        let mut table: toml::Table = EMBEDDED.parse().expect("embedded configuration parses");
+        if let Some(text) = file {
+            let over: toml::Table = text.parse().map_err(|e| format!("not valid TOML: {e}"))?;
+            merge(&mut table, over);
+        }
+        Raw::deserialize(table).map_err(|e| e.to_string().trim().to_string())
+    }
+
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        let set = |name: &str, target: &mut String| {
+            if let Some(v) = env(name) {
+                *target = v;
+            }
+        };
+        set("UNDERSTUDY_LISTEN", &mut self.server.listen);
+        set("UNDERSTUDY_ADMIN_LISTEN", &mut self.server.admin_listen);
+        set("UNDERSTUDY_SUBSCRIBE_AUTH", &mut self.auth.subscribe);
+        set(
+            "UNDERSTUDY_SUBSCRIBER_SECRET",
+            &mut self.auth.subscriber_secret,
+        );
+        set("UNDERSTUDY_LOG", &mut self.log.filter);
+        set("UNDERSTUDY_LOG_FORMAT", &mut self.log.format);
+        if let Some(keys) = env("UNDERSTUDY_PUBLISHER_KEYS") {
+            self.auth.publisher_keys = keys
+                .split(',')
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .collect();
+        }
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let mut errs = Vec::new();
+        let mut addr = |key: &str, v: &str| -> SocketAddr {
+            v.parse().unwrap_or_else(|_| {
+                errs.push(format!(
+                    "{key} = {v:?} is not an address; write it as IP:PORT, e.g. 127.0.0.1:8080"
+                ));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            })
+        };
+        let listen = addr("server.listen", &self.server.listen);
+        let admin_listen = addr("server.admin_listen", &self.server.admin_listen);
+        let mut check = |ok: bool, msg: String| {
+            if !ok {
+                errs.push(msg);
+            }
+        };
+        check(
+            listen.port() == 0 || listen != admin_listen,
+            "server.listen and server.admin_listen must differ: the admin API listens apart".into(),
+        );
+        let format = match self.log.format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                check(
+                    false,
+                    format!("log.format = {other:?}: use \"pretty\" or \"json\""),
+                );
+                LogFormat::Pretty
+            }
+        };
+        let subscribe = match self.auth.subscribe.as_str() {
+            "jwt" => SubscribeAuth::Jwt,
+            "none" => SubscribeAuth::None,
+            other => {
+                check(
+                    false,
+                    format!("auth.subscribe = {other:?}: use \"jwt\" or \"none\""),
+                );
+                SubscribeAuth::None
+            }
+        };
+        check(
+            !self.auth.publisher_keys.is_empty(),
+            "auth.publisher_keys is empty: publishers could not authenticate; add a key".into(),
+        );
+        check(
+            subscribe != SubscribeAuth::Jwt || self.auth.subscriber_secret.len() >= 16,
+            "auth.subscriber_secret must be at least 16 characters when auth.subscribe = \"jwt\""
+                .into(),
+        );
+        let mut positive = |key: &str, v: u64| {
+            check(v > 0, format!("{key} must be greater than 0"));
+        };
+        positive("history.max_events", self.history.max_events as u64);
+        positive("history.max_age_secs", self.history.max_age_secs);
+        positive("history.max_bytes", self.history.max_bytes as u64);
+        positive("history.prune_interval_ms", self.history.prune_interval_ms);
+        positive("publish.max_body_bytes", self.publish.max_body_bytes as u64);
+        positive("channels.max_channels", self.channels.max_channels as u64);
+        positive("subscribers.buffer_events", self.subscribers.buffer_events as u64);
+        positive("subscribers.buffer_bytes", self.subscribers.buffer_bytes as u64);
+        positive("subscribers.heartbeat_ms", self.subscribers.heartbeat_ms);
+        positive("subscribers.write_timeout_ms", self.subscribers.write_timeout_ms);
+        positive("subscribers.poll_interval_ms", self.subscribers.poll_interval_ms);
+        let mut at_most = |key: &str, v: usize, max: usize| {
+            check(
+                (1..=max).contains(&v),
+                format!("{key} = {v} must be between 1 and {max}"),
+            );
+        };
+        at_most("publish.max_batch_events", self.publish.max_batch_events, 500);
+        at_most(
+            "publish.max_channels_per_publish",
+            self.publish.max_channels_per_publish,
+            100,
+        );
+        at_most(
+            "subscribers.max_channels_per_connection",
+            self.subscribers.max_channels_per_connection,
+            10_000,
+        );
+        at_most(
+            "subscribers.long_poll_max_ms",
+            self.subscribers.long_poll_max_ms as usize,
+            30_000,
+        );
+        if !errs.is_empty() {
+            return Err(ConfigError(errs));
+        }
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        Ok(Config {
+            server: Server {
+                listen,
+                admin_listen,
+                shutdown_timeout: ms(self.server.shutdown_timeout_ms),
+                reconnect_jitter: ms(self.server.reconnect_jitter_ms),
+            },
+            log: Log {
+                filter: self.log.filter,
+                format,
+            },
+            publish: Publish {
+                max_body_bytes: self.publish.max_body_bytes,
+                max_batch_events: self.publish.max_batch_events,
+                max_channels_per_publish: self.publish.max_channels_per_publish,
+                idempotency_window: secs(self.publish.idempotency_window_secs),
+                idempotency_max_keys: self.publish.idempotency_max_keys,
+            },
+            history: History {
+                max_events: self.history.max_events,
+                max_age: secs(self.history.max_age_secs),
+                max_bytes: self.history.max_bytes,
+                prune_interval: ms(self.history.prune_interval_ms),
+            },
+            channels: Channels {
+                idle_reclaim: secs(self.channels.idle_reclaim_secs),
+                max_channels: self.channels.max_channels,
+            },
+            subscribers: Subscribers {
+                buffer_events: self.subscribers.buffer_events,
+                buffer_bytes: self.subscribers.buffer_bytes,
+                write_timeout: ms(self.subscribers.write_timeout_ms),
+                heartbeat: ms(self.subscribers.heartbeat_ms),
+                max_channels_per_connection: self.subscribers.max_channels_per_connection,
+                poll_interval: ms(self.subscribers.poll_interval_ms),
+                long_poll_max: ms(self.subscribers.long_poll_max_ms),
+                sse_retry: ms(self.subscribers.sse_retry_ms),
+            },
+            auth: Auth {
+                publisher_keys: self.auth.publisher_keys.into_iter().map(Secret::new).collect(),
+                subscribe,
+                subscriber_secret: Secret::new(self.auth.subscriber_secret),
+            },
+        })
+    }
+}
