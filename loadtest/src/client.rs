@@ -8,12 +8,13 @@ pub(crate) mod ws;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::target::Target;
+use message::ServerMessage;
 
 /// Connections per client source address before the next one (127.0.0.2, ..) is used: one
 /// (source IP, destination) pair has about 28k ephemeral ports.
@@ -57,6 +58,38 @@ impl Connection {
         }
     }
 
+    /// Reads until the server confirms the subscription to `channel` (skipping `welcome`,
+    /// `heartbeat` and `route`); returns the epoch and head seq it gives.
+    pub(crate) async fn await_subscribed(&mut self, channel: &str) -> Result<(String, u64)> {
+        loop {
+            let bytes = match self.next().await? {
+                Incoming::Message(bytes) => bytes,
+                Incoming::Closed(info) => {
+                    bail!(
+                        "stream closed before `subscribed` (code {:?}: {})",
+                        info.code,
+                        info.reason
+                    )
+                }
+            };
+            let msg = ServerMessage::parse(bytes).map_err(|e| {
+                anyhow!(
+                    "unparsable message before `subscribed`: {e}: {}",
+                    String::from_utf8_lossy(bytes)
+                )
+            })?;
+            match msg.kind.as_ref() {
+                "subscribed" if msg.channel.as_deref() == Some(channel) => {
+                    let epoch = msg.epoch.as_deref().unwrap_or_default().to_owned();
+                    let seq = msg.seq.context("`subscribed` without a seq")?;
+                    return Ok((epoch, seq));
+                }
+                "welcome" | "heartbeat" | "route" => {}
+                _ => bail!("expected `subscribed`, got {}", msg.describe()),
+            }
+        }
+    }
+
     /// Ends the stream politely (WS close frame; SSE just drops the response).
     pub(crate) async fn close(self) {
         match self {
@@ -95,7 +128,14 @@ impl Connector {
             .build()?;
         let spread_sources = expected_connections > CONNS_PER_SOURCE_IP
             && target.addr().ip() == IpAddr::V4(Ipv4Addr::LOCALHOST);
-        Ok(Self { transport, target, token, http, ws_config, spread_sources })
+        Ok(Self {
+            transport,
+            target,
+            token,
+            http,
+            ws_config,
+            spread_sources,
+        })
     }
 
     pub(crate) fn transport(&self) -> Transport {
@@ -104,14 +144,21 @@ impl Connector {
 
     /// Opens connection number `index` subscribed to `channels`, returning it and the time to
     /// open it (TCP connect + WS upgrade, or until the SSE response headers).
-    pub(crate) async fn open(&self, index: usize, channels: &[&str]) -> Result<(Connection, Duration)> {
+    pub(crate) async fn open(
+        &self,
+        index: usize,
+        channels: &[&str],
+    ) -> Result<(Connection, Duration)> {
         let started = Instant::now();
         let token = self.token.as_deref();
         let conn = match self.transport {
             Transport::Ws => {
                 let url = self.target.ws_url(channels, token);
                 let source = self.source_ip(index);
-                Connection::Ws(ws::WsConnection::open(self.target.addr(), &url, source, self.ws_config).await?)
+                Connection::Ws(
+                    ws::WsConnection::open(self.target.addr(), &url, source, self.ws_config)
+                        .await?,
+                )
             }
             Transport::Sse => {
                 let url = self.target.sse_url(channels, token);
@@ -127,6 +174,8 @@ impl Connector {
         }
         // 127.0.0.1 + n for the n-th block of connections; stays inside 127.0.0.0/8.
         let n = (index / CONNS_PER_SOURCE_IP) as u32;
-        Some(IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::LOCALHOST) + n.min(250))))
+        Some(IpAddr::V4(Ipv4Addr::from(
+            u32::from(Ipv4Addr::LOCALHOST) + n.min(250),
+        )))
     }
 }

@@ -6,9 +6,15 @@ use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 /// operator. Failing to raise it is not fatal: small runs do not need it.
 pub(crate) fn raise() -> String {
     let before = getrlimit(Resource::Nofile);
-    let wanted = Rlimit { current: before.maximum, maximum: before.maximum };
+    let wanted = Rlimit {
+        current: before.maximum,
+        maximum: before.maximum,
+    };
     if before.current == before.maximum {
-        return format!("nofile limit already at its hard limit ({})", show(before.maximum));
+        return format!(
+            "nofile limit already at its hard limit ({})",
+            show(before.maximum)
+        );
     }
     match setrlimit(Resource::Nofile, wanted) {
         Ok(()) => format!(

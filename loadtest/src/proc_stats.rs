@@ -32,9 +32,10 @@ impl Proc {
     /// Reads CPU time and RSS now.
     pub(crate) fn sample(self) -> Result<ProcSample> {
         let dir = self.dir();
-        let stat = fs::read_to_string(format!("{dir}/stat")).with_context(|| format!("reading {dir}/stat"))?;
-        let status =
-            fs::read_to_string(format!("{dir}/status")).with_context(|| format!("reading {dir}/status"))?;
+        let stat = fs::read_to_string(format!("{dir}/stat"))
+            .with_context(|| format!("reading {dir}/stat"))?;
+        let status = fs::read_to_string(format!("{dir}/status"))
+            .with_context(|| format!("reading {dir}/status"))?;
         let ticks = parse_cpu_ticks(&stat).with_context(|| format!("parsing {dir}/stat"))?;
         Ok(ProcSample {
             cpu_us: ticks_to_us(ticks, clock_ticks_per_second()),
@@ -64,11 +65,22 @@ fn ticks_to_us(ticks: u64, hz: u64) -> u64 {
 /// utime + stime (fields 14 and 15) of `/proc/PID/stat`, in clock ticks. The command name
 /// (field 2) may hold spaces and parentheses, so fields are counted after the last `)`.
 fn parse_cpu_ticks(stat: &str) -> Result<u64> {
-    let after = stat.rfind(')').map(|i| &stat[i + 1..]).context("no ')' after the command name")?;
+    let after = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .context("no ')' after the command name")?;
     // After the `)` the first field is field 3 (state), so field 14 is at index 11.
     let mut fields = after.split_whitespace().skip(11);
-    let utime: u64 = fields.next().context("no utime")?.parse().context("utime")?;
-    let stime: u64 = fields.next().context("no stime")?.parse().context("stime")?;
+    let utime: u64 = fields
+        .next()
+        .context("no utime")?
+        .parse()
+        .context("utime")?;
+    let stime: u64 = fields
+        .next()
+        .context("no stime")?
+        .parse()
+        .context("stime")?;
     Ok(utime + stime)
 }
 

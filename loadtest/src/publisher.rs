@@ -43,7 +43,12 @@ struct Answer {
 
 impl Publisher {
     /// `pool` is the number of connections kept alive (one per concurrent publisher).
-    pub(crate) fn new(target: &Target, key: &str, payload_bytes: usize, pool: usize) -> Result<Self> {
+    pub(crate) fn new(
+        target: &Target,
+        key: &str,
+        payload_bytes: usize,
+        pool: usize,
+    ) -> Result<Self> {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(pool)
@@ -53,7 +58,12 @@ impl Publisher {
         let mut auth = HeaderValue::from_str(&format!("Bearer {key}"))?;
         auth.set_sensitive(true);
         let pad = "x".repeat(payload_bytes.saturating_sub(DATA_OVERHEAD));
-        Ok(Self { http, url: target.publish_url(), auth, pad: pad.into() })
+        Ok(Self {
+            http,
+            url: target.publish_url(),
+            auth,
+            pad: pad.into(),
+        })
     }
 
     /// Publishes one load-tool event to `channel`, stamping `t` with the time of sending.
@@ -74,14 +84,25 @@ impl Publisher {
         let status = response.status().as_u16();
         let body = match response.bytes().await {
             Ok(b) => b,
-            Err(e) => return Outcome::Failed(format!("reading the answer to a {status}: {}", error_chain(&e))),
+            Err(e) => {
+                return Outcome::Failed(format!(
+                    "reading the answer to a {status}: {}",
+                    error_chain(&e)
+                ))
+            }
         };
         if status == 202 {
             if let Ok(answer) = serde_json::from_slice::<Answer>(&body) {
-                return Outcome::Accepted { seq: answer.seq, epoch: answer.epoch };
+                return Outcome::Accepted {
+                    seq: answer.seq,
+                    epoch: answer.epoch,
+                };
             }
         }
-        Outcome::Rejected { status, body: String::from_utf8_lossy(&body).chars().take(300).collect() }
+        Outcome::Rejected {
+            status,
+            body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+        }
     }
 }
 

@@ -13,7 +13,9 @@ const MAX_TRACKED_US: u64 = 60_000_000;
 /// Microseconds since the Unix epoch from the machine clock. Publisher and subscribers run in
 /// this one process, so the same clock stamps `t` and the receive time.
 pub(crate) fn unix_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// A microsecond histogram with 3 significant digits, 1 µs .. 60 s.
@@ -29,7 +31,11 @@ pub(crate) struct ShardedHistogram {
 
 impl ShardedHistogram {
     pub(crate) fn new(shards: usize) -> Self {
-        Self { shards: (0..shards.max(1)).map(|_| Mutex::new(histogram())).collect() }
+        Self {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(histogram()))
+                .collect(),
+        }
     }
 
     /// Records `value_us` into shard `key % shards`. The guard never crosses an await.
@@ -103,7 +109,9 @@ const MAX_SPAN: u64 = 1 << 26;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Seen {
     /// First time seen; `late` when a greater seq had already arrived.
-    New { late: bool },
+    New {
+        late: bool,
+    },
     Duplicate,
     /// At or below the head the subscription started from, or absurdly far ahead.
     OutOfRange,
@@ -127,7 +135,11 @@ pub(crate) struct SeqLedger {
 
 impl SeqLedger {
     pub(crate) fn new(base: u64) -> Self {
-        Self { base, max_seen: base, ..Self::default() }
+        Self {
+            base,
+            max_seen: base,
+            ..Self::default()
+        }
     }
 
     pub(crate) fn base(&self) -> u64 {
@@ -160,7 +172,9 @@ impl SeqLedger {
 
     pub(crate) fn contains(&self, seq: u64) -> bool {
         self.offset(seq).is_some_and(|offset| {
-            self.bits.get((offset / 64) as usize).is_some_and(|w| w & (1u64 << (offset % 64)) != 0)
+            self.bits
+                .get((offset / 64) as usize)
+                .is_some_and(|w| w & (1u64 << (offset % 64)) != 0)
         })
     }
 
@@ -180,7 +194,10 @@ mod tests {
         for seq in 11..=20 {
             assert_eq!(l.observe(seq), Seen::New { late: false });
         }
-        assert_eq!((l.unique, l.duplicated, l.out_of_order, l.out_of_range), (10, 0, 0, 0));
+        assert_eq!(
+            (l.unique, l.duplicated, l.out_of_order, l.out_of_range),
+            (10, 0, 0, 0)
+        );
         assert!(l.contains(11) && l.contains(20) && !l.contains(21) && !l.contains(10));
     }
 
@@ -194,7 +211,10 @@ mod tests {
         assert_eq!(l.observe(0), Seen::OutOfRange);
         assert_eq!(l.observe(MAX_SPAN + 1), Seen::OutOfRange);
         assert_eq!(l.observe(200), Seen::New { late: false });
-        assert_eq!((l.unique, l.duplicated, l.out_of_order, l.out_of_range), (4, 1, 1, 2));
+        assert_eq!(
+            (l.unique, l.duplicated, l.out_of_order, l.out_of_range),
+            (4, 1, 1, 2)
+        );
         assert!(!l.contains(4) && l.contains(200));
     }
 

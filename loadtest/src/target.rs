@@ -76,7 +76,10 @@ impl Target {
 fn check_loopback(raw: &str) -> Result<Url> {
     let base = Url::parse(raw).with_context(|| format!("--url {raw:?} is not a URL"))?;
     if base.scheme() != "http" {
-        bail!("--url must use http:// (got {}://): loopback runs need no TLS", base.scheme());
+        bail!(
+            "--url must use http:// (got {}://): loopback runs need no TLS",
+            base.scheme()
+        );
     }
     let host = base.host_str().unwrap_or_default();
     if !LOOPBACK_HOSTS.contains(&host) {
@@ -94,7 +97,11 @@ mod tests {
 
     #[test]
     fn accepts_only_loopback_hosts() {
-        for ok in ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:80/x"] {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://localhost:1",
+            "http://[::1]:80/x",
+        ] {
             assert!(check_loopback(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -111,13 +118,21 @@ mod tests {
 
     #[tokio::test]
     async fn builds_endpoint_urls() {
-        let t = Target::parse("http://127.0.0.1:18080/ignored?x=1").await.unwrap();
-        assert_eq!(t.publish_url().as_str(), "http://127.0.0.1:18080/v1/publish");
+        let t = Target::parse("http://127.0.0.1:18080/ignored?x=1")
+            .await
+            .unwrap();
+        assert_eq!(
+            t.publish_url().as_str(),
+            "http://127.0.0.1:18080/v1/publish"
+        );
         assert_eq!(
             t.ws_url(&["a", "b"], Some("j.w+t")).as_str(),
             "ws://127.0.0.1:18080/v1/ws?channel=a&channel=b&token=j.w%2Bt"
         );
-        assert_eq!(t.sse_url(&["a"], None).as_str(), "http://127.0.0.1:18080/v1/sse?channel=a");
+        assert_eq!(
+            t.sse_url(&["a"], None).as_str(),
+            "http://127.0.0.1:18080/v1/sse?channel=a"
+        );
         assert_eq!(t.addr(), "127.0.0.1:18080".parse().unwrap());
     }
 }

@@ -44,7 +44,10 @@ impl<'a> ServerMessage<'a> {
     /// A one-line description for anomaly reports (`error invalid_channel: ...`).
     pub(crate) fn describe(&self) -> String {
         let mut out = self.kind.to_string();
-        for part in [&self.channel, &self.code, &self.reason, &self.message].into_iter().flatten() {
+        for part in [&self.channel, &self.code, &self.reason, &self.message]
+            .into_iter()
+            .flatten()
+        {
             out.push(' ');
             out.push_str(part);
         }
@@ -63,7 +66,10 @@ mod tests {
         let m = ServerMessage::parse(raw).unwrap();
         assert_eq!(m.kind, "event");
         assert_eq!(m.channel.as_deref(), Some("lt-1"));
-        assert_eq!((m.seq, m.epoch.as_deref()), (Some(17), Some("k3v9q2m8x1ab")));
+        assert_eq!(
+            (m.seq, m.epoch.as_deref()),
+            (Some(17), Some("k3v9q2m8x1ab"))
+        );
         assert_eq!(m.data.and_then(|d| d.t), Some(1763895123456789));
     }
 

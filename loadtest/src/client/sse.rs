@@ -33,7 +33,10 @@ impl SseConnection {
         if !content_type.starts_with("text/event-stream") {
             bail!("SSE answered Content-Type {content_type:?}, not text/event-stream");
         }
-        Ok(Self { response, parser: SseParser::default() })
+        Ok(Self {
+            response,
+            parser: SseParser::default(),
+        })
     }
 
     pub(crate) async fn next(&mut self) -> Result<Incoming<'_>> {
@@ -44,10 +47,16 @@ impl SseConnection {
             match self.response.chunk().await {
                 Ok(Some(chunk)) => self.parser.feed(&chunk),
                 Ok(None) => {
-                    return Ok(Incoming::Closed(CloseInfo { code: None, reason: "stream ended".into() }))
+                    return Ok(Incoming::Closed(CloseInfo {
+                        code: None,
+                        reason: "stream ended".into(),
+                    }))
                 }
                 Err(e) => {
-                    return Ok(Incoming::Closed(CloseInfo { code: None, reason: format!("read error: {e}") }))
+                    return Ok(Incoming::Closed(CloseInfo {
+                        code: None,
+                        reason: format!("read error: {e}"),
+                    }))
                 }
             }
         }
@@ -156,7 +165,10 @@ mod tests {
             id: a~e~18\r\ndata: {\"type\":\"event\",\"seq\":18}\r\n\r\n";
         assert_eq!(
             messages(&[stream]),
-            ["{\"type\":\"subscribed\"}", "{\"type\":\"event\",\"seq\":18}"]
+            [
+                "{\"type\":\"subscribed\"}",
+                "{\"type\":\"event\",\"seq\":18}"
+            ]
         );
     }
 

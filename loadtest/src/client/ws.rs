@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{bail, Context, Result};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use reqwest::Url;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -41,11 +41,20 @@ impl WsConnection {
         source: Option<IpAddr>,
         settings: WsSettings,
     ) -> Result<Self> {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         if let Some(ip) = source {
-            socket.bind(SocketAddr::new(ip, 0)).with_context(|| format!("binding source {ip}"))?;
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .with_context(|| format!("binding source {ip}"))?;
         }
-        let tcp = socket.connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        let tcp = socket
+            .connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
         tcp.set_nodelay(true)?;
         let (stream, response) =
             tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(settings.config()))
@@ -54,7 +63,10 @@ impl WsConnection {
         if response.status().as_u16() != 101 {
             bail!("WebSocket upgrade answered {}", response.status());
         }
-        Ok(Self { stream, last: Utf8Bytes::from_static("") })
+        Ok(Self {
+            stream,
+            last: Utf8Bytes::from_static(""),
+        })
     }
 
     pub(crate) async fn next(&mut self) -> Result<Incoming<'_>> {
@@ -67,17 +79,28 @@ impl WsConnection {
                 Some(Ok(Message::Close(frame))) => {
                     return Ok(Incoming::Closed(CloseInfo {
                         code: frame.as_ref().map(|f| u16::from(f.code)),
-                        reason: frame.map_or_else(|| "close without a frame".into(), |f| f.reason.to_string()),
+                        reason: frame.map_or_else(
+                            || "close without a frame".into(),
+                            |f| f.reason.to_string(),
+                        ),
                     }));
                 }
-                Some(Ok(Message::Binary(_))) => bail!("server sent a binary frame; the protocol is JSON text"),
+                Some(Ok(Message::Binary(_))) => {
+                    bail!("server sent a binary frame; the protocol is JSON text")
+                }
                 // Pongs to the server's pings are queued by tungstenite and flushed on the next read.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Err(e)) => {
-                    return Ok(Incoming::Closed(CloseInfo { code: None, reason: format!("read error: {e}") }))
+                    return Ok(Incoming::Closed(CloseInfo {
+                        code: None,
+                        reason: format!("read error: {e}"),
+                    }))
                 }
                 None => {
-                    return Ok(Incoming::Closed(CloseInfo { code: None, reason: "EOF without close frame".into() }))
+                    return Ok(Incoming::Closed(CloseInfo {
+                        code: None,
+                        reason: "EOF without close frame".into(),
+                    }))
                 }
             }
         }
@@ -105,7 +128,10 @@ fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow:
                 .map(String::from_utf8_lossy)
                 .unwrap_or_default()
                 .into_owned();
-            anyhow::anyhow!("WebSocket upgrade refused with {}: {body}", response.status())
+            anyhow::anyhow!(
+                "WebSocket upgrade refused with {}: {body}",
+                response.status()
+            )
         }
         other => anyhow::anyhow!("WebSocket handshake failed: {other}"),
     }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::client::message::ServerMessage;
-use crate::client::{CloseInfo, Connection, Connector, Incoming};
+use crate::client::{CloseInfo, Connector, Incoming};
 use crate::stats::{unix_micros, Seen, SeqLedger, ShardedHistogram};
 
 /// Notes kept per subscriber for the report; the counters carry the rest.
@@ -108,20 +108,31 @@ pub(crate) async fn run(
     let started = Instant::now();
     let subscribed = async {
         let (mut conn, _) = connector.open(spec.index, &[&spec.channel]).await?;
-        let (epoch, head) = await_subscribed(&mut conn, &spec.channel).await?;
+        let (epoch, head) = conn.await_subscribed(&spec.channel).await?;
         anyhow::Ok((conn, epoch, head))
     };
     let (mut conn, epoch, head) = match subscribed.await {
         Ok(x) => x,
         Err(e) => {
-            let _ = ready.send(Ready::Failed(format!("subscriber {} ({}): {e:#}", spec.index, spec.channel)));
+            let _ = ready.send(Ready::Failed(format!(
+                "subscriber {} ({}): {e:#}",
+                spec.index, spec.channel
+            )));
             return None;
         }
     };
     drop(permit);
-    let _ = ready.send(Ready::Subscribed { connect: started.elapsed() });
+    let _ = ready.send(Ready::Subscribed {
+        connect: started.elapsed(),
+    });
 
-    let mut reader = Reader { spec: &spec, shared: &shared, epoch, ledger: SeqLedger::new(head), anomalies: Anomalies::default() };
+    let mut reader = Reader {
+        spec: &spec,
+        shared: &shared,
+        epoch,
+        ledger: SeqLedger::new(head),
+        anomalies: Anomalies::default(),
+    };
     let mut ended_by_server = false;
     loop {
         tokio::select! {
@@ -145,31 +156,11 @@ pub(crate) async fn run(
     if !ended_by_server {
         conn.close().await;
     }
-    Some(Outcome { channel_idx: spec.channel_idx, ledger: reader.ledger, anomalies: reader.anomalies })
-}
-
-/// Reads until the server confirms the subscription to `channel`; returns its epoch and head.
-pub(crate) async fn await_subscribed(conn: &mut Connection, channel: &str) -> anyhow::Result<(String, u64)> {
-    loop {
-        let bytes = match conn.next().await? {
-            Incoming::Message(bytes) => bytes,
-            Incoming::Closed(info) => {
-                anyhow::bail!("stream closed before `subscribed` (code {:?}: {})", info.code, info.reason)
-            }
-        };
-        let msg = ServerMessage::parse(bytes).map_err(|e| {
-            anyhow::anyhow!("unparsable message before `subscribed`: {e}: {}", String::from_utf8_lossy(bytes))
-        })?;
-        match msg.kind.as_ref() {
-            "subscribed" if msg.channel.as_deref() == Some(channel) => {
-                let epoch = msg.epoch.as_deref().unwrap_or_default().to_owned();
-                let seq = msg.seq.ok_or_else(|| anyhow::anyhow!("`subscribed` without a seq"))?;
-                return Ok((epoch, seq));
-            }
-            "welcome" | "heartbeat" | "route" => {}
-            _ => anyhow::bail!("expected `subscribed`, got {}", msg.describe()),
-        }
-    }
+    Some(Outcome {
+        channel_idx: spec.channel_idx,
+        ledger: reader.ledger,
+        anomalies: reader.anomalies,
+    })
 }
 
 /// Per-subscriber accounting of the live stream.
@@ -189,7 +180,8 @@ impl Reader<'_> {
             Ok(m) => m,
             Err(e) => {
                 self.anomalies.unparsable += 1;
-                self.anomalies.note(|| format!("unparsable ({e}): {}", preview(bytes)));
+                self.anomalies
+                    .note(|| format!("unparsable ({e}): {}", preview(bytes)));
                 return;
             }
         };
@@ -210,7 +202,8 @@ impl Reader<'_> {
             }
             _ => {
                 self.anomalies.unknown_type += 1;
-                self.anomalies.note(|| format!("unexpected message: {}", preview(bytes)));
+                self.anomalies
+                    .note(|| format!("unexpected message: {}", preview(bytes)));
             }
         }
     }
@@ -218,12 +211,22 @@ impl Reader<'_> {
     fn event(&mut self, msg: ServerMessage<'_>, received_us: u64) {
         if msg.channel.as_deref() != Some(&*self.spec.channel) {
             self.anomalies.foreign_channel += 1;
-            self.anomalies.note(|| format!("event for {:?} on a {:?} subscription", msg.channel, self.spec.channel));
+            self.anomalies.note(|| {
+                format!(
+                    "event for {:?} on a {:?} subscription",
+                    msg.channel, self.spec.channel
+                )
+            });
             return;
         }
         if msg.epoch.as_deref() != Some(self.epoch.as_str()) {
             self.anomalies.wrong_epoch += 1;
-            self.anomalies.note(|| format!("event epoch {:?}, subscribed in {:?}", msg.epoch, self.epoch));
+            self.anomalies.note(|| {
+                format!(
+                    "event epoch {:?}, subscribed in {:?}",
+                    msg.epoch, self.epoch
+                )
+            });
             return;
         }
         let Some(seq) = msg.seq else {
@@ -234,7 +237,10 @@ impl Reader<'_> {
         if let Seen::New { .. } = self.ledger.observe(seq) {
             self.shared.delivered.fetch_add(1, Ordering::Relaxed);
             match msg.data.and_then(|d| d.t) {
-                Some(t) => self.shared.latency.record(self.spec.index, received_us.saturating_sub(t)),
+                Some(t) => self
+                    .shared
+                    .latency
+                    .record(self.spec.index, received_us.saturating_sub(t)),
                 None => self.anomalies.no_timestamp += 1,
             }
         }
@@ -242,7 +248,8 @@ impl Reader<'_> {
 
     fn closed(&mut self, info: CloseInfo) {
         self.anomalies.closed_early += 1;
-        self.anomalies.note(|| format!("stream ended early (code {:?}): {}", info.code, info.reason));
+        self.anomalies
+            .note(|| format!("stream ended early (code {:?}): {}", info.code, info.reason));
     }
 }
 

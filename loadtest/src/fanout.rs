@@ -1,0 +1,468 @@
+//! The `fanout` benchmark: S subscribers over C channels, paced publishing at R events/s for
+//! T seconds, then delivery accounting (expected, delivered, lost, duplicated, out of order),
+//! end-to-end latency and the server's CPU per delivered event.
+
+mod pacer;
+mod subscriber;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::client::ws::WsSettings;
+use crate::client::{Connector, Transport};
+use crate::proc_stats::{sample_opt, Proc};
+use crate::publisher::Publisher;
+use crate::report::{self, per, progress, show};
+use crate::stats::{histogram, Percentiles, ShardedHistogram};
+use crate::target::Target;
+use crate::{CommonArgs, PublisherKey};
+use subscriber::{Anomalies, Outcome, Ready, Shared, Spec};
+
+/// Time allowed after the last `seq` arrives for late duplicates to show up.
+const DUPLICATE_GRACE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct FanoutArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    key: PublisherKey,
+    /// Subscriber JWT, sent as `?token=` (benchmarks usually run with subscribe auth off).
+    #[arg(long)]
+    token: Option<String>,
+    /// Subscriber transport.
+    #[arg(long, value_enum, default_value = "ws")]
+    transport: Transport,
+    /// Subscribers, spread round-robin over the channels.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    subscribers: u32,
+    /// Channels (named lt-<run id>-<n>, fresh for every run).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    channels: u32,
+    /// Total events per second, spread round-robin over the channels.
+    #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
+    rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10.0, value_parser = crate::parse_duration_secs)]
+    duration: f64,
+    /// Size of each event's `data` in bytes (`t` plus padding).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=60_000))]
+    payload_bytes: u32,
+    /// Subscribers connecting at once.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    connect_concurrency: u32,
+    /// Concurrent keep-alive publishers (default: enough for the rate, 2..=64).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    publishers: Option<u32>,
+    /// Seconds allowed for every subscriber to get `subscribed`.
+    #[arg(long, default_value_t = 60.0, value_parser = crate::parse_duration_secs)]
+    connect_timeout: f64,
+    /// Seconds to wait for stragglers after publishing ends.
+    #[arg(long, default_value_t = 5.0, value_parser = crate::parse_duration_secs)]
+    drain_timeout: f64,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1_000_000.0 => Ok(r),
+        _ => Err("a rate in events/s, > 0 and at most 1,000,000".to_owned()),
+    }
+}
+
+#[derive(Serialize)]
+struct Summary {
+    mode: &'static str,
+    pass: bool,
+    transport: Transport,
+    subscribers: u32,
+    channels: u32,
+    rate: f64,
+    duration_s: f64,
+    payload_bytes: u32,
+    run_id: String,
+    subscribe: Percentiles,
+    published: Published,
+    expected: u64,
+    delivered: u64,
+    lost: u64,
+    duplicated: u64,
+    out_of_order: u64,
+    /// Events received that no 202 answer accounted for.
+    unexpected: u64,
+    /// Seqs at or below the subscription's start head.
+    out_of_range: u64,
+    drained: bool,
+    drain_ms: u64,
+    latency: Percentiles,
+    anomalies: Anomalies,
+    server: Option<ServerFigures>,
+    loadtest_cpu_us: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Published {
+    attempted: u64,
+    accepted: u64,
+    statuses: std::collections::BTreeMap<String, u64>,
+    achieved_rate: f64,
+    publishers: usize,
+    latency: Percentiles,
+    lateness: Percentiles,
+    /// Channels whose 202 answers carried more than one epoch.
+    channels_with_epoch_change: u64,
+    notes: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ServerFigures {
+    pid: u32,
+    /// From the first publish to the last expected delivery (or the drain timeout).
+    cpu_us: u64,
+    /// From the first publish to the last publish answer.
+    cpu_us_publish_window: u64,
+    cpu_us_per_delivered_event: Option<f64>,
+    rss_before_kib: u64,
+    rss_subscribed_kib: u64,
+    rss_after_kib: u64,
+}
+
+/// Runs the benchmark; `Ok(true)` when delivery was exact.
+pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
+    let target = Target::parse(&args.common.url).await?;
+    let server = args.common.server_pid.map(Proc::Pid);
+    let rss_before = match server {
+        Some(p) => Some(p.sample()?),
+        None => None,
+    };
+    let run_id = report::run_id();
+    let channels: Arc<[Arc<str>]> = (0..args.channels)
+        .map(|c| Arc::from(format!("lt-{run_id}-{c}")))
+        .collect();
+    let subscribers = args.subscribers as usize;
+    let ws = WsSettings {
+        read_buffer_bytes: 16 * 1024,
+    };
+    let connector = Connector::new(
+        args.transport,
+        target.clone(),
+        args.token.clone(),
+        ws,
+        subscribers,
+    )?;
+
+    // Subscribe everyone.
+    let shared = Arc::new(Shared {
+        latency: ShardedHistogram::new(64),
+        delivered: AtomicU64::new(0),
+    });
+    let permits = Arc::new(Semaphore::new(args.connect_concurrency as usize));
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let connecting = Instant::now();
+    let tasks: Vec<_> = (0..subscribers)
+        .map(|index| {
+            let channel_idx = index % channels.len();
+            let spec = Spec {
+                index,
+                channel_idx,
+                channel: channels[channel_idx].clone(),
+            };
+            tokio::spawn(subscriber::run(
+                spec,
+                connector.clone(),
+                shared.clone(),
+                permits.clone(),
+                ready_tx.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    drop(ready_tx);
+    let mut subscribe_hist = histogram();
+    let deadline = connecting + Duration::from_secs_f64(args.connect_timeout);
+    let mut failures = Vec::new();
+    for done in 0..subscribers {
+        match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+            Ok(Some(Ready::Subscribed { connect })) => {
+                subscribe_hist.saturating_record(connect.as_micros() as u64);
+            }
+            Ok(Some(Ready::Failed(why))) => failures.push(why),
+            Ok(None) => break,
+            Err(_) => {
+                failures.push(format!(
+                    "only {done} of {subscribers} subscribed within {}s",
+                    args.connect_timeout
+                ));
+                break;
+            }
+        }
+        if (done + 1) % 1000 == 0 {
+            progress(
+                json_only,
+                &format!("{} of {subscribers} subscribed", done + 1),
+            );
+        }
+    }
+    if !failures.is_empty() {
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            task.abort();
+        }
+        bail!(
+            "{} subscriber(s) failed; first: {}",
+            failures.len(),
+            failures[0]
+        );
+    }
+    progress(
+        json_only,
+        &format!(
+            "{subscribers} {:?} subscribers on {} channel(s) in {:.2}s; publishing {} ev/s for {}s",
+            connector.transport(),
+            channels.len(),
+            connecting.elapsed().as_secs_f64(),
+            args.rate,
+            args.duration
+        ),
+    );
+
+    // Publish, then wait for stragglers.
+    let workers = args
+        .publishers
+        .map_or_else(|| pacer::auto_publishers(args.rate), |p| p as usize);
+    let publisher = Publisher::new(
+        &target,
+        &args.key.publisher_key,
+        args.payload_bytes as usize,
+        workers,
+    )?;
+    let server_subscribed = sample_opt(server);
+    let self_start = sample_opt(Some(Proc::SelfProc));
+    let log = pacer::run(
+        publisher,
+        channels.clone(),
+        args.rate,
+        Duration::from_secs_f64(args.duration),
+        workers,
+    )
+    .await;
+    let server_published = sample_opt(server);
+    let per_channel_subs: Vec<u64> = (0..channels.len())
+        .map(|c| {
+            (subscribers / channels.len() + usize::from(c < subscribers % channels.len())) as u64
+        })
+        .collect();
+    let expected_total: u64 = log
+        .per_channel
+        .iter()
+        .zip(&per_channel_subs)
+        .map(|(l, &s)| l.seqs.len() as u64 * s)
+        .sum();
+    let drain_start = Instant::now();
+    let drain_deadline = drain_start + Duration::from_secs_f64(args.drain_timeout);
+    let drained = loop {
+        if shared.delivered.load(Ordering::Relaxed) >= expected_total {
+            break true;
+        }
+        if Instant::now() >= drain_deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let drain_ms = drain_start.elapsed().as_millis() as u64;
+    let server_drained = sample_opt(server);
+    let self_end = sample_opt(Some(Proc::SelfProc));
+    tokio::time::sleep(DUPLICATE_GRACE).await;
+    let server_after = sample_opt(server);
+
+    // Stop and collect.
+    let _ = stop_tx.send(true);
+    let mut outcomes = Vec::with_capacity(subscribers);
+    for task in tasks {
+        if let Ok(Some(outcome)) = task.await {
+            outcomes.push(outcome);
+        }
+    }
+    let tally = Tally::of(&outcomes, &log);
+    let latency = Percentiles::of(&shared.latency.merged());
+    let mut anomalies = Anomalies::default();
+    for outcome in outcomes {
+        anomalies.absorb(outcome.anomalies, 10);
+    }
+    let server = match (
+        args.common.server_pid,
+        rss_before,
+        server_subscribed,
+        server_published,
+        server_drained,
+        server_after,
+    ) {
+        (Some(pid), Some(before), Some(sub), Some(publ), Some(drn), Some(after)) => {
+            Some(ServerFigures {
+                pid,
+                cpu_us: drn.cpu_us - sub.cpu_us,
+                cpu_us_publish_window: publ.cpu_us - sub.cpu_us,
+                cpu_us_per_delivered_event: per(drn.cpu_us - sub.cpu_us, tally.delivered),
+                rss_before_kib: before.rss_kib,
+                rss_subscribed_kib: sub.rss_kib,
+                rss_after_kib: after.rss_kib,
+            })
+        }
+        (Some(pid), ..) => bail!("lost track of server pid {pid} during the run (did it exit?)"),
+        _ => None,
+    };
+    let pass = tally.lost == 0
+        && tally.duplicated == 0
+        && tally.out_of_order == 0
+        && log.accepted == log.attempted
+        && log.attempted > 0;
+    let summary = Summary {
+        mode: "fanout",
+        pass,
+        transport: args.transport,
+        subscribers: args.subscribers,
+        channels: args.channels,
+        rate: args.rate,
+        duration_s: args.duration,
+        payload_bytes: args.payload_bytes,
+        run_id,
+        subscribe: Percentiles::of(&subscribe_hist),
+        published: Published {
+            attempted: log.attempted,
+            accepted: log.accepted,
+            statuses: log.statuses.clone(),
+            achieved_rate: log.attempted as f64 / log.elapsed.as_secs_f64().max(1e-9),
+            publishers: workers,
+            latency: Percentiles::of(&log.latency),
+            lateness: Percentiles::of(&log.lateness),
+            channels_with_epoch_change: log
+                .per_channel
+                .iter()
+                .filter(|c| c.epochs.len() > 1)
+                .count() as u64,
+            notes: log.notes.clone(),
+        },
+        expected: expected_total,
+        delivered: tally.delivered,
+        lost: tally.lost,
+        duplicated: tally.duplicated,
+        out_of_order: tally.out_of_order,
+        unexpected: tally.unexpected,
+        out_of_range: tally.out_of_range,
+        drained,
+        drain_ms,
+        latency,
+        anomalies,
+        server,
+        loadtest_cpu_us: self_start.zip(self_end).map(|(a, b)| b.cpu_us - a.cpu_us),
+    };
+    report::emit(json_only, &human(&summary), &summary);
+    Ok(pass)
+}
+
+/// Delivery accounting over all subscribers, against the seqs the publish answers returned.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    lost: u64,
+    duplicated: u64,
+    out_of_order: u64,
+    unexpected: u64,
+    out_of_range: u64,
+}
+
+impl Tally {
+    fn of(outcomes: &[Outcome], log: &pacer::PublishLog) -> Self {
+        let mut t = Tally::default();
+        for o in outcomes {
+            let mut delivered_here = 0;
+            for &seq in &log.per_channel[o.channel_idx].seqs {
+                if seq <= o.ledger.base() {
+                    continue; // published before this subscription; never expected
+                }
+                if o.ledger.contains(seq) {
+                    delivered_here += 1;
+                } else {
+                    t.lost += 1;
+                }
+            }
+            t.delivered += delivered_here;
+            t.unexpected += o.ledger.unique.saturating_sub(delivered_here);
+            t.duplicated += o.ledger.duplicated;
+            t.out_of_order += o.ledger.out_of_order;
+            t.out_of_range += o.ledger.out_of_range;
+        }
+        t
+    }
+}
+
+fn human(s: &Summary) -> Vec<String> {
+    let p = &s.published;
+    let mut lines = vec![
+        format!(
+            "fanout {:?}: {} subscribers, {} channel(s), {} ev/s for {}s, {}-byte data (run {})",
+            s.transport, s.subscribers, s.channels, s.rate, s.duration_s, s.payload_bytes, s.run_id
+        ),
+        format!("subscribe time    {}", s.subscribe.human()),
+        format!(
+            "published         {} of {} accepted at {:.1} ev/s by {} publishers; statuses {:?}",
+            p.accepted, p.attempted, p.achieved_rate, p.publishers, p.statuses
+        ),
+        format!("publish latency   {}", p.latency.human()),
+        format!("publish lateness  {}", p.lateness.human()),
+        format!(
+            "deliveries        expected {}  delivered {}  lost {}  duplicated {}  out-of-order {}  unexpected {}",
+            s.expected, s.delivered, s.lost, s.duplicated, s.out_of_order, s.unexpected
+        ),
+        format!(
+            "drain             {} in {} ms",
+            if s.drained { "complete" } else { "TIMED OUT" },
+            s.drain_ms
+        ),
+        format!("e2e latency       {}", s.latency.human()),
+    ];
+    if let Some(sv) = &s.server {
+        lines.push(format!(
+            "server cpu        {} µs ({} µs while publishing) = {} CPU-µs per delivered event",
+            sv.cpu_us,
+            sv.cpu_us_publish_window,
+            show(sv.cpu_us_per_delivered_event)
+        ));
+        lines.push(format!(
+            "server rss        before {} KiB, subscribed {} KiB, after {} KiB",
+            sv.rss_before_kib, sv.rss_subscribed_kib, sv.rss_after_kib
+        ));
+    }
+    if let Some(cpu) = s.loadtest_cpu_us {
+        lines.push(format!(
+            "loadtest cpu      {cpu} µs = {} µs per delivered event",
+            show(per(cpu, s.delivered))
+        ));
+    }
+    if s.anomalies.total() > 0
+        || s.out_of_range > 0
+        || !p.notes.is_empty()
+        || p.channels_with_epoch_change > 0
+    {
+        lines.push(format!(
+            "anomalies         {}  out-of-range {}  epoch changes {}",
+            serde_json::to_string(&s.anomalies).unwrap_or_default(),
+            s.out_of_range,
+            p.channels_with_epoch_change
+        ));
+        for note in &p.notes {
+            lines.push(format!("  {note}"));
+        }
+    }
+    lines.push(format!(
+        "result            {}",
+        if s.pass { "PASS" } else { "FAIL" }
+    ));
+    lines
+}
