@@ -8,5 +8,14 @@
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
 
+pub mod auth;
 pub mod config;
 pub mod core;
+pub mod app;
+pub mod lifecycle;
+pub mod ops;
+pub mod telemetry;
+pub mod transport;
+
+pub use app::{App, AppState, Listeners};
+pub use config::Config;

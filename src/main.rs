@@ -1,1 +1,106 @@
-fn main() {}
+//! The `understudy` binary: parse the command line, load and validate configuration, start
+//! telemetry, bind the listeners and run the app until a signal says stop.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use understudy::{App, Config, Listeners};
+
+#[derive(Parser)]
+#[command(name = "understudy", version, about = "Realtime push fallback proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server. Without --config, the embedded defaults (config/understudy.toml) are used.
+    Serve {
+        /// A TOML file whose keys override the embedded defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and list every problem; exits non-zero if there is one.
+    CheckConfig {
+        file: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Serve { config } => {
+            let config = load(config.as_deref())?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?
+                .block_on(serve(config))
+        }
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let text = path
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    Ok(Config::load(text.as_deref(), &|k| std::env::var(k).ok())?)
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    match load(Some(file)) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{}: {e:#}", file.display());
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    understudy::telemetry::init(&config.log);
+    let public = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding server.listen {}", config.server.listen))?;
+    let admin = TcpListener::bind(config.server.admin_listen)
+        .await
+        .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
+    let public_addr = public.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    tracing::info!(%public_addr, %admin_addr, "understudy listening");
+    println!("understudy {} listening", env!("CARGO_PKG_VERSION"));
+    println!("  public API  http://{public_addr}  (publish, /v1/ws, /v1/sse, /v1/channels/..)");
+    println!("  admin API   http://{admin_addr}  (/metrics, /healthz, /readyz)");
+    println!("  publish:    curl -H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' \\");
+    println!("                -d '{{\"channel\":\"demo\",\"name\":\"hello\",\"data\":{{\"n\":1}}}}' http://{public_addr}/v1/publish");
+    let app = App::build(config, Listeners { public, admin });
+    app.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

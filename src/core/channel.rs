@@ -10,7 +10,6 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::event::generate_id;
 use super::history::{History, HistoryLimits, Since};
 use super::idempotency::{IdempotencyLimits, IdempotencyWindow};
 use super::{ChannelName, Epoch, Event, EventDraft, Position, ResetReason};
@@ -152,12 +151,12 @@ impl Channel {
             return Err(Reclaimed);
         }
         st.last_active = now;
-        if let Some(id) = &draft.id {
-            if let Some(seq) = st.ids.get(id, now, &limits.idempotency) {
+        if draft.idempotent {
+            if let Some(seq) = st.ids.get(&draft.id, now, &limits.idempotency) {
                 return Ok(Published {
                     seq,
                     epoch: st.epoch.clone(),
-                    id: id.clone(),
+                    id: draft.id.clone(),
                     duplicate: true,
                     event: None,
                 });
@@ -165,7 +164,7 @@ impl Channel {
         }
         st.head += 1;
         let seq = st.head;
-        let id = draft.id.clone().unwrap_or_else(generate_id);
+        let id = draft.id.clone();
         let event = Arc::new(Event::build(
             self.name.clone(),
             seq,
@@ -175,7 +174,7 @@ impl Channel {
             ts,
             now,
         ));
-        if draft.id.is_some() {
+        if draft.idempotent {
             st.ids.remember(id.clone(), seq, now, &limits.idempotency);
         }
         let st = &mut *st;

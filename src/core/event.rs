@@ -92,8 +92,23 @@ struct Frame<'a> {
 pub struct EventDraft {
     pub name: Arc<str>,
     pub data: Arc<RawValue>,
-    /// The publisher's idempotency key; `None` means one is generated per publish.
-    pub id: Option<Arc<str>>,
+    /// The event id: the publisher's idempotency key, or a generated one shared by every channel
+    /// the draft is published to.
+    pub id: Arc<str>,
+    /// Whether `id` came from the publisher and so must be checked against the idempotency window.
+    pub idempotent: bool,
+}
+
+impl EventDraft {
+    /// A draft with the publisher's id if given, or a generated one.
+    pub fn new(name: Arc<str>, data: Arc<RawValue>, id: Option<Arc<str>>) -> Self {
+        Self {
+            name,
+            data,
+            idempotent: id.is_some(),
+            id: id.unwrap_or_else(generate_id),
+        }
+    }
 }
 
 /// A place in a channel's stream: the epoch and the last seq seen in it.
@@ -143,11 +158,11 @@ mod tests {
 
     #[test]
     fn frame_is_the_documented_event_json() {
-        let draft = EventDraft {
-            name: Arc::from("patient.checked_in"),
-            data: Arc::from(RawValue::from_string(r#"{"ticket": "A-17"}"#.into()).unwrap()),
-            id: None,
-        };
+        let draft = EventDraft::new(
+            Arc::from("patient.checked_in"),
+            Arc::from(RawValue::from_string(r#"{"ticket": "A-17"}"#.into()).unwrap()),
+            None,
+        );
         let ev = Event::build(
             ChannelName::parse("c").unwrap(),
             7,

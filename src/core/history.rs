@@ -124,11 +124,11 @@ mod tests {
     use serde_json::value::RawValue;
 
     fn ev(seq: u64, at: Instant) -> Arc<Event> {
-        let draft = EventDraft {
-            name: Arc::from("n"),
-            data: Arc::from(RawValue::from_string("1".into()).unwrap()),
-            id: None,
-        };
+        let draft = EventDraft::new(
+            Arc::from("n"),
+            Arc::from(RawValue::from_string("1".into()).unwrap()),
+            None,
+        );
         Arc::new(Event::build(
             ChannelName::parse("c").unwrap(),
             seq,

@@ -85,6 +85,20 @@ impl Registry {
         self.with_channel(name, |ch, now| ch.publish(draft, ts, now))
     }
 
+    /// Publishes one draft to several channels. Every channel is looked up (and created) first,
+    /// so a refusal such as the channel limit happens before anything is published.
+    pub fn publish_all(
+        &self,
+        names: &[ChannelName],
+        draft: &EventDraft,
+    ) -> Result<Vec<Published>, CoreError> {
+        let now = Instant::now();
+        for name in names {
+            self.channel(name, now)?;
+        }
+        names.iter().map(|n| self.publish(n, draft)).collect()
+    }
+
     /// Joins the live feed and answers the position in one step.
     pub fn subscribe(
         &self,
@@ -170,11 +184,11 @@ mod tests {
     }
 
     fn draft(id: Option<&str>) -> EventDraft {
-        EventDraft {
-            name: Arc::from("n"),
-            data: Arc::from(RawValue::from_string("{}".into()).unwrap()),
-            id: id.map(Arc::from),
-        }
+        EventDraft::new(
+            Arc::from("n"),
+            Arc::from(RawValue::from_string("{}".into()).unwrap()),
+            id.map(Arc::from),
+        )
     }
 
     fn ch(s: &str) -> ChannelName {

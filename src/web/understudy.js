@@ -302,7 +302,7 @@
           if (dead) return;
           if (resync) pause = 0;
           else {
-            if (mode === 1 && ++errs >= 2) mode = 2;
+            if (++errs >= 2 && mode === 1) mode = 2;
             pause = backoff(errs, c.random);
           }
         }

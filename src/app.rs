@@ -1,0 +1,148 @@
+//! Wires the core, the transports and the admin side together; owns the listeners, the background
+//! upkeep and the shutdown sequence.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::auth::{PublisherKeys, SubscriberAuth};
+use crate::config::Config;
+use crate::core::history::HistoryLimits;
+use crate::core::idempotency::IdempotencyLimits;
+use crate::core::{ChannelLimits, Registry, RegistryLimits};
+use crate::lifecycle::Lifecycle;
+use crate::ops::{self, Metrics};
+use crate::transport;
+
+/// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// Channels, sequencing, history and live fan-out on this node.
+    pub registry: Arc<Registry>,
+    pub publishers: Arc<PublisherKeys>,
+    pub subscribers: Arc<SubscriberAuth>,
+    pub lifecycle: Lifecycle,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        let limits = RegistryLimits {
+            channel: ChannelLimits {
+                history: HistoryLimits {
+                    max_events: config.history.max_events,
+                    max_age: config.history.max_age,
+                },
+                idempotency: IdempotencyLimits {
+                    window: config.publish.idempotency_window,
+                    max_keys: config.publish.idempotency_max_keys,
+                },
+                live_buffer: config.subscribers.buffer_events,
+                idle_reclaim: config.channels.idle_reclaim,
+                max_history_bytes: config.history.max_bytes,
+            },
+            max_channels: config.channels.max_channels,
+        };
+        Self {
+            registry: Arc::new(Registry::new(limits)),
+            publishers: Arc::new(PublisherKeys::new(config.auth.publisher_keys.clone())),
+            subscribers: Arc::new(SubscriberAuth::new(
+                config.auth.subscribe,
+                &config.auth.subscriber_secret,
+            )),
+            lifecycle: Lifecycle::new(config.server.reconnect_jitter),
+            metrics: Metrics::install(),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The sockets the app serves on, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+pub struct App {
+    state: AppState,
+    listeners: Listeners,
+}
+
+impl App {
+    pub fn build(config: Config, listeners: Listeners) -> Self {
+        for warning in config.uses_dev_credentials() {
+            warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
+        }
+        Self {
+            state: AppState::new(config),
+            listeners,
+        }
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then: readiness 503, stop accepting, tell every open
+    /// connection to reconnect, and wait for them within `server.shutdown_timeout`.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Self { state, listeners } = self;
+        let lifecycle = state.lifecycle.clone();
+        let stop = lifecycle.goodbye_token();
+
+        let upkeep = tokio::spawn(upkeep(state.clone()));
+        let public = axum::serve(listeners.public, transport::router(state.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let admin = axum::serve(listeners.admin, ops::admin::router(state.clone()))
+            .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let public = tokio::spawn(public.into_future());
+        let admin = tokio::spawn(admin.into_future());
+
+        tokio::select! {
+            () = shutdown => {}
+            () = stop.cancelled() => {}
+        }
+        info!("shutting down: telling open connections to reconnect");
+        lifecycle.begin_shutdown();
+        let limit = state.config.server.shutdown_timeout;
+        let drained = tokio::time::timeout(limit, async {
+            let _ = public.await;
+            let _ = admin.await;
+            lifecycle.connections_closed().await;
+        })
+        .await;
+        upkeep.abort();
+        match drained {
+            Ok(()) => info!("all connections closed"),
+            Err(_) => warn!(?limit, "shutdown limit reached with connections still open"),
+        }
+        Ok(())
+    }
+}
+
+/// Background upkeep: trims history by age and reclaims idle channels, one channel lock at a time.
+async fn upkeep(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.history.prune_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let registry = state.registry.clone();
+        let reclaimed = tokio::task::spawn_blocking(move || registry.prune())
+            .await
+            .unwrap_or(0);
+        if reclaimed > 0 {
+            tracing::debug!(reclaimed, "reclaimed idle channels");
+        }
+    }
+}

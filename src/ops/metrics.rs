@@ -1,0 +1,126 @@
+//! Metric names, the Prometheus recorder, and pre-resolved handles for the hot paths. Labels are
+//! bounded: transport, outcome, reason; never a channel name or a client id.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::core::RegistryStats;
+
+pub const PUBLISH_TOTAL: &str = "understudy_publish_total";
+pub const PUBLISH_SECONDS: &str = "understudy_publish_duration_seconds";
+pub const DELIVERED_TOTAL: &str = "understudy_events_delivered_total";
+pub const CONNECTIONS: &str = "understudy_connections";
+pub const SLOW_CONSUMER_TOTAL: &str = "understudy_slow_consumer_closes_total";
+pub const RESETS_TOTAL: &str = "understudy_resets_total";
+pub const CHANNELS: &str = "understudy_channels";
+pub const HISTORY_EVENTS: &str = "understudy_history_events";
+pub const HISTORY_BYTES: &str = "understudy_history_bytes";
+
+/// Transports, as metric label values.
+#[derive(Debug, Clone, Copy)]
+pub enum Transport {
+    Ws,
+    Sse,
+    Poll,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Sse => "sse",
+            Self::Poll => "poll",
+        }
+    }
+}
+
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                &[
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0,
+                ],
+            )
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed by an embedding program; then ours only renders.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Handles resolved once, so the hot paths only touch atomics.
+#[derive(Clone)]
+pub struct Metrics {
+    prometheus: PrometheusHandle,
+    pub publish_accepted: Counter,
+    pub publish_duplicate: Counter,
+    pub publish_rejected: Counter,
+    pub publish_seconds: Histogram,
+    channels: Gauge,
+    history_events: Gauge,
+    history_bytes: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn install() -> Self {
+        let prometheus = handle().clone();
+        Self {
+            prometheus,
+            publish_accepted: counter!(PUBLISH_TOTAL, "outcome" => "accepted"),
+            publish_duplicate: counter!(PUBLISH_TOTAL, "outcome" => "duplicate"),
+            publish_rejected: counter!(PUBLISH_TOTAL, "outcome" => "rejected"),
+            publish_seconds: histogram!(PUBLISH_SECONDS),
+            channels: gauge!(CHANNELS),
+            history_events: gauge!(HISTORY_EVENTS),
+            history_bytes: gauge!(HISTORY_BYTES),
+        }
+    }
+
+    pub fn delivered(transport: Transport) -> Counter {
+        counter!(DELIVERED_TOTAL, "transport" => transport.as_str())
+    }
+
+    pub fn slow_consumer(transport: Transport) -> Counter {
+        counter!(SLOW_CONSUMER_TOTAL, "transport" => transport.as_str())
+    }
+
+    pub fn reset(transport: Transport, reason: &'static str) -> Counter {
+        counter!(RESETS_TOTAL, "transport" => transport.as_str(), "reason" => reason)
+    }
+
+    /// Counts a connection for as long as the guard lives.
+    pub fn connection(transport: Transport) -> ConnectionGuard {
+        let g = gauge!(CONNECTIONS, "transport" => transport.as_str());
+        g.increment(1.0);
+        ConnectionGuard(g)
+    }
+
+    /// Prometheus text, with the registry figures sampled now.
+    pub fn render(&self, stats: RegistryStats) -> String {
+        self.channels.set(stats.channels as f64);
+        self.history_events.set(stats.history_events as f64);
+        self.history_bytes.set(stats.history_bytes as f64);
+        self.prometheus.render()
+    }
+}
+
+pub struct ConnectionGuard(Gauge);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}

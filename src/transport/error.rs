@@ -1,0 +1,116 @@
+//! The one mapping from everything that can go wrong in a request to an HTTP status and a stable
+//! error code. Client mistakes are not logged as errors; internals are not leaked.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::auth::TokenError;
+use crate::core::CoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or unknown publisher key: send Authorization: Bearer <key> with a key from auth.publisher_keys")]
+    Unauthorized,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("your token does not cover channel {0:?}; mint a token whose channels claim includes it")]
+    ChannelForbidden(String),
+    #[error("no such route: {0}; see docs/protocol.md for the API")]
+    NotFound(String),
+    #[error("method not allowed on this route; see docs/protocol.md for the API")]
+    MethodNotAllowed,
+    #[error("request body is larger than {0} bytes; split it or raise publish.max_body_bytes")]
+    PayloadTooLarge(usize),
+    #[error("send the body as JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("{0}")]
+    InvalidChannel(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    InvalidCursor(String),
+    #[error("at most {0} channels per publish; split the publish")]
+    TooManyChannels(usize),
+    #[error("a batch holds 1 to {0} events; split the batch")]
+    TooManyEvents(usize),
+    #[error("{0}")]
+    ChannelLimit(String),
+    #[error("this node is shutting down; retry on another node or in a moment")]
+    ShuttingDown,
+    #[error("request body could not be read")]
+    BodyUnreadable,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            Unauthorized | Token(_) => StatusCode::UNAUTHORIZED,
+            ChannelForbidden(_) => StatusCode::FORBIDDEN,
+            NotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | BodyUnreadable => {
+                StatusCode::BAD_REQUEST
+            }
+            InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ChannelLimit(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Unauthorized => "unauthorized",
+            Token(TokenError::Expired) => "token_expired",
+            Token(_) => "invalid_token",
+            ChannelForbidden(_) => "channel_forbidden",
+            NotFound(_) => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            PayloadTooLarge(_) => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            InvalidJson(_) => "invalid_json",
+            InvalidField(_) => "invalid_field",
+            InvalidChannel(_) => "invalid_channel",
+            InvalidQuery(_) => "invalid_query",
+            InvalidCursor(_) => "invalid_cursor",
+            TooManyChannels(_) => "too_many_channels",
+            TooManyEvents(_) => "too_many_events",
+            ChannelLimit(_) => "channel_limit_reached",
+            ShuttingDown => "shutting_down",
+            BodyUnreadable => "body_unreadable",
+        }
+    }
+
+    /// The `{"error":{...}}` body, also used inside batch answers.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code(), "message": self.to_string()}})
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::InvalidChannel(m) => Self::InvalidChannel(m),
+            CoreError::InvalidField(m) => Self::InvalidField(m),
+            CoreError::InvalidCursor(m) => Self::InvalidCursor(m),
+            e @ CoreError::ChannelLimit(_) => Self::ChannelLimit(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        tracing::debug!(code = self.code(), "request refused");
+        (self.status(), Json(self.body())).into_response()
+    }
+}

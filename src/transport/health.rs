@@ -1,0 +1,18 @@
+//! Liveness and readiness, served on both listeners.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+
+use crate::app::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.lifecycle.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}

@@ -1,0 +1,170 @@
+//! `POST /v1/publish` and `POST /v1/publish/batch`: authenticate, validate, sequence, answer.
+//! Nothing here waits on a subscriber.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, value::RawValue};
+use tokio::time::Instant;
+
+use super::body::{parse_json, read_json_body};
+use super::wire::{BatchBody, PublishBody, PublishResult};
+use super::ApiError;
+use crate::app::AppState;
+use crate::core::{ChannelName, EventDraft};
+
+const MAX_NAME_LEN: usize = 200;
+const MAX_ID_LEN: usize = 200;
+
+pub(crate) async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let outcome = async {
+        authorize(&state, &headers)?;
+        let bytes = read_json_body(&headers, body, state.config.publish.max_body_bytes).await?;
+        let item = parse_json::<PublishBody>(&bytes)?;
+        let answer = publish_item(&state, item)?;
+        Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+    }
+    .await;
+    record(&state, &outcome, started);
+    outcome
+}
+
+pub(crate) async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let bytes = read_json_body(&headers, body, state.config.publish.max_body_bytes).await?;
+    let batch = parse_json::<BatchBody>(&bytes)?;
+    let max = state.config.publish.max_batch_events;
+    if batch.events.is_empty() || batch.events.len() > max {
+        return Err(ApiError::TooManyEvents(max));
+    }
+    let (mut published, mut failed) = (0, 0);
+    let results: Vec<serde_json::Value> = batch
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let started = Instant::now();
+            let outcome = parse_json::<PublishBody>(raw.get().as_bytes())
+                .map_err(|e| locate(e, i))
+                .and_then(|item| publish_item(&state, item));
+            record(&state, &outcome, started);
+            match outcome {
+                Ok(mut v) => {
+                    published += 1;
+                    v["status"] = json!(202);
+                    v
+                }
+                Err(e) => {
+                    failed += 1;
+                    let mut v = e.body();
+                    v["status"] = json!(e.status().as_u16());
+                    v
+                }
+            }
+        })
+        .collect();
+    Ok(Json(json!({"published": published, "failed": failed, "results": results})).into_response())
+}
+
+/// Prefixes a batch item's error with where it is.
+fn locate(e: ApiError, index: usize) -> ApiError {
+    match e {
+        ApiError::InvalidField(m) => ApiError::InvalidField(format!("events[{index}]: {m}")),
+        ApiError::InvalidJson(m) => ApiError::InvalidJson(format!("events[{index}]: {m}")),
+        other => other,
+    }
+}
+
+fn record<T>(state: &AppState, outcome: &Result<T, ApiError>, started: Instant) {
+    if outcome.is_err() {
+        state.metrics.publish_rejected.increment(1);
+    }
+    state
+        .metrics
+        .publish_seconds
+        .record(started.elapsed().as_secs_f64());
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    if state.publishers.accepts(key.trim()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// Validates one publish item whole, then publishes it to each of its channels.
+fn publish_item(state: &AppState, item: PublishBody) -> Result<serde_json::Value, ApiError> {
+    let (channels, multi) = match (item.channel, item.channels) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::InvalidField(
+                "give either channel or channels, not both".into(),
+            ))
+        }
+        (Some(c), None) => (vec![c], false),
+        (None, Some(cs)) => (cs, true),
+        (None, None) => {
+            return Err(ApiError::InvalidField(
+                "missing field `channel` (or `channels` for several)".into(),
+            ))
+        }
+    };
+    let max = state.config.publish.max_channels_per_publish;
+    if channels.is_empty() || channels.len() > max {
+        return Err(ApiError::TooManyChannels(max));
+    }
+    let channels = channels
+        .iter()
+        .map(|c| ChannelName::parse(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    if item.name.is_empty() || item.name.chars().count() > MAX_NAME_LEN {
+        return Err(ApiError::InvalidField(format!(
+            "field name must be 1 to {MAX_NAME_LEN} characters"
+        )));
+    }
+    if let Some(id) = &item.id {
+        if id.is_empty() || id.chars().count() > MAX_ID_LEN || id.chars().any(char::is_control) {
+            return Err(ApiError::InvalidField(format!(
+                "field id must be 1 to {MAX_ID_LEN} printable characters"
+            )));
+        }
+    }
+    let data: Arc<RawValue> = match item.data {
+        Some(d) => Arc::from(d),
+        None => Arc::from(RawValue::from_string("null".into()).expect("null is JSON")),
+    };
+    let draft = EventDraft::new(Arc::from(item.name), data, item.id.map(Arc::from));
+    let published = state.registry.publish_all(&channels, &draft)?;
+    let mut results = Vec::with_capacity(published.len());
+    for (ch, p) in channels.iter().zip(&published) {
+        if p.duplicate {
+            state.metrics.publish_duplicate.increment(1);
+        } else {
+            state.metrics.publish_accepted.increment(1);
+        }
+        results.push(PublishResult::new(ch.as_str(), p));
+    }
+    Ok(if multi {
+        json!({"id": published[0].id, "results": results})
+    } else {
+        serde_json::to_value(&results[0]).expect("publish results serialise")
+    })
+}

@@ -1,0 +1,167 @@
+//! `GET /v1/sse`: the Server-Sent Events transport. Every message carries an `id:` cursor of all
+//! the connection's positions, so `Last-Event-ID` resumes every channel at once. Ready events are
+//! written as one chunk.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::{stream, StreamExt};
+use tokio::time::{Instant, Interval};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::subscriber::{self, Feed, FeedItem};
+use super::wire::ServerMessage;
+use super::ApiError;
+use crate::app::AppState;
+use crate::core::event::now_ms;
+use crate::core::{Cursor, Position};
+use crate::ops::metrics::{ConnectionGuard, Metrics, Transport};
+
+const WRITE_BATCH: u64 = 64;
+
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if state.lifecycle.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let pairs = subscriber::query_pairs(query.as_deref());
+    let scope = subscriber::authorize(&state, &pairs, &headers)?;
+    let channels = subscriber::channels_from_query(&state, &pairs, &scope)?;
+    if channels.is_empty() {
+        return Err(ApiError::InvalidQuery(
+            "name at least one channel: /v1/sse?channel=a&channel=b".into(),
+        ));
+    }
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| subscriber::query_values(&pairs, "cursor").next());
+    let resume = Cursor::parse(last_id.unwrap_or(""))?;
+
+    let cfg = &state.config.subscribers;
+    let mut conn = Connection {
+        feed: Feed::default(),
+        positions: Cursor::default(),
+        tick: tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat),
+        goodbye: state.lifecycle.goodbye_token(),
+        delivered: Metrics::delivered(Transport::Sse),
+        state: state.clone(),
+        done: false,
+        _token: state.lifecycle.track(),
+        _conn: Metrics::connection(Transport::Sse),
+    };
+    let mut first = BytesMut::new();
+    let _ = write!(first, "retry: {}\n\n", cfg.sse_retry.as_millis());
+    let mut replayed = 0;
+    for ch in channels {
+        let since: Option<Position> = resume.get(&ch).cloned();
+        let sub = state.registry.subscribe(&ch, since.as_ref())?;
+        let opening = subscriber::opening(&sub, since.as_ref(), Transport::Sse);
+        replayed += opening.len() as u64 - 1;
+        for out in opening {
+            conn.positions.set(out.channel, out.position);
+            conn.write_message(&mut first, &out.bytes);
+        }
+        conn.feed.insert(sub);
+    }
+    conn.delivered.increment(replayed);
+
+    let live = stream::unfold(conn, |mut conn| async move {
+        let chunk = conn.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), conn))
+    });
+    let body = stream::once(async move { Ok(first.freeze()) }).chain(live);
+    let mut response = Body::from_stream(body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// One SSE connection's state while it streams.
+struct Connection {
+    feed: Feed,
+    positions: Cursor,
+    tick: Interval,
+    goodbye: CancellationToken,
+    delivered: metrics::Counter,
+    state: AppState,
+    done: bool,
+    _token: TaskTrackerToken,
+    _conn: ConnectionGuard,
+}
+
+impl Connection {
+    fn write_message(&self, out: &mut BytesMut, json: &[u8]) {
+        out.extend_from_slice(b"id: ");
+        let mut id = String::new();
+        self.positions.write_to(&mut id);
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(json);
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn write_reconnect(&self, out: &mut BytesMut, reason: &'static str) {
+        let retry_ms = self.state.lifecycle.retry_hint_ms();
+        let _ = write!(out, "retry: {retry_ms}\n");
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&ServerMessage::Reconnect { reason, retry_ms }.to_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// The next chunk to send, or `None` once the stream has said goodbye.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        tokio::select! {
+            biased;
+            () = self.goodbye.cancelled() => {
+                self.done = true;
+                self.write_reconnect(&mut out, "shutdown");
+            }
+            item = self.feed.next() => {
+                let mut item = Some(item);
+                let mut n: u64 = 0;
+                while let Some(it) = item.take() {
+                    match it {
+                        FeedItem::Lagged => {
+                            Metrics::slow_consumer(Transport::Sse).increment(1);
+                            self.done = true;
+                            self.write_reconnect(&mut out, "slow_consumer");
+                            break;
+                        }
+                        FeedItem::Event(ev) => {
+                            self.positions.advance(&ev.channel, ev.position());
+                            self.write_message(&mut out, &ev.frame);
+                            n += 1;
+                        }
+                    }
+                    if n < WRITE_BATCH {
+                        item = self.feed.try_next();
+                    }
+                }
+                self.delivered.increment(n);
+            }
+            _ = self.tick.tick() => {
+                let ts = now_ms();
+                let _ = write!(out, ": heartbeat\nevent: heartbeat\ndata: ");
+                out.extend_from_slice(&ServerMessage::Heartbeat { ts }.to_bytes());
+                out.extend_from_slice(b"\n\n");
+            }
+        }
+        Some(out.freeze())
+    }
+}

@@ -1,0 +1,334 @@
+//! `GET /v1/ws`: the WebSocket transport. One task per connection selects over the client's
+//! messages, the live feed, heartbeats and the goodbye signal. Event frames are the core's shared
+//! bytes; several ready events are written before one flush.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::time::Instant;
+use tracing::{debug, Instrument};
+
+use super::subscriber::{self, Feed, FeedItem, Outgoing};
+use super::wire::{ClientMessage, ServerMessage};
+use super::ApiError;
+use crate::app::AppState;
+use crate::auth::TokenScope;
+use crate::core::event::now_ms;
+use crate::core::{ChannelName, Epoch, Position};
+use crate::ops::metrics::{Metrics, Transport};
+
+/// Close code: the connection fell behind; reconnect and resume from your position.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code: server restart or drain.
+pub const CLOSE_RESTART: u16 = 1012;
+/// Close code: policy violation (too many subscriptions).
+pub const CLOSE_POLICY: u16 = 1008;
+/// Largest message a client may send.
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Events written before one flush.
+const WRITE_BATCH: u64 = 64;
+
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if state.lifecycle.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let pairs = subscriber::query_pairs(query.as_deref());
+    let scope = subscriber::authorize(&state, &pairs, &headers)?;
+    let initial = subscriber::channels_from_query(&state, &pairs, &scope)?;
+    let cfg = &state.config.subscribers;
+    let token = state.lifecycle.track();
+    Ok(ws
+        .read_buffer_size(4096)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(cfg.buffer_bytes)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| {
+            let conn_id = format!("{:016x}", rand::random::<u64>());
+            let span = tracing::debug_span!("ws", conn_id = %conn_id);
+            async move {
+                let _token = token;
+                Session::new(socket, state, scope, conn_id)
+                    .run(initial)
+                    .await;
+            }
+            .instrument(span)
+        }))
+}
+
+/// Why a session ended.
+enum End {
+    ClientGone,
+    Slow,
+    Silent,
+    Goodbye,
+    Policy,
+}
+
+struct Session {
+    socket: WebSocket,
+    state: AppState,
+    scope: TokenScope,
+    conn_id: String,
+    feed: Feed,
+    delivered: metrics::Counter,
+    last_heard: Instant,
+}
+
+impl Session {
+    fn new(socket: WebSocket, state: AppState, scope: TokenScope, conn_id: String) -> Self {
+        Self {
+            socket,
+            state,
+            scope,
+            conn_id,
+            feed: Feed::default(),
+            delivered: Metrics::delivered(Transport::Ws),
+            last_heard: Instant::now(),
+        }
+    }
+
+    async fn run(mut self, initial: Vec<ChannelName>) {
+        let _conn = Metrics::connection(Transport::Ws);
+        let end = match self.serve(initial).await {
+            Ok(end) => end,
+            Err(e) if is_slow(&e) => End::Slow,
+            Err(_) => End::ClientGone,
+        };
+        debug!(end = end.as_str(), "websocket closed");
+        let close = match end {
+            End::ClientGone => return,
+            End::Slow => {
+                Metrics::slow_consumer(Transport::Ws).increment(1);
+                (CLOSE_SLOW_CONSUMER, "slow_consumer: reconnect and resume from your position")
+            }
+            End::Silent => (1001, "no pong within two heartbeat intervals"),
+            End::Policy => (CLOSE_POLICY, "too many subscriptions on one connection"),
+            End::Goodbye => {
+                let retry_ms = self.state.lifecycle.retry_hint_ms();
+                let msg = ServerMessage::Reconnect {
+                    reason: "shutdown",
+                    retry_ms,
+                };
+                let _ = self.send_now(msg.to_bytes()).await;
+                (CLOSE_RESTART, "server restarting: reconnect and resume")
+            }
+        };
+        let frame = Message::Close(Some(CloseFrame {
+            code: close.0,
+            reason: Utf8Bytes::from_static(close.1),
+        }));
+        // A stuck peer must not hold the task: the close gets a short deadline.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
+    }
+
+    async fn serve(&mut self, initial: Vec<ChannelName>) -> Result<End, axum::Error> {
+        let heartbeat = self.state.config.subscribers.heartbeat;
+        let welcome = ServerMessage::Welcome {
+            conn_id: &self.conn_id,
+            heartbeat_ms: heartbeat.as_millis() as u64,
+        };
+        self.socket.feed(text(welcome.to_bytes())).await?;
+        for ch in initial {
+            if let Some(end) = self.subscribe(ch, None).await? {
+                return Ok(end);
+            }
+        }
+        self.flush().await?;
+        let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        let goodbye = self.state.lifecycle.goodbye_token();
+        loop {
+            tokio::select! {
+                biased;
+                () = goodbye.cancelled() => return Ok(End::Goodbye),
+                incoming = self.socket.recv() => {
+                    let Some(msg) = incoming else { return Ok(End::ClientGone) };
+                    self.last_heard = Instant::now();
+                    match msg? {
+                        Message::Text(t) => {
+                            if let Some(end) = self.on_client_message(t.as_str()).await? {
+                                return Ok(end);
+                            }
+                        }
+                        Message::Close(_) => return Ok(End::ClientGone),
+                        _ => {}
+                    }
+                }
+                item = self.feed.next() => {
+                    if let Some(end) = self.write_events(item).await? {
+                        return Ok(end);
+                    }
+                }
+                _ = tick.tick() => {
+                    if self.last_heard.elapsed() > heartbeat * 2 {
+                        return Ok(End::Silent);
+                    }
+                    self.socket.feed(Message::Ping(Bytes::new())).await?;
+                    self.socket.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes())).await?;
+                    self.flush().await?;
+                }
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is ready, then flushes once.
+    async fn write_events(&mut self, first: FeedItem) -> Result<Option<End>, axum::Error> {
+        let mut item = Some(first);
+        let mut n: u64 = 0;
+        while let Some(it) = item.take() {
+            match it {
+                FeedItem::Lagged => return Ok(Some(End::Slow)),
+                FeedItem::Event(ev) => {
+                    self.socket.feed(text(ev.frame.clone())).await?;
+                    n += 1;
+                }
+            }
+            if n < WRITE_BATCH {
+                item = self.feed.try_next();
+            }
+        }
+        self.delivered.increment(n);
+        self.flush().await.map(|()| None)
+    }
+
+    /// Flushes within the write deadline; a peer that does not read is a slow consumer.
+    async fn flush(&mut self) -> Result<(), axum::Error> {
+        let deadline = self.state.config.subscribers.write_timeout;
+        match tokio::time::timeout(deadline, self.socket.flush()).await {
+            Ok(r) => r,
+            Err(_) => Err(axum::Error::new(SlowConsumer)),
+        }
+    }
+
+    async fn send_now(&mut self, bytes: Bytes) -> Result<(), axum::Error> {
+        self.socket.feed(text(bytes)).await?;
+        self.flush().await
+    }
+
+    async fn on_client_message(&mut self, text: &str) -> Result<Option<End>, axum::Error> {
+        let msg = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(m) => m,
+            Err(e) => {
+                let hint = format!(
+                    "message not understood ({e}); send {{\"type\":\"subscribe\",\"channel\":\"...\"}} or {{\"type\":\"unsubscribe\",\"channel\":\"...\"}}"
+                );
+                self.send_error("invalid_message", &hint, None).await?;
+                return Ok(None);
+            }
+        };
+        match msg {
+            ClientMessage::Subscribe { channel, since } => {
+                let ch = match ChannelName::parse(&channel) {
+                    Ok(ch) => ch,
+                    Err(e) => {
+                        self.send_error("invalid_channel", &e.to_string(), Some(&channel))
+                            .await?;
+                        return Ok(None);
+                    }
+                };
+                if !self.scope.allows(&ch) {
+                    let e = ApiError::ChannelForbidden(channel.clone());
+                    self.send_error(e.code(), &e.to_string(), Some(&channel))
+                        .await?;
+                    return Ok(None);
+                }
+                let since = since.map(|p| Position {
+                    epoch: Epoch::from_client(&p.epoch),
+                    seq: p.seq,
+                });
+                let end = self.subscribe(ch, since).await?;
+                self.flush().await?;
+                Ok(end)
+            }
+            ClientMessage::Unsubscribe { channel } => {
+                if let Ok(ch) = ChannelName::parse(&channel) {
+                    self.feed.remove(&ch);
+                }
+                let msg = ServerMessage::Unsubscribed { channel: &channel };
+                self.send_now(msg.to_bytes()).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Joins a channel and sends its opening messages (without flushing).
+    async fn subscribe(
+        &mut self,
+        ch: ChannelName,
+        since: Option<Position>,
+    ) -> Result<Option<End>, axum::Error> {
+        let max = self.state.config.subscribers.max_channels_per_connection;
+        if !self.feed.contains(&ch) && self.feed.len() >= max {
+            return Ok(Some(End::Policy));
+        }
+        let sub = match self.state.registry.subscribe(&ch, since.as_ref()) {
+            Ok(sub) => sub,
+            Err(e) => {
+                let e = ApiError::from(e);
+                self.send_error(e.code(), &e.to_string(), Some(ch.as_str()))
+                    .await?;
+                return Ok(None);
+            }
+        };
+        let opening = subscriber::opening(&sub, since.as_ref(), Transport::Ws);
+        self.feed.insert(sub);
+        let mut replayed = 0;
+        for Outgoing { bytes, .. } in opening {
+            self.socket.feed(text(bytes)).await?;
+            replayed += 1;
+        }
+        self.delivered.increment(replayed - 1);
+        Ok(None)
+    }
+
+    async fn send_error(
+        &mut self,
+        code: &str,
+        message: &str,
+        channel: Option<&str>,
+    ) -> Result<(), axum::Error> {
+        let msg = ServerMessage::Error {
+            code,
+            message,
+            channel,
+        };
+        self.send_now(msg.to_bytes()).await
+    }
+}
+
+impl End {
+    fn as_str(&self) -> &'static str {
+        match self {
+            End::ClientGone => "client_gone",
+            End::Slow => "slow_consumer",
+            End::Silent => "silent",
+            End::Goodbye => "goodbye",
+            End::Policy => "policy",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("write deadline passed")]
+struct SlowConsumer;
+
+/// A write that missed its deadline, or a write buffer past `subscribers.buffer_bytes`.
+fn is_slow(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("write deadline") || text.contains("Write buffer is full")
+}
+
+/// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.
+fn text(bytes: Bytes) -> Message {
+    Message::Text(Utf8Bytes::try_from(bytes).expect("server frames are UTF-8 JSON"))
+}
