@@ -187,7 +187,7 @@
     const v = c.route().vendor;
     const a = adapters[v.kind](v, c.o.vendor, {
       event: (m) => c.msg(m),
-      heartbeat: () => { c.heard(); c.opened(); },
+      heartbeat: () => { c.opened(); c.heard(); },
       ready: (ch) => c.fill(ch),
       fail: () => c.fail("drop"),
     });
@@ -307,7 +307,7 @@
           }
         }
         resync = false;
-        await c.sleep(pause);
+        if (pause) await c.sleep(pause);
       }
     })();
     return {
@@ -585,7 +585,7 @@
     function status() {
       const i = ladder.cur, p = paths[i];
       const state = stale || netDown || !heardEver || i < 0 ? "offline"
-        : !(p && p.up) ? "degraded" : i === POLL ? "polling" : i === ladder.top ? "live" : "degraded";
+        : !(p && p.up) ? "degraded" : i === POLL ? "polling" : i <= ladder.top ? "live" : "degraded";
       const s = { state, via: STEPS[i] || null, lastEventAt, staleForMs: now() - lastHeard };
       if (state !== last.state || s.via !== last.via) { last = s; emit("status", s); }
       return s;

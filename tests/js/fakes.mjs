@@ -122,7 +122,8 @@ export class Net {
   pusher() { return this.pushers[this.pushers.length - 1]; }
 }
 
-// Starts the fake clock and a client. `route` answers GET /v1/route (null: leave it pending).
+// Starts the fake clock and a client. `route` answers GET /v1/route (null: leave it pending);
+// `opts` (or opts(net)) override connect() options.
 export function start(t, { route = ROUTE, random = () => 0.5, opts = {} } = {}) {
   mock.timers.enable({ apis: ["setTimeout", "Date"], now: T0 });
   const net = new Net();
@@ -131,7 +132,8 @@ export function start(t, { route = ROUTE, random = () => 0.5, opts = {} } = {}) 
   const statuses = [];
   const rt = Understudy.connect({
     url: "http://us.test", token: "tok", WebSocket: net.WebSocket, EventSource: net.EventSource,
-    fetch: net.fetch, vendor: { Pusher: net.Pusher }, random, window: null, document: null, ...opts,
+    fetch: net.fetch, vendor: { Pusher: net.Pusher }, random, window: null, document: null,
+    ...(typeof opts === "function" ? opts(net) : opts),
   });
   rt.on("status", (s) => statuses.push(`${s.state}/${s.via}`));
   t.after(() => { rt.close(); mock.timers.reset(); });
