@@ -263,7 +263,7 @@
     };
     start().catch(() => c.fail("connect"));
     return {
-      sync() { if (key !== c.chans().join()) start().catch(() => c.fail("connect")); },
+      sync() { if (key !== c.chans().join() && c.chans().length) start().catch(() => c.fail("connect")); },
       close() { gen++; stop(); },
     };
   }
@@ -275,6 +275,7 @@
     let dead = false, mode = 0, errs = 0, ctl = null, resync = false;
     (async () => {
       while (!dead) {
+        if (!c.chans().length) { await c.sleep(c.route().poll_interval_ms); continue; }
         const basis = new Map();
         const items = c.chans().map((channel) => {
           const p = c.pos(channel);
@@ -344,7 +345,7 @@
     const on = {};
     const route = { route: "self", vendor: null, heartbeat_ms: 15000, vendor_heartbeat_ms: 5000, poll_interval_ms: 2000, jitter_ms: 5000 };
     let lastHeard = now(), heardEver = false, lastEventAt = null, stale = false, netDown = false;
-    let closed = false, started = false, last = {};
+    let closed = false, started = false, routed = false, last = {};
     let tickT, checkT, routeT, stableT, nextT;
 
     function safe(f, x, self) {
@@ -369,10 +370,10 @@
         const fail = (e) => { ct(t); if (ac) ac.abort(); reject(e); };
         const t = st(() => fail(new Error("timeout")), ms || o.connectTimeoutMs);
         if (ctl) ctl.abort = () => fail(new Error("aborted"));
-        token().then((tk) => {
+        (path === "/v1/route" ? Promise.resolve() : token()).then((tk) => {
           const headers = {};
           if (body) headers["Content-Type"] = "application/json";
-          if (tk && path !== "/v1/route") headers.Authorization = "Bearer " + tk;
+          if (tk) headers.Authorization = "Bearer " + tk;
           return fetchF(base + path, {
             method: body ? "POST" : "GET", headers, body: body ? JSON.stringify(body) : undefined,
             signal: ac ? ac.signal : undefined, cache: "no-store",
@@ -549,6 +550,7 @@
     }
 
     function onRoute(r) {
+      routed = true;
       Object.assign(route, r);
       if (ladder.setTop(route.route, hasVendor())) later();
     }
@@ -566,7 +568,7 @@
     function check() {
       checkT = st(check, o.probeMs * (0.5 + random()));
       const i = ladder.cur;
-      if (i === VENDOR || i === POLL || i > ladder.top || !ladder.up) getRoute().then(() => { if (ladder.cur > ladder.top) later(); });
+      if (i === VENDOR || i === POLL || i > ladder.top || !ladder.up || !routed) getRoute().then(() => { if (ladder.cur > ladder.top) later(); });
     }
 
     function tick() {

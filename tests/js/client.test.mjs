@@ -443,3 +443,72 @@ test("a handler that throws does not stop delivery to the others", async (t) => 
   assert.deepEqual(got, [1]);
   await assert.rejects(advance(10), /page bug/); // surfaced asynchronously, not swallowed
 });
+
+test("sse: a new channel reopens the stream with every position; a reconnect message is obeyed", async (t) => {
+  const { net, log, sub, advance, flush } = start(t, { opts: { WebSocket: null } });
+  sub("a", { epoch: "E", seq: 2 });
+  await flush();
+  const es = net.es();
+  es.open();
+  es.recv(ev("a", "E", 3));
+  sub("b", { epoch: "F", seq: 9 });
+  await flush();
+  assert.ok(es.closed);
+  const es2 = net.es();
+  assert.deepEqual([...es2.query().getAll("channel")], ["a", "b"]);
+  assert.equal(es2.query().get("cursor"), "a~E~3,b~F~9");
+  es2.open();
+  es2.recv(ev("b", "F", 10));
+  es2.recv({ type: "reconnect", reason: "slow_consumer", retry_ms: 700 });
+  es2.error();
+  await advance(650);
+  assert.equal(net.sources.length, 2);
+  await advance(50);
+  assert.equal(net.sources.length, 3, "same step, after retry_ms");
+  assert.equal(net.es().query().get("cursor"), "a~E~3,b~F~10");
+  assert.deepEqual(log, ["E:3", "F:10"]);
+});
+
+test("poll: a new channel cuts the running long poll short and joins at once", async (t) => {
+  const { net, sub, flush } = start(t, { route: { ...ROUTE, route: "poll" } });
+  sub("a", { epoch: "E", seq: 1 });
+  await flush();
+  net.last("/v1/poll").respond(200, { results: [{ channel: "a", epoch: "E", events: [], next: { epoch: "E", seq: 1 }, reset: false }] });
+  await flush();
+  const long = net.last("/v1/poll");
+  assert.equal(long.body.wait_ms, 25000);
+  sub("b");
+  await flush();
+  assert.ok(long.done);
+  const next = net.last("/v1/poll");
+  assert.deepEqual(next.body.channels, [{ channel: "a", epoch: "E", since: 1 }, { channel: "b" }]);
+  assert.equal(next.body.wait_ms, 0, "no long poll until every channel has a position");
+});
+
+test("after a stale spell the page hears one onReset even when the server also resets", async (t) => {
+  const { net, log, sub, advance, flush } = start(t, { opts: { staleAfterMs: 20000 } });
+  sub("a", { epoch: "E", seq: 3 });
+  await flush();
+  net.ws().open();
+  await advance(38000); // stale at 20 s, ws silent (2.5 heartbeats) at 37.5 s
+  assert.ok(net.ws().closed);
+  await advance(500);
+  const es = net.es(); // silence moves one step down
+  assert.equal(es.query().get("cursor"), "a~E~3");
+  es.open();
+  es.recv({ type: "reset", channel: "a", epoch: "E", seq: 50, reason: "history_exceeded" });
+  es.recv(ev("a", "E", 51));
+  assert.deepEqual(log, ["reset:E:3:stale", "E:51"]);
+});
+
+test("token may be a function, asked again for every connection", async (t) => {
+  let n = 0;
+  const { net, sub, flush, advance } = start(t, { opts: { token: async () => `t${++n}` } });
+  sub("a");
+  await flush();
+  net.ws().open();
+  net.ws().drop(4008);
+  await advance(300);
+  assert.deepEqual(net.sockets.map((s) => new URL(s.url).searchParams.get("token")), ["t1", "t2"]);
+  assert.equal(net.last("/v1/route").headers.Authorization, undefined, "the route needs no token");
+});
