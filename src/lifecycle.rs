@@ -34,9 +34,14 @@ impl Lifecycle {
         self.draining.load(Ordering::Relaxed)
     }
 
+    /// Readiness goes 503 and new streams are refused; open connections stay until told to go.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     /// Readiness goes 503 and every open connection is told to reconnect elsewhere.
     pub fn begin_shutdown(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+        self.set_draining();
         self.goodbye.cancel();
     }
 

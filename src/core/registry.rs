@@ -139,6 +139,14 @@ impl Registry {
         reclaimed
     }
 
+    /// Live subscribers of a channel right now (0 if it does not exist).
+    pub fn subscriber_count_of(&self, name: &str) -> usize {
+        self.channels
+            .get(name)
+            .map(|c| c.clone())
+            .map_or(0, |c| c.subscriber_count())
+    }
+
     pub fn stats(&self) -> RegistryStats {
         RegistryStats {
             channels: self.channels.len(),

@@ -1,0 +1,179 @@
+//! Publish, then receive the same event on every transport; idempotency, batches, fan-out and
+//! long polls.
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn one_event_arrives_identically_on_ws_sse_and_poll() {
+    let s = Server::start().await;
+    let mut ws = ws_connect(&s.ws_url("?channel=room")).await;
+    ws_expect(&mut ws, "welcome").await;
+    let sub = ws_expect(&mut ws, "subscribed").await;
+    assert_eq!(sub["seq"], 0);
+    let mut sse = Sse::open(&s, "?channel=room", None).await;
+    sse.expect("subscribed").await;
+
+    let (status, ack) = s
+        .publish(json!({"channel": "room", "name": "patient.checked_in", "data": {"ticket": "A-17"}, "id": "chk-1"}))
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(ack["seq"], 1);
+    assert_eq!(ack["id"], "chk-1");
+    assert_eq!(ack["epoch"], sub["epoch"]);
+
+    let via_ws = ws_expect(&mut ws, "event").await;
+    let via_sse = sse.expect("event").await;
+    let (_, polled) = s.get("/v1/channels/room/events?since=0").await;
+    let via_poll = polled["events"][0].clone();
+    for ev in [&via_ws, &via_sse, &via_poll] {
+        assert_eq!(ev["seq"], 1);
+        assert_eq!(ev["epoch"], ack["epoch"]);
+        assert_eq!(ev["id"], "chk-1");
+        assert_eq!(ev["name"], "patient.checked_in");
+        assert_eq!(ev["data"], json!({"ticket": "A-17"}));
+        assert!(ev["ts"].as_u64().unwrap() > 1_700_000_000_000);
+    }
+    assert_eq!(via_ws, via_sse);
+    assert_eq!(via_ws, via_poll);
+    assert_eq!(polled["next"], json!({"epoch": ack["epoch"], "seq": 1}));
+    assert_eq!(sse.last_id.as_deref(), Some(format!("room~{}~1", ack["epoch"].as_str().unwrap()).as_str()));
+}
+
+#[tokio::test]
+async fn seq_is_contiguous_and_events_arrive_in_order() {
+    let s = Server::start().await;
+    let mut ws = ws_connect(&s.ws_url("?channel=a")).await;
+    ws_expect(&mut ws, "welcome").await;
+    ws_expect(&mut ws, "subscribed").await;
+    for n in 1..=100 {
+        assert_eq!(s.publish_seq("a", n).await, n);
+    }
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        got.push(ws_expect(&mut ws, "event").await);
+    }
+    assert_eq!(seqs(&got), (1..=100).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn the_same_id_publishes_once() {
+    let s = Server::start().await;
+    let body = json!({"channel": "a", "name": "x", "data": 1, "id": "once"});
+    let (_, first) = s.publish(body.clone()).await;
+    let (status, again) = s.publish(body).await;
+    assert_eq!(status, 202);
+    assert_eq!(again["seq"], first["seq"]);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(s.publish_seq("a", 2).await, 2, "the duplicate used no seq");
+    let (_, polled) = s.get("/v1/channels/a/events?since=0").await;
+    assert_eq!(polled["events"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn one_publish_fans_out_to_several_channels_with_one_id() {
+    let s = Server::start().await;
+    s.publish_seq("b", 1).await;
+    let (status, v) = s
+        .publish(json!({"channels": ["a", "b", "c"], "name": "x", "data": null}))
+        .await;
+    assert_eq!(status, 202);
+    let results = v["results"].as_array().unwrap();
+    let got: Vec<(String, u64)> = results
+        .iter()
+        .map(|r| (r["channel"].as_str().unwrap().to_string(), r["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(got, vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]);
+    assert!(results.iter().all(|r| r["id"] == v["id"]));
+}
+
+#[tokio::test]
+async fn a_bad_batch_item_fails_alone() {
+    let s = Server::start().await;
+    let (status, v) = s
+        .post(
+            "/v1/publish/batch",
+            json!({"events": [
+                {"channel": "a", "name": "x", "data": 1},
+                {"channel": "bad name", "name": "x"},
+                {"channel": "a", "name": "x", "data": 2, "extra": true},
+                {"channels": ["a", "no/slash"], "name": "x"},
+                {"channel": "a", "name": "x", "data": 3},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["published"], 2);
+    assert_eq!(v["failed"], 3);
+    let r = v["results"].as_array().unwrap();
+    assert_eq!((r[0]["status"].clone(), r[0]["seq"].clone()), (json!(202), json!(1)));
+    assert_eq!(r[1]["error"]["code"], "invalid_channel");
+    assert_eq!(r[2]["error"]["code"], "invalid_field");
+    assert!(r[2]["error"]["message"].as_str().unwrap().contains("events[2]"));
+    assert_eq!(r[3]["error"]["code"], "invalid_channel");
+    assert_eq!(r[4]["seq"], 2, "the multi-channel item was not half-applied");
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
+    let s = Server::start().await;
+    let (_, first) = s.get("/v1/channels/lp/events").await;
+    assert_eq!(first["events"], json!([]));
+    let next = first["next"].clone();
+    let url = format!(
+        "{}/v1/channels/lp/events?epoch={}&since={}&wait_ms=20000",
+        s.base,
+        next["epoch"].as_str().unwrap(),
+        next["seq"]
+    );
+    let http = s.http.clone();
+    let waiting = tokio::spawn(async move { http.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() });
+    // The poll is parked on the channel's live feed before we publish.
+    eventually("the long poll to park", || s.state.registry.subscriber_count_of("lp") == 1).await;
+    s.publish_seq("lp", 1).await;
+    let answer = tokio::time::timeout(PATIENCE, waiting).await.unwrap().unwrap();
+    assert_eq!(seqs(answer["events"].as_array().unwrap()), vec![1]);
+    assert_eq!(answer["reset"], false);
+}
+
+#[tokio::test]
+async fn an_unchanged_channel_answers_304_to_its_etag() {
+    let s = Server::start().await;
+    s.publish_seq("e", 1).await;
+    let r = s.http.get(format!("{}/v1/channels/e/events?since=0", s.base)).send().await.unwrap();
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let body: serde_json::Value = r.json().await.unwrap();
+    let url = format!("{}/v1/channels/e/events?epoch={}&since=1", s.base, body["epoch"].as_str().unwrap());
+    let r = s.http.get(&url).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    s.publish_seq("e", 2).await;
+    let r = s.http.get(&url).header("If-None-Match", &etag).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
+}
+
+#[tokio::test]
+async fn one_poll_request_covers_several_channels() {
+    let s = Server::start().await;
+    s.publish_seq("k1", 1).await;
+    s.publish_seq("k2", 1).await;
+    s.publish_seq("k2", 2).await;
+    let (_, k2) = s.get("/v1/channels/k2/events?since=0").await;
+    let (status, v) = s
+        .post(
+            "/v1/poll",
+            json!({"channels": [
+                {"channel": "k1", "since": 0},
+                {"channel": "k2", "epoch": k2["epoch"], "since": 1},
+                {"channel": "k3"}
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(seqs(r[0]["events"].as_array().unwrap()), vec![1]);
+    assert_eq!(seqs(r[1]["events"].as_array().unwrap()), vec![2]);
+    assert_eq!(r[2]["events"], json!([]));
+    assert_eq!(v["poll_interval_ms"], 2000);
+}

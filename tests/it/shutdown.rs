@@ -1,0 +1,67 @@
+//! Graceful shutdown: readiness goes 503, every open connection is told to reconnect, and the
+//! server is gone within its limit.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn shutdown_tells_every_connection_to_go_within_the_limit() {
+    let mut s = Server::with("[auth]\nsubscribe = \"none\"\n[server]\nshutdown_timeout_ms = 3000\nreconnect_jitter_ms = 2000\n").await;
+    let mut ws = ws_connect(&s.ws_url("?channel=a")).await;
+    ws_expect(&mut ws, "welcome").await;
+    ws_expect(&mut ws, "subscribed").await;
+    let mut sse = Sse::open(&s, "?channel=a", None).await;
+    sse.expect("subscribed").await;
+    let long_poll = {
+        let url = format!("{}/v1/channels/a/events?since=0&wait_ms=25000", s.base);
+        let http = s.http.clone();
+        tokio::spawn(async move { http.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() })
+    };
+    eventually("the long poll to park", || s.state.registry.subscriber_count_of("a") == 3).await;
+
+    let started = tokio::time::Instant::now();
+    let run = s.shutdown();
+
+    let bye = ws_expect(&mut ws, "reconnect").await;
+    assert_eq!(bye["reason"], "shutdown");
+    assert!(bye["retry_ms"].as_u64().unwrap() < 2000);
+    match tokio::time::timeout(PATIENCE, ws.next()).await.unwrap() {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Restart),
+        other => panic!("expected close 1012, got {other:?}"),
+    }
+    let bye = sse.expect("reconnect").await;
+    assert_eq!(bye["reason"], "shutdown");
+    assert!(sse.next().await.is_none(), "the SSE stream ends");
+    let answer = tokio::time::timeout(PATIENCE, long_poll).await.unwrap().unwrap();
+    assert_eq!(answer["events"], serde_json::json!([]));
+    assert!(answer["reconnect_ms"].is_u64(), "{answer}");
+
+    tokio::time::timeout(Duration::from_secs(4), run).await.expect("run returns within the limit").unwrap().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(s.http.get(format!("{}/healthz", s.base)).send().await.is_err(), "new connections are refused");
+}
+
+#[tokio::test]
+async fn a_draining_node_is_unready_and_refuses_new_streams_but_still_publishes() {
+    let s = Server::start().await;
+    for base in [&s.base, &s.admin] {
+        let r = s.http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    s.state.lifecycle.set_draining();
+    for base in [&s.base, &s.admin] {
+        let r = s.http.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        let r = s.http.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "alive while draining");
+    }
+    let (status, v) = s.get("/v1/sse?channel=a").await;
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("shutting_down")));
+    assert!(tokio_tungstenite::connect_async(s.ws_url("?channel=a")).await.is_err());
+    assert_eq!(s.publish_seq("a", 1).await, 1);
+}

@@ -1,0 +1,102 @@
+//! A subscriber that stops reading must not stall publishers or other subscribers, and must not
+//! hold more than its buffer: it is cut off and told to resume from its position.
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+const EVENTS: u64 = 3000;
+
+#[tokio::test]
+async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
+    let s = Server::with(
+        "[auth]\nsubscribe = \"none\"\n[subscribers]\nbuffer_events = 32\nbuffer_bytes = 65536\nwrite_timeout_ms = 300\n[history]\nmax_events = 5000\n",
+    )
+    .await;
+    // The stuck client: a small receive buffer, subscribes, then never reads again.
+    let addr = s.base.trim_start_matches("http://").parse().unwrap();
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(s.ws_url("?channel=big"), stream).await.unwrap();
+    ws_expect(&mut stuck, "welcome").await;
+    ws_expect(&mut stuck, "subscribed").await;
+
+    // A healthy subscriber reads everything in a task of its own.
+    let mut healthy = ws_connect(&s.ws_url("?channel=big")).await;
+    ws_expect(&mut healthy, "welcome").await;
+    ws_expect(&mut healthy, "subscribed").await;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while (got.len() as u64) < EVENTS {
+            got.push(ws_expect(&mut healthy, "event").await["seq"].as_u64().unwrap());
+        }
+        got
+    });
+
+    let pad = "x".repeat(4096);
+    for n in 1..=EVENTS {
+        let (status, _) = s.publish(json!({"channel": "big", "name": "n", "data": {"n": n, "pad": pad}})).await;
+        assert_eq!(status, 202);
+    }
+    let got = tokio::time::timeout(PATIENCE, reader).await.unwrap().unwrap();
+    assert_eq!(got, (1..=EVENTS).collect::<Vec<_>>(), "the healthy subscriber got everything in order");
+
+    // The stuck subscriber was dropped by the server, freeing its share of the channel.
+    eventually("the stuck subscriber to be cut off", || s.state.registry.subscriber_count_of("big") == 1).await;
+    let metrics = s.http.get(format!("{}/metrics", s.admin)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("understudy_slow_consumer_closes_total{transport=\"ws\"} "), "{metrics}");
+
+    // When it reads again it finds events, then the slow-consumer close (or a reset connection).
+    let mut saw_close = None;
+    while let Ok(Some(msg)) = tokio::time::timeout(PATIENCE, stuck.next()).await {
+        match msg {
+            Ok(Message::Close(Some(frame))) => {
+                saw_close = Some(frame.code);
+                break;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        }
+    }
+    if let Some(code) = saw_close {
+        assert_eq!(code, CloseCode::from(4008));
+    }
+}
+
+#[tokio::test]
+async fn a_lagging_sse_subscriber_is_told_to_resume_and_loses_nothing() {
+    let s = Server::with("[auth]\nsubscribe = \"none\"\n[subscribers]\nbuffer_events = 4\n[history]\nmax_events = 5000\n").await;
+    let mut sse = Sse::open(&s, "?channel=lag", None).await;
+    sse.expect("subscribed").await;
+    // The stream is not read while far more than the socket buffers hold is published.
+    let pad = "x".repeat(4096);
+    for n in 1..=EVENTS {
+        let (status, _) = s.publish(json!({"channel": "lag", "name": "n", "data": {"n": n, "pad": pad}})).await;
+        assert_eq!(status, 202);
+    }
+    let mut seen = Vec::new();
+    let reconnect = loop {
+        let v = sse.next().await.expect("a reconnect message before the end");
+        if v["type"] == "event" {
+            seen.push(v["seq"].as_u64().unwrap());
+        } else {
+            break v;
+        }
+    };
+    assert_eq!(reconnect["type"], "reconnect");
+    assert_eq!(reconnect["reason"], "slow_consumer");
+    assert!(sse.next().await.is_none(), "the stream ends after the reconnect message");
+    assert!((seen.len() as u64) < EVENTS, "the subscriber really fell behind");
+    // Resuming from the last id fills the rest from history: nothing lost, nothing twice.
+    let mut again = Sse::open(&s, "?channel=lag", sse.last_id.as_deref()).await;
+    again.expect("subscribed").await;
+    while (seen.len() as u64) < EVENTS {
+        seen.push(again.expect("event").await["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seen, (1..=EVENTS).collect::<Vec<_>>());
+}

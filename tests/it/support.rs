@@ -1,0 +1,242 @@
+//! Test support: a real server on 127.0.0.1 port 0 per test, and small WebSocket, SSE and HTTP
+//! clients that speak the wire protocol.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use understudy::{App, AppState, Config, Listeners};
+
+pub const KEY: &str = "test-publisher-key";
+pub const SECRET: &str = "test-subscriber-secret-0123456789";
+/// How long a test waits for something that should happen promptly.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct Server {
+    pub base: String,
+    pub admin: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// A server with subscriber auth off.
+    pub async fn start() -> Self {
+        Self::with("[auth]\nsubscribe = \"none\"\n").await
+    }
+
+    /// A server with `toml` merged over the embedded defaults (test keys always set).
+    pub async fn with(toml: &str) -> Self {
+        let env = |k: &str| match k {
+            "UNDERSTUDY_PUBLISHER_KEYS" => Some(KEY.to_string()),
+            "UNDERSTUDY_SUBSCRIBER_SECRET" => Some(SECRET.to_string()),
+            _ => None,
+        };
+        let config = Config::load(Some(toml), &env).expect("test config is valid");
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", public.local_addr().unwrap());
+        let admin_url = format!("http://{}", admin.local_addr().unwrap());
+        let app = App::build(config, Listeners { public, admin });
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            admin: admin_url,
+            http: reqwest::Client::new(),
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Sends the shutdown signal and returns the run task to await.
+    pub fn shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        let _ = self.stop.take().map(|tx| tx.send(()));
+        self.task.take().expect("server still running")
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("{}/v1/ws{query}", self.base.replace("http://", "ws://"))
+    }
+
+    pub async fn publish(&self, body: Value) -> (u16, Value) {
+        self.post("/v1/publish", body).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Publishes `name` on `channel` and returns the seq.
+    pub async fn publish_seq(&self, channel: &str, n: u64) -> u64 {
+        let (status, v) = self
+            .publish(json!({"channel": channel, "name": "n", "data": {"n": n}}))
+            .await;
+        assert_eq!(status, 202, "{v}");
+        v["seq"].as_u64().unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.take().map(|tx| tx.send(()));
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub async fn ws_connect(url: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connects");
+    ws
+}
+
+/// The next JSON text message, skipping pings and heartbeats.
+pub async fn ws_next<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message within the test's patience")
+            .expect("socket open")
+            .expect("frame ok");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "heartbeat" {
+                return v;
+            }
+        }
+    }
+}
+
+/// Reads messages until one of `type`, asserting nothing else of interest arrives before it.
+pub async fn ws_expect<S>(ws: &mut S, kind: &str) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let v = ws_next(ws).await;
+    assert_eq!(v["type"], kind, "expected {kind}, got {v}");
+    v
+}
+
+pub async fn ws_send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// A minimal SSE reader: yields `(id, data JSON)` for unnamed events.
+pub struct Sse {
+    body: reqwest::Response,
+    buf: String,
+    pub last_id: Option<String>,
+}
+
+impl Sse {
+    pub async fn open(server: &Server, query: &str, last_event_id: Option<&str>) -> Self {
+        let mut req = server.http.get(format!("{}/v1/sse{query}", server.base));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let body = req.send().await.unwrap();
+        assert_eq!(body.status(), 200);
+        Self {
+            body,
+            buf: String::new(),
+            last_id: None,
+        }
+    }
+
+    /// The next unnamed message's data, or `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut data = None;
+                let mut named = false;
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id: ") {
+                        self.last_id = Some(id.to_string());
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data = Some(serde_json::from_str::<Value>(d).unwrap());
+                    } else if line.starts_with("event: ") {
+                        named = true;
+                    }
+                }
+                match data {
+                    Some(d) if !named => return Some(d),
+                    _ => continue,
+                }
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.body.chunk())
+                .await
+                .expect("SSE data within the test's patience")
+                .ok()??;
+            self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let v = self.next().await.expect("stream open");
+        assert_eq!(v["type"], kind, "expected {kind}, got {v}");
+        v
+    }
+}
+
+/// Mints a subscriber token for `channels`, valid for `ttl_secs` (negative: already expired).
+pub fn token(channels: &[&str], ttl_secs: i64, secret: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"exp": now + ttl_secs, "channels": channels}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The seqs of event messages, in order.
+pub fn seqs(events: &[Value]) -> Vec<u64> {
+    events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+}
+
+/// Waits until `cond` holds, checking between yields; fails after the test's patience.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
