@@ -390,7 +390,8 @@
     function apply(ch, r) {
       const s = subs.get(ch);
       if (!s) return;
-      if (r.reset && !s.quiet) {
+      if (r.reset && s.quiet) s.quiet = false;
+      else if (r.reset) {
         const info = Object.assign({ channel: ch }, r.reset);
         s.fns.forEach((h) => safe(h.onReset, info, h));
         emit("reset", info);
@@ -411,6 +412,7 @@
       const s = subs.get(r.channel);
       if (!s) return;
       if (r.reset) return r.next && apply(r.channel, s.cur.reset({ epoch: r.next.epoch, seq: r.next.seq, reason: r.reason || "reset" }, basis));
+      s.quiet = false;
       (r.events || []).forEach((ev) => apply(r.channel, s.cur.offer(ev)));
       if (r.next) s.cur.init(r.next.epoch, r.next.seq);
     }
@@ -443,7 +445,7 @@
         if (s) s.fns.forEach((h) => safe(h.onError, m, h));
       } else if (s) {
         if (m.type === "event") apply(m.channel, s.cur.offer(m));
-        else if (m.type === "subscribed") s.cur.init(m.epoch, m.seq);
+        else if (m.type === "subscribed") { s.quiet = false; s.cur.init(m.epoch, m.seq); }
         else if (m.type === "reset") apply(m.channel, s.cur.reset(m, basis));
       }
     }
@@ -455,7 +457,7 @@
       heardEver = true;
       if (stale) {
         // Back after a silence: say so once per channel, then carry on from the held position.
-        // A server reset that follows before any event is the same news and stays quiet.
+        // If the first answer about the channel is a server reset, it is the same news: quiet.
         stale = false;
         status();
         if (o.resetOnStale) {

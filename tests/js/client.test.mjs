@@ -512,3 +512,19 @@ test("token may be a function, asked again for every connection", async (t) => {
   assert.deepEqual(net.sockets.map((s) => new URL(s.url).searchParams.get("token")), ["t1", "t2"]);
   assert.equal(net.last("/v1/route").headers.Authorization, undefined, "the route needs no token");
 });
+
+test("after a stale spell, only the first answer may be folded into the stale onReset", async (t) => {
+  const { net, log, sub, advance, flush } = start(t, { opts: { staleAfterMs: 20000 } });
+  sub("a", { epoch: "E", seq: 3 });
+  await flush();
+  const ws = net.ws();
+  ws.open();
+  await advance(21000);
+  ws.drop(4008); // slow consumer: same step, resume
+  await advance(300);
+  const ws2 = net.ws();
+  ws2.open();
+  ws2.recv({ type: "subscribed", channel: "a", epoch: "E", seq: 3 });
+  ws2.recv({ type: "reset", channel: "a", epoch: "F", seq: 0, reason: "epoch_changed" }); // much later, real news
+  assert.deepEqual(log, ["reset:E:3:stale", "reset:F:0:epoch_changed"]);
+});
