@@ -96,7 +96,10 @@ impl App {
 
     /// Serves until `shutdown` resolves, then: readiness 503, stop accepting, tell every open
     /// connection to reconnect, and wait for them within `server.shutdown_timeout`.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Self { state, listeners } = self;
         let lifecycle = state.lifecycle.clone();
         let stop = lifecycle.goodbye_token();

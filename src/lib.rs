@@ -8,10 +8,10 @@
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
 
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod core;
-pub mod app;
 pub mod lifecycle;
 pub mod ops;
 pub mod telemetry;

@@ -24,9 +24,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Validate a configuration file and list every problem; exits non-zero if there is one.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {

@@ -16,10 +16,9 @@ impl PublisherKeys {
     /// say which key came close.
     pub fn accepts(&self, presented: &str) -> bool {
         let presented = presented.as_bytes();
-        self.0
-            .iter()
-            .fold(0u8, |hit, k| hit | k.expose().as_bytes().ct_eq(presented).unwrap_u8())
-            == 1
+        self.0.iter().fold(0u8, |hit, k| {
+            hit | k.expose().as_bytes().ct_eq(presented).unwrap_u8()
+        }) == 1
     }
 }
 

@@ -148,14 +148,27 @@ mod tests {
     fn refuses_expired_forged_missing_and_malformed() {
         let expired = mint(json!({"exp": 1000, "channels": ["*"]}), SECRET);
         assert_eq!(auth().check(Some(&expired)), Err(TokenError::Expired));
-        let forged = mint(json!({"exp": in_an_hour(), "channels": ["*"]}), "another-secret-xxxx");
-        assert!(matches!(auth().check(Some(&forged)), Err(TokenError::Invalid(m)) if m.contains("signature")));
+        let forged = mint(
+            json!({"exp": in_an_hour(), "channels": ["*"]}),
+            "another-secret-xxxx",
+        );
+        assert!(
+            matches!(auth().check(Some(&forged)), Err(TokenError::Invalid(m)) if m.contains("signature"))
+        );
         assert_eq!(auth().check(None), Err(TokenError::Missing));
-        assert!(matches!(auth().check(Some("x.y.z")), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            auth().check(Some("x.y.z")),
+            Err(TokenError::Invalid(_))
+        ));
         let no_exp = mint(json!({"channels": ["*"]}), SECRET);
-        assert!(matches!(auth().check(Some(&no_exp)), Err(TokenError::Invalid(m)) if m.contains("exp")));
+        assert!(
+            matches!(auth().check(Some(&no_exp)), Err(TokenError::Invalid(m)) if m.contains("exp"))
+        );
         let no_channels = mint(json!({"exp": in_an_hour()}), SECRET);
-        assert!(matches!(auth().check(Some(&no_channels)), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            auth().check(Some(&no_channels)),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -199,18 +199,34 @@ impl Raw {
         positive("history.prune_interval_ms", self.history.prune_interval_ms);
         positive("publish.max_body_bytes", self.publish.max_body_bytes as u64);
         positive("channels.max_channels", self.channels.max_channels as u64);
-        positive("subscribers.buffer_events", self.subscribers.buffer_events as u64);
-        positive("subscribers.buffer_bytes", self.subscribers.buffer_bytes as u64);
+        positive(
+            "subscribers.buffer_events",
+            self.subscribers.buffer_events as u64,
+        );
+        positive(
+            "subscribers.buffer_bytes",
+            self.subscribers.buffer_bytes as u64,
+        );
         positive("subscribers.heartbeat_ms", self.subscribers.heartbeat_ms);
-        positive("subscribers.write_timeout_ms", self.subscribers.write_timeout_ms);
-        positive("subscribers.poll_interval_ms", self.subscribers.poll_interval_ms);
+        positive(
+            "subscribers.write_timeout_ms",
+            self.subscribers.write_timeout_ms,
+        );
+        positive(
+            "subscribers.poll_interval_ms",
+            self.subscribers.poll_interval_ms,
+        );
         let mut at_most = |key: &str, v: usize, max: usize| {
             check(
                 (1..=max).contains(&v),
                 format!("{key} = {v} must be between 1 and {max}"),
             );
         };
-        at_most("publish.max_batch_events", self.publish.max_batch_events, 500);
+        at_most(
+            "publish.max_batch_events",
+            self.publish.max_batch_events,
+            500,
+        );
         at_most(
             "publish.max_channels_per_publish",
             self.publish.max_channels_per_publish,
@@ -270,7 +286,12 @@ impl Raw {
                 sse_retry: ms(self.subscribers.sse_retry_ms),
             },
             auth: Auth {
-                publisher_keys: self.auth.publisher_keys.into_iter().map(Secret::new).collect(),
+                publisher_keys: self
+                    .auth
+                    .publisher_keys
+                    .into_iter()
+                    .map(Secret::new)
+                    .collect(),
                 subscribe,
                 subscriber_secret: Secret::new(self.auth.subscriber_secret),
             },

@@ -182,7 +182,11 @@ impl Channel {
         st.history.push(event.clone(), &limits.history);
         st.history.trim_age(limits.history.max_age, now);
         let grown = st.history.bytes().saturating_sub(bytes_before);
-        let total = self.shared.history_bytes.fetch_add(grown, Ordering::Relaxed) + grown;
+        let total = self
+            .shared
+            .history_bytes
+            .fetch_add(grown, Ordering::Relaxed)
+            + grown;
         if total > limits.max_history_bytes {
             // Over the global cap: this channel pays with its own oldest events, never the new one.
             st.history.trim_bytes(total - limits.max_history_bytes, 1);

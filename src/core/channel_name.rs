@@ -67,14 +67,28 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_alphabet() {
-        for ok in ["a", "clinic-42.waiting-room", "user@x:y_z", &"x".repeat(200)] {
+        for ok in [
+            "a",
+            "clinic-42.waiting-room",
+            "user@x:y_z",
+            &"x".repeat(200),
+        ] {
             assert_eq!(ChannelName::parse(ok).unwrap().as_str(), ok);
         }
     }
 
     #[test]
     fn rejects_empty_long_and_foreign_characters() {
-        for bad in ["", &"x".repeat(201), "a b", "a/b", "a~b", "a,b", "caf\u{e9}", "a;b"] {
+        for bad in [
+            "",
+            &"x".repeat(201),
+            "a b",
+            "a/b",
+            "a~b",
+            "a,b",
+            "caf\u{e9}",
+            "a;b",
+        ] {
             let err = ChannelName::parse(bad).unwrap_err();
             assert!(matches!(err, CoreError::InvalidChannel(_)), "{bad:?}");
         }

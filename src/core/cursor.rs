@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn round_trips() {
         let mut c = Cursor::default();
-        c.set(ChannelName::parse("clinic-42.room").unwrap(), pos("abc123", 17));
+        c.set(
+            ChannelName::parse("clinic-42.room").unwrap(),
+            pos("abc123", 17),
+        );
         c.set(ChannelName::parse("b:x@y").unwrap(), pos("zz9", 0));
         let text = c.encode();
         assert_eq!(text, "clinic-42.room~abc123~17,b:x@y~zz9~0");

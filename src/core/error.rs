@@ -7,7 +7,9 @@ pub enum CoreError {
     InvalidChannel(String),
     #[error("{0}")]
     InvalidField(String),
-    #[error("the node holds its maximum of {0} channels; retry later or raise channels.max_channels")]
+    #[error(
+        "the node holds its maximum of {0} channels; retry later or raise channels.max_channels"
+    )]
     ChannelLimit(usize),
     #[error("{0}")]
     InvalidCursor(String),

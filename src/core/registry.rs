@@ -291,7 +291,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(120)).await;
         assert_eq!(r.prune(), 0, "a still holds history, b has a subscriber");
         tokio::time::advance(Duration::from_secs(481)).await;
-        assert_eq!(r.prune(), 1, "a's history aged out and it is idle; b has a subscriber");
+        assert_eq!(
+            r.prune(),
+            1,
+            "a's history aged out and it is idle; b has a subscriber"
+        );
         assert_eq!(r.stats().channels, 1);
         let new = r.publish(&ch("a"), &draft(None)).unwrap();
         assert_ne!(new.epoch, old);

@@ -15,7 +15,9 @@ pub enum ApiError {
     Unauthorized,
     #[error(transparent)]
     Token(#[from] TokenError),
-    #[error("your token does not cover channel {0:?}; mint a token whose channels claim includes it")]
+    #[error(
+        "your token does not cover channel {0:?}; mint a token whose channels claim includes it"
+    )]
     ChannelForbidden(String),
     #[error("no such route: {0}; see docs/protocol.md for the API")]
     NotFound(String),

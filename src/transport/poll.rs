@@ -57,7 +57,8 @@ pub(crate) async fn poll_one(
     let mut response = if unchanged && read.events.is_empty() && read.reset.is_none() {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut out = Vec::with_capacity(256 + read.events.iter().map(|e| e.frame.len() + 1).sum::<usize>());
+        let mut out =
+            Vec::with_capacity(256 + read.events.iter().map(|e| e.frame.len() + 1).sum::<usize>());
         write_answer(&mut out, &state, &ch, &read, true);
         json_response(out)
     };
@@ -236,7 +237,10 @@ fn write_tail(out: &mut Vec<u8>, state: &AppState) {
 
 fn json_response(body: Vec<u8>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

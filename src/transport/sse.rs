@@ -82,8 +82,14 @@ pub(crate) async fn stream(
     let body = stream::once(async move { Ok(first.freeze()) }).chain(live);
     let mut response = Body::from_stream(body).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(response)
 }
@@ -114,7 +120,7 @@ impl Connection {
 
     fn write_reconnect(&self, out: &mut BytesMut, reason: &'static str) {
         let retry_ms = self.state.lifecycle.retry_hint_ms();
-        let _ = write!(out, "retry: {retry_ms}\n");
+        let _ = writeln!(out, "retry: {retry_ms}");
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&ServerMessage::Reconnect { reason, retry_ms }.to_bytes());
         out.extend_from_slice(b"\n\n");

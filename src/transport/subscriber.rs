@@ -101,7 +101,7 @@ pub(crate) fn opening(
                 channel: sub.channel.clone(),
                 position: since.cloned().unwrap_or_else(|| head.clone()),
             });
-            out.extend(events.iter().map(|e| event(e)));
+            out.extend(events.iter().map(event));
         }
         Start::Reset(reason) => {
             Metrics::reset(transport, reason.as_str()).increment(1);

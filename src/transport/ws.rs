@@ -110,7 +110,10 @@ impl Session {
             End::ClientGone => return,
             End::Slow => {
                 Metrics::slow_consumer(Transport::Ws).increment(1);
-                (CLOSE_SLOW_CONSUMER, "slow_consumer: reconnect and resume from your position")
+                (
+                    CLOSE_SLOW_CONSUMER,
+                    "slow_consumer: reconnect and resume from your position",
+                )
             }
             End::Silent => (1001, "no pong within two heartbeat intervals"),
             End::Policy => (CLOSE_POLICY, "too many subscriptions on one connection"),

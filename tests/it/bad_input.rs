@@ -4,7 +4,13 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-async fn raw_post(s: &Server, path: &str, key: Option<&str>, ctype: Option<&str>, body: Vec<u8>) -> (u16, Value) {
+async fn raw_post(
+    s: &Server,
+    path: &str,
+    key: Option<&str>,
+    ctype: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
     let mut req = s.http.post(format!("{}{path}", s.base)).body(body);
     if let Some(k) = key {
         req = req.bearer_auth(k);
@@ -26,7 +32,16 @@ async fn bad_publishes_get_their_documented_errors_and_the_server_keeps_serving(
     let s = Server::start().await;
     let json_ct = Some("application/json");
     let ok = br#"{"channel":"a","name":"x"}"#.to_vec();
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    // (what, publisher key, content type, body, status, code)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("no key", None, json_ct, ok.clone(), 401, "unauthorized"),
         ("wrong key", Some("nope"), json_ct, ok.clone(), 401, "unauthorized"),
         ("no content type", Some(KEY), None, ok.clone(), 415, "unsupported_media_type"),
@@ -47,18 +62,49 @@ async fn bad_publishes_get_their_documented_errors_and_the_server_keeps_serving(
     for (what, key, ctype, body, status, want) in cases {
         let (got, v) = raw_post(&s, "/v1/publish", key, ctype, body).await;
         assert_eq!((got, code(&v)), (status, want), "{what}: {v}");
-        assert!(v["error"]["message"].as_str().is_some_and(|m| m.len() > 10), "{what}: {v}");
+        assert!(
+            v["error"]["message"].as_str().is_some_and(|m| m.len() > 10),
+            "{what}: {v}"
+        );
     }
-    let (_, v) = raw_post(&s, "/v1/publish", Some(KEY), json_ct, b"{\n\"channel\": ,}".to_vec()).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("line 2 column"), "{v}");
-    let (_, v) = raw_post(&s, "/v1/publish", Some(KEY), json_ct, br#"{"channel":"a","name":7}"#.to_vec()).await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("name"), "{v}");
+    let (_, v) = raw_post(
+        &s,
+        "/v1/publish",
+        Some(KEY),
+        json_ct,
+        b"{\n\"channel\": ,}".to_vec(),
+    )
+    .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 2 column"),
+        "{v}"
+    );
+    let (_, v) = raw_post(
+        &s,
+        "/v1/publish",
+        Some(KEY),
+        json_ct,
+        br#"{"channel":"a","name":7}"#.to_vec(),
+    )
+    .await;
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("name"),
+        "{v}"
+    );
 
     let (status, v) = s.post("/v1/publish/batch", json!({"events": (0..501).map(|_| json!({"channel":"a","name":"x"})).collect::<Vec<_>>()})).await;
     assert_eq!((status, code(&v)), (422, "too_many_events"));
     let (status, v) = s.get("/v1/nothing-here").await;
     assert_eq!((status, code(&v)), (404, "not_found"));
-    let r = s.http.delete(format!("{}/v1/publish", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .delete(format!("{}/v1/publish", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
 
     // Nothing above was published, and the server still serves correct traffic.
@@ -93,7 +139,10 @@ async fn bad_subscribe_requests_get_their_documented_errors() {
     assert_eq!(ws_expect(&mut ws, "error").await["code"], "invalid_message");
     ws_send(&mut ws, json!({"type": "subscribe", "channel": "a b"})).await;
     let e = ws_expect(&mut ws, "error").await;
-    assert_eq!((e["code"].as_str(), e["channel"].as_str()), (Some("invalid_channel"), Some("a b")));
+    assert_eq!(
+        (e["code"].as_str(), e["channel"].as_str()),
+        (Some("invalid_channel"), Some("a b"))
+    );
     ws_send(&mut ws, json!({"type": "subscribe", "channel": "fine"})).await;
     ws_expect(&mut ws, "subscribed").await;
     s.publish_seq("fine", 1).await;
@@ -107,6 +156,8 @@ trait SendText {
 impl SendText for Ws {
     async fn send_text(&mut self, t: &str) {
         use futures_util::SinkExt;
-        self.send(tokio_tungstenite::tungstenite::Message::Text(t.into())).await.unwrap();
+        self.send(tokio_tungstenite::tungstenite::Message::Text(t.into()))
+            .await
+            .unwrap();
     }
 }

@@ -38,7 +38,10 @@ async fn one_event_arrives_identically_on_ws_sse_and_poll() {
     assert_eq!(via_ws, via_sse);
     assert_eq!(via_ws, via_poll);
     assert_eq!(polled["next"], json!({"epoch": ack["epoch"], "seq": 1}));
-    assert_eq!(sse.last_id.as_deref(), Some(format!("room~{}~1", ack["epoch"].as_str().unwrap()).as_str()));
+    assert_eq!(
+        sse.last_id.as_deref(),
+        Some(format!("room~{}~1", ack["epoch"].as_str().unwrap()).as_str())
+    );
 }
 
 #[tokio::test]
@@ -82,7 +85,12 @@ async fn one_publish_fans_out_to_several_channels_with_one_id() {
     let results = v["results"].as_array().unwrap();
     let got: Vec<(String, u64)> = results
         .iter()
-        .map(|r| (r["channel"].as_str().unwrap().to_string(), r["seq"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["channel"].as_str().unwrap().to_string(),
+                r["seq"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(got, vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]);
     assert!(results.iter().all(|r| r["id"] == v["id"]));
@@ -107,12 +115,21 @@ async fn a_bad_batch_item_fails_alone() {
     assert_eq!(v["published"], 2);
     assert_eq!(v["failed"], 3);
     let r = v["results"].as_array().unwrap();
-    assert_eq!((r[0]["status"].clone(), r[0]["seq"].clone()), (json!(202), json!(1)));
+    assert_eq!(
+        (r[0]["status"].clone(), r[0]["seq"].clone()),
+        (json!(202), json!(1))
+    );
     assert_eq!(r[1]["error"]["code"], "invalid_channel");
     assert_eq!(r[2]["error"]["code"], "invalid_field");
-    assert!(r[2]["error"]["message"].as_str().unwrap().contains("events[2]"));
+    assert!(r[2]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("events[2]"));
     assert_eq!(r[3]["error"]["code"], "invalid_channel");
-    assert_eq!(r[4]["seq"], 2, "the multi-channel item was not half-applied");
+    assert_eq!(
+        r[4]["seq"], 2,
+        "the multi-channel item was not half-applied"
+    );
 }
 
 #[tokio::test]
@@ -128,11 +145,25 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
         next["seq"]
     );
     let http = s.http.clone();
-    let waiting = tokio::spawn(async move { http.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() });
+    let waiting = tokio::spawn(async move {
+        http.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
     // The poll is parked on the channel's live feed before we publish.
-    eventually("the long poll to park", || s.state.registry.subscriber_count_of("lp") == 1).await;
+    eventually("the long poll to park", || {
+        s.state.registry.subscriber_count_of("lp") == 1
+    })
+    .await;
     s.publish_seq("lp", 1).await;
-    let answer = tokio::time::timeout(PATIENCE, waiting).await.unwrap().unwrap();
+    let answer = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seqs(answer["events"].as_array().unwrap()), vec![1]);
     assert_eq!(answer["reset"], false);
 }
@@ -141,14 +172,35 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
 async fn an_unchanged_channel_answers_304_to_its_etag() {
     let s = Server::start().await;
     s.publish_seq("e", 1).await;
-    let r = s.http.get(format!("{}/v1/channels/e/events?since=0", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/v1/channels/e/events?since=0", s.base))
+        .send()
+        .await
+        .unwrap();
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     let body: serde_json::Value = r.json().await.unwrap();
-    let url = format!("{}/v1/channels/e/events?epoch={}&since=1", s.base, body["epoch"].as_str().unwrap());
-    let r = s.http.get(&url).header("If-None-Match", &etag).send().await.unwrap();
+    let url = format!(
+        "{}/v1/channels/e/events?epoch={}&since=1",
+        s.base,
+        body["epoch"].as_str().unwrap()
+    );
+    let r = s
+        .http
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 304);
     s.publish_seq("e", 2).await;
-    let r = s.http.get(&url).header("If-None-Match", &etag).send().await.unwrap();
+    let r = s
+        .http
+        .get(&url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_ne!(r.headers()["etag"].to_str().unwrap(), etag);
 }

@@ -52,7 +52,11 @@ async fn websocket_resume_is_lossless_during_concurrent_publishing() {
     let publisher = miss_then_keep_publishing(&s, "r").await;
     let mut ws = ws_connect(&s.ws_url("")).await;
     ws_expect(&mut ws, "welcome").await;
-    ws_send(&mut ws, json!({"type": "subscribe", "channel": "r", "since": {"epoch": epoch, "seq": held}})).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "r", "since": {"epoch": epoch, "seq": held}}),
+    )
+    .await;
     let sub = ws_expect(&mut ws, "subscribed").await;
     assert_eq!(sub["epoch"], epoch.as_str());
     let mut got = Vec::new();
@@ -68,14 +72,22 @@ async fn sse_resume_with_last_event_id_is_lossless_during_concurrent_publishing(
     let s = Server::start().await;
     let epoch = prologue(&s, "r").await;
     // A first SSE session that sees everything so far, then leaves holding its last id.
-    let mut first = Sse::open(&s, "?channel=r&channel=other", Some(&format!("r~{epoch}~0"))).await;
+    let mut first = Sse::open(
+        &s,
+        "?channel=r&channel=other",
+        Some(&format!("r~{epoch}~0")),
+    )
+    .await;
     first.expect("subscribed").await;
     for _ in 0..BEFORE {
         first.expect("event").await;
     }
     first.expect("subscribed").await; // "other" starts live
     let last_id = first.last_id.clone().unwrap();
-    assert!(last_id.starts_with(&format!("r~{epoch}~{BEFORE},other~")), "{last_id}");
+    assert!(
+        last_id.starts_with(&format!("r~{epoch}~{BEFORE},other~")),
+        "{last_id}"
+    );
     drop(first);
 
     let publisher = miss_then_keep_publishing(&s, "r").await;
@@ -93,7 +105,10 @@ async fn sse_resume_with_last_event_id_is_lossless_during_concurrent_publishing(
     assert_eq!(subscribed, 2);
     publisher.await.unwrap();
     assert_eq!(seqs(&got), expected_after(BEFORE));
-    assert!(sse.last_id.unwrap().starts_with(&format!("r~{epoch}~{TOTAL}")));
+    assert!(sse
+        .last_id
+        .unwrap()
+        .starts_with(&format!("r~{epoch}~{TOTAL}")));
 }
 
 #[tokio::test]
@@ -125,11 +140,19 @@ async fn switching_transport_mid_stream_keeps_the_position() {
     let s = Server::start().await;
     let epoch = prologue(&s, "sw").await;
     // Poll the first events, continue on WebSocket, then on SSE.
-    let (_, v) = s.get(&format!("/v1/channels/sw/events?epoch={epoch}&since=0&limit=2")).await;
+    let (_, v) = s
+        .get(&format!(
+            "/v1/channels/sw/events?epoch={epoch}&since=0&limit=2"
+        ))
+        .await;
     let mut got = v["events"].as_array().unwrap().clone();
     let mut ws = ws_connect(&s.ws_url("")).await;
     ws_expect(&mut ws, "welcome").await;
-    ws_send(&mut ws, json!({"type": "subscribe", "channel": "sw", "since": v["next"]})).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "sw", "since": v["next"]}),
+    )
+    .await;
     ws_expect(&mut ws, "subscribed").await;
     got.push(ws_expect(&mut ws, "event").await);
     drop(ws);
@@ -153,11 +176,22 @@ async fn void_positions_get_a_reset_on_every_transport() {
     // Too old: seq 1 left history (it holds 16..=25).
     let mut ws = ws_connect(&s.ws_url("")).await;
     ws_expect(&mut ws, "welcome").await;
-    ws_send(&mut ws, json!({"type": "subscribe", "channel": "v", "since": {"epoch": epoch, "seq": 1}})).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "v", "since": {"epoch": epoch, "seq": 1}}),
+    )
+    .await;
     let reset = ws_expect(&mut ws, "reset").await;
-    assert_eq!(reset, json!({"type": "reset", "channel": "v", "epoch": epoch, "seq": head, "reason": "history_exceeded"}));
+    assert_eq!(
+        reset,
+        json!({"type": "reset", "channel": "v", "epoch": epoch, "seq": head, "reason": "history_exceeded"})
+    );
     // Another epoch.
-    ws_send(&mut ws, json!({"type": "subscribe", "channel": "v", "since": {"epoch": "oldepoch", "seq": 24}})).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "subscribe", "channel": "v", "since": {"epoch": "oldepoch", "seq": 24}}),
+    )
+    .await;
     assert_eq!(ws_expect(&mut ws, "reset").await["reason"], "epoch_changed");
     // After a reset the subscription is live from the head.
     s.publish_seq("v", 99).await;
@@ -165,13 +199,26 @@ async fn void_positions_get_a_reset_on_every_transport() {
 
     let mut sse = Sse::open(&s, "?channel=v", Some("v~oldepoch~3")).await;
     let r = sse.expect("reset").await;
-    assert_eq!((r["reason"].as_str(), r["seq"].as_u64()), (Some("epoch_changed"), Some(head + 1)));
-    assert_eq!(sse.last_id.as_deref(), Some(format!("v~{epoch}~{}", head + 1).as_str()));
+    assert_eq!(
+        (r["reason"].as_str(), r["seq"].as_u64()),
+        (Some("epoch_changed"), Some(head + 1))
+    );
+    assert_eq!(
+        sse.last_id.as_deref(),
+        Some(format!("v~{epoch}~{}", head + 1).as_str())
+    );
 
-    let (_, p) = s.get(&format!("/v1/channels/v/events?epoch={epoch}&since=2")).await;
-    assert_eq!((p["reset"].clone(), p["reason"].clone()), (json!(true), json!("history_exceeded")));
+    let (_, p) = s
+        .get(&format!("/v1/channels/v/events?epoch={epoch}&since=2"))
+        .await;
+    assert_eq!(
+        (p["reset"].clone(), p["reason"].clone()),
+        (json!(true), json!("history_exceeded"))
+    );
     assert_eq!(p["events"], json!([]));
     assert_eq!(p["next"], json!({"epoch": epoch, "seq": head + 1}));
-    let (_, p) = s.get(&format!("/v1/channels/v/events?epoch={epoch}&since=999")).await;
+    let (_, p) = s
+        .get(&format!("/v1/channels/v/events?epoch={epoch}&since=999"))
+        .await;
     assert_eq!(p["reason"], "ahead_of_head");
 }

@@ -20,9 +20,20 @@ async fn shutdown_tells_every_connection_to_go_within_the_limit() {
     let long_poll = {
         let url = format!("{}/v1/channels/a/events?since=0&wait_ms=25000", s.base);
         let http = s.http.clone();
-        tokio::spawn(async move { http.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() })
+        tokio::spawn(async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        })
     };
-    eventually("the long poll to park", || s.state.registry.subscriber_count_of("a") == 3).await;
+    eventually("the long poll to park", || {
+        s.state.registry.subscriber_count_of("a") == 3
+    })
+    .await;
 
     let started = tokio::time::Instant::now();
     let run = s.shutdown();
@@ -37,13 +48,27 @@ async fn shutdown_tells_every_connection_to_go_within_the_limit() {
     let bye = sse.expect("reconnect").await;
     assert_eq!(bye["reason"], "shutdown");
     assert!(sse.next().await.is_none(), "the SSE stream ends");
-    let answer = tokio::time::timeout(PATIENCE, long_poll).await.unwrap().unwrap();
+    let answer = tokio::time::timeout(PATIENCE, long_poll)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(answer["events"], serde_json::json!([]));
     assert!(answer["reconnect_ms"].is_u64(), "{answer}");
 
-    tokio::time::timeout(Duration::from_secs(4), run).await.expect("run returns within the limit").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(4), run)
+        .await
+        .expect("run returns within the limit")
+        .unwrap()
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(4));
-    assert!(s.http.get(format!("{}/healthz", s.base)).send().await.is_err(), "new connections are refused");
+    assert!(
+        s.http
+            .get(format!("{}/healthz", s.base))
+            .send()
+            .await
+            .is_err(),
+        "new connections are refused"
+    );
 }
 
 #[tokio::test]
@@ -61,7 +86,12 @@ async fn a_draining_node_is_unready_and_refuses_new_streams_but_still_publishes(
         assert_eq!(r.status(), 200, "alive while draining");
     }
     let (status, v) = s.get("/v1/sse?channel=a").await;
-    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("shutting_down")));
-    assert!(tokio_tungstenite::connect_async(s.ws_url("?channel=a")).await.is_err());
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (503, Some("shutting_down"))
+    );
+    assert!(tokio_tungstenite::connect_async(s.ws_url("?channel=a"))
+        .await
+        .is_err());
     assert_eq!(s.publish_seq("a", 1).await, 1);
 }

@@ -22,7 +22,9 @@ async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
     let sock = TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(addr).await.unwrap();
-    let (mut stuck, _) = tokio_tungstenite::client_async(s.ws_url("?channel=big"), stream).await.unwrap();
+    let (mut stuck, _) = tokio_tungstenite::client_async(s.ws_url("?channel=big"), stream)
+        .await
+        .unwrap();
     ws_expect(&mut stuck, "welcome").await;
     ws_expect(&mut stuck, "subscribed").await;
 
@@ -33,23 +35,50 @@ async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
     let reader = tokio::spawn(async move {
         let mut got = Vec::new();
         while (got.len() as u64) < EVENTS {
-            got.push(ws_expect(&mut healthy, "event").await["seq"].as_u64().unwrap());
+            got.push(
+                ws_expect(&mut healthy, "event").await["seq"]
+                    .as_u64()
+                    .unwrap(),
+            );
         }
         got
     });
 
     let pad = "x".repeat(4096);
     for n in 1..=EVENTS {
-        let (status, _) = s.publish(json!({"channel": "big", "name": "n", "data": {"n": n, "pad": pad}})).await;
+        let (status, _) = s
+            .publish(json!({"channel": "big", "name": "n", "data": {"n": n, "pad": pad}}))
+            .await;
         assert_eq!(status, 202);
     }
-    let got = tokio::time::timeout(PATIENCE, reader).await.unwrap().unwrap();
-    assert_eq!(got, (1..=EVENTS).collect::<Vec<_>>(), "the healthy subscriber got everything in order");
+    let got = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        (1..=EVENTS).collect::<Vec<_>>(),
+        "the healthy subscriber got everything in order"
+    );
 
     // The stuck subscriber was dropped by the server, freeing its share of the channel.
-    eventually("the stuck subscriber to be cut off", || s.state.registry.subscriber_count_of("big") == 1).await;
-    let metrics = s.http.get(format!("{}/metrics", s.admin)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("understudy_slow_consumer_closes_total{transport=\"ws\"} "), "{metrics}");
+    eventually("the stuck subscriber to be cut off", || {
+        s.state.registry.subscriber_count_of("big") == 1
+    })
+    .await;
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("understudy_slow_consumer_closes_total{transport=\"ws\"} "),
+        "{metrics}"
+    );
 
     // When it reads again it finds events, then the slow-consumer close (or a reset connection).
     let mut saw_close = None;
@@ -76,12 +105,17 @@ async fn a_lagging_sse_subscriber_is_told_to_resume_and_loses_nothing() {
     // The stream is not read while far more than the socket buffers hold is published.
     let pad = "x".repeat(4096);
     for n in 1..=EVENTS {
-        let (status, _) = s.publish(json!({"channel": "lag", "name": "n", "data": {"n": n, "pad": pad}})).await;
+        let (status, _) = s
+            .publish(json!({"channel": "lag", "name": "n", "data": {"n": n, "pad": pad}}))
+            .await;
         assert_eq!(status, 202);
     }
     let mut seen = Vec::new();
     let reconnect = loop {
-        let v = sse.next().await.expect("a reconnect message before the end");
+        let v = sse
+            .next()
+            .await
+            .expect("a reconnect message before the end");
         if v["type"] == "event" {
             seen.push(v["seq"].as_u64().unwrap());
         } else {
@@ -90,8 +124,14 @@ async fn a_lagging_sse_subscriber_is_told_to_resume_and_loses_nothing() {
     };
     assert_eq!(reconnect["type"], "reconnect");
     assert_eq!(reconnect["reason"], "slow_consumer");
-    assert!(sse.next().await.is_none(), "the stream ends after the reconnect message");
-    assert!((seen.len() as u64) < EVENTS, "the subscriber really fell behind");
+    assert!(
+        sse.next().await.is_none(),
+        "the stream ends after the reconnect message"
+    );
+    assert!(
+        (seen.len() as u64) < EVENTS,
+        "the subscriber really fell behind"
+    );
     // Resuming from the last id fills the rest from history: nothing lost, nothing twice.
     let mut again = Sse::open(&s, "?channel=lag", sse.last_id.as_deref()).await;
     again.expect("subscribed").await;

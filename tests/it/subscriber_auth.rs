@@ -23,31 +23,59 @@ async fn tokens_are_checked_on_every_transport() {
     assert_eq!((status, code(&v)), (401, "token_expired"));
     let (status, v) = s.get(&poll(&forged)).await;
     assert_eq!((status, code(&v)), (401, "invalid_token"));
-    assert!(v["error"]["message"].as_str().unwrap().contains("signature"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("signature"));
     let (status, v) = s.get(&format!("/v1/channels/{ch}/events")).await;
     assert_eq!((status, code(&v)), (401, "invalid_token"));
-    let (status, v) = s.get(&format!("/v1/channels/clinic-43.room/events?token={good}")).await;
+    let (status, v) = s
+        .get(&format!("/v1/channels/clinic-43.room/events?token={good}"))
+        .await;
     assert_eq!((status, code(&v)), (403, "channel_forbidden"));
 
     // Authorization header works as well as ?token=.
-    let r = s.http.get(format!("{}/v1/channels/{ch}/events", s.base)).bearer_auth(&good).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/v1/channels/{ch}/events", s.base))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 
     // SSE: refused before the stream starts.
-    let r = s.http.get(format!("{}/v1/sse?channel={ch}&token={expired}", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/v1/sse?channel={ch}&token={expired}", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = s.http.get(format!("{}/v1/sse?channel=lobby&token={good}", s.base)).send().await.unwrap();
+    let r = s
+        .http
+        .get(format!("{}/v1/sse?channel=lobby&token={good}", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
 
     // WebSocket: a bad token is refused at the upgrade; an out-of-scope channel gets an error
     // message while the in-scope subscription keeps working.
-    assert!(tokio_tungstenite::connect_async(s.ws_url(&format!("?token={forged}"))).await.is_err());
+    assert!(
+        tokio_tungstenite::connect_async(s.ws_url(&format!("?token={forged}")))
+            .await
+            .is_err()
+    );
     let mut ws = ws_connect(&s.ws_url(&format!("?token={good}&channel={ch}"))).await;
     ws_expect(&mut ws, "welcome").await;
     ws_expect(&mut ws, "subscribed").await;
     ws_send(&mut ws, json!({"type": "subscribe", "channel": "lobby"})).await;
     let e = ws_expect(&mut ws, "error").await;
-    assert_eq!((e["code"].as_str(), e["channel"].as_str()), (Some("channel_forbidden"), Some("lobby")));
+    assert_eq!(
+        (e["code"].as_str(), e["channel"].as_str()),
+        (Some("channel_forbidden"), Some("lobby"))
+    );
     s.publish_seq(ch, 1).await;
     assert_eq!(ws_expect(&mut ws, "event").await["channel"], ch);
 }

@@ -117,7 +117,9 @@ impl Drop for Server {
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub async fn ws_connect(url: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connects");
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connects");
     ws
 }
 
@@ -236,7 +238,10 @@ pub fn seqs(events: &[Value]) -> Vec<u64> {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
