@@ -25,12 +25,18 @@ enum Command {
     },
     /// Validate a configuration file and list every problem; exits non-zero if there is one.
     CheckConfig { file: PathBuf },
+    /// Exit 0 if the server at ADDR answers GET /healthz with 200 (for container healthchecks).
+    Healthcheck {
+        #[arg(default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::Healthcheck { addr } => healthcheck(&addr),
         Command::Serve { config } => {
             let config = load(config.as_deref())?;
             tokio::runtime::Builder::new_multi_thread()
@@ -59,6 +65,31 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
             eprintln!("{}: {e:#}", file.display());
             std::process::exit(1);
         }
+    }
+}
+
+/// A plain HTTP/1.1 GET over a std socket: the runtime image needs no curl.
+fn healthcheck(addr: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let sock_addr = addr
+        .parse()
+        .with_context(|| format!("{addr} is not IP:PORT"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&sock_addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    if answer.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "unhealthy: {}",
+            answer.lines().next().unwrap_or("no answer")
+        )
     }
 }
 
