@@ -122,7 +122,8 @@
       return -1;
     }
     // kind: "retry" (the server asked us to come back), "drop" (lost after it was up),
-    // "connect" (never came up in time), "silent" (heartbeats stopped).
+    // anything else moves down: "connect" (never came up in time), "silent" (heartbeats
+    // stopped), "unavailable" (the vendor SDK gave up).
     // Answers { step, delay } to open next, or null when nothing changes.
     failed(i, kind) {
       if (i === this.probe) {
@@ -156,17 +157,17 @@
       enabledTransports: ["ws"], cluster: info.cluster || "mt1", disableStats: true,
     });
     const name = (ch) => ch.replace(/:/g, ";");
-    const bind = (ch, ev, f) => p.subscribe(ch).bind(ev, f);
     p.connection.bind("state_change", (s) => {
       if (s.current === "unavailable" || s.current === "failed") h.fail(s.current);
     });
-    bind("understudy.heartbeat", "understudy.heartbeat", () => h.heartbeat());
+    p.subscribe("understudy.heartbeat").bind("understudy.heartbeat", () => h.heartbeat());
     return {
       sub(ch) {
+        const s = p.subscribe(name(ch));
         // pusher-js already parses a `data` string that holds JSON; accept both.
-        bind(name(ch), "understudy.event", (d) => { const m = parse(d); if (m) h.event(m); });
-        bind(name(ch), "pusher:subscription_succeeded", () => h.ready(ch));
-        bind(name(ch), "pusher:subscription_error", () => h.fail("subscription_error"));
+        s.bind("understudy.event", (d) => { const m = parse(d); if (m) h.event(m); });
+        s.bind("pusher:subscription_succeeded", () => h.ready(ch));
+        s.bind("pusher:subscription_error", () => h.fail("subscription_error"));
       },
       unsub(ch) { p.unsubscribe(name(ch)); },
       close() { p.disconnect(); },
@@ -189,7 +190,8 @@
       event: (m) => c.msg(m),
       heartbeat: () => { c.opened(); c.heard(); },
       ready: (ch) => c.fill(ch),
-      fail: () => c.fail("drop"),
+      // The SDK has done its own retrying by the time it gives up: move down.
+      fail: () => c.fail("unavailable"),
     });
     const sync = () => diff(held, c.chans(), (ch) => a.sub(ch), (ch) => a.unsub(ch));
     sync();

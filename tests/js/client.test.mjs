@@ -528,3 +528,23 @@ test("after a stale spell, only the first answer may be folded into the stale on
   ws2.recv({ type: "reset", channel: "a", epoch: "F", seq: 0, reason: "epoch_changed" }); // much later, real news
   assert.deepEqual(log, ["reset:E:3:stale", "reset:F:0:epoch_changed"]);
 });
+
+test("vendor route without the page's SDK starts on ws", async (t) => {
+  const a = start(t, { route: VENDOR_ROUTE, opts: { vendor: undefined } });
+  a.sub("a");
+  await a.flush();
+  assert.equal(a.net.pushers.length, 0);
+  assert.equal(a.net.sockets.length, 1);
+});
+
+test("a vendor that turns unavailable is left for ws", async (t) => {
+  const b = start(t, { route: VENDOR_ROUTE });
+  b.sub("a");
+  await b.flush();
+  const p = b.net.pusher();
+  p.heartbeat();
+  (p.state.state_change || []).forEach((f) => f({ previous: "connected", current: "unavailable" }));
+  assert.ok(p.disconnected);
+  await b.advance(300);
+  assert.equal(b.net.sockets.length, 1);
+});
