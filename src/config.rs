@@ -40,6 +40,7 @@ pub struct Server {
     pub admin_listen: SocketAddr,
     pub shutdown_timeout: Duration,
     pub reconnect_jitter: Duration,
+    pub cors_allow_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

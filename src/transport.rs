@@ -2,6 +2,7 @@
 //! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
 
 mod body;
+mod client_js;
 pub mod error;
 pub mod health;
 mod poll;
@@ -11,9 +12,10 @@ mod subscriber;
 pub mod wire;
 pub mod ws;
 
-use axum::http::Uri;
+use axum::http::{header, HeaderName, Method, Uri};
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
 
@@ -27,11 +29,36 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sse", get(sse::stream))
         .route("/v1/channels/{channel}/events", get(poll::poll_one))
         .route("/v1/poll", post(poll::poll_many))
+        .route("/v1/client.js", get(client_js::script))
+        .route("/v1/client.mjs", get(client_js::module))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors(&state))
         .with_state(state)
+}
+
+/// Pages on other origins call the API with a token (never cookies), so origins are matched
+/// against `server.cors_allow_origins` and credentials are not allowed.
+fn cors(state: &AppState) -> CorsLayer {
+    let origins = &state.config.server.cors_allow_origins;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::ETAG])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 pub(crate) async fn not_found(uri: Uri) -> ApiError {

@@ -27,6 +27,7 @@ struct RawServer {
     admin_listen: String,
     shutdown_timeout_ms: u64,
     reconnect_jitter_ms: u64,
+    cors_allow_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +160,12 @@ impl Raw {
             listen.port() == 0 || listen != admin_listen,
             "server.listen and server.admin_listen must differ: the admin API listens apart".into(),
         );
+        for origin in &self.server.cors_allow_origins {
+            check(
+                origin == "*" || origin.starts_with("http://") || origin.starts_with("https://"),
+                format!("server.cors_allow_origins: {origin:?} must be \"*\" or an origin like https://app.example.com"),
+            );
+        }
         let format = match self.log.format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -253,6 +260,7 @@ impl Raw {
                 admin_listen,
                 shutdown_timeout: ms(self.server.shutdown_timeout_ms),
                 reconnect_jitter: ms(self.server.reconnect_jitter_ms),
+                cors_allow_origins: self.server.cors_allow_origins,
             },
             log: Log {
                 filter: self.log.filter,

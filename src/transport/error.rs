@@ -93,9 +93,14 @@ impl ApiError {
         }
     }
 
-    /// The `{"error":{...}}` body, also used inside batch answers.
+    /// The `{"error":{...}}` body, also used inside batch answers. A refusal about one channel
+    /// names it in `channel`, so a client can drop just that channel.
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code(), "message": self.to_string()}})
+        let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        if let ApiError::ChannelForbidden(ch) = self {
+            body["error"]["channel"] = json!(ch);
+        }
+        body
     }
 }
 

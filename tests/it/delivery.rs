@@ -229,3 +229,54 @@ async fn one_poll_request_covers_several_channels() {
     assert_eq!(r[2]["events"], json!([]));
     assert_eq!(v["poll_interval_ms"], 2000);
 }
+
+#[tokio::test]
+async fn the_browser_client_is_served_by_the_binary() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .get(format!("{}/v1/client.js", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(r.text().await.unwrap().contains("Understudy"));
+    let m = s
+        .http
+        .get(format!("{}/v1/client.mjs", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("import \"./client.js\""), "{m}");
+}
+
+#[tokio::test]
+async fn browsers_on_other_origins_pass_the_cors_preflight() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/poll", s.base))
+        .header("Origin", "https://screens.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    let allowed = r.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+}

@@ -33,6 +33,7 @@ async fn tokens_are_checked_on_every_transport() {
         .get(&format!("/v1/channels/clinic-43.room/events?token={good}"))
         .await;
     assert_eq!((status, code(&v)), (403, "channel_forbidden"));
+    assert_eq!(v["error"]["channel"], "clinic-43.room");
 
     // Authorization header works as well as ?token=.
     let r = s
