@@ -17,6 +17,8 @@ pub const EMBEDDED: &str = include_str!("../config/understudy.toml");
 pub const DEV_PUBLISHER_KEY: &str = "dev-publisher-key-change-me";
 /// The subscriber secret shipped in the default file; using it logs a warning.
 pub const DEV_SUBSCRIBER_SECRET: &str = "dev-subscriber-secret-change-me";
+/// The admin token shipped in the default file; using it logs a warning.
+pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token-change-me";
 
 /// Every problem found in a configuration, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,7 @@ pub struct Auth {
     pub publisher_keys: Vec<Secret>,
     pub subscribe: SubscribeAuth,
     pub subscriber_secret: Secret,
+    pub admin_tokens: Vec<crate::auth::AdminToken>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +143,14 @@ impl Config {
         {
             out.push("auth.subscriber_secret is the public development secret");
         }
+        if self
+            .auth
+            .admin_tokens
+            .iter()
+            .any(|t| t.token.expose() == DEV_ADMIN_TOKEN)
+        {
+            out.push("auth.admin_tokens contains the public development token");
+        }
         out
     }
 }
@@ -157,7 +168,7 @@ mod tests {
         assert_eq!(c.history.max_age, Duration::from_secs(600));
         assert_eq!(c.publish.max_body_bytes, 65536);
         assert_eq!(c.auth.subscribe, SubscribeAuth::Jwt);
-        assert_eq!(c.uses_dev_credentials().len(), 2);
+        assert_eq!(c.uses_dev_credentials().len(), 3);
     }
 
     #[test]
@@ -167,6 +178,7 @@ mod tests {
             "UNDERSTUDY_PUBLISHER_KEYS" => Some("k1, k2".to_string()),
             "UNDERSTUDY_SUBSCRIBE_AUTH" => Some("none".to_string()),
             "UNDERSTUDY_LOG_FORMAT" => Some("json".to_string()),
+            "UNDERSTUDY_ADMIN_TOKEN" => Some("from-env-token-0123456789".to_string()),
             _ => None,
         };
         let c = Config::load(None, &env).unwrap();
@@ -175,7 +187,8 @@ mod tests {
         assert_eq!(keys, vec!["k1", "k2"]);
         assert_eq!(c.auth.subscribe, SubscribeAuth::None);
         assert_eq!(c.log.format, LogFormat::Json);
-        assert!(c.uses_dev_credentials().is_empty());
+        assert_eq!(c.auth.admin_tokens.last().unwrap().name, "env");
+        assert_eq!(c.uses_dev_credentials().len(), 1, "the file's dev admin token is still listed");
     }
 
     #[test]

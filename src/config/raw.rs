@@ -82,6 +82,14 @@ struct RawAuth {
     publisher_keys: Vec<String>,
     subscribe: String,
     subscriber_secret: String,
+    admin_tokens: Vec<RawAdminToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdminToken {
+    name: String,
+    token: String,
 }
 
 impl std::fmt::Debug for RawAuth {
@@ -130,6 +138,12 @@ impl Raw {
         );
         set("UNDERSTUDY_LOG", &mut self.log.filter);
         set("UNDERSTUDY_LOG_FORMAT", &mut self.log.format);
+        if let Some(token) = env("UNDERSTUDY_ADMIN_TOKEN") {
+            self.auth.admin_tokens.push(RawAdminToken {
+                name: "env".into(),
+                token,
+            });
+        }
         if let Some(keys) = env("UNDERSTUDY_PUBLISHER_KEYS") {
             self.auth.publisher_keys = keys
                 .split(',')
@@ -197,6 +211,15 @@ impl Raw {
             "auth.subscriber_secret must be at least 16 characters when auth.subscribe = \"jwt\""
                 .into(),
         );
+        for t in &self.auth.admin_tokens {
+            check(
+                !t.name.is_empty() && t.token.len() >= 16,
+                format!(
+                    "auth.admin_tokens: token {:?} needs a name and at least 16 characters",
+                    t.name
+                ),
+            );
+        }
         let mut positive = |key: &str, v: u64| {
             check(v > 0, format!("{key} must be greater than 0"));
         };
@@ -302,6 +325,15 @@ impl Raw {
                     .collect(),
                 subscribe,
                 subscriber_secret: Secret::new(self.auth.subscriber_secret),
+                admin_tokens: self
+                    .auth
+                    .admin_tokens
+                    .into_iter()
+                    .map(|t| crate::auth::AdminToken {
+                        name: t.name,
+                        token: Secret::new(t.token),
+                    })
+                    .collect(),
             },
         })
     }
