@@ -140,3 +140,31 @@ async fn a_lagging_sse_subscriber_is_told_to_resume_and_loses_nothing() {
     }
     assert_eq!(seen, (1..=EVENTS).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_silent_websocket_client_is_closed_and_an_answering_one_is_kept() {
+    let s = Server::with("[auth]\nsubscribe = \"none\"\n[subscribers]\nheartbeat_ms = 100\n").await;
+    // tungstenite answers pings while it is being read; this client is read, the other is not.
+    let mut alive = ws_connect(&s.ws_url("?channel=hb")).await;
+    ws_expect(&mut alive, "welcome").await;
+    ws_expect(&mut alive, "subscribed").await;
+    let mut silent = ws_connect(&s.ws_url("?channel=hb")).await;
+    ws_expect(&mut silent, "welcome").await;
+    ws_expect(&mut silent, "subscribed").await;
+    let reader = tokio::spawn(async move {
+        // Read (and so answer pings) until the event published below arrives.
+        let ev = ws_expect(&mut alive, "event").await;
+        (alive, ev)
+    });
+    eventually("the silent client to be closed", || {
+        s.state.registry.subscriber_count_of("hb") == 1
+    })
+    .await;
+    s.publish_seq("hb", 1).await;
+    let (_alive, ev) = tokio::time::timeout(PATIENCE, reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ev["seq"], 1);
+    drop(silent);
+}
