@@ -1,6 +1,7 @@
 //! Subscriber connections over real sockets: one [`Connection`] type over the WebSocket and
 //! SSE readers, and the [`Connector`] that opens them against a [`Target`].
 
+pub(crate) mod http1;
 pub(crate) mod message;
 pub(crate) mod sse;
 pub(crate) mod ws;
@@ -25,6 +26,15 @@ const CONNS_PER_SOURCE_IP: usize = 20_000;
 pub(crate) enum Transport {
     Ws,
     Sse,
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
+        })
+    }
 }
 
 /// What a read returned.

@@ -223,7 +223,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
     progress(
         json_only,
         &format!(
-            "{subscribers} {:?} subscribers on {} channel(s) in {:.2}s; publishing {} ev/s for {}s",
+            "{subscribers} {} subscribers on {} channel(s) in {:.2}s; publishing {} ev/s for {}s",
             connector.transport(),
             channels.len(),
             connecting.elapsed().as_secs_f64(),
@@ -240,7 +240,6 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         &target,
         &args.key.publisher_key,
         args.payload_bytes as usize,
-        workers,
     )?;
     let server_subscribed = sample_opt(server);
     let self_start = sample_opt(Some(Proc::SelfProc));
@@ -406,7 +405,7 @@ fn human(s: &Summary) -> Vec<String> {
     let p = &s.published;
     let mut lines = vec![
         format!(
-            "fanout {:?}: {} subscribers, {} channel(s), {} ev/s for {}s, {}-byte data (run {})",
+            "fanout {}: {} subscribers, {} channel(s), {} ev/s for {}s, {}-byte data (run {})",
             s.transport, s.subscribers, s.channels, s.rate, s.duration_s, s.payload_bytes, s.run_id
         ),
         format!("subscribe time    {}", s.subscribe.human()),

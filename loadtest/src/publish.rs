@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::proc_stats::{sample_opt, Proc};
-use crate::publisher::{Outcome, Publisher};
+use crate::publisher::{Outcome, Publisher, Session};
 use crate::report::{self, per, progress, show};
 use crate::stats::{histogram, Percentiles};
 use crate::target::Target;
@@ -144,8 +144,8 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
         &target,
         &args.key.publisher_key,
         args.payload_bytes as usize,
-        k,
     )?;
+    let mut sessions: Vec<Session> = (0..k).map(|_| publisher.session()).collect();
     let counter = Arc::new(AtomicU64::new(0));
 
     if args.warmup > 0.0 {
@@ -153,14 +153,8 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
             json_only,
             &format!("warming up {k} publishers for {}s", args.warmup),
         );
-        phase(
-            &publisher,
-            &channels,
-            &counter,
-            k,
-            Duration::from_secs_f64(args.warmup),
-        )
-        .await;
+        let warmup = Duration::from_secs_f64(args.warmup);
+        (sessions, _) = phase(sessions, &channels, &counter, warmup).await;
     }
     progress(
         json_only,
@@ -169,14 +163,8 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
     let server_start = sample_opt(server);
     let self_start = sample_opt(Some(Proc::SelfProc));
     let started = Instant::now();
-    let tally = phase(
-        &publisher,
-        &channels,
-        &counter,
-        k,
-        Duration::from_secs_f64(args.duration),
-    )
-    .await;
+    let measured = Duration::from_secs_f64(args.duration);
+    let (_, tally) = phase(sessions, &channels, &counter, measured).await;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let server_end = sample_opt(server);
     let self_end = sample_opt(Some(Proc::SelfProc));
@@ -213,40 +201,44 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
     Ok(pass)
 }
 
-/// `k` publishers sending back to back until `duration` has passed.
+/// Every session publishing back to back until `duration` has passed; the sessions (and
+/// their keep-alive connections) come back for the next phase.
 async fn phase(
-    publisher: &Publisher,
+    sessions: Vec<Session>,
     channels: &Arc<[Arc<str>]>,
     counter: &Arc<AtomicU64>,
-    k: usize,
     duration: Duration,
-) -> Tally {
+) -> (Vec<Session>, Tally) {
     let deadline = Instant::now() + duration;
-    let workers: Vec<_> = (0..k)
-        .map(|_| {
-            let (publisher, channels, counter) =
-                (publisher.clone(), channels.clone(), counter.clone());
+    let workers: Vec<_> = sessions
+        .into_iter()
+        .map(|mut session| {
+            let (channels, counter) = (channels.clone(), counter.clone());
             tokio::spawn(async move {
                 let mut tally = Tally::new();
                 while Instant::now() < deadline {
                     let i = counter.fetch_add(1, Ordering::Relaxed);
                     let channel = &channels[(i % channels.len() as u64) as usize];
                     let sent = Instant::now();
-                    let outcome = publisher.publish(channel).await;
+                    let outcome = session.publish(channel).await;
                     tally.record(outcome, sent.elapsed());
                 }
-                tally
+                (session, tally)
             })
         })
         .collect();
     let mut all = Tally::new();
+    let mut sessions = Vec::with_capacity(workers.len());
     for worker in workers {
         match worker.await {
-            Ok(t) => all.absorb(t),
+            Ok((session, t)) => {
+                sessions.push(session);
+                all.absorb(t);
+            }
             Err(e) => all.note(|| format!("publisher task failed: {e}")),
         }
     }
-    all
+    (sessions, all)
 }
 
 fn human(s: &Summary) -> Vec<String> {

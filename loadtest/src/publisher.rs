@@ -1,27 +1,31 @@
 //! The backend side: `POST /v1/publish` over keep-alive HTTP/1.1, the load tool's event body
 //! `{"t": <µs>, "pad": ".."}`, and classifying the answer.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use reqwest::Url;
+use anyhow::{bail, Result};
 use serde::Deserialize;
 
+use crate::client::http1::Http1Conn;
 use crate::stats::unix_micros;
 use crate::target::Target;
 
 /// Bytes of `data` besides the padding: `{"t":1763895123456789,"pad":""}`.
 const DATA_OVERHEAD: usize = r#"{"t":1763895123456789,"pad":""}"#.len();
 
-/// A cheap clone sharing one connection pool.
+/// Longest a publish (connect included) may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every publishing session shares: where to send and what to send.
 #[derive(Clone)]
 pub(crate) struct Publisher {
-    http: reqwest::Client,
-    url: Url,
-    auth: HeaderValue,
+    addr: SocketAddr,
+    /// Request line and headers up to `content-length: ` (the key is inside).
+    head: Arc<str>,
     /// `"pad"` value making `data` about `--payload-bytes` long.
-    pad: std::sync::Arc<str>,
+    pad: Arc<str>,
 }
 
 /// The outcome of one publish.
@@ -42,67 +46,94 @@ struct Answer {
 }
 
 impl Publisher {
-    /// `pool` is the number of connections kept alive (one per concurrent publisher).
-    pub(crate) fn new(
-        target: &Target,
-        key: &str,
-        payload_bytes: usize,
-        pool: usize,
-    ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .pool_max_idle_per_host(pool)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .timeout(Duration::from_secs(10))
-            .build()?;
-        let mut auth = HeaderValue::from_str(&format!("Bearer {key}"))?;
-        auth.set_sensitive(true);
+    pub(crate) fn new(target: &Target, key: &str, payload_bytes: usize) -> Result<Self> {
+        if key.bytes().any(|b| b.is_ascii_control()) {
+            bail!("the publisher key holds control characters");
+        }
+        let url = target.publish_url();
+        let head = format!(
+            "POST {} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: ",
+            url.path(),
+            target.host_header()
+        );
         let pad = "x".repeat(payload_bytes.saturating_sub(DATA_OVERHEAD));
         Ok(Self {
-            http,
-            url: target.publish_url(),
-            auth,
+            addr: target.addr(),
+            head: head.into(),
             pad: pad.into(),
         })
     }
 
+    /// A publishing session: one keep-alive connection, one request at a time.
+    pub(crate) fn session(&self) -> Session {
+        Session {
+            publisher: self.clone(),
+            conn: None,
+            request: Vec::with_capacity(512),
+        }
+    }
+}
+
+/// One publisher's connection, reopened after an error or a `Connection: close`.
+pub(crate) struct Session {
+    publisher: Publisher,
+    conn: Option<Http1Conn>,
+    /// Reused request buffer.
+    request: Vec<u8>,
+}
+
+impl Session {
     /// Publishes one load-tool event to `channel`, stamping `t` with the time of sending.
-    pub(crate) async fn publish(&self, channel: &str) -> Outcome {
-        let body = event_body(channel, unix_micros(), &self.pad);
-        let sent = self
-            .http
-            .post(self.url.clone())
-            .header(AUTHORIZATION, self.auth.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => return Outcome::Failed(error_chain(&e)),
-        };
-        let status = response.status().as_u16();
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Outcome::Failed(format!(
-                    "reading the answer to a {status}: {}",
-                    error_chain(&e)
-                ))
+    /// A failed request is not retried: a POST that may have landed must not be sent twice.
+    pub(crate) async fn publish(&mut self, channel: &str) -> Outcome {
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.send(channel)).await;
+        let answer = match result {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                self.conn = None;
+                return Outcome::Failed(e.to_string());
+            }
+            Err(_) => {
+                self.conn = None;
+                return Outcome::Failed(format!("no answer within {REQUEST_TIMEOUT:?}"));
             }
         };
-        if status == 202 {
-            if let Ok(answer) = serde_json::from_slice::<Answer>(&body) {
+        if answer.status == 202 {
+            if let Ok(a) = serde_json::from_slice::<Answer>(&answer.body) {
                 return Outcome::Accepted {
-                    seq: answer.seq,
-                    epoch: answer.epoch,
+                    seq: a.seq,
+                    epoch: a.epoch,
                 };
             }
         }
+        let body = String::from_utf8_lossy(&answer.body)
+            .chars()
+            .take(300)
+            .collect();
         Outcome::Rejected {
-            status,
-            body: String::from_utf8_lossy(&body).chars().take(300).collect(),
+            status: answer.status,
+            body,
         }
+    }
+
+    async fn send(&mut self, channel: &str) -> std::io::Result<crate::client::http1::Answer> {
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => Http1Conn::connect(self.publisher.addr).await?,
+        };
+        let body = event_body(channel, unix_micros(), &self.publisher.pad);
+        self.request.clear();
+        self.request
+            .extend_from_slice(self.publisher.head.as_bytes());
+        self.request
+            .extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
+        self.request.extend_from_slice(body.as_bytes());
+        let answer = conn.send(&self.request).await?;
+        if conn.reusable() {
+            self.conn = Some(conn);
+        }
+        Ok(answer)
     }
 }
 
@@ -110,18 +141,6 @@ impl Publisher {
 /// padding is ASCII `x`.
 fn event_body(channel: &str, t_us: u64, pad: &str) -> String {
     format!(r#"{{"channel":"{channel}","name":"lt","data":{{"t":{t_us},"pad":"{pad}"}}}}"#)
-}
-
-/// reqwest's errors hide the cause (refused, reset) in their source chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -36,6 +36,15 @@ impl Target {
         self.addr
     }
 
+    /// `Host` header value: `127.0.0.1:8080`.
+    pub(crate) fn host_header(&self) -> String {
+        let host = self.base.host_str().unwrap_or_default();
+        match self.base.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
+    }
+
     /// `POST /v1/publish`.
     pub(crate) fn publish_url(&self) -> Url {
         self.endpoint("/v1/publish", &[], None)
@@ -134,5 +143,6 @@ mod tests {
             "http://127.0.0.1:18080/v1/sse?channel=a"
         );
         assert_eq!(t.addr(), "127.0.0.1:18080".parse().unwrap());
+        assert_eq!(t.host_header(), "127.0.0.1:18080");
     }
 }
