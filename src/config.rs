@@ -34,6 +34,7 @@ pub struct Config {
     pub channels: Channels,
     pub subscribers: Subscribers,
     pub auth: Auth,
+    pub demo: Demo,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +91,18 @@ pub struct Subscribers {
     pub poll_interval: Duration,
     pub long_poll_max: Duration,
     pub sse_retry: Duration,
+    pub transports: Transports,
+}
+
+/// Which subscribe transports this node serves. One left out answers `503 transport_disabled`,
+/// so clients move down their ladder (or an operator keeps a transport a network cannot carry
+/// out of the way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    pub ws: bool,
+    pub sse: bool,
+    /// Both poll routes, including the one clients use to fill gaps.
+    pub poll: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +111,16 @@ pub struct Auth {
     pub subscribe: SubscribeAuth,
     pub subscriber_secret: Secret,
     pub admin_tokens: Vec<crate::auth::AdminToken>,
+}
+
+/// The clinic demo pages and their small backend (`src/web/demo.rs`). Off by default.
+#[derive(Debug, Clone)]
+pub struct Demo {
+    pub enabled: bool,
+    /// Where the demo backend keeps its waiting-room list across restarts; `None`: memory only.
+    pub state_file: Option<std::path::PathBuf>,
+    /// pusher-js served at `/demo/vendor/pusher.min.js`, read at start-up if present.
+    pub pusher_js: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +211,11 @@ mod tests {
         assert_eq!(c.auth.subscribe, SubscribeAuth::None);
         assert_eq!(c.log.format, LogFormat::Json);
         assert_eq!(c.auth.admin_tokens.last().unwrap().name, "env");
-        assert_eq!(c.uses_dev_credentials().len(), 1, "the file's dev admin token is still listed");
+        assert_eq!(
+            c.uses_dev_credentials().len(),
+            1,
+            "the file's dev admin token is still listed"
+        );
     }
 
     #[test]

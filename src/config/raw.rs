@@ -18,6 +18,10 @@ pub struct Raw {
     channels: RawChannels,
     subscribers: RawSubscribers,
     auth: RawAuth,
+    demo: RawDemo,
+    /// Environment values that could not be applied; reported by `validate` with the rest.
+    #[serde(skip)]
+    env_errors: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +78,7 @@ struct RawSubscribers {
     poll_interval_ms: u64,
     long_poll_max_ms: u64,
     sse_retry_ms: u64,
+    transports: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +95,14 @@ struct RawAuth {
 struct RawAdminToken {
     name: String,
     token: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDemo {
+    enabled: bool,
+    state_file: String,
+    pusher_js: String,
 }
 
 impl std::fmt::Debug for RawAuth {
@@ -145,16 +158,25 @@ impl Raw {
             });
         }
         if let Some(keys) = env("UNDERSTUDY_PUBLISHER_KEYS") {
-            self.auth.publisher_keys = keys
-                .split(',')
-                .map(|k| k.trim().to_string())
-                .filter(|k| !k.is_empty())
-                .collect();
+            self.auth.publisher_keys = comma_list(&keys);
+        }
+        if let Some(list) = env("UNDERSTUDY_TRANSPORTS") {
+            self.subscribers.transports = comma_list(&list);
+        }
+        if let Some(v) = env("UNDERSTUDY_DEMO") {
+            match v.trim() {
+                "true" | "1" => self.demo.enabled = true,
+                "false" | "0" => self.demo.enabled = false,
+                other => self.env_errors.push(format!(
+                    "UNDERSTUDY_DEMO = {other:?}: use \"true\" or \"false\""
+                )),
+            }
         }
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let mut errs = Vec::new();
+        let mut errs = self.env_errors.clone();
+        let transports = transports(&self.subscribers.transports, &mut errs);
         let mut addr = |key: &str, v: &str| -> SocketAddr {
             v.parse().unwrap_or_else(|_| {
                 errs.push(format!(
@@ -315,6 +337,7 @@ impl Raw {
                 poll_interval: ms(self.subscribers.poll_interval_ms),
                 long_poll_max: ms(self.subscribers.long_poll_max_ms),
                 sse_retry: ms(self.subscribers.sse_retry_ms),
+                transports,
             },
             auth: Auth {
                 publisher_keys: self
@@ -335,6 +358,50 @@ impl Raw {
                     })
                     .collect(),
             },
+            demo: Demo {
+                enabled: self.demo.enabled,
+                state_file: path(self.demo.state_file),
+                pusher_js: path(self.demo.pusher_js),
+            },
         })
     }
+}
+
+/// A comma-separated environment value, items trimmed, empty items dropped.
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+/// An optional path: empty means none.
+fn path(v: String) -> Option<std::path::PathBuf> {
+    (!v.trim().is_empty()).then(|| v.into())
+}
+
+/// `subscribers.transports`: known names, at least one.
+fn transports(names: &[String], errs: &mut Vec<String>) -> Transports {
+    let mut t = Transports {
+        ws: false,
+        sse: false,
+        poll: false,
+    };
+    for name in names {
+        match name.as_str() {
+            "ws" => t.ws = true,
+            "sse" => t.sse = true,
+            "poll" => t.poll = true,
+            other => errs.push(format!(
+                "subscribers.transports: unknown transport {other:?}; use \"ws\", \"sse\" or \"poll\""
+            )),
+        }
+    }
+    if names.is_empty() {
+        errs.push(
+            "subscribers.transports is empty: nobody could subscribe; list at least one of \"ws\", \"sse\", \"poll\""
+                .into(),
+        );
+    }
+    t
 }

@@ -45,6 +45,8 @@ pub enum ApiError {
     ChannelLimit(String),
     #[error("this node is shutting down; retry on another node or in a moment")]
     ShuttingDown,
+    #[error("the {0} transport is turned off on this server (subscribers.transports); connect with another one")]
+    TransportDisabled(&'static str),
     #[error("request body could not be read")]
     BodyUnreadable,
 }
@@ -65,7 +67,9 @@ impl ApiError {
             InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ChannelLimit(_) | ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ChannelLimit(_) | ShuttingDown | TransportDisabled(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -89,6 +93,7 @@ impl ApiError {
             TooManyEvents(_) => "too_many_events",
             ChannelLimit(_) => "channel_limit_reached",
             ShuttingDown => "shutting_down",
+            TransportDisabled(_) => "transport_disabled",
             BodyUnreadable => "body_unreadable",
         }
     }

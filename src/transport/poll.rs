@@ -30,6 +30,7 @@ pub(crate) async fn poll_one(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    subscriber::enabled(&state, Transport::Poll)?;
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let ch = allowed(&scope, &channel)?;
@@ -74,6 +75,7 @@ pub(crate) async fn poll_many(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    subscriber::enabled(&state, Transport::Poll)?;
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let bytes = read_json_body(&headers, body, state.config.publish.max_body_bytes).await?;

@@ -33,6 +33,7 @@ pub(crate) async fn stream(
     if state.lifecycle.is_draining() {
         return Err(ApiError::ShuttingDown);
     }
+    subscriber::enabled(&state, Transport::Sse)?;
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let channels = subscriber::channels_from_query(&state, &pairs, &scope)?;

@@ -32,6 +32,21 @@ pub(crate) fn query_values<'a>(
         .map(|(_, v)| v.as_str())
 }
 
+/// Refuses a transport the operator left out of `subscribers.transports`.
+pub(crate) fn enabled(state: &AppState, transport: Transport) -> Result<(), ApiError> {
+    let on = &state.config.subscribers.transports;
+    let (served, name) = match transport {
+        Transport::Ws => (on.ws, "WebSocket"),
+        Transport::Sse => (on.sse, "SSE"),
+        Transport::Poll => (on.poll, "polling"),
+    };
+    if served {
+        Ok(())
+    } else {
+        Err(ApiError::TransportDisabled(name))
+    }
+}
+
 /// Checks the subscriber token from `?token=` or `Authorization: Bearer`.
 pub(crate) fn authorize(
     state: &AppState,

@@ -42,6 +42,7 @@ pub(crate) async fn upgrade(
     if state.lifecycle.is_draining() {
         return Err(ApiError::ShuttingDown);
     }
+    subscriber::enabled(&state, Transport::Ws)?;
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let initial = subscriber::channels_from_query(&state, &pairs, &scope)?;

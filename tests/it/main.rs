@@ -11,3 +11,4 @@ mod resume;
 mod shutdown;
 mod slow_consumer;
 mod subscriber_auth;
+mod transports;
