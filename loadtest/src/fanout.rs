@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::client::ws::WsSettings;
 use crate::client::{Connector, Transport};
-use crate::proc_stats::{sample_opt, Proc};
+use crate::proc_stats::{sample_opt, CpuWindow, Proc};
 use crate::publisher::Publisher;
 use crate::report::{self, per, progress, show};
 use crate::stats::{histogram, Percentiles, ShardedHistogram};
@@ -103,6 +103,9 @@ struct Summary {
     anomalies: Anomalies,
     server: Option<ServerFigures>,
     loadtest_cpu_us: Option<u64>,
+    /// CPU other processes used while publishing and draining (a busy machine skews
+    /// every figure; needs --server-pid).
+    other_cpu_us: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -241,6 +244,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         &args.key.publisher_key,
         args.payload_bytes as usize,
     )?;
+    let cpu_window = CpuWindow::start(server);
     let server_subscribed = sample_opt(server);
     let self_start = sample_opt(Some(Proc::SelfProc));
     let log = pacer::run(
@@ -277,6 +281,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
     let drain_ms = drain_start.elapsed().as_millis() as u64;
     let server_drained = sample_opt(server);
     let self_end = sample_opt(Some(Proc::SelfProc));
+    let other_cpu_us = cpu_window.others_since(server);
     tokio::time::sleep(DUPLICATE_GRACE).await;
     let server_after = sample_opt(server);
 
@@ -360,6 +365,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         anomalies,
         server,
         loadtest_cpu_us: self_start.zip(self_end).map(|(a, b)| b.cpu_us - a.cpu_us),
+        other_cpu_us,
     };
     report::emit(json_only, &human(&summary), &summary);
     Ok(pass)
@@ -442,6 +448,11 @@ fn human(s: &Summary) -> Vec<String> {
         lines.push(format!(
             "loadtest cpu      {cpu} µs = {} µs per delivered event",
             show(per(cpu, s.delivered))
+        ));
+    }
+    if let Some(other) = s.other_cpu_us {
+        lines.push(format!(
+            "other processes   {other} µs of CPU in the same window"
         ));
     }
     if s.anomalies.total() > 0

@@ -50,6 +50,54 @@ pub(crate) fn sample_opt(proc: Option<Proc>) -> Option<ProcSample> {
     proc.and_then(|p| p.sample().ok())
 }
 
+/// CPU time every process on the machine has used since boot (all CPUs, idle and iowait
+/// excluded), in microseconds: the first line of `/proc/stat`. Used to notice other work
+/// (a build, a test run) competing with a benchmark.
+pub(crate) fn machine_busy_us() -> Option<u64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy_ticks(&stat).map(|t| ticks_to_us(t, clock_ticks_per_second()))
+}
+
+/// user + nice + system + irq + softirq + steal from the aggregate `cpu` line.
+fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map_while(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let get = |i: usize| f.get(i).copied().unwrap_or(0);
+    (f.len() >= 4).then(|| get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
+}
+
+/// CPU used by everything but the server and this tool between two readings.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CpuWindow {
+    machine_us: Option<u64>,
+    server_us: Option<u64>,
+    self_us: Option<u64>,
+}
+
+impl CpuWindow {
+    pub(crate) fn start(server: Option<Proc>) -> Self {
+        Self {
+            machine_us: machine_busy_us(),
+            server_us: sample_opt(server).map(|s| s.cpu_us),
+            self_us: sample_opt(Some(Proc::SelfProc)).map(|s| s.cpu_us),
+        }
+    }
+
+    /// CPU µs other processes used since `self` (needs a server pid to separate it out).
+    pub(crate) fn others_since(&self, server: Option<Proc>) -> Option<u64> {
+        let now = Self::start(server);
+        let machine = now.machine_us? - self.machine_us?;
+        let server = now.server_us? - self.server_us?;
+        let own = now.self_us? - self.self_us?;
+        Some(machine.saturating_sub(server + own))
+    }
+}
+
 /// `sysconf(_SC_CLK_TCK)`; Linux has used 100 for decades, which is also the fallback.
 fn clock_ticks_per_second() -> u64 {
     match rustix::param::clock_ticks_per_second() {
@@ -116,6 +164,13 @@ mod tests {
         let status = "Name:\tunderstudy\nVmPeak:\t  99999 kB\nVmRSS:\t   20480 kB\nThreads:\t3\n";
         assert_eq!(parse_vm_rss_kib(status).unwrap(), 20480);
         assert!(parse_vm_rss_kib("Name:\tkthreadd\n").is_err());
+    }
+
+    #[test]
+    fn parses_machine_busy_time() {
+        let stat = "cpu  100 5 50 9000 20 3 2 1 0 0\ncpu0 50 2 25 4500 10 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy_ticks(stat), Some(161));
+        assert!(machine_busy_us().is_some());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::proc_stats::{sample_opt, Proc};
+use crate::proc_stats::{sample_opt, CpuWindow, Proc};
 use crate::publisher::{Outcome, Publisher, Session};
 use crate::report::{self, per, progress, show};
 use crate::stats::{histogram, Percentiles};
@@ -65,6 +65,8 @@ struct Summary {
     server_rss_before_kib: Option<u64>,
     server_rss_after_kib: Option<u64>,
     loadtest_cpu_us: Option<u64>,
+    /// CPU other processes used during the measured window (needs --server-pid).
+    other_cpu_us: Option<u64>,
     notes: Vec<String>,
 }
 
@@ -110,7 +112,10 @@ impl Tally {
 
     fn note(&mut self, what: impl FnOnce() -> String) {
         if self.notes.len() < MAX_NOTES {
-            self.notes.push(what());
+            let note = what();
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
         }
     }
 
@@ -160,6 +165,7 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
         json_only,
         &format!("publishing with {k} publishers for {}s", args.duration),
     );
+    let cpu_window = CpuWindow::start(server);
     let server_start = sample_opt(server);
     let self_start = sample_opt(Some(Proc::SelfProc));
     let started = Instant::now();
@@ -168,6 +174,7 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let server_end = sample_opt(server);
     let self_end = sample_opt(Some(Proc::SelfProc));
+    let other_cpu_us = cpu_window.others_since(server);
 
     let server_cpu_us = server_start
         .zip(server_end)
@@ -195,6 +202,7 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
         server_rss_before_kib: rss_before.map(|s| s.rss_kib),
         server_rss_after_kib: server_end.map(|s| s.rss_kib),
         loadtest_cpu_us: self_start.zip(self_end).map(|(a, b)| b.cpu_us - a.cpu_us),
+        other_cpu_us,
         notes: tally.notes,
     };
     report::emit(json_only, &human(&summary), &summary);
@@ -265,6 +273,11 @@ fn human(s: &Summary) -> Vec<String> {
         lines.push(format!(
             "loadtest cpu      {cpu} µs = {} µs per request",
             show(per(cpu, s.requests))
+        ));
+    }
+    if let Some(other) = s.other_cpu_us {
+        lines.push(format!(
+            "other processes   {other} µs of CPU in the same window"
         ));
     }
     for note in &s.notes {

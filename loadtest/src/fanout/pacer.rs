@@ -70,20 +70,21 @@ impl PublishLog {
                 "202".to_owned()
             }
             Outcome::Rejected { status, body } => {
-                if self.notes.len() < MAX_NOTES {
-                    self.notes
-                        .push(format!("publish answered {status}: {body}"));
-                }
+                self.note(format!("publish answered {status}: {body}"));
                 status.to_string()
             }
             Outcome::Failed(e) => {
-                if self.notes.len() < MAX_NOTES {
-                    self.notes.push(format!("publish failed: {e}"));
-                }
+                self.note(format!("publish failed: {e}"));
                 "error".to_owned()
             }
         };
         *self.statuses.entry(status).or_default() += 1;
+    }
+
+    fn note(&mut self, note: String) {
+        if self.notes.len() < MAX_NOTES && !self.notes.contains(&note) {
+            self.notes.push(note);
+        }
     }
 
     fn absorb(&mut self, other: PublishLog) {

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs the benchmark set behind docs/benchmarks.md against a fresh release server per run,
+# on loopback ports 18080/19090, and prints medians. Usage:
+#   loadtest/bench.sh [RUNS] [OUT_DIR] [NAME...]
+# RUNS defaults to 3; OUT_DIR to ./artifacts/bench-<time>; NAMEs pick benchmarks
+# (a-ws a-sse b c d; default all). Each run waits until the machine is quiet (other
+# processes below 15% CPU) so a concurrent build does not skew the figures.
+set -euo pipefail
+
+RUNS=${1:-3}
+OUT=${2:-artifacts/bench-$(date +%Y%m%d-%H%M%S)}
+shift $(( $# > 2 ? 2 : $# )) || true
+NAMES=("$@")
+[ ${#NAMES[@]} -eq 0 ] && NAMES=(a-ws a-sse b c d)
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PORT=18080
+ADMIN=19090
+KEY=bench-publisher-key
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -p understudy -p understudy-loadtest >&2
+# Private copies: a rebuild during the runs must not swap the binaries under them.
+BIN="$OUT/bin"
+mkdir -p "$BIN"
+cp "$ROOT/target/release/understudy" "$ROOT/target/release/understudy-loadtest" "$BIN/"
+
+declare -A ARGS=(
+  [a-ws]="fanout --transport ws --subscribers 1000 --channels 1 --rate 100 --duration 10"
+  [a-sse]="fanout --transport sse --subscribers 1000 --channels 1 --rate 100 --duration 10"
+  [b]="fanout --transport ws --subscribers 1000 --channels 100 --rate 2000 --duration 10"
+  [c]="conns --connections 10000 --hold 20"
+  [d]="publish --concurrency 16 --duration 10 --channels 10"
+)
+
+# Busy fraction of all CPUs over one second, from /proc/stat.
+busy() {
+  local a b
+  read -r _ a1 a2 a3 a4 a5 a6 a7 a8 _ < /proc/stat
+  sleep 1
+  read -r _ b1 b2 b3 b4 b5 b6 b7 b8 _ < /proc/stat
+  local total=$(( (b1+b2+b3+b4+b5+b6+b7+b8) - (a1+a2+a3+a4+a5+a6+a7+a8) ))
+  local idle=$(( (b4+b5) - (a4+a5) ))
+  echo $(( 100 * (total - idle) / (total > 0 ? total : 1) ))
+}
+
+wait_quiet() {
+  local waited=0 b
+  while b=$(busy); [ "$b" -ge 15 ] && [ $waited -lt 300 ]; do
+    echo "  machine ${b}% busy; waiting" >&2
+    sleep 4
+    waited=$((waited + 5))
+  done
+  echo "$b"
+}
+
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -INT "$SERVER_PID"
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=
+}
+trap stop_server EXIT
+
+start_server() {
+  ulimit -n "$(ulimit -Hn)"
+  UNDERSTUDY_LISTEN=127.0.0.1:$PORT UNDERSTUDY_ADMIN_LISTEN=127.0.0.1:$ADMIN \
+  UNDERSTUDY_SUBSCRIBE_AUTH=none UNDERSTUDY_PUBLISHER_KEYS=$KEY UNDERSTUDY_LOG=warn \
+    "$BIN/understudy" serve > "$OUT/server-$1.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server did not come up; see $OUT/server-$1.log" >&2
+  exit 1
+}
+
+{
+  echo "nproc: $(nproc)"
+  lscpu | head -20
+  echo "kernel: $(uname -srm)"
+  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)"
+} > "$OUT/machine.txt"
+
+RESULTS="$OUT/results.jsonl"
+for name in "${NAMES[@]}"; do
+  for run in $(seq "$RUNS"); do
+    for attempt in 1 2 3; do
+      b=$(wait_quiet)
+      start_server "$name-$run"
+      sleep 0.5
+      echo "== $name run $run attempt $attempt (machine ${b}% busy before)" >&2
+      # shellcheck disable=SC2086
+      line=$(UNDERSTUDY_PUBLISHER_KEY=$KEY "$BIN/understudy-loadtest" ${ARGS[$name]} \
+        --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json) || true
+      stop_server
+      # Redo a run during which other processes used over 0.5 s of CPU.
+      other=$(printf '%s' "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("other_cpu_us") or 0)' 2>/dev/null || echo 0)
+      [ "$other" -le 500000 ] && break
+      echo "  other processes used ${other} µs of CPU during the run; redoing it" >&2
+    done
+    echo "{\"bench\":\"$name\",\"run\":$run,\"attempts\":$attempt,\"busy_before_pct\":$b,\"result\":${line:-null}}" >> "$RESULTS"
+    echo "$line" | cut -c1-300 >&2
+  done
+done
+
+python3 "$ROOT/loadtest/bench_summary.py" "$RESULTS" | tee "$OUT/summary.txt"
