@@ -7,6 +7,9 @@
 //! # Layout
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
+//! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from
+//!   `src/web/demo/`, and the demo's small backend). The browser client `src/web/understudy.js`
+//!   is served by [`transport`].
 
 pub mod app;
 pub mod auth;
@@ -16,6 +19,7 @@ pub mod lifecycle;
 pub mod ops;
 pub mod telemetry;
 pub mod transport;
+pub mod web;
 
 pub use app::{App, AppState, Listeners};
 pub use config::Config;

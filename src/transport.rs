@@ -36,7 +36,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(cors(&state))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::web::demo_router(state))
 }
 
 /// Pages on other origins call the API with a token (never cookies), so origins are matched

@@ -7,6 +7,7 @@ mod support;
 mod bad_input;
 mod cli;
 mod delivery;
+mod demo;
 mod resume;
 mod shutdown;
 mod slow_consumer;
