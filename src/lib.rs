@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
+//! - [`vendor`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
+//! - [`failover`]: vendor health, the failover state machine, operator mode and the route.
 //! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from
 //!   `src/web/demo/`, and the demo's small backend). The browser client `src/web/understudy.js`
 //!   is served by [`transport`].
@@ -15,10 +17,12 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod core;
+pub mod failover;
 pub mod lifecycle;
 pub mod ops;
 pub mod telemetry;
 pub mod transport;
+pub mod vendor;
 pub mod web;
 
 pub use app::{App, AppState, Listeners};

@@ -1,0 +1,313 @@
+//! Forwarding events to realtime vendors: the [`Vendor`] trait every adapter implements, the
+//! [`OutboundEvent`] the core hands over, and how a vendor is built from its configuration.
+//!
+//! Nothing here is on the publish path's critical section: the core calls
+//! [`lanes::Lanes::enqueue`] (synchronous, never waits) and the lanes call [`Vendor::publish`] on
+//! their own tasks, under their own time-outs.
+//!
+//! # Layout
+//! - `error`: [`VendorError`], [`ErrorClass`], [`Party`], [`Retry`]: who failed and whether a
+//!   retry is allowed.
+//! - `secret`: [`Secret`], a credential whose `Debug` never prints it.
+//! - `http`: [`http::HttpClient`], the pooled HTTP client with connect and request time-outs.
+//! - `realtime`: the vendor's own WebSocket (for the canary): [`realtime::Arrival`],
+//!   [`realtime::RealtimeError`], liveness settings.
+//! - `config_url`: `pusher://`, `ably://` and `webhook+http(s)://` URLs into [`VendorConfig`].
+//! - `pusher/`, `ably/`, `webhook/`: the adapters, each with `config`, `signing`, `client`,
+//!   `classify` (and `realtime` where the vendor has a realtime protocol).
+//! - `lanes`: per-vendor bounded queues per [`Priority`], in-flight limits, one retry under a
+//!   global retry budget.
+
+pub mod ably;
+pub mod config_url;
+pub mod error;
+pub mod http;
+pub mod lanes;
+pub mod pusher;
+pub mod realtime;
+pub mod secret;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+pub use error::{ErrorClass, Party, Retry, VendorError};
+pub use secret::Secret;
+
+/// Reserved channel of the vendor heartbeat (docs/protocol.md, "Route and the vendor path").
+pub const HEARTBEAT_CHANNEL: &str = "understudy.heartbeat";
+/// Event name of the vendor heartbeat.
+pub const HEARTBEAT_EVENT: &str = "understudy.heartbeat";
+/// Event name every forwarded event carries on Pusher.
+pub const PUSHER_EVENT_NAME: &str = "understudy.event";
+/// Default reserved channel of the canary.
+pub const CANARY_CHANNEL: &str = "understudy.canary";
+/// Event name of canary events.
+pub const CANARY_EVENT: &str = "understudy.canary";
+
+/// Which lane an event travels in. `Realtime` is the default; `Bulk` is shed first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    #[default]
+    Realtime,
+    Bulk,
+}
+
+impl Priority {
+    /// Both priorities, realtime first.
+    pub const ALL: [Priority; 2] = [Priority::Realtime, Priority::Bulk];
+
+    /// Stable lower-case name for labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Realtime => "realtime",
+            Priority::Bulk => "bulk",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Priority::Realtime => 0,
+            Priority::Bulk => 1,
+        }
+    }
+}
+
+/// What an outbound event is, which decides its wire event name on vendors that need one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventKind {
+    /// An event published to understudy (Pusher event name `understudy.event`).
+    #[default]
+    Event,
+    /// The vendor heartbeat (`understudy.heartbeat`).
+    Heartbeat,
+    /// A canary probe (`understudy.canary`).
+    Canary,
+}
+
+/// One event to forward to a vendor. The core builds it after sequencing the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundEvent {
+    /// understudy channel name (`[A-Za-z0-9_.:@-]`); adapters map it to the vendor's rules.
+    pub channel: String,
+    /// The event name chosen by the publisher (Ably message `name`).
+    pub name: String,
+    /// The event's idempotency id (Ably message `id`, webhook `X-Understudy-Event-Id`).
+    pub id: String,
+    /// The event JSON exactly as understudy's own transports send it (valid UTF-8 JSON).
+    pub frame: Bytes,
+    pub priority: Priority,
+    pub kind: EventKind,
+}
+
+impl OutboundEvent {
+    /// An ordinary event (kind [`EventKind::Event`]).
+    pub fn new(
+        channel: impl Into<String>,
+        name: impl Into<String>,
+        id: impl Into<String>,
+        frame: Bytes,
+        priority: Priority,
+    ) -> Self {
+        OutboundEvent {
+            channel: channel.into(),
+            name: name.into(),
+            id: id.into(),
+            frame,
+            priority,
+            kind: EventKind::Event,
+        }
+    }
+
+    /// The vendor heartbeat `{"type":"heartbeat","ts":..}` on [`HEARTBEAT_CHANNEL`].
+    pub fn heartbeat(ts_ms: u64, id: impl Into<String>) -> Self {
+        OutboundEvent {
+            channel: HEARTBEAT_CHANNEL.to_owned(),
+            name: HEARTBEAT_EVENT.to_owned(),
+            id: id.into(),
+            frame: Bytes::from(format!(r#"{{"type":"heartbeat","ts":{ts_ms}}}"#)),
+            priority: Priority::Realtime,
+            kind: EventKind::Heartbeat,
+        }
+    }
+
+    /// A canary probe `{"type":"canary","id":nonce,"ts":..}`; the nonce is also the event id.
+    pub fn canary(channel: impl Into<String>, nonce: &str, ts_ms: u64) -> Self {
+        OutboundEvent {
+            channel: channel.into(),
+            name: CANARY_EVENT.to_owned(),
+            id: nonce.to_owned(),
+            frame: Bytes::from(format!(
+                r#"{{"type":"canary","id":"{nonce}","ts":{ts_ms}}}"#
+            )),
+            priority: Priority::Realtime,
+            kind: EventKind::Canary,
+        }
+    }
+
+    /// The frame as text; the core guarantees it is UTF-8 JSON.
+    pub(crate) fn frame_str(&self) -> Result<&str, VendorError> {
+        std::str::from_utf8(&self.frame)
+            .map_err(|_| VendorError::Internal("event frame is not UTF-8".into()))
+    }
+}
+
+/// Which protocol a vendor speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VendorKind {
+    Pusher,
+    Ably,
+    Webhook,
+}
+
+impl VendorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VendorKind::Pusher => "pusher",
+            VendorKind::Ably => "ably",
+            VendorKind::Webhook => "webhook",
+        }
+    }
+}
+
+/// What a browser needs to open the vendor's SDK: public connection info only, never a secret.
+/// This is the `vendor` object of `GET /v1/route`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PublicInfo {
+    pub kind: VendorKind,
+    /// Pusher app key; Ably key name (the part before `:`, not a secret); `None` for webhooks.
+    pub key: Option<String>,
+    /// Realtime host the browser connects to.
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+/// A realtime vendor behind one interface. Implemented by the Pusher, Ably and webhook adapters
+/// (and by fakes in tests). Futures are boxed so the lanes can hold `Arc<dyn Vendor>`.
+pub trait Vendor: Send + Sync + 'static {
+    /// Operator-given name (`primary`, `pusher-eu`...), used in logs, metrics and status.
+    fn name(&self) -> &str;
+
+    fn kind(&self) -> VendorKind;
+
+    /// Public connection info for clients.
+    fn public_info(&self) -> PublicInfo;
+
+    /// How many events one [`Vendor::publish`] call may carry.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// Checks, before queueing, that the vendor can take this event at all (size, channel name).
+    /// An event that fails here would fail its whole batch, so the lanes refuse it up front.
+    fn check(&self, event: &OutboundEvent) -> Result<(), VendorError> {
+        let _ = event;
+        Ok(())
+    }
+
+    /// Sends `events` (at most [`Vendor::max_batch`]) in as few requests as the vendor allows.
+    /// One attempt, no retry: retries and the overall deadline belong to the caller.
+    fn publish<'a>(&'a self, events: &'a [OutboundEvent])
+        -> BoxFuture<'a, Result<(), VendorError>>;
+
+    /// Whether [`Vendor::listen`] is implemented (the vendor has a realtime protocol).
+    fn has_realtime(&self) -> bool {
+        false
+    }
+
+    /// One session on the vendor's own realtime connection, subscribed to `channel`: connects,
+    /// subscribes, sends [`realtime::Arrival::Subscribed`], then one
+    /// [`realtime::Arrival::Message`] per message on the channel, until the connection ends.
+    /// Reconnecting is the caller's job.
+    fn listen<'a>(
+        &'a self,
+        channel: &'a str,
+        arrivals: mpsc::Sender<realtime::Arrival>,
+    ) -> BoxFuture<'a, realtime::SessionEnd> {
+        let _ = (channel, arrivals);
+        Box::pin(async {
+            realtime::SessionEnd {
+                subscribed: false,
+                error: realtime::RealtimeError::Unsupported,
+            }
+        })
+    }
+}
+
+/// A vendor's configuration, one variant per adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VendorConfig {
+    Pusher(pusher::PusherConfig),
+    Ably(ably::AblyConfig),
+    Webhook(webhook::WebhookConfig),
+}
+
+impl VendorConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            VendorConfig::Pusher(c) => &c.name,
+            VendorConfig::Ably(c) => &c.name,
+            VendorConfig::Webhook(c) => &c.name,
+        }
+    }
+
+    pub fn kind(&self) -> VendorKind {
+        match self {
+            VendorConfig::Pusher(_) => VendorKind::Pusher,
+            VendorConfig::Ably(_) => VendorKind::Ably,
+            VendorConfig::Webhook(_) => VendorKind::Webhook,
+        }
+    }
+}
+
+/// Builds the adapter for `config`, sharing `http`'s connection pool.
+pub fn build(
+    config: &VendorConfig,
+    http: &http::HttpClient,
+    realtime: &realtime::RealtimeConfig,
+) -> Result<Arc<dyn Vendor>, BuildError> {
+    Ok(match config {
+        VendorConfig::Pusher(c) => Arc::new(pusher::PusherVendor::new(
+            c.clone(),
+            http.clone(),
+            realtime.clone(),
+        )?),
+        VendorConfig::Ably(c) => Arc::new(ably::AblyVendor::new(
+            c.clone(),
+            http.clone(),
+            realtime.clone(),
+        )?),
+        VendorConfig::Webhook(c) => Arc::new(webhook::WebhookVendor::new(c.clone(), http.clone())),
+    })
+}
+
+/// Why an adapter or its HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("building the vendor HTTP client: {0}")]
+    HttpClient(String),
+    #[error("vendor {vendor}: invalid endpoint: {message}")]
+    Endpoint { vendor: String, message: String },
+}
+
+/// Milliseconds since the Unix epoch, for timestamps that go on the wire.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A random 16-hex-character id (canary nonces, heartbeat ids).
+pub(crate) fn random_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,301 @@
+//! [`AblyVendor`]: publishes each event as one message to
+//! `POST /channels/{urlenc(channel)}/messages` with the event id as the message `id`, so a
+//! retry (same body, possibly on a fallback host) is delivered at most once.
+//!
+//! Messages are not batched into arrays: Ably requires array ids to share one base
+//! (`<base>:<i>`), which would replace the event id.
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::config::{AblyConfig, FALLBACK_RETRY_TIMEOUT, PROTOCOL_VERSION};
+use super::{classify, realtime, signing};
+use crate::vendor::http::HttpClient;
+use crate::vendor::realtime::{Arrival, RealtimeConfig, SessionEnd};
+use crate::vendor::{
+    BuildError, ErrorClass, OutboundEvent, PublicInfo, Vendor, VendorError, VendorKind,
+};
+
+/// Path-segment encoding: everything but unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The Ably adapter. Its `Debug` shows neither the key secret nor the realtime URL.
+pub struct AblyVendor {
+    config: AblyConfig,
+    http: HttpClient,
+    realtime: RealtimeConfig,
+    authorization: reqwest::header::HeaderValue,
+    /// REST base URL of the primary host, then of each fallback host.
+    bases: Vec<url::Url>,
+    /// Which base to use, and until when a fallback stays preferred.
+    host: Mutex<HostChoice>,
+    /// Carries the key in its query: never log it.
+    realtime_url: url::Url,
+}
+
+impl std::fmt::Debug for AblyVendor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AblyVendor")
+            .field("name", &self.config.name)
+            .field("host", &self.config.host)
+            .field("port", &self.config.port)
+            .field("tls", &self.config.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct HostChoice {
+    /// Index into `bases`; 0 is the primary.
+    current: usize,
+    /// When to go back to the primary.
+    until: Option<Instant>,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    id: &'a str,
+    name: &'a str,
+    data: &'a str,
+}
+
+impl AblyVendor {
+    pub fn new(
+        config: AblyConfig,
+        http: HttpClient,
+        realtime: RealtimeConfig,
+    ) -> Result<Self, BuildError> {
+        let endpoint = |message: String| BuildError::Endpoint {
+            vendor: config.name.clone(),
+            message,
+        };
+        let mut bases = vec![config
+            .rest_base(&config.host)
+            .map_err(|e| endpoint(e.to_string()))?];
+        for host in &config.fallback_hosts {
+            bases.push(
+                config
+                    .rest_base(host)
+                    .map_err(|e| endpoint(e.to_string()))?,
+            );
+        }
+        let mut authorization = reqwest::header::HeaderValue::from_str(
+            &signing::basic_authorization(&config.key_name, &config.key_secret),
+        )
+        .map_err(|_| endpoint("the key is not valid in an HTTP header".into()))?;
+        authorization.set_sensitive(true);
+        let realtime_url = config.realtime_url().map_err(|e| endpoint(e.to_string()))?;
+        Ok(AblyVendor {
+            config,
+            http,
+            realtime,
+            authorization,
+            bases,
+            host: Mutex::default(),
+            realtime_url,
+        })
+    }
+
+    pub fn config(&self) -> &AblyConfig {
+        &self.config
+    }
+
+    /// The base to use now (back to the primary once the fallback period is over).
+    fn choose_base(&self, now: Instant) -> usize {
+        let mut host = self.host.lock();
+        if host.until.is_some_and(|until| now >= until) {
+            *host = HostChoice::default();
+        }
+        host.current
+    }
+
+    /// After a failure that qualifies, the next request goes to the next fallback host.
+    fn fail_over(&self, failed: usize, now: Instant) {
+        if self.bases.len() < 2 {
+            return;
+        }
+        let mut host = self.host.lock();
+        if host.current == failed {
+            let fallbacks = self.bases.len() - 1;
+            host.current = failed % fallbacks + 1;
+            host.until = Some(now + FALLBACK_RETRY_TIMEOUT);
+        }
+    }
+
+    async fn post(&self, event: &OutboundEvent) -> Result<(), VendorError> {
+        let body = serde_json::to_vec(&Message {
+            id: &event.id,
+            name: &event.name,
+            data: event.frame_str()?,
+        })
+        .map_err(|e| VendorError::Internal(e.to_string()))?;
+        let index = self.choose_base(Instant::now());
+        let mut url = self.bases[index].clone();
+        url.set_path(&format!(
+            "/channels/{}/messages",
+            utf8_percent_encode(&event.channel, SEGMENT)
+        ));
+        let request = self
+            .http
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("X-Ably-Version", PROTOCOL_VERSION)
+            .header(
+                "Ably-Agent",
+                concat!("understudy/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(body);
+        let result = match self.http.send(request).await {
+            Ok(answer) => {
+                let cloudfront = answer
+                    .headers
+                    .get(reqwest::header::SERVER)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|s| s.eq_ignore_ascii_case("cloudfront"));
+                classify::classify(answer.status, &answer.body).map_err(|e| (e, cloudfront))
+            }
+            Err(e) => Err((e, false)),
+        };
+        result.map_err(|(error, cloudfront)| {
+            if classify::qualifies_for_fallback(&error, cloudfront) {
+                self.fail_over(index, Instant::now());
+            }
+            error
+        })
+    }
+}
+
+impl Vendor for AblyVendor {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn kind(&self) -> VendorKind {
+        VendorKind::Ably
+    }
+
+    fn public_info(&self) -> PublicInfo {
+        PublicInfo {
+            kind: VendorKind::Ably,
+            key: Some(self.config.key_name.clone()),
+            host: self.config.host.clone(),
+            port: self.config.port,
+            tls: self.config.tls,
+            cluster: None,
+        }
+    }
+
+    fn check(&self, event: &OutboundEvent) -> Result<(), VendorError> {
+        if event.frame.len() > self.config.max_message_bytes {
+            return Err(VendorError::Rejected {
+                class: ErrorClass::Request,
+                status: 413,
+                code: Some(40009),
+                message: format!(
+                    "event is {} bytes, over the vendor's {} byte limit",
+                    event.frame.len(),
+                    self.config.max_message_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn publish<'a>(
+        &'a self,
+        events: &'a [OutboundEvent],
+    ) -> BoxFuture<'a, Result<(), VendorError>> {
+        Box::pin(async move {
+            for event in events {
+                self.post(event).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn has_realtime(&self) -> bool {
+        true
+    }
+
+    fn listen<'a>(
+        &'a self,
+        channel: &'a str,
+        arrivals: mpsc::Sender<Arrival>,
+    ) -> BoxFuture<'a, SessionEnd> {
+        Box::pin(realtime::session(
+            &self.realtime_url,
+            channel,
+            &self.realtime,
+            arrivals,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vendor::http::HttpConfig;
+    use crate::vendor::Secret;
+
+    fn vendor(host: &str) -> AblyVendor {
+        let config = AblyConfig::new("k.n", Secret::new("s"), host, 443, true);
+        AblyVendor::new(
+            config,
+            HttpClient::new(&HttpConfig::default()).unwrap(),
+            RealtimeConfig::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn channel_names_are_path_encoded() {
+        assert_eq!(
+            utf8_percent_encode("ns:room 1/x", SEGMENT).to_string(),
+            "ns%3Aroom%201%2Fx"
+        );
+        assert_eq!(
+            utf8_percent_encode("a-b.c_d~e", SEGMENT).to_string(),
+            "a-b.c_d~e"
+        );
+    }
+
+    #[test]
+    fn the_authorization_header_is_sensitive() {
+        let v = vendor("main.realtime.ably.net");
+        assert!(v.authorization.is_sensitive());
+        let debug = format!("{v:?}");
+        assert!(
+            !debug.contains("Basic")
+                && !debug.contains("key=")
+                && debug.contains("main.realtime.ably.net")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fallback_hosts_rotate_and_expire() {
+        let v = vendor("main.realtime.ably.net");
+        let now = Instant::now();
+        assert_eq!(v.choose_base(now), 0);
+        v.fail_over(0, now);
+        assert_eq!(v.choose_base(now), 1);
+        v.fail_over(1, now);
+        assert_eq!(v.choose_base(now), 2);
+        // A stale failure report for a host no longer in use changes nothing.
+        v.fail_over(0, now);
+        assert_eq!(v.choose_base(now), 2);
+        assert_eq!(v.choose_base(now + FALLBACK_RETRY_TIMEOUT), 0);
+        let single = vendor("ably.internal");
+        single.fail_over(0, now);
+        assert_eq!(single.choose_base(now), 0);
+    }
+}

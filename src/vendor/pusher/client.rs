@@ -1,0 +1,241 @@
+//! [`PusherVendor`]: publishes through the Pusher HTTP API. One event goes to
+//! `POST /apps/{app_id}/events`; several go to `POST /apps/{app_id}/batch_events` (at most 10
+//! per call).
+
+use futures_util::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::config::{PusherConfig, MAX_BATCH, MAX_CHANNEL_LEN};
+use super::{classify, realtime, signing, wire_channel, wire_event_name};
+use crate::vendor::http::HttpClient;
+use crate::vendor::realtime::{Arrival, RealtimeConfig, SessionEnd};
+use crate::vendor::{
+    BuildError, ErrorClass, OutboundEvent, PublicInfo, Vendor, VendorError, VendorKind,
+};
+
+/// The Pusher adapter.
+#[derive(Debug)]
+pub struct PusherVendor {
+    config: PusherConfig,
+    http: HttpClient,
+    realtime: RealtimeConfig,
+    /// `http(s)://host:port`.
+    base: url::Url,
+    /// `/apps/{app_id}/events`.
+    events_path: String,
+    /// `/apps/{app_id}/batch_events`.
+    batch_path: String,
+    realtime_url: url::Url,
+}
+
+#[derive(Serialize)]
+struct Trigger<'a> {
+    name: &'a str,
+    channel: &'a str,
+    data: &'a str,
+}
+
+#[derive(Serialize)]
+struct Batch<'a> {
+    batch: Vec<Trigger<'a>>,
+}
+
+impl PusherVendor {
+    pub fn new(
+        config: PusherConfig,
+        http: HttpClient,
+        realtime: RealtimeConfig,
+    ) -> Result<Self, BuildError> {
+        let endpoint = |e: url::ParseError| BuildError::Endpoint {
+            vendor: config.name.clone(),
+            message: e.to_string(),
+        };
+        let base = config.api_base().map_err(endpoint)?;
+        let realtime_url = config.realtime_url().map_err(endpoint)?;
+        let app = percent_encoding::utf8_percent_encode(
+            &config.app_id,
+            percent_encoding::NON_ALPHANUMERIC,
+        );
+        Ok(PusherVendor {
+            events_path: format!("/apps/{app}/events"),
+            batch_path: format!("/apps/{app}/batch_events"),
+            config,
+            http,
+            realtime,
+            base,
+            realtime_url,
+        })
+    }
+
+    pub fn config(&self) -> &PusherConfig {
+        &self.config
+    }
+
+    /// Serialises the request body for `events`: a single trigger or a batch.
+    fn body(events: &[OutboundEvent]) -> Result<(bool, Vec<u8>), VendorError> {
+        let mut channels = Vec::with_capacity(events.len());
+        for e in events {
+            channels.push(wire_channel(&e.channel));
+        }
+        let mut triggers = Vec::with_capacity(events.len());
+        for (e, channel) in events.iter().zip(&channels) {
+            triggers.push(Trigger {
+                name: wire_event_name(e.kind),
+                channel,
+                data: e.frame_str()?,
+            });
+        }
+        let internal = |e: serde_json::Error| VendorError::Internal(e.to_string());
+        if let [single] = triggers.as_slice() {
+            Ok((false, serde_json::to_vec(single).map_err(internal)?))
+        } else {
+            Ok((
+                true,
+                serde_json::to_vec(&Batch { batch: triggers }).map_err(internal)?,
+            ))
+        }
+    }
+
+    async fn post(&self, events: &[OutboundEvent]) -> Result<(), VendorError> {
+        let (batch, body) = Self::body(events)?;
+        let path = if batch {
+            &self.batch_path
+        } else {
+            &self.events_path
+        };
+        let timestamp = crate::vendor::unix_ms() / 1000;
+        let query = signing::signed_query(
+            &self.config.key,
+            &self.config.secret,
+            path,
+            &body,
+            timestamp,
+        );
+        let mut url = self.base.clone();
+        url.set_path(path);
+        url.set_query(Some(&query));
+        let request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let answer = self.http.send(request).await?;
+        classify::classify(answer.status, &answer.body)
+    }
+}
+
+impl Vendor for PusherVendor {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn kind(&self) -> VendorKind {
+        VendorKind::Pusher
+    }
+
+    fn public_info(&self) -> PublicInfo {
+        PublicInfo {
+            kind: VendorKind::Pusher,
+            key: Some(self.config.key.clone()),
+            host: self.config.realtime_host(),
+            port: self.config.realtime_port(),
+            tls: self.config.tls,
+            cluster: self.config.cluster.clone(),
+        }
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn check(&self, event: &OutboundEvent) -> Result<(), VendorError> {
+        let reject = |message: String| VendorError::Rejected {
+            class: ErrorClass::Request,
+            status: 413,
+            code: None,
+            message,
+        };
+        if event.frame.len() > self.config.max_data_bytes {
+            return Err(reject(format!(
+                "event is {} bytes, over the vendor's {} byte limit",
+                event.frame.len(),
+                self.config.max_data_bytes
+            )));
+        }
+        if event.channel.len() > MAX_CHANNEL_LEN {
+            return Err(reject(format!(
+                "channel name over {MAX_CHANNEL_LEN} characters"
+            )));
+        }
+        Ok(())
+    }
+
+    fn publish<'a>(
+        &'a self,
+        events: &'a [OutboundEvent],
+    ) -> BoxFuture<'a, Result<(), VendorError>> {
+        Box::pin(async move {
+            for chunk in events.chunks(MAX_BATCH) {
+                self.post(chunk).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn has_realtime(&self) -> bool {
+        true
+    }
+
+    fn listen<'a>(
+        &'a self,
+        channel: &'a str,
+        arrivals: mpsc::Sender<Arrival>,
+    ) -> BoxFuture<'a, SessionEnd> {
+        Box::pin(realtime::session(
+            &self.realtime_url,
+            channel,
+            &self.realtime,
+            arrivals,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vendor::{EventKind, Priority};
+    use bytes::Bytes;
+
+    fn event(channel: &str, frame: &str) -> OutboundEvent {
+        OutboundEvent::new(
+            channel,
+            "patient.checked_in",
+            "id-1",
+            Bytes::from(frame.to_owned()),
+            Priority::Realtime,
+        )
+    }
+
+    #[test]
+    fn single_event_body_maps_channel_and_name() {
+        let (batch, body) = PusherVendor::body(&[event("a:b", r#"{"seq":1}"#)]).unwrap();
+        assert!(!batch);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"name":"understudy.event","channel":"a;b","data":"{\"seq\":1}"}"#
+        );
+    }
+
+    #[test]
+    fn several_events_use_the_batch_body() {
+        let mut hb = OutboundEvent::heartbeat(5, "h");
+        hb.kind = EventKind::Heartbeat;
+        let (batch, body) = PusherVendor::body(&[event("a", "1"), hb]).unwrap();
+        assert!(batch);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"batch":[{"name":"understudy.event","channel":"a","data":"1"},{"name":"understudy.heartbeat","channel":"understudy.heartbeat","data":"{\"type\":\"heartbeat\",\"ts\":5}"}]}"#
+        );
+    }
+}
