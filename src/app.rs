@@ -5,6 +5,8 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::{PublisherKeys, SubscriberAuth};
@@ -12,9 +14,11 @@ use crate::config::Config;
 use crate::core::history::HistoryLimits;
 use crate::core::idempotency::IdempotencyLimits;
 use crate::core::{ChannelLimits, Registry, RegistryLimits};
+use crate::failover::Failover;
 use crate::lifecycle::Lifecycle;
 use crate::ops::{self, Metrics};
 use crate::transport;
+use crate::vendor::BuildError;
 
 /// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
 #[derive(Clone, Debug)]
@@ -26,6 +30,9 @@ pub struct AppState {
     pub subscribers: Arc<SubscriberAuth>,
     pub lifecycle: Lifecycle,
     pub metrics: Metrics,
+    /// Vendor lanes, health, operator mode and the route. With no vendor configured the route
+    /// is understudy's own broadcast.
+    pub failover: Failover,
 }
 
 impl std::fmt::Debug for Registry {
@@ -37,7 +44,9 @@ impl std::fmt::Debug for Registry {
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Self {
+    /// Builds the state and starts the vendor side (lanes, canaries, the failover driver) on
+    /// `background`, which outlives the connections and stops last.
+    pub fn new(config: Config, background: &Background) -> Result<Self, BuildError> {
         let limits = RegistryLimits {
             channel: ChannelLimits {
                 history: HistoryLimits {
@@ -54,7 +63,14 @@ impl AppState {
             },
             max_channels: config.channels.max_channels,
         };
-        Self {
+        let failover = Failover::build(
+            &config.vendors.vendors,
+            config.vendors.failover.clone(),
+            &background.tasks,
+            background.cancel.clone(),
+        )?;
+        Ok(Self {
+            failover,
             registry: Arc::new(Registry::new(limits)),
             publishers: Arc::new(PublisherKeys::new(config.auth.publisher_keys.clone())),
             subscribers: Arc::new(SubscriberAuth::new(
@@ -64,8 +80,16 @@ impl AppState {
             lifecycle: Lifecycle::new(config.server.reconnect_jitter),
             metrics: Metrics::install(),
             config: Arc::new(config),
-        }
+        })
     }
+}
+
+/// Background tasks that serve the whole node rather than one connection (vendor lanes,
+/// canaries, the failover driver). They stop after every connection has said goodbye.
+#[derive(Debug, Default)]
+pub struct Background {
+    pub tasks: TaskTracker,
+    pub cancel: CancellationToken,
 }
 
 /// The sockets the app serves on, bound by the caller (tests bind port 0).
@@ -77,17 +101,21 @@ pub struct Listeners {
 pub struct App {
     state: AppState,
     listeners: Listeners,
+    background: Background,
 }
 
 impl App {
-    pub fn build(config: Config, listeners: Listeners) -> Self {
+    /// Builds the app and starts its background side. Must be called inside a Tokio runtime.
+    pub fn build(config: Config, listeners: Listeners) -> Result<Self, BuildError> {
         for warning in config.uses_dev_credentials() {
             warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
         }
-        Self {
-            state: AppState::new(config),
+        let background = Background::default();
+        Ok(Self {
+            state: AppState::new(config, &background)?,
             listeners,
-        }
+            background,
+        })
     }
 
     pub fn state(&self) -> &AppState {
@@ -100,7 +128,11 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let Self { state, listeners } = self;
+        let Self {
+            state,
+            listeners,
+            background,
+        } = self;
         let lifecycle = state.lifecycle.clone();
         let stop = lifecycle.goodbye_token();
 
@@ -126,6 +158,10 @@ impl App {
         })
         .await;
         upkeep.abort();
+        background.cancel.cancel();
+        background.tasks.close();
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(1), background.tasks.wait()).await;
         match drained {
             Ok(()) => info!("all connections closed"),
             Err(_) => warn!(?limit, "shutdown limit reached with connections still open"),

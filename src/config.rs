@@ -4,12 +4,14 @@
 
 mod raw;
 mod secret;
+mod vendors;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use raw::Raw;
 pub use secret::Secret;
+pub use vendors::Vendors;
 
 /// The default configuration, embedded in the binary.
 pub const EMBEDDED: &str = include_str!("../config/understudy.toml");
@@ -35,6 +37,7 @@ pub struct Config {
     pub subscribers: Subscribers,
     pub auth: Auth,
     pub demo: Demo,
+    pub vendors: Vendors,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +250,29 @@ mod tests {
         let err = Config::load(Some("[server]\nlisten_typo = 1\n"), &|_| None).unwrap_err();
         assert!(err.to_string().contains("listen_typo"), "{err}");
         assert!(Config::load(Some("[server"), &|_| None).is_err());
+    }
+
+    #[test]
+    fn a_vendor_url_from_the_environment_replaces_the_list() {
+        let env = |k: &str| {
+            (k == "UNDERSTUDY_VENDOR_URL")
+                .then(|| "pusher://app-key:app-secret@127.0.0.1:6001/app-id?tls=false".to_string())
+        };
+        let c = Config::load(None, &env).unwrap();
+        assert_eq!(c.vendors.vendors.len(), 1);
+        assert!(!format!("{c:?}").contains("app-secret"));
+        let bad = |k: &str| (k == "UNDERSTUDY_VENDOR_URL").then(|| "gopher://x".to_string());
+        let err = Config::load(None, &bad).unwrap_err();
+        assert!(err.to_string().contains("vendors.urls[0]"), "{err}");
+    }
+
+    #[test]
+    fn vendor_defaults_detect_a_hang_within_three_seconds() {
+        let f = Config::embedded().vendors.failover;
+        let canary = f.canary.expect("the canary is on by default");
+        assert!(canary.interval + canary.deadline <= Duration::from_secs(3));
+        assert_eq!(f.http.connect_timeout, Duration::from_millis(500));
+        assert_eq!(f.lanes.request_timeout, Duration::from_secs(2));
     }
 
     #[test]

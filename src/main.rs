@@ -109,7 +109,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  admin API   http://{admin_addr}  (/metrics, /healthz, /readyz)");
     println!("  publish:    curl -H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' \\");
     println!("                -d '{{\"channel\":\"demo\",\"name\":\"hello\",\"data\":{{\"n\":1}}}}' http://{public_addr}/v1/publish");
-    let app = App::build(config, Listeners { public, admin });
+    let app =
+        App::build(config, Listeners { public, admin }).context("starting the vendor side")?;
     app.run(shutdown_signal()).await?;
     Ok(())
 }

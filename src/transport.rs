@@ -7,6 +7,7 @@ pub mod error;
 pub mod health;
 mod poll;
 mod publish;
+mod route;
 mod sse;
 mod subscriber;
 pub mod wire;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sse", get(sse::stream))
         .route("/v1/channels/{channel}/events", get(poll::poll_one))
         .route("/v1/poll", post(poll::poll_many))
+        .route("/v1/route", get(route::get))
         .route("/v1/client.js", get(client_js::script))
         .route("/v1/client.mjs", get(client_js::module))
         .route("/healthz", get(health::healthz))

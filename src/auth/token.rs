@@ -33,10 +33,7 @@ impl TokenScope {
         let Some(patterns) = &self.patterns else {
             return true;
         };
-        patterns.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => channel.as_str().starts_with(prefix),
-            None => p == channel.as_str(),
-        })
+        patterns.iter().any(|p| channel.matches(p))
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::vendors::RawVendors;
 use super::*;
 
 #[derive(Debug, Deserialize)]
@@ -19,6 +20,7 @@ pub struct Raw {
     subscribers: RawSubscribers,
     auth: RawAuth,
     demo: RawDemo,
+    vendors: RawVendors,
     /// Environment values that could not be applied; reported by `validate` with the rest.
     #[serde(skip)]
     env_errors: Vec<String>,
@@ -157,6 +159,9 @@ impl Raw {
                 token,
             });
         }
+        if let Some(url) = env("UNDERSTUDY_VENDOR_URL") {
+            self.vendors.urls = vec![url];
+        }
         if let Some(keys) = env("UNDERSTUDY_PUBLISHER_KEYS") {
             self.auth.publisher_keys = comma_list(&keys);
         }
@@ -294,6 +299,7 @@ impl Raw {
             self.subscribers.long_poll_max_ms as usize,
             30_000,
         );
+        let vendors = self.vendors.validate(&mut errs);
         if !errs.is_empty() {
             return Err(ConfigError(errs));
         }
@@ -339,6 +345,7 @@ impl Raw {
                 sse_retry: ms(self.subscribers.sse_retry_ms),
                 transports,
             },
+            vendors,
             auth: Auth {
                 publisher_keys: self
                     .auth

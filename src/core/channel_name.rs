@@ -33,6 +33,15 @@ impl ChannelName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether the name matches `pattern`: an exact name, or a prefix written `prefix*`
+    /// (`*` alone matches every name).
+    pub fn matches(&self, pattern: &str) -> bool {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => self.0.starts_with(prefix),
+            None => *self.0 == *pattern,
+        }
+    }
 }
 
 fn is_channel_char(c: char) -> bool {
@@ -75,6 +84,13 @@ mod tests {
         ] {
             assert_eq!(ChannelName::parse(ok).unwrap().as_str(), ok);
         }
+    }
+
+    #[test]
+    fn matches_names_and_prefix_patterns() {
+        let ch = ChannelName::parse("clinic-42.room").unwrap();
+        assert!(ch.matches("clinic-42.room") && ch.matches("clinic-42.*") && ch.matches("*"));
+        assert!(!ch.matches("clinic-42") && !ch.matches("clinic-43.*"));
     }
 
     #[test]

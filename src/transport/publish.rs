@@ -15,7 +15,8 @@ use super::body::{parse_json, read_json_body};
 use super::wire::{BatchBody, PublishBody, PublishResult};
 use super::ApiError;
 use crate::app::AppState;
-use crate::core::{ChannelName, EventDraft};
+use crate::core::{ChannelName, Event, EventDraft};
+use crate::vendor::{OutboundEvent, Priority};
 
 const MAX_NAME_LEN: usize = 200;
 const MAX_ID_LEN: usize = 200;
@@ -151,10 +152,23 @@ fn publish_item(state: &AppState, item: PublishBody) -> Result<serde_json::Value
         Some(d) => Arc::from(d),
         None => Arc::from(RawValue::from_string("null".into()).expect("null is JSON")),
     };
+    let priority = match item.priority.as_deref() {
+        None => None,
+        Some("realtime") => Some(Priority::Realtime),
+        Some("bulk") => Some(Priority::Bulk),
+        Some(other) => {
+            return Err(ApiError::InvalidField(format!(
+                "field priority = {other:?}: use \"realtime\" or \"bulk\""
+            )))
+        }
+    };
     let draft = EventDraft::new(Arc::from(item.name), data, item.id.map(Arc::from));
     let published = state.registry.publish_all(&channels, &draft)?;
     let mut results = Vec::with_capacity(published.len());
     for (ch, p) in channels.iter().zip(&published) {
+        if let Some(event) = &p.event {
+            forward(state, event, priority);
+        }
         if p.duplicate {
             state.metrics.publish_duplicate.increment(1);
         } else {
@@ -167,4 +181,27 @@ fn publish_item(state: &AppState, item: PublishBody) -> Result<serde_json::Value
     } else {
         serde_json::to_value(&results[0]).expect("publish results serialise")
     })
+}
+
+/// Hands a new event to the vendor lanes. Synchronous: the lanes never make a publisher wait,
+/// and what they shed is still in history and on the own broadcast.
+fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
+    if state.failover.lanes().is_empty() {
+        return;
+    }
+    let priority = priority.unwrap_or_else(|| {
+        let bulk = (state.config.vendors.bulk_channels.iter()).any(|p| event.channel.matches(p));
+        if bulk {
+            Priority::Bulk
+        } else {
+            Priority::Realtime
+        }
+    });
+    let _ = state.failover.enqueue(OutboundEvent::new(
+        event.channel.as_str(),
+        &*event.name,
+        &*event.id,
+        event.frame.clone(),
+        priority,
+    ));
 }

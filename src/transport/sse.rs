@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, StreamExt};
+use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -21,6 +22,7 @@ use super::ApiError;
 use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::core::{Cursor, Position};
+use crate::failover::Route;
 use crate::ops::metrics::{ConnectionGuard, Metrics, Transport};
 
 const WRITE_BATCH: u64 = 64;
@@ -55,6 +57,7 @@ pub(crate) async fn stream(
         tick: tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat),
         goodbye: state.lifecycle.goodbye_token(),
         delivered: Metrics::delivered(Transport::Sse),
+        route: state.failover.watch_route(),
         state: state.clone(),
         done: false,
         _token: state.lifecycle.track(),
@@ -102,6 +105,7 @@ struct Connection {
     tick: Interval,
     goodbye: CancellationToken,
     delivered: metrics::Counter,
+    route: watch::Receiver<Route>,
     state: AppState,
     done: bool,
     _token: TaskTrackerToken,
@@ -161,6 +165,11 @@ impl Connection {
                     }
                 }
                 self.delivered.increment(n);
+            }
+            Ok(()) = self.route.changed() => {
+                let route = self.route.borrow_and_update().clone();
+                let msg = super::route::message(&self.state, &route);
+                self.write_message(&mut out, &msg);
             }
             _ = self.tick.tick() => {
                 let ts = now_ms();

@@ -19,6 +19,8 @@ pub struct PublishBody {
     #[serde(default)]
     pub data: Option<Box<RawValue>>,
     pub id: Option<String>,
+    /// Vendor lane: `realtime` (default) or `bulk`.
+    pub priority: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

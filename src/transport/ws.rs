@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
@@ -20,6 +21,7 @@ use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, Epoch, Position};
+use crate::failover::Route;
 use crate::ops::metrics::{Metrics, Transport};
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
@@ -84,18 +86,20 @@ struct Session {
     feed: Feed,
     delivered: metrics::Counter,
     last_heard: Instant,
+    route: watch::Receiver<Route>,
 }
 
 impl Session {
     fn new(socket: WebSocket, state: AppState, scope: TokenScope, conn_id: String) -> Self {
         Self {
             socket,
-            state,
             scope,
             conn_id,
             feed: Feed::default(),
             delivered: Metrics::delivered(Transport::Ws),
             last_heard: Instant::now(),
+            route: state.failover.watch_route(),
+            state,
         }
     }
 
@@ -143,6 +147,8 @@ impl Session {
             heartbeat_ms: heartbeat.as_millis() as u64,
         };
         self.socket.feed(text(welcome.to_bytes())).await?;
+        let route = self.route_message();
+        self.socket.feed(text(route)).await?;
         for ch in initial {
             if let Some(end) = self.subscribe(ch, None).await? {
                 return Ok(end);
@@ -173,6 +179,10 @@ impl Session {
                         return Ok(end);
                     }
                 }
+                Ok(()) = self.route.changed() => {
+                    let route = self.route_message();
+                    self.send_now(route).await?;
+                }
                 _ = tick.tick() => {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
@@ -183,6 +193,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The route now, marking it seen.
+    fn route_message(&mut self) -> Bytes {
+        let route = self.route.borrow_and_update().clone();
+        super::route::message(&self.state, &route)
     }
 
     /// Writes `first` and whatever else is ready, then flushes once.

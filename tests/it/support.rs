@@ -44,7 +44,7 @@ impl Server {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", public.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
-        let app = App::build(config, Listeners { public, admin });
+        let app = App::build(config, Listeners { public, admin }).expect("app builds");
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
@@ -123,7 +123,7 @@ pub async fn ws_connect(url: &str) -> Ws {
     ws
 }
 
-/// The next JSON text message, skipping pings and heartbeats.
+/// The next JSON text message, skipping pings, heartbeats and route announcements.
 pub async fn ws_next<S>(ws: &mut S) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -136,7 +136,7 @@ where
             .expect("frame ok");
         if let Message::Text(t) = msg {
             let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "heartbeat" {
+            if v["type"] != "heartbeat" && v["type"] != "route" {
                 return v;
             }
         }

@@ -25,10 +25,9 @@
       const body = await r.json().catch(() => ({}));
       if (!r.ok) {
         say((body.error && body.error.message) || "Check-in failed (HTTP " + r.status + "). Please ask at the desk.", "error");
-      } else if (body.already_checked_in) {
-        say(body.ticket + " is already checked in. Please take a seat.", "ok");
       } else {
-        say(body.ticket + " is checked in. Please take a seat.", "ok");
+        const done = body.already_checked_in ? " is already checked in." : " is checked in.";
+        say(body.ticket + done + " Please take a seat.", "ok");
         input.value = "";
       }
     } catch (err) {

@@ -61,7 +61,7 @@
   function onEvent(ev) {
     if (ev.name !== "patient.checked_in" || !ev.data || !ev.data.ticket) return;
     const at = ev.data.checked_in_at || ev.ts;
-    record.events.push({ id: ev.id, seq: ev.seq, epoch: ev.epoch, ticket: ev.data.ticket, at });
+    record.events.push({ id: ev.id, seq: ev.seq, epoch: ev.epoch, ticket: ev.data.ticket, at, ts: ev.ts, shownAt: Date.now() });
     if (record.events.length > KEEP_EVENTS) record.events.shift();
     if (!tickets.has(ev.data.ticket)) {
       tickets.set(ev.data.ticket, at);

@@ -1,0 +1,151 @@
+//! The `[vendors]` section: vendor URLs in priority order and every delivery and failover knob,
+//! validated into the failover module's typed configuration.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::failover::{CanaryConfig, FailoverConfig, RouteConfig, Thresholds, WindowConfig};
+use crate::vendor::http::HttpConfig;
+use crate::vendor::lanes::{LaneConfig, RetryBudgetConfig};
+use crate::vendor::VendorConfig;
+
+/// Vendors in priority order and how events are forwarded and judged.
+#[derive(Debug, Clone)]
+pub struct Vendors {
+    pub vendors: Vec<VendorConfig>,
+    /// Channel patterns (exact, or prefix ending in `*`) whose events take the bulk lane.
+    pub bulk_channels: Vec<String>,
+    pub failover: FailoverConfig,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVendors {
+    pub(super) urls: Vec<String>,
+    bulk_channels: Vec<String>,
+    connect_timeout_ms: u64,
+    request_timeout_ms: u64,
+    realtime_queue: usize,
+    bulk_queue: usize,
+    realtime_in_flight: usize,
+    bulk_in_flight: usize,
+    max_queue_age_ms: u64,
+    retry_budget_ratio: f64,
+    heartbeat_ms: u64,
+    canary: bool,
+    canary_interval_ms: u64,
+    canary_deadline_ms: u64,
+    window_ms: u64,
+    window_min_requests: usize,
+    window_error_ratio: f64,
+    window_consecutive_failures: usize,
+    window_slow_p99_ms: u64,
+    trip_after_bad_windows: u32,
+    trip_after_lost_canaries: u32,
+    down_after: u32,
+    recover_after: u32,
+    min_dwell_ms: u64,
+    move_back_jitter_ms: u64,
+    move_away_jitter_ms: u64,
+}
+
+impl std::fmt::Debug for RawVendors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Vendor URLs carry secrets.
+        f.debug_struct("RawVendors")
+            .field("urls", &self.urls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RawVendors {
+    pub(super) fn validate(self, errs: &mut Vec<String>) -> Vendors {
+        let ms = Duration::from_millis;
+        let mut vendors = Vec::new();
+        for (i, url) in self.urls.iter().enumerate() {
+            match VendorConfig::from_url(url) {
+                Ok(v) => vendors.push(v),
+                Err(e) => errs.push(format!("vendors.urls[{i}]: {e}")),
+            }
+        }
+        for (key, v) in [
+            ("vendors.realtime_queue", self.realtime_queue),
+            ("vendors.bulk_queue", self.bulk_queue),
+            ("vendors.realtime_in_flight", self.realtime_in_flight),
+            ("vendors.bulk_in_flight", self.bulk_in_flight),
+            (
+                "vendors.connect_timeout_ms",
+                self.connect_timeout_ms as usize,
+            ),
+            (
+                "vendors.request_timeout_ms",
+                self.request_timeout_ms as usize,
+            ),
+        ] {
+            if v == 0 {
+                errs.push(format!("{key} must be greater than 0"));
+            }
+        }
+        for (key, v) in [
+            ("vendors.retry_budget_ratio", self.retry_budget_ratio),
+            ("vendors.window_error_ratio", self.window_error_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                errs.push(format!("{key} = {v} must be between 0 and 1"));
+            }
+        }
+        let defaults = FailoverConfig::default();
+        let failover = FailoverConfig {
+            http: HttpConfig {
+                connect_timeout: ms(self.connect_timeout_ms),
+                request_timeout: ms(self.request_timeout_ms),
+                ..defaults.http
+            },
+            lanes: LaneConfig {
+                realtime_queue: self.realtime_queue,
+                bulk_queue: self.bulk_queue,
+                realtime_in_flight: self.realtime_in_flight,
+                bulk_in_flight: self.bulk_in_flight,
+                max_age: ms(self.max_queue_age_ms),
+                request_timeout: ms(self.request_timeout_ms),
+                ..defaults.lanes
+            },
+            retry_budget: RetryBudgetConfig {
+                ratio: self.retry_budget_ratio,
+                ..defaults.retry_budget
+            },
+            window: WindowConfig {
+                span: ms(self.window_ms),
+                min_requests: self.window_min_requests,
+                error_ratio: self.window_error_ratio,
+                consecutive_failures: self.window_consecutive_failures,
+                slow_p99: ms(self.window_slow_p99_ms),
+                ..defaults.window
+            },
+            thresholds: Thresholds {
+                trip_after_bad_windows: self.trip_after_bad_windows,
+                trip_after_lost_canaries: self.trip_after_lost_canaries,
+                down_after: self.down_after,
+                recover_after: self.recover_after,
+                min_dwell: ms(self.min_dwell_ms),
+            },
+            canary: self.canary.then(|| CanaryConfig {
+                interval: ms(self.canary_interval_ms),
+                deadline: ms(self.canary_deadline_ms),
+                ..CanaryConfig::default()
+            }),
+            route: RouteConfig {
+                move_back_jitter: ms(self.move_back_jitter_ms),
+                move_away_jitter: ms(self.move_away_jitter_ms),
+            },
+            heartbeat: (self.heartbeat_ms > 0).then(|| ms(self.heartbeat_ms)),
+            ..defaults
+        };
+        Vendors {
+            vendors,
+            bulk_channels: self.bulk_channels,
+            failover,
+        }
+    }
+}
