@@ -199,7 +199,7 @@ fn webhook(text: &str) -> Result<WebhookConfig, UrlError> {
     const S: &str = "webhook";
     let inner = text.split_once('+').map(|(_, rest)| rest).unwrap_or(text);
     let mut url = parse(inner)?;
-    if url.host_str().map_or(true, str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(UrlError::Missing {
             scheme: S,
             what: "a host",
