@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmark set behind docs/benchmarks.md against a fresh release server per run,
-# on loopback ports 18080/19090, and prints medians. Usage:
+# on loopback ports 18480/19490 (BENCH_PORT, BENCH_ADMIN_PORT), and prints medians. Usage:
 #   loadtest/bench.sh [RUNS] [OUT_DIR] [NAME...]
 # RUNS defaults to 3; OUT_DIR to ./artifacts/bench-<time>; NAMEs pick benchmarks
 # (a-ws a-sse b c d; default all). Each run waits until the machine is quiet (other
@@ -14,8 +14,8 @@ NAMES=("$@")
 [ ${#NAMES[@]} -eq 0 ] && NAMES=(a-ws a-sse b c d)
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PORT=18080
-ADMIN=19090
+PORT=${BENCH_PORT:-18480}
+ADMIN=${BENCH_ADMIN_PORT:-19490}
 KEY=bench-publisher-key
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -66,13 +66,26 @@ stop_server() {
 }
 trap stop_server EXIT
 
+port_free() {
+  ! ss -Hltn "( sport = :$1 )" | grep -q .
+}
+
 start_server() {
+  for _ in $(seq 100); do
+    port_free "$PORT" && port_free "$ADMIN" && break
+    sleep 0.2
+  done
+  if ! port_free "$PORT" || ! port_free "$ADMIN"; then
+    echo "port $PORT or $ADMIN is taken by another process; set BENCH_PORT/BENCH_ADMIN_PORT" >&2
+    exit 1
+  fi
   ulimit -n "$(ulimit -Hn)"
   UNDERSTUDY_LISTEN=127.0.0.1:$PORT UNDERSTUDY_ADMIN_LISTEN=127.0.0.1:$ADMIN \
   UNDERSTUDY_SUBSCRIBE_AUTH=none UNDERSTUDY_PUBLISHER_KEYS=$KEY UNDERSTUDY_LOG=warn \
     "$BIN/understudy" serve > "$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
     curl -fsS "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1 && return 0
     sleep 0.1
   done
@@ -90,7 +103,7 @@ start_server() {
 RESULTS="$OUT/results.jsonl"
 for name in "${NAMES[@]}"; do
   for run in $(seq "$RUNS"); do
-    for attempt in 1 2 3; do
+    for attempt in 1 2 3 4 5 6; do
       b=$(wait_quiet)
       start_server "$name-$run"
       sleep 0.5
