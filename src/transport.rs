@@ -19,6 +19,7 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
+pub(crate) use publish::publish_item;
 
 use crate::app::AppState;
 

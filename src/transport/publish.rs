@@ -112,8 +112,12 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// Validates one publish item whole, then publishes it to each of its channels.
-fn publish_item(state: &AppState, item: PublishBody) -> Result<serde_json::Value, ApiError> {
+/// Validates one publish item whole, then publishes it to each of its channels and hands each
+/// new event to the vendor lanes. The one publish path: the API and the clinic demo's backend.
+pub(crate) fn publish_item(
+    state: &AppState,
+    item: PublishBody,
+) -> Result<serde_json::Value, ApiError> {
     let (channels, multi) = match (item.channel, item.channels) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidField(

@@ -1,7 +1,8 @@
 //! The clinic demo: a kiosk where patients check in by ticket number, a waiting-room board that
 //! updates live through the browser client, and an operator page. The "backend" of the demo lives
-//! here too: it keeps the list of checked-in tickets ([`board`]) and publishes each check-in by
-//! calling the core directly, as a real backend would through `POST /v1/publish`.
+//! here too: it keeps the list of checked-in tickets ([`board`]) and publishes each check-in
+//! through the same publish path as `POST /v1/publish` (sequencing, then the vendor lanes), as a
+//! real backend would over HTTP with a publisher key.
 //!
 //! Routes (all under `/demo`, only when `demo.enabled`):
 //! - `GET /demo`, `/demo/kiosk`, `/demo/waiting-room`, `/demo/ops`, `/demo/assets/{file}`: pages.
@@ -31,8 +32,9 @@ use self::board::{Board, Entry};
 use crate::app::AppState;
 use crate::config::SubscribeAuth;
 use crate::core::event::now_ms;
-use crate::core::{ChannelName, EventDraft, ReadFrom};
-use crate::transport::ApiError;
+use crate::core::{ChannelName, ReadFrom};
+use crate::transport::wire::PublishBody;
+use crate::transport::{publish_item, ApiError};
 
 /// The clinic's channel: every page of the demo is about this one waiting room.
 const CHANNEL: &str = "clinic-42.waiting-room";
@@ -194,30 +196,26 @@ impl Demo {
         }
         let checked_in_at = now_ms();
         let data = json!({"ticket": ticket, "checked_in_at": checked_in_at}).to_string();
-        let draft = EventDraft::new(
-            Arc::from(EVENT),
-            Arc::from(RawValue::from_string(data).expect("serde_json output is JSON")),
-            None,
-        );
+        let item = PublishBody {
+            channel: Some(CHANNEL.into()),
+            channels: None,
+            name: EVENT.into(),
+            data: Some(RawValue::from_string(data).expect("serde_json output is JSON")),
+            id: None,
+            priority: None,
+        };
         board.add(Entry {
             ticket: ticket.clone(),
             checked_in_at,
         });
-        match self
-            .app
-            .registry
-            .publish_all(std::slice::from_ref(&self.channel), &draft)
-        {
-            Ok(published) => Ok(json!({
-                "ticket": ticket,
-                "channel": CHANNEL,
-                "seq": published[0].seq,
-                "epoch": published[0].epoch.to_string(),
-                "id": published[0].id,
-            })),
+        match publish_item(&self.app, item) {
+            Ok(mut answer) => {
+                answer["ticket"] = json!(ticket);
+                Ok(answer)
+            }
             Err(e) => {
                 board.remove(&ticket);
-                Err(e.into())
+                Err(e)
             }
         }
     }
