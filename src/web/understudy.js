@@ -592,8 +592,8 @@
       const i = ladder.cur, p = paths[i];
       const state = stale || netDown || !heardEver || i < 0 ? "offline"
         : !(p && p.up) ? "degraded" : i === POLL ? "polling" : i <= ladder.top ? "live" : "degraded";
-      const s = { state, via: STEPS[i] || null, lastEventAt, staleForMs: now() - lastHeard };
-      if (state !== last.state || s.via !== last.via) { last = s; emit("status", s); }
+      const s = { state, via: STEPS[i] || null, connected: !!(p && p.up), lastEventAt, staleForMs: now() - lastHeard };
+      if (state !== last.state || s.via !== last.via || s.connected !== last.connected) { last = s; emit("status", s); }
       return s;
     }
 

@@ -33,7 +33,7 @@ test("ws: subscribes from the held position and resumes from it after a server r
 });
 
 test("ws time-out: falls to SSE with a cursor of all positions; a stable SSE that drops resumes", async (t) => {
-  const { net, log, sub, advance, flush, statuses } = start(t);
+  const { net, log, sub, advance, flush, statuses, rt } = start(t);
   sub("a", { epoch: "E", seq: 5 });
   sub("b");
   await flush();
@@ -58,7 +58,9 @@ test("ws time-out: falls to SSE with a cursor of all positions; a stable SSE tha
   assert.equal(net.sources.length, 2, "same step again: it had been up long enough");
   assert.equal(net.es().query().get("cursor"), "a~E~6,b~F~3");
   assert.deepEqual(log, ["E:6", "F:3"]);
-  assert.deepEqual(statuses, ["offline/ws", "offline/sse", "degraded/sse"]);
+  // SSE up (below the route's ws), then dropped: the same state and step, `connected` changes.
+  assert.deepEqual(statuses, ["offline/ws", "offline/sse", "degraded/sse", "degraded/sse"]);
+  assert.equal(rt.status().connected, false);
 });
 
 test("poll: first request catches up at once, then long polls; two failed long polls switch to interval polling", async (t) => {
@@ -249,7 +251,7 @@ test("server reset on resume: onReset once with the new position, then live even
 });
 
 test("vendor silent past three heartbeat intervals: falls to ws and resumes there", async (t) => {
-  const { net, log, advance, p, statuses } = await onVendor(t, { epoch: "E", seq: 0 });
+  const { net, log, advance, p, statuses, rt } = await onVendor(t, { epoch: "E", seq: 0 });
   p.event(ev("a", "E", 1));
   for (let i = 0; i < 4; i++) { await advance(5000); p.heartbeat(); }
   await advance(15000);
@@ -263,7 +265,9 @@ test("vendor silent past three heartbeat intervals: falls to ws and resumes ther
   ws.recv(ev("a", "E", 1));
   ws.recv(ev("a", "E", 2));
   assert.deepEqual(log, ["E:1", "E:2"]);
-  assert.deepEqual(statuses, ["offline/vendor", "live/vendor", "degraded/ws"]); // ws is below the route's step
+  // ws connecting, then up: it is below the route's step, so degraded both times.
+  assert.deepEqual(statuses, ["offline/vendor", "live/vendor", "degraded/ws", "degraded/ws"]);
+  assert.equal(rt.status().connected, true);
 });
 
 test("vendor that never proves itself (no heartbeat) is left after the connect time-out", async (t) => {

@@ -27,10 +27,10 @@
         ? { kind: "offline", text: "Offline since " + hhmm(offlineSince) }
         : { kind: "offline", text: "Connecting…" };
     }
+    // The step is being (re)opened: nothing new can arrive until it is up.
+    if (!s.connected) return { kind: "connecting", text: "Reconnecting via " + NAMES[s.via] + "…" };
     if (s.state === "polling") return { kind: "polling", text: "Polling every " + seconds(info.poll_interval_ms) + " s" };
-    if (s.via === "vendor") {
-      return s.state === "live" ? { kind: "vendor", text: "Live via vendor" } : { kind: "offline", text: "Connecting to vendor…" };
-    }
+    if (s.via === "vendor") return { kind: "vendor", text: "Live via vendor" };
     return { kind: "fallback", text: "Live via fallback (" + NAMES[s.via] + ")" };
   }
 
