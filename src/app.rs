@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::auth::{PublisherKeys, SubscriberAuth};
+use crate::auth::{AdminTokens, PublisherKeys, SubscriberAuth};
 use crate::config::Config;
 use crate::core::history::HistoryLimits;
 use crate::core::idempotency::IdempotencyLimits;
@@ -28,6 +28,7 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub publishers: Arc<PublisherKeys>,
     pub subscribers: Arc<SubscriberAuth>,
+    pub admins: Arc<AdminTokens>,
     pub lifecycle: Lifecycle,
     pub metrics: Metrics,
     /// Vendor lanes, health, operator mode and the route. With no vendor configured the route
@@ -77,6 +78,7 @@ impl AppState {
                 config.auth.subscribe,
                 &config.auth.subscriber_secret,
             )),
+            admins: Arc::new(AdminTokens::new(config.auth.admin_tokens.clone())),
             lifecycle: Lifecycle::new(config.server.reconnect_jitter),
             metrics: Metrics::install(),
             config: Arc::new(config),

@@ -1,6 +1,8 @@
 //! The `understudy` binary: parse the command line, load and validate configuration, start
 //! telemetry, bind the listeners and run the app until a signal says stop.
 
+mod admin_cli;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -25,6 +27,19 @@ enum Command {
     },
     /// Validate a configuration file and list every problem; exits non-zero if there is one.
     CheckConfig { file: PathBuf },
+    /// Change the operator mode through the admin API.
+    Mode {
+        #[command(subcommand)]
+        command: admin_cli::ModeCommand,
+    },
+    /// Show mode, route and vendor health from the admin API.
+    Status {
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 if the server at ADDR answers GET /healthz with 200 (for container healthchecks).
     Healthcheck {
         #[arg(default_value = "127.0.0.1:8080")]
@@ -37,6 +52,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Healthcheck { addr } => healthcheck(&addr),
+        Command::Mode { command } => client_runtime()?.block_on(admin_cli::mode(command)),
+        Command::Status { target, json } => {
+            client_runtime()?.block_on(admin_cli::status(target, json))
+        }
         Command::Serve { config } => {
             let config = load(config.as_deref())?;
             tokio::runtime::Builder::new_multi_thread()
@@ -46,6 +65,12 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve(config))
         }
     }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub(crate) use body::{parse_json, read_json_body};
 pub use error::ApiError;
 pub(crate) use publish::publish_item;
 

@@ -13,6 +13,8 @@ use crate::core::CoreError;
 pub enum ApiError {
     #[error("missing or unknown publisher key: send Authorization: Bearer <key> with a key from auth.publisher_keys")]
     Unauthorized,
+    #[error("missing or unknown admin token: send Authorization: Bearer <token> with a token from auth.admin_tokens")]
+    AdminUnauthorized,
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(
@@ -55,7 +57,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            Unauthorized | Token(_) => StatusCode::UNAUTHORIZED,
+            Unauthorized | AdminUnauthorized | Token(_) => StatusCode::UNAUTHORIZED,
             ChannelForbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -76,7 +78,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         use ApiError::*;
         match self {
-            Unauthorized => "unauthorized",
+            Unauthorized | AdminUnauthorized => "unauthorized",
             Token(TokenError::Expired) => "token_expired",
             Token(_) => "invalid_token",
             ChannelForbidden(_) => "channel_forbidden",

@@ -63,3 +63,60 @@ async fn healthcheck_succeeds_against_a_live_server_and_fails_without_one() {
         .to_string();
     assert!(!probe(closed).await.unwrap().success());
 }
+
+#[tokio::test]
+async fn mode_and_status_commands_drive_the_admin_api() {
+    let token = "cli-admin-token-0123456789";
+    let s = Server::with(&format!(
+        "[auth]\nsubscribe = \"none\"\nadmin_tokens = [{{ name = \"oncall\", token = \"{token}\" }}]\n"
+    ))
+    .await;
+    let admin = s.admin.clone();
+    let run = move |args: Vec<&'static str>| {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(&args)
+                .env("UNDERSTUDY_ADMIN_LISTEN", admin)
+                .env("UNDERSTUDY_ADMIN_TOKEN", "cli-admin-token-0123456789")
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(vec![
+        "mode",
+        "set",
+        "self",
+        "--reason",
+        "vendor incident",
+        "--for",
+        "2h",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mode self (by oncall), route now self"),
+        "{text}"
+    );
+    assert_eq!(s.state.failover.route().mode.as_str(), "self");
+
+    let out = run(vec!["status"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("set by oncall: vendor incident"), "{text}");
+
+    let out = run(vec!["mode", "set", "self", "--reason", "x", "--for", "9d"])
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("7 days"));
+
+    let out = run(vec!["mode", "auto"]).await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(s.state.failover.route().mode.as_str(), "auto");
+}

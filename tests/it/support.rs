@@ -143,6 +143,23 @@ where
     }
 }
 
+/// The next JSON text message of any type but heartbeat.
+pub async fn ws_next_any(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a message within the test's patience")
+            .expect("socket open")
+            .expect("frame ok");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] != "heartbeat" {
+                return v;
+            }
+        }
+    }
+}
+
 /// Reads messages until one of `type`, asserting nothing else of interest arrives before it.
 pub async fn ws_expect<S>(ws: &mut S, kind: &str) -> Value
 where

@@ -1,0 +1,147 @@
+//! The operator commands of the binary: thin clients of the admin API, so the CLI and the API can
+//! never disagree about what a mode change means.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+/// Where the admin API is and who is calling.
+#[derive(Args)]
+pub(crate) struct AdminTarget {
+    /// Admin listener address (IP:PORT or URL).
+    #[arg(
+        long,
+        env = "UNDERSTUDY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    admin: String,
+    /// Admin token; its name is recorded with every change.
+    #[arg(long, env = "UNDERSTUDY_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ModeCommand {
+    /// Force a path: vendor, self or poll. It falls back to auto after --for.
+    Set {
+        mode: String,
+        #[arg(long)]
+        reason: String,
+        /// How long the forced mode lasts, e.g. 90s, 30m, 2h, 1d.
+        #[arg(long = "for")]
+        duration: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Return to automatic failover.
+    Auto {
+        #[arg(long, default_value = "back to automatic failover")]
+        reason: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+impl AdminTarget {
+    fn url(&self, path: &str) -> String {
+        let base = if self.admin.starts_with("http") {
+            self.admin.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", self.admin)
+        };
+        format!("{base}{path}")
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()?;
+        let mut req = client
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.url(path)))?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "{status}: {}",
+                v["error"]["message"].as_str().unwrap_or("no error message")
+            );
+        }
+        Ok(v)
+    }
+}
+
+pub(crate) async fn mode(cmd: ModeCommand) -> anyhow::Result<()> {
+    let (target, body) = match cmd {
+        ModeCommand::Set {
+            mode,
+            reason,
+            duration,
+            target,
+        } => (
+            target,
+            json!({"mode": mode, "reason": reason, "expires_in": duration}),
+        ),
+        ModeCommand::Auto { reason, target } => (target, json!({"mode": "auto", "reason": reason})),
+    };
+    let v = target
+        .call(reqwest::Method::PUT, "/admin/mode", Some(body))
+        .await?;
+    println!(
+        "mode {} (by {}), route now {}: {}",
+        v["mode"]["mode"].as_str().unwrap_or("?"),
+        v["mode"]["set_by"].as_str().unwrap_or("?"),
+        v["route"]["route"].as_str().unwrap_or("?"),
+        v["route"]["reason"].as_str().unwrap_or("")
+    );
+    Ok(())
+}
+
+pub(crate) async fn status(target: AdminTarget, json_out: bool) -> anyhow::Result<()> {
+    let v = target
+        .call(reqwest::Method::GET, "/admin/status", None)
+        .await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "route   {} ({})",
+        v["route"]["route"].as_str().unwrap_or("?"),
+        v["route"]["reason"].as_str().unwrap_or("")
+    );
+    println!(
+        "mode    {} set by {}: {}",
+        v["mode"]["mode"].as_str().unwrap_or("?"),
+        v["mode"]["set_by"].as_str().unwrap_or("?"),
+        v["mode"]["reason"].as_str().unwrap_or("")
+    );
+    for vendor in v["vendors"].as_array().into_iter().flatten() {
+        println!(
+            "vendor  {} ({}): {}  p99 {} ms",
+            vendor["name"].as_str().unwrap_or("?"),
+            vendor["kind"].as_str().unwrap_or("?"),
+            vendor["state"].as_str().unwrap_or("?"),
+            vendor["window"]["p99_ms"]
+                .as_u64()
+                .map_or("-".into(), |n| n.to_string())
+        );
+    }
+    println!(
+        "channels {}  history events {}",
+        v["channels"], v["history_events"]
+    );
+    Ok(())
+}
