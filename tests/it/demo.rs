@@ -194,3 +194,11 @@ async fn pages_are_served_and_nothing_is_when_the_demo_is_off() {
     let (status, _) = check_in(&off, "A-1").await;
     assert_eq!(status, 404);
 }
+
+#[test]
+fn the_demo_config_file_is_valid() {
+    let file = include_str!("../../config/demo.toml");
+    let config =
+        understudy::Config::load(Some(file), &|_| None).expect("config/demo.toml is valid");
+    assert!(config.demo.enabled);
+}

@@ -33,22 +33,34 @@
   url.addEventListener("change", () => localStorage.setItem("understudy.admin", url.value));
   token.addEventListener("change", () => sessionStorage.setItem("understudy.admin-token", token.value));
 
+  // The CLI equivalent, for when this browser may not call the admin listener (another origin).
+  function cli(mode) {
+    const reason = JSON.stringify($("reason").value);
+    return mode === "auto"
+      ? "understudy mode auto --reason " + reason
+      : "understudy mode set " + mode + " --reason " + reason + " --for " + $("expires").value;
+  }
+
   async function setMode(mode) {
     const say = (text, kind) => { $("mode-result").textContent = text; $("mode-result").className = "result " + kind; };
     const base = url.value.replace(/\/+$/, "");
+    $("mode-cli").textContent = cli(mode);
     if (!token.value) return say("Type the admin token first.", "error");
+    const body = { mode, reason: $("reason").value };
+    if (mode !== "auto") body.expires_in = $("expires").value;
     try {
       const r = await fetch(base + "/admin/mode", {
         method: "PUT",
         headers: { "Content-Type": "application/json", Authorization: "Bearer " + token.value },
-        body: JSON.stringify({ mode, reason: $("reason").value }),
+        body: JSON.stringify(body),
       });
       const body = await r.json().catch(() => ({}));
       if (r.ok) say("Mode is now " + mode + ".", "ok");
       else if (r.status === 404) say("This server has no PUT /admin/mode yet (HTTP 404).", "error");
       else say((body.error && body.error.message) || "HTTP " + r.status, "error");
     } catch (e) {
-      say("Could not reach the admin API at " + base + " (is it running, and does it allow this page's origin?)", "error");
+      say("Could not reach the admin API at " + base + " from this page (not running, or it does not " +
+        "answer pages of another origin): run the command below instead.", "error");
     }
     showRoute();
   }
