@@ -21,6 +21,8 @@
 pub mod ably;
 pub mod config_url;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod http;
 pub mod lanes;
 pub mod pusher;

@@ -24,6 +24,7 @@ mod dispatch;
 mod queue;
 mod stats;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -119,8 +120,10 @@ pub(crate) struct Shared {
     pub(crate) queues: Mutex<queue::Queues>,
     /// Wakes a priority's dispatcher: an event was queued or a channel stopped being busy.
     pub(crate) wake: [Notify; 2],
-    /// In-flight slots per priority.
+    /// In-flight slots per priority (a dispatcher holds one while it waits for a batch).
     pub(crate) slots: [Arc<Semaphore>; 2],
+    /// Requests in flight per priority (deliveries between take and release).
+    pub(crate) in_flight: [AtomicUsize; 2],
     pub(crate) budget: Arc<RetryBudget>,
     pub(crate) observations: mpsc::Sender<Observation>,
     pub(crate) counters: stats::Counters,
@@ -146,6 +149,7 @@ impl Lanes {
             queues: Mutex::new(queue::Queues::new(config.limits())),
             wake: [Notify::new(), Notify::new()],
             slots: Priority::ALL.map(|p| Arc::new(Semaphore::new(config.in_flight(p)))),
+            in_flight: [AtomicUsize::new(0), AtomicUsize::new(0)],
             config,
             budget,
             observations,
@@ -201,11 +205,7 @@ impl Lanes {
                 q.bytes(),
             )
         };
-        let in_flight = Priority::ALL.map(|p| {
-            s.config
-                .in_flight(p)
-                .saturating_sub(s.slots[p.index()].available_permits())
-        });
+        let in_flight = Priority::ALL.map(|p| s.in_flight[p.index()].load(Ordering::Relaxed));
         s.counters.snapshot(queued, bytes, in_flight)
     }
 }
@@ -218,3 +218,6 @@ impl std::fmt::Debug for Lanes {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;
