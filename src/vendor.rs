@@ -301,6 +301,13 @@ pub enum BuildError {
     Endpoint { vendor: String, message: String },
 }
 
+/// Percent-encoding of one URL path segment: everything but RFC 3986 unreserved characters.
+pub(crate) const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Milliseconds since the Unix epoch, for timestamps that go on the wire.
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()
