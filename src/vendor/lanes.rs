@@ -33,6 +33,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use queue::QueueLimits;
@@ -156,7 +157,8 @@ impl Lanes {
             cancel,
         });
         for priority in Priority::ALL {
-            tasks.spawn(dispatch::run(shared.clone(), priority, tasks.clone()));
+            let span = tracing::info_span!("vendor_lane", vendor = %shared.vendor.name(), priority = priority.as_str());
+            tasks.spawn(dispatch::run(shared.clone(), priority, tasks.clone()).instrument(span));
         }
         Lanes { shared }
     }

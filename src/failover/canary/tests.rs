@@ -149,3 +149,116 @@ fn jitter_only_lengthens_the_delay() {
         assert!(j >= d && j <= Duration::from_millis(150));
     }
 }
+
+/// A vendor whose realtime sessions end as scripted; publishes succeed.
+struct Scripted {
+    /// How each session ends, in order; afterwards sessions stay open.
+    script: parking_lot::Mutex<std::collections::VecDeque<SessionEndScript>>,
+    /// When each session started.
+    starts: parking_lot::Mutex<Vec<Instant>>,
+}
+
+#[derive(Clone, Copy)]
+enum SessionEndScript {
+    /// Fails before subscribing.
+    Fail,
+    /// Is refused (fatal).
+    Refuse,
+    /// Subscribes, then drops after 100 ms.
+    Drop,
+}
+
+impl Vendor for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn kind(&self) -> crate::vendor::VendorKind {
+        crate::vendor::VendorKind::Pusher
+    }
+
+    fn public_info(&self) -> crate::vendor::PublicInfo {
+        crate::vendor::PublicInfo {
+            kind: self.kind(),
+            key: None,
+            host: "h".into(),
+            port: 1,
+            tls: false,
+            cluster: None,
+        }
+    }
+
+    fn publish<'a>(
+        &'a self,
+        _: &'a [OutboundEvent],
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::vendor::VendorError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn has_realtime(&self) -> bool {
+        true
+    }
+
+    fn listen<'a>(
+        &'a self,
+        _: &'a str,
+        arrivals: mpsc::Sender<Arrival>,
+    ) -> futures_util::future::BoxFuture<'a, crate::vendor::realtime::SessionEnd> {
+        Box::pin(async move {
+            self.starts.lock().push(Instant::now());
+            let next = self.script.lock().pop_front();
+            let closed = RealtimeError::Closed {
+                code: 1006,
+                reason: "gone".into(),
+            };
+            match next {
+                Some(SessionEndScript::Fail) => crate::vendor::realtime::SessionEnd {
+                    subscribed: false,
+                    error: closed,
+                },
+                Some(SessionEndScript::Refuse) => crate::vendor::realtime::SessionEnd {
+                    subscribed: false,
+                    error: RealtimeError::Refused {
+                        code: 4001,
+                        message: "no app".into(),
+                    },
+                },
+                Some(SessionEndScript::Drop) => {
+                    let _ = arrivals.send(Arrival::Subscribed).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    crate::vendor::realtime::SessionEnd {
+                        subscribed: true,
+                        error: closed,
+                    }
+                }
+                None => {
+                    let _ = arrivals.send(Arrival::Subscribed).await;
+                    std::future::pending().await
+                }
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_realtime_session_reconnects_with_exponential_back_off() {
+    use SessionEndScript::{Drop, Fail, Refuse};
+    let vendor = Arc::new(Scripted {
+        script: parking_lot::Mutex::new([Fail, Fail, Fail, Drop, Fail, Refuse].into()),
+        starts: parking_lot::Mutex::new(Vec::new()),
+    });
+    let (tx, _rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let (v, stop) = (vendor.clone(), cancel.clone());
+    tokio::spawn(async move { run(0, v.as_ref(), &config(), tx, stop).await });
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let starts = vendor.starts.lock().clone();
+    let gaps: Vec<u128> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
+    // 250, 500, 1000 ms after failures; a session that subscribed resets the back-off (100 ms
+    // open + 250 ms); then 500 ms; a refusal waits the maximum (5 s).
+    assert_eq!(gaps, [250, 500, 1000, 350, 500, 5000]);
+    cancel.cancel();
+}
