@@ -12,7 +12,7 @@ use understudy::failover::{
     canary, CanaryConfig, CanaryFailure, CanaryResult, Failover, FailoverConfig, Observation, Path,
     Route, Thresholds,
 };
-use understudy::vendor::{Vendor, VendorConfig};
+use understudy::vendor::{OutboundEvent, Priority, Vendor, VendorConfig};
 
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::sockudo::Sockudo;
@@ -186,6 +186,28 @@ async fn the_route_leaves_a_stopped_vendor_and_returns_after_the_hysteresis() {
     let failover =
         Failover::build(&vendors, config, &TaskTracker::new(), cancel.clone()).expect("failover");
     let mut rx = failover.watch_route();
+    // A publisher at 100 events/s for the whole test; it records its slowest enqueue.
+    let slowest = Arc::new(parking_lot::Mutex::new(Duration::ZERO));
+    let publisher = {
+        let (failover, slowest, cancel) = (failover.clone(), slowest.clone(), cancel.clone());
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(10));
+            for seq in 0u64.. {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                let frame = bytes::Bytes::from(format!(r#"{{"type":"event","seq":{seq}}}"#));
+                let event =
+                    OutboundEvent::new("room", "e", seq.to_string(), frame, Priority::Realtime);
+                let started = Instant::now();
+                failover.enqueue(event);
+                let took = started.elapsed();
+                let mut slowest = slowest.lock();
+                *slowest = (*slowest).max(took);
+            }
+        })
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(failover.route().path, Path::Vendor(0));
 
@@ -215,4 +237,15 @@ async fn the_route_leaves_a_stopped_vendor_and_returns_after_the_hysteresis() {
     let status = failover.watch_status().borrow().clone();
     assert!(!status.vendors[0].transitions.is_empty());
     cancel.cancel();
+    publisher.await.expect("publisher");
+    let slowest = *slowest.lock();
+    assert!(
+        slowest < Duration::from_millis(5),
+        "slowest enqueue {slowest:?}"
+    );
+    let stats = failover.lanes()[0].stats();
+    assert!(
+        stats.realtime.in_flight <= 8 && stats.realtime.queued <= 1024,
+        "{stats:?}"
+    );
 }
