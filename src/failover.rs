@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 pub use canary::CanaryConfig;
 pub use driver::{Route, RouteConfig, Status, VendorStatus};
@@ -170,7 +171,11 @@ impl Failover {
                     observations_tx.clone(),
                     cancel.clone(),
                 );
-                tasks.spawn(async move { canary::run(i, v.as_ref(), &canary, tx, cancel).await });
+                let span = tracing::info_span!("canary", vendor = %v.name());
+                tasks.spawn(
+                    async move { canary::run(i, v.as_ref(), &canary, tx, cancel).await }
+                        .instrument(span),
+                );
             }
         }
         drop(observations_tx);
@@ -199,20 +204,16 @@ impl Failover {
             current: current.clone(),
             status: status_tx,
         };
-        tasks.spawn(driver::run(
-            driver,
-            inputs,
-            outputs,
-            config.tick,
-            cancel.clone(),
-        ));
+        let span = tracing::info_span!("failover_driver");
+        tasks.spawn(
+            driver::run(driver, inputs, outputs, config.tick, cancel.clone()).instrument(span),
+        );
         if let Some(interval) = config.heartbeat {
-            tasks.spawn(heartbeat::run(
-                lanes.clone(),
-                current.clone(),
-                interval,
-                cancel.clone(),
-            ));
+            let span = tracing::info_span!("vendor_heartbeat");
+            tasks.spawn(
+                heartbeat::run(lanes.clone(), current.clone(), interval, cancel.clone())
+                    .instrument(span),
+            );
         }
         Failover {
             inner: Arc::new(Inner {

@@ -21,6 +21,8 @@
 pub mod ably;
 pub mod config_url;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod http;
 pub mod lanes;
 pub mod pusher;
@@ -298,6 +300,13 @@ pub enum BuildError {
     #[error("vendor {vendor}: invalid endpoint: {message}")]
     Endpoint { vendor: String, message: String },
 }
+
+/// Percent-encoding of one URL path segment: everything but RFC 3986 unreserved characters.
+pub(crate) const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Milliseconds since the Unix epoch, for timestamps that go on the wire.
 pub(crate) fn unix_ms() -> u64 {

@@ -7,20 +7,16 @@
 //! [`run`] is the thin async loop around it.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 
 use super::health::{Sample, Verdict, Window, WindowConfig, WindowSummary};
 use super::machine::{
     Action, Evidence, Health, Machine, State, Thresholds, Transition, TransitionReason,
 };
 use super::mode::{Mode, ModeSetting};
-use super::observation::{CanaryObservation, CanaryResult, Observation};
+use super::observation::{CanaryObservation, Observation};
 use super::route::{route, Path, RouteReason, SelfPath};
 use crate::vendor::{PublicInfo, VendorKind};
 
@@ -327,141 +323,11 @@ impl Driver {
     }
 }
 
-fn record_canary(vendor: &str, result: &CanaryResult) {
-    let outcome = match result {
-        CanaryResult::Arrived { latency } => {
-            metrics::histogram!("understudy_canary_seconds", "vendor" => vendor.to_owned())
-                .record(latency.as_secs_f64());
-            "arrived"
-        }
-        CanaryResult::Lost { failure } => failure.as_str(),
-    };
-    metrics::counter!("understudy_canary_total", "vendor" => vendor.to_owned(), "outcome" => outcome).increment(1);
-}
+mod run;
+mod telemetry;
 
-fn log_transition(vendor: &str, t: &Transition) {
-    metrics::counter!(
-        "understudy_vendor_transitions_total",
-        "vendor" => vendor.to_owned(), "from" => t.from.as_str(), "to" => t.to.as_str()
-    )
-    .increment(1);
-    for state in [
-        State::Healthy,
-        State::Degraded,
-        State::Down,
-        State::Recovering,
-    ] {
-        let value = if state == t.to { 1.0 } else { 0.0 };
-        metrics::gauge!("understudy_vendor_state", "vendor" => vendor.to_owned(), "state" => state.as_str()).set(value);
-    }
-    let reason = serde_json::to_string(&t.reason).unwrap_or_default();
-    match t.reason {
-        TransitionReason::Fatal { .. } => {
-            tracing::error!(vendor, from = t.from.as_str(), to = t.to.as_str(), %reason, "vendor refuses understudy's configuration")
-        }
-        _ => {
-            tracing::warn!(vendor, from = t.from.as_str(), to = t.to.as_str(), %reason, "vendor health changed")
-        }
-    }
-}
-
-fn log_route(old: &Route, new: &Route) {
-    for path in ["vendor", "self", "poll"] {
-        let value = if path == new.path.as_str() { 1.0 } else { 0.0 };
-        metrics::gauge!("understudy_route", "route" => path).set(value);
-    }
-    let vendor = new.path.vendor();
-    if new.path == Path::Poll {
-        tracing::error!(from = old.path.as_str(), to = "poll", reason = %new.reason, "route changed: clients told to poll");
-    } else {
-        tracing::warn!(from = old.path.as_str(), to = new.path.as_str(), ?vendor, reason = %new.reason, "route changed");
-    }
-}
-
-/// The driver's inputs.
-pub struct DriverInputs {
-    pub observations: mpsc::Receiver<Observation>,
-    pub mode: watch::Receiver<ModeSetting>,
-    pub self_path: watch::Receiver<SelfPath>,
-}
-
-/// Where the driver publishes.
-pub struct DriverOutputs {
-    pub route: watch::Sender<Route>,
-    /// Lock-free copy of the route for the hot path.
-    pub current: Arc<ArcSwap<Route>>,
-    pub status: watch::Sender<Status>,
-}
-
-/// Runs the driver until `cancel` fires: observations as they come, windows every `tick`,
-/// mode changes and expiry on time.
-pub async fn run(
-    mut driver: Driver,
-    mut inputs: DriverInputs,
-    outputs: DriverOutputs,
-    tick: Duration,
-    cancel: CancellationToken,
-) {
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let (mut observations_open, mut mode_open, mut self_open) = (true, true, true);
-    loop {
-        let expiry = driver.mode().expires_at;
-        let changed = tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            () = sleep_until_opt(expiry), if expiry.is_some() => driver.expire_mode(Instant::now()),
-            changed = inputs.mode.changed(), if mode_open => match changed {
-                Ok(()) => {
-                    let mode = inputs.mode.borrow_and_update().clone();
-                    driver.set_mode(mode, Instant::now())
-                }
-                Err(_) => { mode_open = false; false }
-            },
-            changed = inputs.self_path.changed(), if self_open => match changed {
-                Ok(()) => {
-                    let self_path = *inputs.self_path.borrow_and_update();
-                    driver.set_self_path(self_path, Instant::now())
-                }
-                Err(_) => { self_open = false; false }
-            },
-            observation = inputs.observations.recv(), if observations_open => match observation {
-                Some(observation) => {
-                    let now = Instant::now();
-                    let mut changed = driver.observe(observation, now);
-                    // Drain what else is waiting, bounded, before publishing.
-                    for _ in 0..256 {
-                        match inputs.observations.try_recv() {
-                            Ok(observation) => changed |= driver.observe(observation, now),
-                            Err(_) => break,
-                        }
-                    }
-                    changed
-                }
-                None => { observations_open = false; false }
-            },
-            _ = ticker.tick() => {
-                let now = Instant::now();
-                let changed = driver.tick(now);
-                outputs.status.send_replace(driver.status(now));
-                changed
-            }
-        };
-        if changed {
-            let route = driver.route().clone();
-            outputs.current.store(Arc::new(route.clone()));
-            outputs.route.send_replace(route);
-            outputs.status.send_replace(driver.status(Instant::now()));
-        }
-    }
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
+pub use run::{run, DriverInputs, DriverOutputs};
+use telemetry::{log_route, log_transition, record_canary};
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! pusher://APP_KEY:APP_SECRET@HOST[:PORT]/APP_ID[?tls=false&cluster=mt1&name=..&ws_host=..&ws_port=..&max_data_kb=10]
-//! ably://KEY_NAME:KEY_SECRET@HOST[:PORT][?tls=false&name=..&fallback_hosts=a.example,b.example&max_message_kb=64]
+//! ably://KEY_NAME:KEY_SECRET@HOST[:PORT][?tls=false&name=..&fallback_hosts=a.example,b.example&max_message_kb=64&ws_host=..&ws_port=..]
 //! webhook+https://HOST[:PORT]/PATH?secret=SECRET[&name=..]      (also webhook+http://)
 //! ```
 //!
@@ -182,6 +182,8 @@ fn ably(text: &str) -> Result<AblyConfig, UrlError> {
             "max_message_kb" => {
                 config.max_message_bytes = number::<usize>(S, &param, &value)? * 1024
             }
+            "ws_host" => config.ws_host = Some(value.into_owned()),
+            "ws_port" => config.ws_port = Some(number(S, &param, &value)?),
             other => {
                 return Err(UrlError::UnknownParam {
                     scheme: S,

@@ -24,6 +24,7 @@ mod dispatch;
 mod queue;
 mod stats;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use queue::QueueLimits;
@@ -119,8 +121,10 @@ pub(crate) struct Shared {
     pub(crate) queues: Mutex<queue::Queues>,
     /// Wakes a priority's dispatcher: an event was queued or a channel stopped being busy.
     pub(crate) wake: [Notify; 2],
-    /// In-flight slots per priority.
+    /// In-flight slots per priority (a dispatcher holds one while it waits for a batch).
     pub(crate) slots: [Arc<Semaphore>; 2],
+    /// Requests in flight per priority (deliveries between take and release).
+    pub(crate) in_flight: [AtomicUsize; 2],
     pub(crate) budget: Arc<RetryBudget>,
     pub(crate) observations: mpsc::Sender<Observation>,
     pub(crate) counters: stats::Counters,
@@ -146,13 +150,15 @@ impl Lanes {
             queues: Mutex::new(queue::Queues::new(config.limits())),
             wake: [Notify::new(), Notify::new()],
             slots: Priority::ALL.map(|p| Arc::new(Semaphore::new(config.in_flight(p)))),
+            in_flight: [AtomicUsize::new(0), AtomicUsize::new(0)],
             config,
             budget,
             observations,
             cancel,
         });
         for priority in Priority::ALL {
-            tasks.spawn(dispatch::run(shared.clone(), priority, tasks.clone()));
+            let span = tracing::info_span!("vendor_lane", vendor = %shared.vendor.name(), priority = priority.as_str());
+            tasks.spawn(dispatch::run(shared.clone(), priority, tasks.clone()).instrument(span));
         }
         Lanes { shared }
     }
@@ -201,11 +207,7 @@ impl Lanes {
                 q.bytes(),
             )
         };
-        let in_flight = Priority::ALL.map(|p| {
-            s.config
-                .in_flight(p)
-                .saturating_sub(s.slots[p.index()].available_permits())
-        });
+        let in_flight = Priority::ALL.map(|p| s.in_flight[p.index()].load(Ordering::Relaxed));
         s.counters.snapshot(queued, bytes, in_flight)
     }
 }
@@ -218,3 +220,6 @@ impl std::fmt::Debug for Lanes {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -248,6 +248,26 @@ mod tests {
         assert_eq!(strip_query("plain"), "plain");
     }
 
+    /// `wss://` builds a rustls client config (a crypto provider is compiled in) and fails
+    /// cleanly, without a panic, when the peer does not speak TLS.
+    #[tokio::test]
+    async fn tls_websockets_fail_cleanly_against_a_non_tls_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                drop(socket);
+            }
+        });
+        let url = url::Url::parse(&format!("wss://127.0.0.1:{port}/?key=a:secret")).unwrap();
+        let error = Socket::connect(&url, Instant::now() + Duration::from_secs(2))
+            .await
+            .err()
+            .expect("no TLS peer");
+        assert!(matches!(error, RealtimeError::Connect(_)), "{error:?}");
+        assert!(!error.to_string().contains("secret"));
+    }
+
     #[test]
     fn refused_is_fatal_closed_is_not() {
         assert!(RealtimeError::Refused {

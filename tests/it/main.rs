@@ -1,11 +1,13 @@
 //! One integration binary: every test starts its own server on 127.0.0.1 port 0 and talks to it
+//! over real sockets; vendor tests start their own real vendor (sockudo) and, where needed, a
+//! fault-injecting HTTP proxy in front of it.
 #![allow(unreachable_pub)]
-//! over real sockets.
 
 mod support;
 
 mod admin;
 mod bad_input;
+mod canary;
 mod cli;
 mod delivery;
 mod demo;
@@ -14,3 +16,6 @@ mod shutdown;
 mod slow_consumer;
 mod subscriber_auth;
 mod transports;
+mod vendor_ably;
+mod vendor_faults;
+mod vendor_pusher;

@@ -1,6 +1,11 @@
 //! Test support: a real server on 127.0.0.1 port 0 per test, and small WebSocket, SSE and HTTP
 //! clients that speak the wire protocol.
 
+pub(crate) mod ably_client;
+pub(crate) mod fault_proxy;
+pub(crate) mod pusher_client;
+pub(crate) mod sockudo;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -260,5 +265,21 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Polls `check` every 10 ms until it is true; fails after `within` with `what`.
+pub(crate) async fn eventually_within(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

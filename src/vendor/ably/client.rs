@@ -7,7 +7,7 @@
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -20,12 +20,7 @@ use crate::vendor::{
     BuildError, ErrorClass, OutboundEvent, PublicInfo, Vendor, VendorError, VendorKind,
 };
 
-/// Path-segment encoding: everything but unreserved characters.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+use crate::vendor::PATH_SEGMENT as SEGMENT;
 
 /// The Ably adapter. Its `Debug` shows neither the key secret nor the realtime URL.
 pub struct AblyVendor {
@@ -188,8 +183,8 @@ impl Vendor for AblyVendor {
         PublicInfo {
             kind: VendorKind::Ably,
             key: Some(self.config.key_name.clone()),
-            host: self.config.host.clone(),
-            port: self.config.port,
+            host: self.config.realtime_host().to_owned(),
+            port: self.config.realtime_port(),
             tls: self.config.tls,
             cluster: None,
         }

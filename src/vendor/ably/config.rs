@@ -30,6 +30,10 @@ pub struct AblyConfig {
     pub fallback_hosts: Vec<String>,
     /// Largest event frame accepted. Default 64 KiB.
     pub max_message_bytes: usize,
+    /// Realtime (WebSocket) host when it differs from `host` (e.g. REST through a proxy).
+    pub ws_host: Option<String>,
+    /// Realtime port when it differs from `port`.
+    pub ws_port: Option<u16>,
 }
 
 impl AblyConfig {
@@ -43,7 +47,18 @@ impl AblyConfig {
             tls,
             fallback_hosts: default_fallbacks(host),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            ws_host: None,
+            ws_port: None,
         }
+    }
+
+    /// The realtime host browsers (and the canary) connect to.
+    pub fn realtime_host(&self) -> &str {
+        self.ws_host.as_deref().unwrap_or(&self.host)
+    }
+
+    pub fn realtime_port(&self) -> u16 {
+        self.ws_port.unwrap_or(self.port)
     }
 
     /// `http(s)://{host}:{port}` for `host` (the primary or a fallback).

@@ -2,6 +2,7 @@
 //! free, send it under the deadline, retry once if the error and the budget allow, report every
 //! attempt, free the channels and the slot.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -57,6 +58,8 @@ async fn deliver(
     batch: Vec<OutboundEvent>,
     permit: OwnedSemaphorePermit,
 ) {
+    let in_flight = &shared.in_flight[priority.index()];
+    in_flight.fetch_add(1, Ordering::Relaxed);
     shared.budget.deposit();
     let mut result = attempt(&shared, priority, &batch, 0).await;
     if let Err(error) = &result {
@@ -85,6 +88,7 @@ async fn deliver(
         }
     }
     shared.queues.lock().release(priority, &batch);
+    in_flight.fetch_sub(1, Ordering::Relaxed);
     shared.wake[priority.index()].notify_one();
     drop(permit);
 }

@@ -53,10 +53,8 @@ impl PusherVendor {
         };
         let base = config.api_base().map_err(endpoint)?;
         let realtime_url = config.realtime_url().map_err(endpoint)?;
-        let app = percent_encoding::utf8_percent_encode(
-            &config.app_id,
-            percent_encoding::NON_ALPHANUMERIC,
-        );
+        let app =
+            percent_encoding::utf8_percent_encode(&config.app_id, crate::vendor::PATH_SEGMENT);
         Ok(PusherVendor {
             events_path: format!("/apps/{app}/events"),
             batch_path: format!("/apps/{app}/batch_events"),

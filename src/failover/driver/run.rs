@@ -1,0 +1,101 @@
+//! The driver task: a thin async loop around [`Driver`](super::Driver) that selects over
+//! cancellation, mode expiry, mode and self-path changes, observations and the window tick, and
+//! publishes the route (`watch` + `ArcSwap`) and the status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::{Driver, Route, Status};
+use crate::failover::mode::ModeSetting;
+use crate::failover::observation::Observation;
+use crate::failover::route::SelfPath;
+
+/// The driver's inputs.
+pub struct DriverInputs {
+    pub observations: mpsc::Receiver<Observation>,
+    pub mode: watch::Receiver<ModeSetting>,
+    pub self_path: watch::Receiver<SelfPath>,
+}
+
+/// Where the driver publishes.
+pub struct DriverOutputs {
+    pub route: watch::Sender<Route>,
+    /// Lock-free copy of the route for the hot path.
+    pub current: Arc<ArcSwap<Route>>,
+    pub status: watch::Sender<Status>,
+}
+
+/// Runs the driver until `cancel` fires: observations as they come, windows every `tick`,
+/// mode changes and expiry on time.
+pub async fn run(
+    mut driver: Driver,
+    mut inputs: DriverInputs,
+    outputs: DriverOutputs,
+    tick: Duration,
+    cancel: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let (mut observations_open, mut mode_open, mut self_open) = (true, true, true);
+    loop {
+        let expiry = driver.mode().expires_at;
+        let changed = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            () = sleep_until_opt(expiry), if expiry.is_some() => driver.expire_mode(Instant::now()),
+            changed = inputs.mode.changed(), if mode_open => match changed {
+                Ok(()) => {
+                    let mode = inputs.mode.borrow_and_update().clone();
+                    driver.set_mode(mode, Instant::now())
+                }
+                Err(_) => { mode_open = false; false }
+            },
+            changed = inputs.self_path.changed(), if self_open => match changed {
+                Ok(()) => {
+                    let self_path = *inputs.self_path.borrow_and_update();
+                    driver.set_self_path(self_path, Instant::now())
+                }
+                Err(_) => { self_open = false; false }
+            },
+            observation = inputs.observations.recv(), if observations_open => match observation {
+                Some(observation) => {
+                    let now = Instant::now();
+                    let mut changed = driver.observe(observation, now);
+                    // Drain what else is waiting, bounded, before publishing.
+                    for _ in 0..256 {
+                        match inputs.observations.try_recv() {
+                            Ok(observation) => changed |= driver.observe(observation, now),
+                            Err(_) => break,
+                        }
+                    }
+                    changed
+                }
+                None => { observations_open = false; false }
+            },
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let changed = driver.tick(now);
+                outputs.status.send_replace(driver.status(now));
+                changed
+            }
+        };
+        if changed {
+            let route = driver.route().clone();
+            outputs.current.store(Arc::new(route.clone()));
+            outputs.route.send_replace(route);
+            outputs.status.send_replace(driver.status(Instant::now()));
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
