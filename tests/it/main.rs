@@ -11,6 +11,7 @@ mod canary;
 mod cli;
 mod delivery;
 mod demo;
+mod failover;
 mod resume;
 mod shutdown;
 mod slow_consumer;
