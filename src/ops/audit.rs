@@ -40,6 +40,7 @@
 //! - `line`: one entry as one bounded, redacted JSON line, and back.
 //! - `segments`: file names, listing, pruning.
 //! - `active`: the active segment: append, flush, rotate.
+//! - `outcome`: what a call on the files did, and the failure that stopped it.
 //! - `writer`: the background task.
 //! - `report`: rate-limited ERROR and WARN lines.
 //! - `read`: reading back.
@@ -49,6 +50,7 @@ mod config;
 mod entry;
 mod error;
 mod line;
+mod outcome;
 mod read;
 mod report;
 mod segments;

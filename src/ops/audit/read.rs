@@ -230,9 +230,8 @@ mod tests {
     fn segments_last_written_before_since_are_skipped_unread() {
         let dir = TestDir::new();
         write(dir.path(), &[&[H, 2 * H], &[3 * H]]);
-        // Rewrite the old segment with garbage but keep its mtime: it must not even be opened
-        // for reading when `since` is past it. (If it were read, its lines would be skipped
-        // anyway; the mtime check is what this test pins down, via a line that *would* match.)
+        // Give the old segment a line that *would* match `since` but keep its old mtime: the
+        // segment is skipped unread, so the line is not returned.
         let old = dir.path().join(segments::segment_name(1));
         fs::write(&old, line::encode(entry(10 * H))).unwrap();
         let file = File::options().write(true).open(&old).unwrap();

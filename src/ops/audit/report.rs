@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::active::Failure;
+use super::outcome::Failure;
 
 /// Counts since a failing spell began.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use super::active::{Active, Outcome};
+use super::active::Active;
 use super::config::AuditConfig;
 use super::entry::AuditEntry;
+use super::outcome::{Failure, Outcome, Step};
 use super::report::Report;
 use super::Counters;
 
@@ -77,7 +78,7 @@ impl Writer {
             }
             self.report_drops();
         }
-        let outcome = self.blocking(Active::close).await;
+        let outcome = self.blocking(0, Active::close).await;
         self.account(outcome);
         self.report_drops();
         tracing::debug!(dir = %self.config.dir.display(), "audit writer stopped");
@@ -98,8 +99,9 @@ impl Writer {
             || !waiters.is_empty()
             || self.last_flush.elapsed() >= self.config.flush_interval;
         let now = SystemTime::now();
+        let at_stake = entries.len() as u64;
         let outcome = self
-            .blocking(move |active| active.append(entries, flush, now))
+            .blocking(at_stake, move |active| active.append(entries, flush, now))
             .await;
         if flush {
             self.last_flush = Instant::now();
@@ -120,7 +122,7 @@ impl Writer {
             return;
         }
         let now = SystemTime::now();
-        let outcome = self.blocking(move |active| active.housekeep(now)).await;
+        let outcome = self.blocking(0, move |active| active.housekeep(now)).await;
         self.last_flush = Instant::now();
         if prune_due {
             self.last_prune = Some(Instant::now());
@@ -129,9 +131,12 @@ impl Writer {
     }
 
     /// Run `f` on the files on a blocking thread. While it runs, drops are still reported, so an
-    /// operator hears about them even when the disk hangs.
+    /// operator hears about them even when the disk hangs. If `f` panics, the `at_stake` entries
+    /// it was writing (and anything buffered) are counted as lost and the files are reopened from
+    /// the directory next time.
     async fn blocking(
         &mut self,
+        at_stake: u64,
         f: impl FnOnce(&mut Active) -> Outcome + Send + 'static,
     ) -> Outcome {
         let mut active = self
@@ -154,9 +159,14 @@ impl Writer {
                         return outcome;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, dir = %self.config.dir.display(),
-                            "audit file task failed; starting again from the directory");
-                        return Outcome::default();
+                        return Outcome {
+                            lost: at_stake,
+                            failure: Some(Failure {
+                                step: Step::Write,
+                                source: std::io::Error::other(format!("the file task failed: {e}")),
+                            }),
+                            ..Outcome::default()
+                        };
                     }
                 },
                 _ = tick.tick() => self.report_drops(),
