@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::config::AuditConfig;
@@ -157,14 +157,15 @@ impl Active {
                 .map(|s| s.number);
             self.next_number = Some(last.map_or(1, |n| n.saturating_add(1)));
         }
+        let path = self.dir.join(ACTIVE);
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
-            .read(true)
-            .open(self.dir.join(ACTIVE))
+            .open(&path)
             .map_err(at(Step::Open))?;
-        let mut len = file.metadata().map_err(at(Step::Open))?.len();
-        if len > 0 && !ends_with_newline(&mut file).map_err(at(Step::Open))? {
+        let meta = file.metadata().map_err(at(Step::Open))?;
+        let mut len = meta.len();
+        if len > 0 && meta.is_file() && !ends_with_newline(&path).map_err(at(Step::Open))? {
             // A torn line (crash, full disk): end it so the next entry starts on its own line.
             file.write_all(b"\n").map_err(at(Step::Write))?;
             len += 1;
@@ -221,7 +222,8 @@ impl Active {
     }
 }
 
-fn ends_with_newline(file: &mut File) -> io::Result<bool> {
+fn ends_with_newline(path: &Path) -> io::Result<bool> {
+    let mut file = File::open(path)?;
     file.seek(SeekFrom::End(-1))?;
     let mut last = [0u8; 1];
     file.read_exact(&mut last)?;
@@ -230,8 +232,6 @@ fn ends_with_newline(file: &mut File) -> io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use serde_json::json;
 
     use super::*;

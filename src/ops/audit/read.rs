@@ -124,8 +124,15 @@ fn open_segments(dir: &Path) -> io::Result<Vec<Opened>> {
     Ok(opened)
 }
 
-/// Open `path` if it is a regular file (not a directory or a device), and note its length.
+/// Open `path` if it is a regular file (not a directory, a device, or a FIFO whose opening would
+/// wait for a writer), and note its length.
 fn open_if_file(path: &Path) -> io::Result<Option<Opened>> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

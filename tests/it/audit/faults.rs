@@ -1,10 +1,11 @@
-//! The audit writer against a directory it cannot write and a disk that is full: recording never
-//! blocks, drops and failed writes are counted, failures are logged at most once per interval, the
-//! writer stays alive, and writing resumes by itself once the fault clears.
+//! The audit writer against a directory it cannot write, a disk that is full and a disk that
+//! hangs: recording never blocks, drops and failed writes are counted, both are logged at most
+//! once per interval, the writer stays alive, and writing resumes by itself once the fault clears.
 //!
 //! Tests run as root in CI, where `chmod 0555` does not stop writes; then an unwritable directory
 //! is made by placing the audit directory under a regular file. A full disk is `/dev/full` (every
 //! write fails with ENOSPC) and, where `mount` is allowed, a real 64 KiB tmpfs filled to the brim.
+//! A hung disk is a FIFO in place of `audit.log`: opening it for writing waits for a reader.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -184,4 +185,98 @@ async fn a_real_full_file_system_is_survived() {
     assert_eq!(numbers(&tail), [100_000, 100_001, 100_002]);
     drop(audit);
     task.await.unwrap();
+}
+
+/// On drop (a failed assertion), opens the FIFO's read end if it is still there, so the writer's
+/// blocked open returns and the runtime can shut down instead of hanging the test run.
+struct Unblock(PathBuf);
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let path = self.0.clone();
+            std::thread::spawn(move || drop(std::fs::File::open(path)));
+        }
+    }
+}
+
+/// Read from `pipe` until a whole line has arrived.
+fn first_line(mut pipe: std::fs::File) -> Vec<u8> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match std::io::Read::read(&mut pipe, &mut byte).unwrap() {
+            0 => break,
+            _ => line.push(byte[0]),
+        }
+    }
+    line
+}
+
+#[tokio::test]
+async fn a_hung_disk_stalls_only_the_writer() {
+    let (logs, _guard) = Logs::capture();
+    let dir = TempDir::new();
+    // A FIFO with no reader: opening it for writing hangs, as a dead disk would.
+    let fifo = dir.path().join("audit.log");
+    if !Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: mkfifo is not available");
+        return;
+    }
+    let _unblock = Unblock(fifo.clone());
+    let (audit, task) = Audit::start(AuditConfig {
+        queue: 16,
+        ..config(dir.path())
+    });
+    audit.record(super::entry(0));
+    tokio::task::yield_now().await;
+
+    // The writer is stuck on the disk; recording is not.
+    let took = record_many(&audit, 1, 10_000);
+    assert!(
+        took < Duration::from_secs(2),
+        "10,000 records took {took:?}"
+    );
+    assert!(audit.dropped() >= 10_000 - 16, "{:?}", audit.stats());
+    // The drops are reported while the writer still waits on the disk.
+    for _ in 0..1000 {
+        if !logs.lines("audit entries dropped").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(logs.lines("audit entries dropped").len(), 1);
+    assert_eq!(audit.stats().written, 0);
+    // Reading back does not wait on the FIFO either.
+    let read = tokio::time::timeout(Duration::from_secs(10), audit.read(None, 10)).await;
+    assert!(read.expect("reading does not hang").unwrap().is_empty());
+
+    // The disk answers: the writer's open completes and the first entry comes through.
+    let reader = std::fs::File::open(&fifo).unwrap();
+    std::fs::remove_file(&fifo).unwrap();
+    let line = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || first_line(reader)),
+    )
+    .await
+    .expect("the writer writes once the disk answers")
+    .unwrap();
+    let first: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(first["details"]["i"], 0);
+
+    // With the pipe gone the writer fails once (EPIPE), then opens a real file and carries on.
+    let mut written = Vec::new();
+    for i in 0..10 {
+        record_and_flush(&audit, 20_000 + i, 1).await;
+        written = numbers(&audit.read(None, 100).await.unwrap());
+        if !written.is_empty() {
+            break;
+        }
+    }
+    assert!(written.first().is_some_and(|&n| n >= 20_000), "{written:?}");
+    assert!(!task.is_finished());
 }
