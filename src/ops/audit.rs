@@ -80,7 +80,12 @@ pub struct Audit;
 impl Audit {
     /// Spawn the writer task on the current runtime and return the handle to record with. The
     /// task ends once every handle has been dropped and what was queued has been written; await
-    /// the `JoinHandle` to know it is done. Nothing touches the disk before the first entry.
+    /// the `JoinHandle` (with a time limit: a hung disk can hold it) to know it is done. The
+    /// directory is created on the first write; an unusable one shows in the counters and the
+    /// log, never as an error here. Validate `config` with [`AuditConfig::problems`] first.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime.
     pub fn start(config: AuditConfig) -> (AuditHandle, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let counters = Arc::new(Counters::default());

@@ -63,7 +63,7 @@ impl AuditConfig {
             problems.push("audit.max_segments must be at least 1 (the active segment)".into());
         }
         if self.max_age.is_zero() {
-            problems.push("audit.max_age must be longer than zero".to_string());
+            problems.push("audit.max_age_secs must be at least 1".to_string());
         }
         if self.flush_interval.is_zero() {
             problems.push("audit.flush_interval_ms must be at least 1".to_string());
