@@ -1,6 +1,7 @@
-//! The admin side: metrics, status, operator modes and the admin listener's routes.
+//! The admin side: metrics, status, operator modes, the audit trail and the admin listener's routes.
 
 pub mod admin;
+pub mod audit;
 pub mod metrics;
 pub mod mode;
 pub mod status;

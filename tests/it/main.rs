@@ -6,6 +6,7 @@
 mod support;
 
 mod admin;
+mod audit;
 mod bad_input;
 mod canary;
 mod cli;
