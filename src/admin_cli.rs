@@ -145,3 +145,24 @@ pub(crate) async fn status(target: AdminTarget, json_out: bool) -> anyhow::Resul
     );
     Ok(())
 }
+
+pub(crate) async fn audit_tail(target: AdminTarget, limit: u32) -> anyhow::Result<()> {
+    let v = target
+        .call(
+            reqwest::Method::GET,
+            &format!("/admin/audit?limit={limit}"),
+            None,
+        )
+        .await?;
+    for e in v["entries"].as_array().into_iter().flatten() {
+        println!(
+            "{}  {:<22} {:<10} {}  {}",
+            e["ts"],
+            e["action"].as_str().unwrap_or("?"),
+            e["actor"].as_str().unwrap_or("?"),
+            e["details"],
+            e["reason"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

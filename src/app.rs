@@ -16,6 +16,7 @@ use crate::core::idempotency::IdempotencyLimits;
 use crate::core::{ChannelLimits, Registry, RegistryLimits};
 use crate::failover::Failover;
 use crate::lifecycle::Lifecycle;
+use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
 use crate::ops::{self, Metrics};
 use crate::transport;
 use crate::vendor::BuildError;
@@ -34,6 +35,8 @@ pub struct AppState {
     /// Vendor lanes, health, operator mode and the route. With no vendor configured the route
     /// is understudy's own broadcast.
     pub failover: Failover,
+    /// The audit trail; recording never waits.
+    pub audit: AuditHandle,
 }
 
 impl std::fmt::Debug for Registry {
@@ -70,7 +73,9 @@ impl AppState {
             &background.tasks,
             background.cancel.clone(),
         )?;
+        let (audit, _writer) = Audit::start(config.audit.clone());
         Ok(Self {
+            audit,
             failover,
             registry: Arc::new(Registry::new(limits)),
             publishers: Arc::new(PublisherKeys::new(config.auth.publisher_keys.clone())),
@@ -139,6 +144,11 @@ impl App {
         let stop = lifecycle.goodbye_token();
 
         let upkeep = tokio::spawn(upkeep(state.clone()));
+        background.tasks.spawn(ops::audit_feed::run(
+            state.failover.watch_status(),
+            state.audit.clone(),
+            background.cancel.clone(),
+        ));
         let public = axum::serve(listeners.public, transport::router(state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let admin = axum::serve(listeners.admin, ops::admin::router(state.clone()))
@@ -151,6 +161,9 @@ impl App {
             () = stop.cancelled() => {}
         }
         info!("shutting down: telling open connections to reconnect");
+        state.audit.record(
+            AuditEntry::system(AuditAction::Drain).with_reason("shutdown signal: node leaving"),
+        );
         lifecycle.begin_shutdown();
         let limit = state.config.server.shutdown_timeout;
         let drained = tokio::time::timeout(limit, async {
@@ -160,6 +173,7 @@ impl App {
         })
         .await;
         upkeep.abort();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), state.audit.flush()).await;
         background.cancel.cancel();
         background.tasks.close();
         let _ =

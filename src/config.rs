@@ -2,6 +2,7 @@
 //! the deploy-time knobs, then validation of everything at once into typed settings. Bad
 //! configuration is reported in full before any port is bound.
 
+mod audit;
 mod raw;
 mod secret;
 mod vendors;
@@ -38,6 +39,7 @@ pub struct Config {
     pub auth: Auth,
     pub demo: Demo,
     pub vendors: Vendors,
+    pub audit: crate::ops::audit::AuditConfig,
 }
 
 #[derive(Debug, Clone)]

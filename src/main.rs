@@ -40,10 +40,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read the audit trail through the admin API.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Exit 0 if the server at ADDR answers GET /healthz with 200 (for container healthchecks).
     Healthcheck {
         #[arg(default_value = "127.0.0.1:8080")]
         addr: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// The newest entries, oldest first.
+    Tail {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
     },
 }
 
@@ -52,6 +68,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Healthcheck { addr } => healthcheck(&addr),
+        Command::Audit {
+            command: AuditCommand::Tail { limit, target },
+        } => client_runtime()?.block_on(admin_cli::audit_tail(target, limit)),
         Command::Mode { command } => client_runtime()?.block_on(admin_cli::mode(command)),
         Command::Status { target, json } => {
             client_runtime()?.block_on(admin_cli::status(target, json))

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod audit_feed;
 pub mod metrics;
 pub mod mode;
 pub mod status;

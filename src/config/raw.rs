@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::audit::RawAudit;
 use super::vendors::RawVendors;
 use super::*;
 
@@ -21,6 +22,7 @@ pub struct Raw {
     auth: RawAuth,
     demo: RawDemo,
     vendors: RawVendors,
+    audit: RawAudit,
     /// Environment values that could not be applied; reported by `validate` with the rest.
     #[serde(skip)]
     env_errors: Vec<String>,
@@ -158,6 +160,9 @@ impl Raw {
                 name: "env".into(),
                 token,
             });
+        }
+        if let Some(dir) = env("UNDERSTUDY_AUDIT_DIR") {
+            self.audit.dir = dir;
         }
         if let Some(url) = env("UNDERSTUDY_VENDOR_URL") {
             self.vendors.urls = vec![url];
@@ -300,6 +305,7 @@ impl Raw {
             30_000,
         );
         let vendors = self.vendors.validate(&mut errs);
+        let audit = self.audit.validate(&mut errs);
         if !errs.is_empty() {
             return Err(ConfigError(errs));
         }
@@ -346,6 +352,7 @@ impl Raw {
                 transports,
             },
             vendors,
+            audit,
             auth: Auth {
                 publisher_keys: self
                     .auth

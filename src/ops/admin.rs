@@ -1,14 +1,16 @@
 //! The admin listener: metrics and health for machines, and the authenticated `/admin` API for
 //! operators (status, mode). It listens apart from the public API.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::{get, put};
 use axum::{Json, Router};
+use serde_json::json;
 use tokio::time::Instant;
 
+use super::audit::{AuditAction, AuditEntry, MAX_READ_LIMIT};
 use super::mode::ModeRequest;
 use super::status;
 use crate::app::AppState;
@@ -21,11 +23,22 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/admin/status", get(get_status))
         .route("/admin/mode", put(put_mode))
+        .route("/admin/audit", get(get_audit))
         .fallback(crate::transport::not_found)
         .with_state(state)
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let audit = state.audit.stats();
+    for (outcome, n) in [
+        ("recorded", audit.recorded),
+        ("dropped", audit.dropped),
+        ("written", audit.written),
+        ("lost", audit.lost),
+    ] {
+        metrics::counter!("understudy_audit_entries_total", "outcome" => outcome).absolute(n);
+    }
+    metrics::counter!("understudy_audit_write_errors_total").absolute(audit.write_errors);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(state.registry.stats()),
@@ -39,11 +52,16 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = bearer(&parts.headers).ok_or(ApiError::AdminUnauthorized)?;
-        match state.admins.identify(presented) {
+        let name = bearer(&parts.headers).and_then(|t| state.admins.identify(t));
+        match name {
             Some(name) => Ok(Admin(name.to_string())),
             None => {
-                tracing::warn!("admin call refused: unknown token");
+                tracing::warn!(path = %parts.uri.path(), "admin call refused: missing or unknown token");
+                state.audit.record(
+                    AuditEntry::new("unknown", AuditAction::AdminRejected)
+                        .with_details(json!({"method": parts.method.as_str(), "path": parts.uri.path(), "status": 401}))
+                        .with_reason("missing or unknown admin token"),
+                );
                 Err(ApiError::AdminUnauthorized)
             }
         }
@@ -64,6 +82,42 @@ async fn get_status(State(state): State<AppState>, _admin: Admin) -> impl IntoRe
     Json(status::status_json(&state, &snapshot))
 }
 
+/// `GET /admin/audit?since=<ms>&limit=<n>`: entries oldest first; without `since`, the newest.
+async fn get_audit(
+    State(state): State<AppState>,
+    _admin: Admin,
+    RawQuery(query): RawQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut since = None;
+    let mut limit = 100;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let n = v
+            .parse::<u64>()
+            .map_err(|_| ApiError::InvalidQuery(format!("{k}={v:?} must be a whole number")))?;
+        match &*k {
+            "since" => since = Some(n),
+            "limit" if (1..=MAX_READ_LIMIT as u64).contains(&n) => limit = n as usize,
+            "limit" => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "limit must be between 1 and {MAX_READ_LIMIT}"
+                )))
+            }
+            _ => {}
+        }
+    }
+    let entries = match since {
+        Some(ms) => state.audit.read(Some(ms), limit).await,
+        None => state.audit.tail(limit).await,
+    };
+    let entries = entries.map_err(|e| {
+        tracing::error!(error = %e, "reading the audit trail failed");
+        ApiError::AuditUnreadable
+    })?;
+    Ok(Json(
+        json!({"entries": entries, "stats": state.audit.stats()}),
+    ))
+}
+
 async fn put_mode(
     State(state): State<AppState>,
     Admin(name): Admin,
@@ -77,6 +131,16 @@ async fn put_mode(
         .into_setting(&name, now)
         .map_err(|e| ApiError::InvalidField(e.to_string()))?;
     tracing::warn!(mode = setting.mode.as_str(), by = %name, reason = %setting.reason, "operator mode changed");
+    let from = state.failover.route().mode;
+    state.audit.record(
+        AuditEntry::new(name.clone(), AuditAction::ModeChanged)
+            .with_details(json!({
+                "from": from.as_str(),
+                "to": setting.mode.as_str(),
+                "expires_at": setting.expires_at.map(|at| status::unix_ms(at, now)),
+            }))
+            .with_reason(setting.reason.clone()),
+    );
     let mut route = state.failover.watch_route();
     route.borrow_and_update();
     state.failover.set_mode(setting.clone());
@@ -84,7 +148,7 @@ async fn put_mode(
     // with the route it decided.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), route.changed()).await;
     let route = state.failover.route();
-    Ok(Json(serde_json::json!({
+    Ok(Json(json!({
         "mode": status::mode_json(&setting, now),
         "route": status::route_json(&route, now),
     })))

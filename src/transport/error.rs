@@ -51,6 +51,8 @@ pub enum ApiError {
     TransportDisabled(&'static str),
     #[error("request body could not be read")]
     BodyUnreadable,
+    #[error("the audit trail could not be read; see the server log")]
+    AuditUnreadable,
 }
 
 impl ApiError {
@@ -72,6 +74,7 @@ impl ApiError {
             ChannelLimit(_) | ShuttingDown | TransportDisabled(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            AuditUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -97,6 +100,7 @@ impl ApiError {
             ShuttingDown => "shutting_down",
             TransportDisabled(_) => "transport_disabled",
             BodyUnreadable => "body_unreadable",
+            AuditUnreadable => "audit_unreadable",
         }
     }
 

@@ -123,3 +123,124 @@ async fn a_forced_mode_changes_the_route_for_every_client_and_records_who() {
     assert_eq!(status, 200);
     assert_eq!(v["route"]["route"], "self");
 }
+
+#[tokio::test]
+async fn mode_changes_and_refused_calls_are_in_the_audit_trail() {
+    let s = Server::with(&config()).await;
+    let (status, _) = admin(
+        &s,
+        reqwest::Method::GET,
+        "/admin/status",
+        Some("not-a-token-at-all"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = admin(
+        &s,
+        reqwest::Method::PUT,
+        "/admin/mode",
+        Some(ADMIN),
+        Some(json!({"mode": "self", "reason": "vendor incident INC-7", "expires_in": 600})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    s.state.audit.flush().await.unwrap();
+    let (status, v) = admin(
+        &s,
+        reqwest::Method::GET,
+        "/admin/audit?limit=10",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    let rejected = entries
+        .iter()
+        .find(|e| e["action"] == "admin_rejected")
+        .expect("the refused call");
+    assert_eq!(rejected["details"]["path"], "/admin/status");
+    assert!(
+        !rejected.to_string().contains("not-a-token-at-all"),
+        "never the credential"
+    );
+    let changed = entries
+        .iter()
+        .find(|e| e["action"] == "mode_changed")
+        .expect("the mode change");
+    assert_eq!(
+        (changed["actor"].as_str(), changed["reason"].as_str()),
+        (Some("alice"), Some("vendor incident INC-7"))
+    );
+    assert_eq!(
+        (
+            changed["details"]["from"].as_str(),
+            changed["details"]["to"].as_str()
+        ),
+        (Some("auto"), Some("self"))
+    );
+    let (status, v) = admin(
+        &s,
+        reqwest::Method::GET,
+        "/admin/audit?limit=0",
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+}
+
+#[tokio::test]
+async fn an_unwritable_audit_disk_never_slows_publishing_or_admin_calls() {
+    // The audit directory sits under a regular file: every write fails.
+    let blocker = scratch_dir("blocker");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let dir = blocker.join("audit");
+    let s = Server::with(&format!(
+        "{}[audit]\ndir = \"{}\"\n",
+        config(),
+        dir.display()
+    ))
+    .await;
+    let mut latencies = Vec::new();
+    for n in 0..300u64 {
+        if n % 3 == 0 {
+            // Each mode change writes an audit entry.
+            let mode = if n % 2 == 0 { "self" } else { "auto" };
+            let (status, _) = admin(
+                &s,
+                reqwest::Method::PUT,
+                "/admin/mode",
+                Some(ADMIN),
+                Some(json!({"mode": mode, "reason": "churn", "expires_in": 60})),
+            )
+            .await;
+            assert_eq!(status, 200);
+        }
+        let t = tokio::time::Instant::now();
+        assert_eq!(s.publish_seq("a", n + 1).await, n + 1);
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(
+        p99 < std::time::Duration::from_millis(50),
+        "publish p99 {p99:?}"
+    );
+    eventually("the write errors to be counted", || {
+        s.state.audit.stats().write_errors > 0
+    })
+    .await;
+    let r = s
+        .http
+        .get(format!("{}/readyz", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the node stays healthy");
+    std::fs::remove_file(blocker).ok();
+}

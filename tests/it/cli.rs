@@ -118,5 +118,15 @@ async fn mode_and_status_commands_drive_the_admin_api() {
 
     let out = run(vec!["mode", "auto"]).await.unwrap();
     assert!(out.status.success());
+
+    s.state.audit.flush().await.unwrap();
+    let out = run(vec!["audit", "tail", "--limit", "5"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mode_changed")
+            && text.contains("oncall")
+            && text.contains("vendor incident"),
+        "{text}"
+    );
     assert_eq!(s.state.failover.route().mode.as_str(), "auto");
 }

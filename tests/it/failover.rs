@@ -128,4 +128,29 @@ async fn a_hung_vendor_mid_stream_costs_no_event_and_no_publish_latency() {
     );
     assert_eq!(s.state.failover.route().jitter, Duration::from_secs(3));
     let _ = (stopped_at, left_after);
+
+    // Every automatic transition is in the audit trail with its reason.
+    s.state.audit.flush().await.unwrap();
+    let entries = s.state.audit.tail(100).await.unwrap();
+    let transitions: Vec<(String, String)> = entries
+        .iter()
+        .filter(|e| e.action.as_str() == "transition_auto")
+        .map(|e| {
+            (
+                e.details["from"].as_str().unwrap().to_string(),
+                e.details["to"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        transitions.contains(&("healthy".into(), "degraded".into())),
+        "{transitions:?}"
+    );
+    assert!(
+        transitions.last().is_some_and(|(_, to)| to == "healthy"),
+        "{transitions:?}"
+    );
+    assert!(entries
+        .iter()
+        .all(|e| e.actor == "system" && e.reason.is_some()));
 }

@@ -39,7 +39,11 @@ impl Server {
 
     /// A server with `toml` merged over the embedded defaults (test keys always set).
     pub async fn with(toml: &str) -> Self {
+        let audit_dir = scratch_dir("audit");
         let env = |k: &str| match k {
+            "UNDERSTUDY_AUDIT_DIR" if !toml.contains("[audit]") => {
+                Some(audit_dir.display().to_string())
+            }
             "UNDERSTUDY_PUBLISHER_KEYS" => Some(KEY.to_string()),
             "UNDERSTUDY_SUBSCRIBER_SECRET" => Some(SECRET.to_string()),
             _ => None,
@@ -282,4 +286,11 @@ pub(crate) async fn eventually_within(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A fresh directory under the system temp dir, unique to this process and call.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("understudy-it-{}-{what}-{n}", std::process::id()))
 }
