@@ -84,7 +84,7 @@ impl AppState {
                 &config.auth.subscriber_secret,
             )),
             admins: Arc::new(AdminTokens::new(config.auth.admin_tokens.clone())),
-            lifecycle: Lifecycle::new(config.server.reconnect_jitter),
+            lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
             metrics: Metrics::install(),
             config: Arc::new(config),
         })
@@ -149,10 +149,13 @@ impl App {
             state.audit.clone(),
             background.cancel.clone(),
         ));
+        // The listeners keep answering while connections leave (readiness says 503, new streams
+        // are refused); they close once the connections are gone or at the limit.
+        let close_listeners = CancellationToken::new();
         let public = axum::serve(listeners.public, transport::router(state.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+            .with_graceful_shutdown(close_listeners.clone().cancelled_owned());
         let admin = axum::serve(listeners.admin, ops::admin::router(state.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
+            .with_graceful_shutdown(close_listeners.clone().cancelled_owned());
         let public = tokio::spawn(public.into_future());
         let admin = tokio::spawn(admin.into_future());
 
@@ -161,15 +164,24 @@ impl App {
             () = stop.cancelled() => {}
         }
         info!("shutting down: telling open connections to reconnect");
-        state.audit.record(
-            AuditEntry::system(AuditAction::Drain).with_reason("shutdown signal: node leaving"),
-        );
+        if !lifecycle.is_draining() {
+            state.audit.record(
+                AuditEntry::system(AuditAction::Drain).with_reason("shutdown signal: node leaving"),
+            );
+        }
         lifecycle.begin_shutdown();
         let limit = state.config.server.shutdown_timeout;
-        let drained = tokio::time::timeout(limit, async {
+        let drained = tokio::time::timeout(limit, lifecycle.connections_closed()).await;
+        state.audit.record(
+            AuditEntry::system(AuditAction::DrainCompleted).with_details(serde_json::json!({
+                "open_connections": lifecycle.open_connections(),
+                "within_limit": drained.is_ok(),
+            })),
+        );
+        close_listeners.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
             let _ = public.await;
             let _ = admin.await;
-            lifecycle.connections_closed().await;
         })
         .await;
         upkeep.abort();

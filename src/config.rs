@@ -48,6 +48,7 @@ pub struct Server {
     pub admin_listen: SocketAddr,
     pub shutdown_timeout: Duration,
     pub reconnect_jitter: Duration,
+    pub drain_window: Duration,
     pub cors_allow_origins: Vec<String>,
 }
 

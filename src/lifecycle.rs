@@ -18,16 +18,36 @@ pub struct Lifecycle {
     /// Every WebSocket session and long-lived stream holds a token of this tracker.
     tracker: TaskTracker,
     reconnect_jitter: Duration,
+    /// Connections are told to go at random moments over this window, so a drain looks like
+    /// normal churn to the nodes that take the clients.
+    drain_window: Duration,
 }
 
 impl Lifecycle {
-    pub fn new(reconnect_jitter: Duration) -> Self {
+    pub fn new(reconnect_jitter: Duration, drain_window: Duration) -> Self {
         Self {
             goodbye: CancellationToken::new(),
             draining: Arc::new(AtomicBool::new(false)),
             tracker: TaskTracker::new(),
             reconnect_jitter,
+            drain_window,
         }
+    }
+
+    /// Resolves when this connection's turn to say goodbye comes: after the goodbye signal, at a
+    /// random moment within the drain window. The connection keeps serving until then.
+    pub fn my_turn(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let token = self.goodbye.clone();
+        let delay = random_below(self.drain_window);
+        async move {
+            token.cancelled().await;
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Long-lived connections still open.
+    pub fn open_connections(&self) -> usize {
+        self.tracker.len()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -67,11 +87,16 @@ impl Lifecycle {
 
     /// A reconnect delay spread over the configured window, so a restart looks like churn.
     pub fn retry_hint_ms(&self) -> u64 {
-        let max = self.reconnect_jitter.as_millis() as u64;
-        if max == 0 {
-            0
-        } else {
-            rand::random::<u64>() % max
-        }
+        random_below(self.reconnect_jitter).as_millis() as u64
     }
+}
+
+/// A random duration in `[0, max)`, whole milliseconds.
+fn random_below(max: Duration) -> Duration {
+    let ms = max.as_millis() as u64;
+    Duration::from_millis(if ms == 0 {
+        0
+    } else {
+        rand::random::<u64>() % ms
+    })
 }

@@ -35,6 +35,7 @@ struct RawServer {
     admin_listen: String,
     shutdown_timeout_ms: u64,
     reconnect_jitter_ms: u64,
+    drain_window_ms: u64,
     cors_allow_origins: Vec<String>,
 }
 
@@ -206,6 +207,13 @@ impl Raw {
             listen.port() == 0 || listen != admin_listen,
             "server.listen and server.admin_listen must differ: the admin API listens apart".into(),
         );
+        check(
+            self.server.drain_window_ms < self.server.shutdown_timeout_ms,
+            format!(
+                "server.drain_window_ms ({}) must be shorter than server.shutdown_timeout_ms ({}): connections need time to leave after their turn",
+                self.server.drain_window_ms, self.server.shutdown_timeout_ms
+            ),
+        );
         for origin in &self.server.cors_allow_origins {
             check(
                 origin == "*" || origin.starts_with("http://") || origin.starts_with("https://"),
@@ -317,6 +325,7 @@ impl Raw {
                 admin_listen,
                 shutdown_timeout: ms(self.server.shutdown_timeout_ms),
                 reconnect_jitter: ms(self.server.reconnect_jitter_ms),
+                drain_window: ms(self.server.drain_window_ms),
                 cors_allow_origins: self.server.cors_allow_origins,
             },
             log: Log {

@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::time::Instant;
@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/status", get(get_status))
         .route("/admin/mode", put(put_mode))
         .route("/admin/audit", get(get_audit))
+        .route("/admin/drain", post(post_drain))
         .fallback(crate::transport::not_found)
         .with_state(state)
 }
@@ -116,6 +117,31 @@ async fn get_audit(
     Ok(Json(
         json!({"entries": entries, "stats": state.audit.stats()}),
     ))
+}
+
+/// `POST /admin/drain`: the node leaves. Readiness goes 503 at once, open connections are told to
+/// reconnect elsewhere over the drain window, and the process exits when they are gone or at the
+/// shutdown limit (the same path as SIGTERM).
+async fn post_drain(State(state): State<AppState>, Admin(name): Admin) -> impl IntoResponse {
+    let open = state.lifecycle.open_connections();
+    if !state.lifecycle.is_draining() {
+        tracing::warn!(by = %name, open, "drain requested");
+        state.audit.record(
+            AuditEntry::new(name, AuditAction::Drain)
+                .with_details(json!({"open_connections": open}))
+                .with_reason("POST /admin/drain"),
+        );
+        state.lifecycle.begin_shutdown();
+    }
+    (
+        axum::http::StatusCode::ACCEPTED,
+        Json(json!({
+            "draining": true,
+            "open_connections": open,
+            "drain_window_ms": state.config.server.drain_window.as_millis() as u64,
+            "shutdown_timeout_ms": state.config.server.shutdown_timeout.as_millis() as u64,
+        })),
+    )
 }
 
 async fn put_mode(

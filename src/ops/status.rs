@@ -77,5 +77,6 @@ pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
         "history_events": stats.history_events,
         "history_bytes": stats.history_bytes,
         "draining": state.lifecycle.is_draining(),
+        "open_connections": state.lifecycle.open_connections(),
     })
 }

@@ -11,9 +11,10 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, StreamExt};
+use std::future::Future;
+use std::pin::Pin;
 use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::subscriber::{self, Feed, FeedItem};
@@ -55,7 +56,7 @@ pub(crate) async fn stream(
         feed: Feed::default(),
         positions: Cursor::default(),
         tick: tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat),
-        goodbye: state.lifecycle.goodbye_token(),
+        my_turn: Box::pin(state.lifecycle.my_turn()),
         delivered: Metrics::delivered(Transport::Sse),
         route: state.failover.watch_route(),
         state: state.clone(),
@@ -103,7 +104,8 @@ struct Connection {
     feed: Feed,
     positions: Cursor,
     tick: Interval,
-    goodbye: CancellationToken,
+    /// Resolves when this stream must say goodbye (see `Lifecycle::my_turn`).
+    my_turn: Pin<Box<dyn Future<Output = ()> + Send>>,
     delivered: metrics::Counter,
     route: watch::Receiver<Route>,
     state: AppState,
@@ -139,7 +141,7 @@ impl Connection {
         let mut out = BytesMut::new();
         tokio::select! {
             biased;
-            () = self.goodbye.cancelled() => {
+            () = &mut self.my_turn => {
                 self.done = true;
                 self.write_reconnect(&mut out, "shutdown");
             }

@@ -156,11 +156,12 @@ impl Session {
         }
         self.flush().await?;
         let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-        let goodbye = self.state.lifecycle.goodbye_token();
+        let my_turn = self.state.lifecycle.my_turn();
+        tokio::pin!(my_turn);
         loop {
             tokio::select! {
                 biased;
-                () = goodbye.cancelled() => return Ok(End::Goodbye),
+                () = &mut my_turn => return Ok(End::Goodbye),
                 incoming = self.socket.recv() => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();

@@ -11,7 +11,7 @@ use crate::support::*;
 
 #[tokio::test]
 async fn shutdown_tells_every_connection_to_go_within_the_limit() {
-    let mut s = Server::with("[auth]\nsubscribe = \"none\"\n[server]\nshutdown_timeout_ms = 3000\nreconnect_jitter_ms = 2000\n").await;
+    let mut s = Server::with("[auth]\nsubscribe = \"none\"\n[server]\nshutdown_timeout_ms = 3000\ndrain_window_ms = 500\nreconnect_jitter_ms = 2000\n").await;
     let mut ws = ws_connect(&s.ws_url("?channel=a")).await;
     ws_expect(&mut ws, "welcome").await;
     ws_expect(&mut ws, "subscribed").await;
@@ -94,4 +94,67 @@ async fn a_draining_node_is_unready_and_refuses_new_streams_but_still_publishes(
         .await
         .is_err());
     assert_eq!(s.publish_seq("a", 1).await, 1);
+}
+
+#[tokio::test]
+async fn an_admin_drain_spreads_the_goodbyes_over_the_window_then_the_node_exits() {
+    let token = "drain-admin-token-0123456789";
+    let mut s = Server::with(&format!(
+        "[auth]\nsubscribe = \"none\"\nadmin_tokens = [{{ name = \"ops\", token = \"{token}\" }}]\n[server]\nshutdown_timeout_ms = 5000\ndrain_window_ms = 1500\n"
+    ))
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let mut ws = ws_connect(&s.ws_url("?channel=d")).await;
+        ws_expect(&mut ws, "welcome").await;
+        ws_expect(&mut ws, "subscribed").await;
+        clients.push(ws);
+    }
+    let r = s
+        .http
+        .post(format!("{}/admin/drain", s.admin))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["open_connections"], 10);
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        s.http
+            .get(format!("{}/readyz", s.admin))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    // Until its turn, a connection is still served.
+    s.publish_seq("d", 1).await;
+    let mut told_at = Vec::new();
+    for mut ws in clients {
+        loop {
+            let m = ws_next_any(&mut ws).await;
+            if m["type"] == "reconnect" {
+                told_at.push(started.elapsed());
+                break;
+            }
+        }
+    }
+    told_at.sort();
+    let spread = *told_at.last().unwrap() - told_at[0];
+    assert!(
+        spread >= Duration::from_millis(300),
+        "goodbyes spread over the window: {told_at:?}"
+    );
+    assert!(
+        *told_at.last().unwrap() < Duration::from_millis(2500),
+        "{told_at:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(6), s.shutdown())
+        .await
+        .expect("the node exits")
+        .unwrap()
+        .unwrap();
 }
