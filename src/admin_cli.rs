@@ -166,3 +166,81 @@ pub(crate) async fn audit_tail(target: AdminTarget, limit: u32) -> anyhow::Resul
     }
     Ok(())
 }
+
+#[derive(Subcommand)]
+pub(crate) enum MaintenanceCommand {
+    /// Schedule a window: the mode holds from --start to --end (RFC 3339 times).
+    Schedule {
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+        #[arg(long, default_value = "self")]
+        mode: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// List scheduled and running windows.
+    List {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+    /// Cancel a window (a running one hands control back to auto).
+    Cancel {
+        id: u64,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+pub(crate) async fn maintenance(cmd: MaintenanceCommand) -> anyhow::Result<()> {
+    let print = |w: &Value| {
+        println!(
+            "#{}  {} -> {}  mode {}  by {}: {}{}",
+            w["id"],
+            w["start"],
+            w["end"],
+            w["mode"].as_str().unwrap_or("?"),
+            w["set_by"].as_str().unwrap_or("?"),
+            w["reason"].as_str().unwrap_or(""),
+            if w["started"] == true {
+                "  (in progress)"
+            } else {
+                ""
+            }
+        )
+    };
+    match cmd {
+        MaintenanceCommand::Schedule {
+            start,
+            end,
+            mode,
+            reason,
+            target,
+        } => {
+            let body = json!({"start": start, "end": end, "mode": mode, "reason": reason});
+            let v = target
+                .call(reqwest::Method::PUT, "/admin/maintenance", Some(body))
+                .await?;
+            print(&v["window"]);
+        }
+        MaintenanceCommand::List { target } => {
+            let v = target
+                .call(reqwest::Method::GET, "/admin/maintenance", None)
+                .await?;
+            v["windows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .for_each(print);
+        }
+        MaintenanceCommand::Cancel { id, target } => {
+            let path = format!("/admin/maintenance/{id}");
+            let v = target.call(reqwest::Method::DELETE, &path, None).await?;
+            print(&v["cancelled"]);
+        }
+    }
+    Ok(())
+}

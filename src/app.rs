@@ -17,6 +17,7 @@ use crate::core::{ChannelLimits, Registry, RegistryLimits};
 use crate::failover::Failover;
 use crate::lifecycle::Lifecycle;
 use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
+use crate::ops::maintenance::Maintenance;
 use crate::ops::{self, Metrics};
 use crate::transport;
 use crate::vendor::BuildError;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub failover: Failover,
     /// The audit trail; recording never waits.
     pub audit: AuditHandle,
+    /// Planned maintenance windows.
+    pub maintenance: Maintenance,
 }
 
 impl std::fmt::Debug for Registry {
@@ -75,6 +78,7 @@ impl AppState {
         )?;
         let (audit, _writer) = Audit::start(config.audit.clone());
         Ok(Self {
+            maintenance: Maintenance::default(),
             audit,
             failover,
             registry: Arc::new(Registry::new(limits)),
@@ -144,6 +148,12 @@ impl App {
         let stop = lifecycle.goodbye_token();
 
         let upkeep = tokio::spawn(upkeep(state.clone()));
+        background.tasks.spawn(ops::maintenance::run(
+            state.maintenance.clone(),
+            state.failover.clone(),
+            state.audit.clone(),
+            background.cancel.clone(),
+        ));
         background.tasks.spawn(ops::audit_feed::run(
             state.failover.watch_status(),
             state.audit.clone(),

@@ -40,6 +40,8 @@ pub struct Config {
     pub demo: Demo,
     pub vendors: Vendors,
     pub audit: crate::ops::audit::AuditConfig,
+    /// Longest planned maintenance window.
+    pub max_maintenance_window: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -40,6 +40,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Schedule, list and cancel planned maintenance windows through the admin API.
+    Maintenance {
+        #[command(subcommand)]
+        command: admin_cli::MaintenanceCommand,
+    },
     /// Read the audit trail through the admin API.
     Audit {
         #[command(subcommand)]
@@ -71,6 +76,9 @@ fn main() -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Tail { limit, target },
         } => client_runtime()?.block_on(admin_cli::audit_tail(target, limit)),
+        Command::Maintenance { command } => {
+            client_runtime()?.block_on(admin_cli::maintenance(command))
+        }
         Command::Mode { command } => client_runtime()?.block_on(admin_cli::mode(command)),
         Command::Status { target, json } => {
             client_runtime()?.block_on(admin_cli::status(target, json))

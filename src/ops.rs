@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod audit;
 pub mod audit_feed;
+pub mod maintenance;
+mod maintenance_api;
 pub mod metrics;
 pub mod mode;
 pub mod status;

@@ -23,9 +23,16 @@ pub struct Raw {
     demo: RawDemo,
     vendors: RawVendors,
     audit: RawAudit,
+    maintenance: RawMaintenance,
     /// Environment values that could not be applied; reported by `validate` with the rest.
     #[serde(skip)]
     env_errors: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    max_window_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -314,6 +321,9 @@ impl Raw {
         );
         let vendors = self.vendors.validate(&mut errs);
         let audit = self.audit.validate(&mut errs);
+        if self.maintenance.max_window_secs == 0 {
+            errs.push("maintenance.max_window_secs must be greater than 0".into());
+        }
         if !errs.is_empty() {
             return Err(ConfigError(errs));
         }
@@ -362,6 +372,7 @@ impl Raw {
             },
             vendors,
             audit,
+            max_maintenance_window: Duration::from_secs(self.maintenance.max_window_secs),
             auth: Auth {
                 publisher_keys: self
                     .auth

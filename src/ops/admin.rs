@@ -5,7 +5,7 @@ use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::time::Instant;
@@ -25,6 +25,14 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/mode", put(put_mode))
         .route("/admin/audit", get(get_audit))
         .route("/admin/drain", post(post_drain))
+        .route(
+            "/admin/maintenance",
+            get(super::maintenance_api::list).put(super::maintenance_api::schedule),
+        )
+        .route(
+            "/admin/maintenance/{id}",
+            delete(super::maintenance_api::cancel),
+        )
         .fallback(crate::transport::not_found)
         .with_state(state)
 }

@@ -1,5 +1,6 @@
 //! Metric names, the Prometheus recorder, and pre-resolved handles for the hot paths. Labels are
-//! bounded: transport, outcome, reason; never a channel name or a client id.
+//! bounded: transport, outcome, reason; never a channel name or a client id. [`totals`] keeps the
+//! dashboard's readable running totals beside them.
 
 use std::sync::OnceLock;
 
@@ -7,6 +8,10 @@ use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::core::RegistryStats;
+
+pub mod totals;
+
+use totals::Total;
 
 pub const PUBLISH_TOTAL: &str = "understudy_publish_total";
 pub const PUBLISH_SECONDS: &str = "understudy_publish_duration_seconds";
@@ -27,6 +32,17 @@ pub enum Transport {
 }
 
 impl Transport {
+    pub const ALL: [Transport; 3] = [Self::Ws, Self::Sse, Self::Poll];
+
+    /// Position in [`Transport::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Ws => 0,
+            Self::Sse => 1,
+            Self::Poll => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ws => "ws",
@@ -79,7 +95,10 @@ impl Metrics {
         let prometheus = handle().clone();
         Self {
             prometheus,
-            publish_accepted: counter!(PUBLISH_TOTAL, "outcome" => "accepted"),
+            publish_accepted: totals::tee(
+                counter!(PUBLISH_TOTAL, "outcome" => "accepted"),
+                Total::Published,
+            ),
             publish_duplicate: counter!(PUBLISH_TOTAL, "outcome" => "duplicate"),
             publish_rejected: counter!(PUBLISH_TOTAL, "outcome" => "rejected"),
             publish_seconds: histogram!(PUBLISH_SECONDS),
@@ -90,22 +109,32 @@ impl Metrics {
     }
 
     pub fn delivered(transport: Transport) -> Counter {
-        counter!(DELIVERED_TOTAL, "transport" => transport.as_str())
+        totals::tee(
+            counter!(DELIVERED_TOTAL, "transport" => transport.as_str()),
+            Total::Delivered(transport),
+        )
     }
 
     pub fn slow_consumer(transport: Transport) -> Counter {
-        counter!(SLOW_CONSUMER_TOTAL, "transport" => transport.as_str())
+        totals::tee(
+            counter!(SLOW_CONSUMER_TOTAL, "transport" => transport.as_str()),
+            Total::SlowConsumer(transport),
+        )
     }
 
     pub fn reset(transport: Transport, reason: &'static str) -> Counter {
-        counter!(RESETS_TOTAL, "transport" => transport.as_str(), "reason" => reason)
+        totals::tee(
+            counter!(RESETS_TOTAL, "transport" => transport.as_str(), "reason" => reason),
+            Total::Reset(transport),
+        )
     }
 
     /// Counts a connection for as long as the guard lives.
     pub fn connection(transport: Transport) -> ConnectionGuard {
         let g = gauge!(CONNECTIONS, "transport" => transport.as_str());
         g.increment(1.0);
-        ConnectionGuard(g)
+        totals::connection(transport, 1);
+        ConnectionGuard(g, transport)
     }
 
     /// Prometheus text, with the registry figures sampled now.
@@ -117,10 +146,11 @@ impl Metrics {
     }
 }
 
-pub struct ConnectionGuard(Gauge);
+pub struct ConnectionGuard(Gauge, Transport);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.decrement(1.0);
+        totals::connection(self.1, -1);
     }
 }

@@ -76,6 +76,7 @@ pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
         "channels": stats.channels,
         "history_events": stats.history_events,
         "history_bytes": stats.history_bytes,
+        "maintenance": state.maintenance.schedule.lock().list(),
         "draining": state.lifecycle.is_draining(),
         "open_connections": state.lifecycle.open_connections(),
     })

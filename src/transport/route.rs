@@ -33,6 +33,10 @@ pub(crate) fn message(state: &AppState, route: &Route) -> Bytes {
         "changed_at": route.changed_at_ms,
         "jitter_ms": route.jitter.as_millis() as u64,
         "version": route.version,
+        // Planned windows, announced ahead so clients can spread their switch.
+        "maintenance": state.maintenance.schedule.lock().list().iter().map(|w| json!({
+            "start": w.start, "end": w.end, "route": w.mode.as_str(),
+        })).collect::<Vec<_>>(),
     });
     Bytes::from(body.to_string())
 }

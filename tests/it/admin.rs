@@ -244,3 +244,106 @@ async fn an_unwritable_audit_disk_never_slows_publishing_or_admin_calls() {
     assert_eq!(r.status(), 200, "the node stays healthy");
     std::fs::remove_file(blocker).ok();
 }
+
+#[tokio::test]
+async fn a_maintenance_window_begins_and_ends_by_itself_and_is_announced() {
+    let s = Server::with(&config()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let put = |body: Value| {
+        admin(
+            &s,
+            reqwest::Method::PUT,
+            "/admin/maintenance",
+            Some(ADMIN),
+            Some(body),
+        )
+    };
+    let (status, v) = put(json!({"start": now + 400, "end": now + 1400, "mode": "self", "reason": "vendor maintenance"})).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["window"]["id"].as_u64().unwrap();
+    assert_eq!(v["window"]["mode"], "self");
+
+    // Refusals, each with its reason.
+    for (body, words) in [
+        (
+            json!({"start": now + 5000, "end": now + 4000, "mode": "self", "reason": "x"}),
+            "after start",
+        ),
+        (
+            json!({"start": now + 1000, "end": now + 2000, "mode": "self", "reason": "x"}),
+            "overlaps",
+        ),
+        (
+            json!({"start": now + 10_000, "end": now + 10_000 + 90_000_000, "mode": "self", "reason": "x"}),
+            "maximum",
+        ),
+        (
+            json!({"start": "tomorrow", "end": now + 20_000, "mode": "self", "reason": "x"}),
+            "RFC 3339",
+        ),
+    ] {
+        let (status, v) = put(body).await;
+        assert_eq!(status, 422, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(words),
+            "{v}"
+        );
+    }
+    // RFC 3339 is accepted, and a later window can be cancelled before it starts.
+    let (status, v) = put(json!({"start": "2099-01-01T02:00:00Z", "end": "2099-01-01T03:00:00Z", "mode": "poll", "reason": "later"})).await;
+    assert_eq!(status, 201, "{v}");
+    let later = v["window"]["id"].as_u64().unwrap();
+    let (_, route) = s.get("/v1/route").await;
+    assert_eq!(route["maintenance"].as_array().unwrap().len(), 2, "{route}");
+    assert_eq!(route["maintenance"][0]["route"], "self");
+    let (status, _) = admin(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("/admin/maintenance/{later}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let mut route = s.state.failover.watch_route();
+    let started = tokio::time::timeout(PATIENCE, route.wait_for(|r| r.mode.as_str() == "self"))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone();
+    assert_eq!(started.path.as_str(), "self");
+    tokio::time::timeout(PATIENCE, route.wait_for(|r| r.mode.as_str() == "auto"))
+        .await
+        .unwrap()
+        .unwrap();
+    eventually("the ended window to leave the list", || {
+        s.state.maintenance.schedule.lock().list().is_empty()
+    })
+    .await;
+    s.state.audit.flush().await.unwrap();
+    let actions: Vec<String> = s
+        .state
+        .audit
+        .tail(50)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.action.as_str().to_string())
+        .collect();
+    for a in [
+        "maintenance_scheduled",
+        "maintenance_cancelled",
+        "maintenance_started",
+        "maintenance_ended",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
+    let _ = id;
+}

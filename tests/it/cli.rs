@@ -119,6 +119,33 @@ async fn mode_and_status_commands_drive_the_admin_api() {
     let out = run(vec!["mode", "auto"]).await.unwrap();
     assert!(out.status.success());
 
+    let out = run(vec![
+        "maintenance",
+        "schedule",
+        "--start",
+        "2099-01-01T02:00:00Z",
+        "--end",
+        "2099-01-01T03:00:00Z",
+        "--reason",
+        "vendor upgrade",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(vec!["maintenance", "list"]).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("#1") && text.contains("mode self") && text.contains("vendor upgrade"),
+        "{text}"
+    );
+    let out = run(vec!["maintenance", "cancel", "1"]).await.unwrap();
+    assert!(out.status.success());
+    assert!(s.state.maintenance.schedule.lock().list().is_empty());
+
     s.state.audit.flush().await.unwrap();
     let out = run(vec!["audit", "tail", "--limit", "5"]).await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
