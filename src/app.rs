@@ -20,6 +20,7 @@ use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
 use crate::ops::maintenance::Maintenance;
 use crate::ops::{self, Metrics};
 use crate::transport;
+use crate::transport::control::Control;
 use crate::vendor::BuildError;
 
 /// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub audit: AuditHandle,
     /// Planned maintenance windows.
     pub maintenance: Maintenance,
+    /// Nudges every open connection on a route change or a goodbye.
+    pub control: Arc<Control>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -79,6 +82,7 @@ impl AppState {
         let (audit, _writer) = Audit::start(config.audit.clone());
         Ok(Self {
             maintenance: Maintenance::default(),
+            control: Arc::new(Control::default()),
             audit,
             failover,
             registry: Arc::new(Registry::new(limits)),
@@ -148,6 +152,11 @@ impl App {
         let stop = lifecycle.goodbye_token();
 
         let upkeep = tokio::spawn(upkeep(state.clone()));
+        background.tasks.spawn(crate::transport::control::run(
+            state.control.clone(),
+            state.failover.watch_route(),
+            lifecycle.goodbye_token(),
+        ));
         background.tasks.spawn(ops::maintenance::run(
             state.maintenance.clone(),
             state.failover.clone(),

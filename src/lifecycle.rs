@@ -34,15 +34,14 @@ impl Lifecycle {
         }
     }
 
-    /// Resolves when this connection's turn to say goodbye comes: after the goodbye signal, at a
-    /// random moment within the drain window. The connection keeps serving until then.
-    pub fn my_turn(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let token = self.goodbye.clone();
-        let delay = random_below(self.drain_window);
-        async move {
-            token.cancelled().await;
-            tokio::time::sleep(delay).await;
-        }
+    /// Whether connections have been told to go (they then leave at their own turn).
+    pub fn goodbye_requested(&self) -> bool {
+        self.goodbye.is_cancelled()
+    }
+
+    /// A connection's turn within the drain window: a random delay, so a drain looks like churn.
+    pub fn goodbye_delay(&self) -> Duration {
+        random_below(self.drain_window)
     }
 
     /// Long-lived connections still open.

@@ -3,6 +3,7 @@
 
 mod body;
 mod client_js;
+pub mod control;
 pub mod error;
 pub mod health;
 mod poll;

@@ -11,19 +11,16 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, StreamExt};
-use std::future::Future;
-use std::pin::Pin;
-use tokio::sync::watch;
 use tokio::time::{Instant, Interval};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::control::{Signal, Signals};
 use super::subscriber::{self, Feed, FeedItem};
 use super::wire::ServerMessage;
 use super::ApiError;
 use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::core::{Cursor, Position};
-use crate::failover::Route;
 use crate::ops::metrics::{ConnectionGuard, Metrics, Transport};
 
 const WRITE_BATCH: u64 = 64;
@@ -56,9 +53,8 @@ pub(crate) async fn stream(
         feed: Feed::default(),
         positions: Cursor::default(),
         tick: tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat),
-        my_turn: Box::pin(state.lifecycle.my_turn()),
         delivered: Metrics::delivered(Transport::Sse),
-        route: state.failover.watch_route(),
+        signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
         done: false,
         _token: state.lifecycle.track(),
@@ -104,10 +100,8 @@ struct Connection {
     feed: Feed,
     positions: Cursor,
     tick: Interval,
-    /// Resolves when this stream must say goodbye (see `Lifecycle::my_turn`).
-    my_turn: Pin<Box<dyn Future<Output = ()> + Send>>,
     delivered: metrics::Counter,
-    route: watch::Receiver<Route>,
+    signals: Signals,
     state: AppState,
     done: bool,
     _token: TaskTrackerToken,
@@ -141,10 +135,16 @@ impl Connection {
         let mut out = BytesMut::new();
         tokio::select! {
             biased;
-            () = &mut self.my_turn => {
-                self.done = true;
-                self.write_reconnect(&mut out, "shutdown");
-            }
+            signal = self.signals.next() => match signal {
+                Signal::Goodbye => {
+                    self.done = true;
+                    self.write_reconnect(&mut out, "shutdown");
+                }
+                Signal::Route(route) => {
+                    let msg = super::route::message(&self.state, &route);
+                    self.write_message(&mut out, &msg);
+                }
+            },
             item = self.feed.next() => {
                 let mut item = Some(item);
                 let mut n: u64 = 0;
@@ -167,11 +167,6 @@ impl Connection {
                     }
                 }
                 self.delivered.increment(n);
-            }
-            Ok(()) = self.route.changed() => {
-                let route = self.route.borrow_and_update().clone();
-                let msg = super::route::message(&self.state, &route);
-                self.write_message(&mut out, &msg);
             }
             _ = self.tick.tick() => {
                 let ts = now_ms();

@@ -10,10 +10,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::SinkExt;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
+use super::control::{Signal, Signals};
 use super::subscriber::{self, Feed, FeedItem, Outgoing};
 use super::wire::{ClientMessage, ServerMessage};
 use super::ApiError;
@@ -21,7 +21,6 @@ use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, Epoch, Position};
-use crate::failover::Route;
 use crate::ops::metrics::{Metrics, Transport};
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
@@ -86,7 +85,7 @@ struct Session {
     feed: Feed,
     delivered: metrics::Counter,
     last_heard: Instant,
-    route: watch::Receiver<Route>,
+    signals: Signals,
 }
 
 impl Session {
@@ -98,7 +97,7 @@ impl Session {
             feed: Feed::default(),
             delivered: Metrics::delivered(Transport::Ws),
             last_heard: Instant::now(),
-            route: state.failover.watch_route(),
+            signals: Signals::new(&state, state.failover.route().version),
             state,
         }
     }
@@ -147,7 +146,7 @@ impl Session {
             heartbeat_ms: heartbeat.as_millis() as u64,
         };
         self.socket.feed(text(welcome.to_bytes())).await?;
-        let route = self.route_message();
+        let route = super::route::message(&self.state, &self.state.failover.route());
         self.socket.feed(text(route)).await?;
         for ch in initial {
             if let Some(end) = self.subscribe(ch, None).await? {
@@ -156,12 +155,16 @@ impl Session {
         }
         self.flush().await?;
         let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-        let my_turn = self.state.lifecycle.my_turn();
-        tokio::pin!(my_turn);
         loop {
             tokio::select! {
                 biased;
-                () = &mut my_turn => return Ok(End::Goodbye),
+                signal = self.signals.next() => match signal {
+                    Signal::Goodbye => return Ok(End::Goodbye),
+                    Signal::Route(route) => {
+                        let msg = super::route::message(&self.state, &route);
+                        self.send_now(msg).await?;
+                    }
+                },
                 incoming = self.socket.recv() => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();
@@ -180,10 +183,6 @@ impl Session {
                         return Ok(end);
                     }
                 }
-                Ok(()) = self.route.changed() => {
-                    let route = self.route_message();
-                    self.send_now(route).await?;
-                }
                 _ = tick.tick() => {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
@@ -194,12 +193,6 @@ impl Session {
                 }
             }
         }
-    }
-
-    /// The route now, marking it seen.
-    fn route_message(&mut self) -> Bytes {
-        let route = self.route.borrow_and_update().clone();
-        super::route::message(&self.state, &route)
     }
 
     /// Writes `first` and whatever else is ready, then flushes once.

@@ -1,0 +1,193 @@
+//! Per-connection control signals: "the route changed" and "time to go". Connections do not poll
+//! the shared route watch or the shared goodbye token on every wake (both register in a waiter list
+//! behind a lock shared by every connection, which costs two contended locks per delivered
+//! event). Instead one task watches both and nudges each connection: an atomic version and an
+//! `AtomicWaker`, no lock on the per-event path.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::failover::Route;
+
+#[derive(Default)]
+struct Nudge {
+    version: AtomicU64,
+    waker: AtomicWaker,
+}
+
+/// Every open connection's nudge. The lock is taken on connect, disconnect and broadcast only.
+#[derive(Default)]
+pub struct Control {
+    nudges: Mutex<HashMap<u64, Arc<Nudge>>>,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("connections", &self.nudges.lock().len())
+            .finish()
+    }
+}
+
+/// A connection's end: resolves when it has been nudged since it last looked.
+pub(crate) struct Nudged {
+    id: u64,
+    nudge: Arc<Nudge>,
+    seen: u64,
+    control: Arc<Control>,
+}
+
+impl Control {
+    pub(crate) fn register(self: &Arc<Self>) -> Nudged {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let nudge = Arc::new(Nudge::default());
+        self.nudges.lock().insert(id, nudge.clone());
+        Nudged {
+            id,
+            nudge,
+            seen: 0,
+            control: self.clone(),
+        }
+    }
+
+    /// Nudges every connection.
+    pub(crate) fn nudge_all(&self) {
+        let nudges: Vec<Arc<Nudge>> = self.nudges.lock().values().cloned().collect();
+        for n in nudges {
+            n.version.fetch_add(1, Ordering::Release);
+            n.waker.wake();
+        }
+    }
+}
+
+impl Nudged {
+    /// Resolves once a nudge arrived since the last time this resolved.
+    pub(crate) async fn changed(&mut self) {
+        poll_fn(|cx| {
+            let v = self.nudge.version.load(Ordering::Acquire);
+            if v != self.seen {
+                self.seen = v;
+                return Poll::Ready(());
+            }
+            self.nudge.waker.register(cx.waker());
+            let v = self.nudge.version.load(Ordering::Acquire);
+            if v != self.seen {
+                self.seen = v;
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Nudged {
+    fn drop(&mut self) {
+        self.control.nudges.lock().remove(&self.id);
+    }
+}
+
+/// Nudges every connection when the route changes or the goodbye is given.
+pub async fn run(
+    control: Arc<Control>,
+    mut route: watch::Receiver<Route>,
+    goodbye: CancellationToken,
+) {
+    let mut said_goodbye = false;
+    loop {
+        tokio::select! {
+            () = goodbye.cancelled(), if !said_goodbye => said_goodbye = true,
+            changed = route.changed() => if changed.is_err() { return },
+        }
+        control.nudge_all();
+    }
+}
+
+/// What a connection must act on.
+pub(crate) enum Signal {
+    /// The route changed: tell the client.
+    Route(Arc<Route>),
+    /// This connection's turn to say goodbye has come.
+    Goodbye,
+}
+
+/// A connection's view of the control signals: the route version it last told its client, and
+/// the moment it must say goodbye once a drain has begun.
+pub(crate) struct Signals {
+    nudged: Nudged,
+    route_version: u64,
+    goodbye_at: Option<tokio::time::Instant>,
+    state: crate::app::AppState,
+}
+
+impl Signals {
+    /// `route_version` is the version the client already has (0: none).
+    pub(crate) fn new(state: &crate::app::AppState, route_version: u64) -> Self {
+        let mut signals = Self {
+            nudged: state.control.register(),
+            route_version,
+            goodbye_at: None,
+            state: state.clone(),
+        };
+        signals.arm_goodbye();
+        signals
+    }
+
+    fn arm_goodbye(&mut self) {
+        let lifecycle = &self.state.lifecycle;
+        if self.goodbye_at.is_none() && lifecycle.goodbye_requested() {
+            self.goodbye_at = Some(tokio::time::Instant::now() + lifecycle.goodbye_delay());
+        }
+    }
+
+    /// The next signal. Cancel-safe: progress is kept in `self`.
+    pub(crate) async fn next(&mut self) -> Signal {
+        loop {
+            match self.goodbye_at {
+                Some(at) => tokio::select! {
+                    () = tokio::time::sleep_until(at) => return Signal::Goodbye,
+                    () = self.nudged.changed() => {}
+                },
+                None => self.nudged.changed().await,
+            }
+            self.arm_goodbye();
+            let route = self.state.failover.route();
+            if route.version != self.route_version {
+                self.route_version = route.version;
+                return Signal::Route(route);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[tokio::test]
+    async fn a_nudge_is_seen_once_and_unregisters_on_drop() {
+        let control = Arc::new(Control::default());
+        let mut a = control.register();
+        assert!(a.changed().now_or_never().is_none());
+        control.nudge_all();
+        control.nudge_all();
+        assert!(a.changed().now_or_never().is_some());
+        assert!(
+            a.changed().now_or_never().is_none(),
+            "two nudges before a look count once"
+        );
+        drop(a);
+        assert_eq!(control.nudges.lock().len(), 0);
+    }
+}
