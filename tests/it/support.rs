@@ -132,8 +132,8 @@ pub async fn ws_connect(url: &str) -> Ws {
     ws
 }
 
-/// The next JSON text message, skipping pings, heartbeats and route announcements.
-pub async fn ws_next<S>(ws: &mut S) -> Value
+/// The next JSON text message whose type is not in `skip` (pings are always skipped).
+async fn ws_next_skipping<S>(ws: &mut S, skip: &[&str]) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -145,28 +145,24 @@ where
             .expect("frame ok");
         if let Message::Text(t) = msg {
             let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "heartbeat" && v["type"] != "route" {
+            if !skip.iter().any(|k| v["type"] == *k) {
                 return v;
             }
         }
     }
 }
 
+/// The next JSON text message, skipping heartbeats and route announcements.
+pub async fn ws_next<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    ws_next_skipping(ws, &["heartbeat", "route"]).await
+}
+
 /// The next JSON text message of any type but heartbeat.
 pub async fn ws_next_any(ws: &mut Ws) -> Value {
-    loop {
-        let msg = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a message within the test's patience")
-            .expect("socket open")
-            .expect("frame ok");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] != "heartbeat" {
-                return v;
-            }
-        }
-    }
+    ws_next_skipping(ws, &["heartbeat"]).await
 }
 
 /// Reads messages until one of `type`, asserting nothing else of interest arrives before it.
