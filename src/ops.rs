@@ -1,8 +1,10 @@
-//! The admin side: metrics, status, operator modes, the audit trail and the admin listener's routes.
+//! The admin side: metrics, status, operator modes, the audit trail, the on-call dashboard and the
+//! admin listener's routes.
 
 pub mod admin;
 pub mod audit;
 pub mod audit_feed;
+pub mod dashboard;
 pub mod maintenance;
 mod maintenance_api;
 pub mod metrics;

@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/status", get(get_status))
         .route("/admin/mode", put(put_mode))
         .route("/admin/audit", get(get_audit))
+        .merge(super::dashboard::router(&state))
         .route("/admin/drain", post(post_drain))
         .route(
             "/admin/maintenance",

@@ -67,8 +67,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/admin", get(|| async { Redirect::permanent("/admin/") }))
         .route("/admin/", get(|| async { asset(Asset::Page) }))
-        .route("/admin/dashboard.css", get(|| async { asset(Asset::Style) }))
-        .route("/admin/dashboard.js", get(|| async { asset(Asset::Script) }))
+        .route(
+            "/admin/dashboard.css",
+            get(|| async { asset(Asset::Style) }),
+        )
+        .route(
+            "/admin/dashboard.js",
+            get(|| async { asset(Asset::Script) }),
+        )
         .route("/admin/stream", get(stream::stream))
         .layer(Extension(dashboard))
 }
@@ -87,8 +93,14 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 
 fn asset(which: Asset) -> Response {
     let (content_type, text) = match which {
-        Asset::Page => ("text/html; charset=utf-8", include_str!("dashboard/index.html")),
-        Asset::Style => ("text/css; charset=utf-8", include_str!("dashboard/dashboard.css")),
+        Asset::Page => (
+            "text/html; charset=utf-8",
+            include_str!("dashboard/index.html"),
+        ),
+        Asset::Style => (
+            "text/css; charset=utf-8",
+            include_str!("dashboard/dashboard.css"),
+        ),
         Asset::Script => (
             "text/javascript; charset=utf-8",
             include_str!("dashboard/dashboard.js"),

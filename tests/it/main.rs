@@ -10,6 +10,7 @@ mod audit;
 mod bad_input;
 mod canary;
 mod cli;
+mod dashboard;
 mod delivery;
 mod demo;
 mod failover;

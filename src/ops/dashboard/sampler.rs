@@ -88,7 +88,11 @@ pub async fn run(state: AppState, out: Weak<watch::Sender<Arc<Figures>>>) {
 
 /// Hands every canary round finished since the last look to `trends` (none on the first look:
 /// it only notes where the rounds are).
-fn take_canaries(status: &Status, seen: &mut Vec<Option<Instant>>, mut trends: Option<&mut Trends>) {
+fn take_canaries(
+    status: &Status,
+    seen: &mut Vec<Option<Instant>>,
+    mut trends: Option<&mut Trends>,
+) {
     for v in &status.vendors {
         if seen.len() <= v.index {
             seen.resize(v.index + 1, None);

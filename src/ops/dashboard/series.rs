@@ -255,7 +255,10 @@ mod tests {
         let mut s = Series::default();
         s.push(point(0, &["a"]));
         s.push(point(5000, &["a", "b"]));
-        assert_eq!(s.vendors[1].canary_ms.iter().collect::<Vec<_>>(), [&None, &Some(40)]);
+        assert_eq!(
+            s.vendors[1].canary_ms.iter().collect::<Vec<_>>(),
+            [&None, &Some(40)]
+        );
         // A vendor absent from a point gets an empty value, so every ring keeps the same length.
         s.push(point(10_000, &["b"]));
         assert_eq!(s.vendors[0].canary_ms.len(), 3);

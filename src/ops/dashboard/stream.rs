@@ -7,9 +7,11 @@
 //! taken and on the first message, `series` (the last 15 minutes). A snapshot goes out every
 //! second and at once when the route, the mode or a vendor's state changes. When the node
 //! shuts down or drains, the feed goes on showing the drain while clients are still connected,
-//! then ends with `event: goodbye`.
+//! then ends with `event: goodbye` (the feed itself is not a tracked connection, so it never
+//! holds a drain up).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -24,7 +26,6 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::sampler::Figures;
 use super::trends::Now;
@@ -32,7 +33,6 @@ use super::Dashboard;
 use crate::app::AppState;
 use crate::failover::{ModeSetting, State as VendorState, Status};
 use crate::ops::admin::Admin;
-use crate::ops::metrics::{totals, Transport};
 use crate::ops::status::status_json;
 use crate::transport::ApiError;
 
@@ -52,6 +52,7 @@ pub(super) async fn stream(
         series_sent: None,
         leaving: Box::pin(state.lifecycle.goodbye_token().cancelled_owned()),
         left: false,
+        gone: Box::pin(std::future::pending()),
         done: false,
         viewer,
         state,
@@ -83,8 +84,10 @@ struct Feed {
     /// The series version last sent (`None`: not sent yet).
     series_sent: Option<u64>,
     /// Resolves when the node starts shutting down or draining.
-    leaving: Pin<Box<WaitForCancellationFutureOwned>>,
+    leaving: Pin<Box<dyn Future<Output = ()> + Send>>,
     left: bool,
+    /// Once left: resolves when the node's connections are gone.
+    gone: Pin<Box<dyn Future<Output = ()> + Send>>,
     done: bool,
 }
 
@@ -102,14 +105,14 @@ impl Feed {
                 biased;
                 () = &mut self.leaving, if !self.left => {
                     self.left = true;
+                    let lifecycle = self.state.lifecycle.clone();
+                    self.gone = Box::pin(async move { lifecycle.connections_closed().await });
                     return Some(self.snapshot());
                 }
+                () = &mut self.gone => return Some(self.goodbye()),
                 changed = self.figures.changed() => {
-                    if changed.is_err() || (self.left && clients_remaining() == 0) {
-                        self.done = true;
-                        let mut last = self.snapshot().to_vec();
-                        last.extend_from_slice(b"event: goodbye\ndata: {\"reason\":\"node shutting down\"}\n\n");
-                        return Some(last.into());
+                    if changed.is_err() {
+                        return Some(self.goodbye());
                     }
                     return Some(self.snapshot());
                 }
@@ -126,6 +129,14 @@ impl Feed {
                 }
             }
         }
+    }
+
+    /// The last snapshot, then `event: goodbye`; the feed ends.
+    fn goodbye(&mut self) -> Bytes {
+        self.done = true;
+        let mut last = self.snapshot().to_vec();
+        last.extend_from_slice(b"event: goodbye\ndata: {\"reason\":\"node shutting down\"}\n\n");
+        last.into()
     }
 
     /// `event: snapshot` with everything the page shows now.
@@ -182,11 +193,4 @@ impl Signature {
             draining: state.lifecycle.is_draining(),
         }
     }
-}
-
-/// WebSocket and SSE clients still connected to this process (long polls are answered at once
-/// when the node leaves).
-fn clients_remaining() -> i64 {
-    let t = totals::snapshot();
-    t.connections[Transport::Ws.index()] + t.connections[Transport::Sse.index()]
 }

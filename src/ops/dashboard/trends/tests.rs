@@ -1,4 +1,5 @@
 use super::*;
+use crate::ops::dashboard::series::Ring;
 
 const WS: usize = Transport::Ws.index();
 const SSE: usize = Transport::Sse.index();
@@ -30,6 +31,10 @@ fn reading(s: u64) -> Reading {
             error_rate: Some(0.25),
         }],
     }
+}
+
+fn values<T: Copy>(ring: &Ring<T>) -> Vec<T> {
+    ring.iter().copied().collect()
 }
 
 fn at(t0: Instant, s: u64) -> Instant {
@@ -82,19 +87,19 @@ fn a_point_every_step_with_the_differences_since_the_last() {
     // The first reading is the baseline; then one point per 5 s.
     assert_eq!(added, [5, 10, 15]);
     let series = trends.series();
-    assert_eq!(series.t.iter().copied().collect::<Vec<_>>(), [5000, 10_000, 15_000]);
-    assert_eq!(series.published.iter().copied().collect::<Vec<_>>(), [10.0; 3]);
-    assert_eq!(series.delivered.ws.iter().copied().collect::<Vec<_>>(), [20.0; 3]);
-    assert_eq!(series.delivered.vendor.iter().copied().collect::<Vec<_>>(), [8.0; 3]);
-    assert_eq!(series.slow_consumer_closes.iter().copied().collect::<Vec<_>>(), [1; 3]);
-    assert_eq!(series.resets.iter().copied().collect::<Vec<_>>(), [1; 3]);
+    assert_eq!(values(&series.t), [5000, 10_000, 15_000]);
+    assert_eq!(values(&series.published), [10.0; 3]);
+    assert_eq!(values(&series.delivered.ws), [20.0; 3]);
+    assert_eq!(values(&series.delivered.vendor), [8.0; 3]);
+    assert_eq!(values(&series.slow_consumer_closes), [1; 3]);
+    assert_eq!(values(&series.resets), [1; 3]);
     let v = &series.vendors[0];
     assert_eq!(v.name, "pusher");
     // The canaries of the second step land in the second point, and only there.
-    assert_eq!(v.canary_ms.iter().copied().collect::<Vec<_>>(), [None, Some(95), None]);
-    assert_eq!(v.canary_lost.iter().copied().collect::<Vec<_>>(), [0, 1, 0]);
-    assert_eq!(v.dropped.iter().copied().collect::<Vec<_>>(), [2; 3]);
-    assert_eq!(v.error_rate.iter().copied().collect::<Vec<_>>(), [Some(0.25); 3]);
+    assert_eq!(values(&v.canary_ms), [None, Some(95), None]);
+    assert_eq!(values(&v.canary_lost), [0, 1, 0]);
+    assert_eq!(values(&v.dropped), [2; 3]);
+    assert_eq!(values(&v.error_rate), [Some(0.25); 3]);
     assert_eq!(trends.now().slow_consumer_closes.last_15m, 3);
 }
 
@@ -105,8 +110,8 @@ fn a_stalled_sampler_averages_over_the_time_that_really_passed() {
     trends.record(reading(0), t0, 0);
     assert!(!trends.record(reading(3), at(t0, 3), 3000));
     assert!(trends.record(reading(20), at(t0, 20), 20_000));
-    assert_eq!(trends.series().published.iter().copied().collect::<Vec<_>>(), [10.0]);
-    assert_eq!(trends.series().slow_consumer_closes.iter().copied().collect::<Vec<_>>(), [4]);
+    assert_eq!(values(&trends.series().published), [10.0]);
+    assert_eq!(values(&trends.series().slow_consumer_closes), [4]);
 }
 
 #[test]
@@ -117,9 +122,9 @@ fn a_vendor_that_appears_or_goes_away_counts_from_zero() {
     bare.vendors.clear();
     trends.record(bare, t0, 0);
     assert!(trends.record(reading(5), at(t0, 5), 5000));
-    assert_eq!(trends.series().vendors[0].dropped.iter().copied().collect::<Vec<_>>(), [2]);
+    assert_eq!(values(&trends.series().vendors[0].dropped), [2]);
     let mut gone = reading(10);
     gone.vendors.clear();
     assert!(trends.record(gone, at(t0, 10), 10_000));
-    assert_eq!(trends.series().vendors[0].queued.iter().copied().collect::<Vec<_>>(), [12, 0]);
+    assert_eq!(values(&trends.series().vendors[0].queued), [12, 0]);
 }
