@@ -40,8 +40,9 @@ impl std::fmt::Display for Transport {
 /// What a read returned.
 #[derive(Debug)]
 pub(crate) enum Incoming<'a> {
-    /// One server JSON message (a WS text frame, or an unnamed SSE event's `data`).
-    Message(&'a [u8]),
+    /// One server JSON message (a WS text frame, or an unnamed SSE event's `data`), with the
+    /// SSE event's `id:` (the connection's cursor after it) when there is one.
+    Message(&'a [u8], Option<&'a [u8]>),
     /// The server ended the stream.
     Closed(CloseInfo),
 }
@@ -73,7 +74,7 @@ impl Connection {
     pub(crate) async fn await_subscribed(&mut self, channel: &str) -> Result<(String, u64)> {
         loop {
             let bytes = match self.next().await? {
-                Incoming::Message(bytes) => bytes,
+                Incoming::Message(bytes, _) => bytes,
                 Incoming::Closed(info) => {
                     bail!(
                         "stream closed before `subscribed` (code {:?}: {})",

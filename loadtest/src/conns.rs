@@ -247,7 +247,7 @@ async fn hold_one(
             biased;
             _ = stop.changed() => break,
             incoming = conn.next() => match incoming {
-                Ok(Incoming::Message(_)) => {}
+                Ok(Incoming::Message(..)) => {}
                 Ok(Incoming::Closed(info)) => return Some(info),
                 Err(e) => return Some(CloseInfo { code: None, reason: format!("{e:#}") }),
             },

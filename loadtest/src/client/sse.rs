@@ -42,7 +42,8 @@ impl SseConnection {
     pub(crate) async fn next(&mut self) -> Result<Incoming<'_>> {
         loop {
             if self.parser.advance() {
-                return Ok(Incoming::Message(self.parser.message()));
+                let (data, id) = self.parser.message();
+                return Ok(Incoming::Message(data, id));
             }
             match self.response.chunk().await {
                 Ok(Some(chunk)) => self.parser.feed(&chunk),
@@ -71,6 +72,8 @@ pub(crate) struct SseParser {
     pos: usize,
     /// `data` of the event being assembled (lines joined by `\n`).
     data: Vec<u8>,
+    /// `id` of the event being assembled, if it had one.
+    id: Option<Vec<u8>>,
     has_data: bool,
     /// The event being assembled has an `event:` name other than `message`.
     named: bool,
@@ -92,6 +95,7 @@ impl SseParser {
     pub(crate) fn advance(&mut self) -> bool {
         if self.dispatched {
             self.data.clear();
+            self.id = None;
             self.dispatched = false;
         }
         while let Some(nl) = self.buf[self.pos..].iter().position(|&b| b == b'\n') {
@@ -109,6 +113,7 @@ impl SseParser {
                     return true;
                 }
                 self.data.clear();
+                self.id = None;
                 continue;
             }
             if line[0] == b':' {
@@ -130,15 +135,16 @@ impl SseParser {
                     self.has_data = true;
                 }
                 b"event" => self.named = !value.is_empty() && value != b"message",
-                _ => {} // id, retry, unknown fields
+                b"id" => self.id = Some(value.to_vec()),
+                _ => {} // retry, unknown fields
             }
         }
         false
     }
 
-    /// The message [`Self::advance`] completed.
-    pub(crate) fn message(&self) -> &[u8] {
-        &self.data
+    /// The message [`Self::advance`] completed, and its `id:` if it had one.
+    pub(crate) fn message(&self) -> (&[u8], Option<&[u8]>) {
+        (&self.data, self.id.as_deref())
     }
 }
 
@@ -152,7 +158,7 @@ mod tests {
         for chunk in chunks {
             p.feed(chunk);
             while p.advance() {
-                out.push(String::from_utf8(p.message().to_vec()).unwrap());
+                out.push(String::from_utf8(p.message().0.to_vec()).unwrap());
             }
         }
         out
@@ -179,6 +185,16 @@ mod tests {
             let (a, b) = stream.split_at(split);
             assert_eq!(messages(&[a, b]), ["one\ntwo", "three"], "split at {split}");
         }
+    }
+
+    #[test]
+    fn keeps_each_events_id() {
+        let mut p = SseParser::default();
+        p.feed(b"id: a~e~1\ndata: one\n\ndata: two\n\n");
+        assert!(p.advance());
+        assert_eq!(p.message(), (&b"one"[..], Some(&b"a~e~1"[..])));
+        assert!(p.advance());
+        assert_eq!(p.message(), (&b"two"[..], None));
     }
 
     #[test]

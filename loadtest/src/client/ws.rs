@@ -74,7 +74,7 @@ impl WsConnection {
             match self.stream.next().await {
                 Some(Ok(Message::Text(text))) => {
                     self.last = text;
-                    return Ok(Incoming::Message(self.last.as_bytes()));
+                    return Ok(Incoming::Message(self.last.as_bytes(), None));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Ok(Incoming::Closed(CloseInfo {

@@ -51,6 +51,8 @@ pub(crate) struct Anomalies {
     /// Events without a numeric `data.t` (not published by this run).
     pub(crate) no_timestamp: u64,
     pub(crate) unknown_type: u64,
+    /// SSE events whose `id:` is not the cursor `channel~epoch~seq` of that event.
+    pub(crate) bad_sse_id: u64,
     pub(crate) notes: Vec<String>,
 }
 
@@ -71,6 +73,7 @@ impl Anomalies {
         self.unparsable += other.unparsable;
         self.no_timestamp += other.no_timestamp;
         self.unknown_type += other.unknown_type;
+        self.bad_sse_id += other.bad_sse_id;
         let room = max_notes.saturating_sub(self.notes.len());
         self.notes.extend(other.notes.into_iter().take(room));
     }
@@ -84,6 +87,7 @@ impl Anomalies {
             + self.foreign_channel
             + self.unparsable
             + self.unknown_type
+            + self.bad_sse_id
     }
 }
 
@@ -139,7 +143,7 @@ pub(crate) async fn run(
             biased;
             _ = stop.changed() => break,
             incoming = conn.next() => match incoming {
-                Ok(Incoming::Message(bytes)) => reader.handle(bytes),
+                Ok(Incoming::Message(bytes, sse_id)) => reader.handle(bytes, sse_id),
                 Ok(Incoming::Closed(info)) => {
                     reader.closed(info);
                     ended_by_server = true;
@@ -174,7 +178,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn handle(&mut self, bytes: &[u8]) {
+    fn handle(&mut self, bytes: &[u8], sse_id: Option<&[u8]>) {
         let received_us = unix_micros();
         let msg = match ServerMessage::parse(bytes) {
             Ok(m) => m,
@@ -186,7 +190,7 @@ impl Reader<'_> {
             }
         };
         match msg.kind.as_ref() {
-            "event" => self.event(msg, received_us),
+            "event" => self.event(msg, sse_id, received_us),
             "heartbeat" | "welcome" | "route" => {}
             "reset" => {
                 self.anomalies.resets += 1;
@@ -208,7 +212,7 @@ impl Reader<'_> {
         }
     }
 
-    fn event(&mut self, msg: ServerMessage<'_>, received_us: u64) {
+    fn event(&mut self, msg: ServerMessage<'_>, sse_id: Option<&[u8]>, received_us: u64) {
         if msg.channel.as_deref() != Some(&*self.spec.channel) {
             self.anomalies.foreign_channel += 1;
             self.anomalies.note(|| {
@@ -234,6 +238,19 @@ impl Reader<'_> {
             self.anomalies.note(|| "event without a seq".to_owned());
             return;
         };
+        if let Some(id) = sse_id {
+            if !cursor_is(id, &self.spec.channel, &self.epoch, seq) {
+                self.anomalies.bad_sse_id += 1;
+                self.anomalies.note(|| {
+                    format!(
+                        "SSE id {:?} after seq {seq}, expected {}~{}~{seq}",
+                        String::from_utf8_lossy(id),
+                        self.spec.channel,
+                        self.epoch
+                    )
+                });
+            }
+        }
         if let Seen::New { .. } = self.ledger.observe(seq) {
             self.shared.delivered.fetch_add(1, Ordering::Relaxed);
             match msg.data.and_then(|d| d.t) {
@@ -253,6 +270,48 @@ impl Reader<'_> {
     }
 }
 
+/// Whether an SSE `id:` is the one-channel cursor `channel~epoch~seq`, without allocating.
+fn cursor_is(id: &[u8], channel: &str, epoch: &str, seq: u64) -> bool {
+    let rest = id
+        .strip_prefix(channel.as_bytes())
+        .and_then(|r| r.strip_prefix(b"~"));
+    let rest = rest
+        .and_then(|r| r.strip_prefix(epoch.as_bytes()))
+        .and_then(|r| r.strip_prefix(b"~"));
+    rest.and_then(|r| std::str::from_utf8(r).ok())
+        .and_then(|r| r.parse::<u64>().ok())
+        == Some(seq)
+}
+
 fn preview(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_one_channel_cursors() {
+        assert!(cursor_is(
+            b"lt-1~k3v9q2m8x1ab~17",
+            "lt-1",
+            "k3v9q2m8x1ab",
+            17
+        ));
+        assert!(!cursor_is(
+            b"lt-1~k3v9q2m8x1ab~16",
+            "lt-1",
+            "k3v9q2m8x1ab",
+            17
+        ));
+        assert!(!cursor_is(
+            b"lt-10~k3v9q2m8x1ab~17",
+            "lt-1",
+            "k3v9q2m8x1ab",
+            17
+        ));
+        assert!(!cursor_is(b"lt-1~other~17", "lt-1", "k3v9q2m8x1ab", 17));
+        assert!(!cursor_is(b"", "lt-1", "e", 1));
+    }
 }
