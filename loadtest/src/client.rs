@@ -37,6 +37,14 @@ impl std::fmt::Display for Transport {
     }
 }
 
+/// A position to resume a channel from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Resume<'a> {
+    pub(crate) epoch: &'a str,
+    /// The last seq seen.
+    pub(crate) seq: u64,
+}
+
 /// What a read returned.
 #[derive(Debug)]
 pub(crate) enum Incoming<'a> {
@@ -154,29 +162,54 @@ impl Connector {
     }
 
     /// Opens connection number `index` subscribed to `channels`, returning it and the time to
-    /// open it (TCP connect + WS upgrade, or until the SSE response headers).
+    /// open it (TCP connect + WS upgrade, or until the SSE response headers). With `resume`,
+    /// the one channel is subscribed from that position: a WS `subscribe` message with `since`,
+    /// or an SSE `cursor`.
     pub(crate) async fn open(
         &self,
         index: usize,
         channels: &[&str],
+        resume: Option<Resume<'_>>,
     ) -> Result<(Connection, Duration)> {
         let started = Instant::now();
         let token = self.token.as_deref();
-        let conn = match self.transport {
-            Transport::Ws => {
+        let conn = match (self.transport, resume) {
+            (Transport::Ws, None) => {
                 let url = self.target.ws_url(channels, token);
-                let source = self.source_ip(index);
-                Connection::Ws(
-                    ws::WsConnection::open(self.target.addr(), &url, source, self.ws_config)
-                        .await?,
-                )
+                Connection::Ws(self.open_ws(index, &url).await?)
             }
-            Transport::Sse => {
-                let url = self.target.sse_url(channels, token);
+            (Transport::Ws, Some(at)) => {
+                let url = self.target.ws_url(&[], token);
+                let mut ws = self.open_ws(index, &url).await?;
+                for channel in channels {
+                    let subscribe = serde_json::json!({
+                        "type": "subscribe",
+                        "channel": channel,
+                        "since": {"epoch": at.epoch, "seq": at.seq},
+                    });
+                    ws.send_text(subscribe.to_string()).await?;
+                }
+                Connection::Ws(ws)
+            }
+            (Transport::Sse, resume) => {
+                let mut url = self.target.sse_url(channels, token);
+                if let Some(at) = resume {
+                    let cursor: Vec<String> = channels
+                        .iter()
+                        .map(|c| format!("{c}~{}~{}", at.epoch, at.seq))
+                        .collect();
+                    url.query_pairs_mut()
+                        .append_pair("cursor", &cursor.join(","));
+                }
                 Connection::Sse(sse::SseConnection::open(&self.http, url).await?)
             }
         };
         Ok((conn, started.elapsed()))
+    }
+
+    async fn open_ws(&self, index: usize, url: &reqwest::Url) -> Result<ws::WsConnection> {
+        let source = self.source_ip(index);
+        ws::WsConnection::open(self.target.addr(), url, source, self.ws_config).await
     }
 
     fn source_ip(&self, index: usize) -> Option<IpAddr> {

@@ -226,7 +226,7 @@ async fn hold_one(
     let started = Instant::now();
     let channel = format!("idle-{}", index % IDLE_CHANNELS);
     let opened = async {
-        let (mut conn, connect) = connector.open(index, &[&channel]).await?;
+        let (mut conn, connect) = connector.open(index, &[&channel], None).await?;
         conn.await_subscribed(&channel).await?;
         anyhow::Ok((conn, connect))
     };

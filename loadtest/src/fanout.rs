@@ -63,9 +63,20 @@ pub(crate) struct FanoutArgs {
     /// Seconds allowed for every subscriber to get `subscribed`.
     #[arg(long, default_value_t = 60.0, value_parser = crate::parse_duration_secs)]
     connect_timeout: f64,
+    /// Make every subscriber drop its connection this often (staggered) and resume from its
+    /// last seq on a new one, checking resume under load loses and repeats nothing.
+    #[arg(long, value_parser = parse_resume_every)]
+    resume_every: Option<f64>,
     /// Seconds to wait for stragglers after publishing ends.
     #[arg(long, default_value_t = 5.0, value_parser = crate::parse_duration_secs)]
     drain_timeout: f64,
+}
+
+fn parse_resume_every(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.1..=3600.0).contains(&x) => Ok(x),
+        _ => Err("seconds between 0.1 and 3600".to_owned()),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -97,6 +108,8 @@ struct Summary {
     unexpected: u64,
     /// Seqs at or below the subscription's start head.
     out_of_range: u64,
+    /// Connections dropped and resumed from the last seq (`--resume-every`).
+    resumes: u64,
     drained: bool,
     drain_ms: u64,
     latency: Percentiles,
@@ -183,6 +196,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
                 permits.clone(),
                 ready_tx.clone(),
                 stop_rx.clone(),
+                args.resume_every.map(Duration::from_secs_f64),
             ))
         })
         .collect();
@@ -296,6 +310,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
     let tally = Tally::of(&outcomes, &log);
     let latency = Percentiles::of(&shared.latency.merged());
     let mut anomalies = Anomalies::default();
+    let resumes = outcomes.iter().map(|o| o.resumes).sum();
     for outcome in outcomes {
         anomalies.absorb(outcome.anomalies, 10);
     }
@@ -359,6 +374,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         out_of_order: tally.out_of_order,
         unexpected: tally.unexpected,
         out_of_range: tally.out_of_range,
+        resumes,
         drained,
         drain_ms,
         latency,
@@ -425,6 +441,7 @@ fn human(s: &Summary) -> Vec<String> {
             "deliveries        expected {}  delivered {}  lost {}  duplicated {}  out-of-order {}  unexpected {}",
             s.expected, s.delivered, s.lost, s.duplicated, s.out_of_order, s.unexpected
         ),
+        format!("resumes           {}", s.resumes),
         format!(
             "drain             {} in {} ms",
             if s.drained { "complete" } else { "TIMED OUT" },

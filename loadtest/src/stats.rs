@@ -146,6 +146,11 @@ impl SeqLedger {
         self.base
     }
 
+    /// The greatest seq received (the base before any): where a resume continues from.
+    pub(crate) fn max_seen(&self) -> u64 {
+        self.max_seen
+    }
+
     pub(crate) fn observe(&mut self, seq: u64) -> Seen {
         let Some(offset) = self.offset(seq) else {
             self.out_of_range += 1;

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use reqwest::Url;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -104,6 +104,12 @@ impl WsConnection {
                 }
             }
         }
+    }
+
+    /// Sends one text frame (a client message such as `subscribe`).
+    pub(crate) async fn send_text(&mut self, text: String) -> Result<()> {
+        self.stream.send(Message::Text(text.into())).await?;
+        Ok(())
     }
 
     /// Sends a close frame and waits briefly for the server's.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 
 use crate::client::message::ServerMessage;
-use crate::client::{CloseInfo, Connector, Incoming};
+use crate::client::{CloseInfo, Connection, Connector, Incoming, Resume};
 use crate::stats::{unix_micros, Seen, SeqLedger, ShardedHistogram};
 
 /// Notes kept per subscriber for the report; the counters carry the rest.
@@ -96,10 +96,15 @@ pub(crate) struct Outcome {
     pub(crate) channel_idx: usize,
     pub(crate) ledger: SeqLedger,
     pub(crate) anomalies: Anomalies,
+    /// Times the subscriber dropped its connection and resumed on a new one.
+    pub(crate) resumes: u64,
 }
 
 /// Runs one subscriber. `permits` bounds how many connect at once; the permit is held until
 /// `subscribed` arrives. Returns `None` if it never got subscribed (reported through `ready`).
+/// With `resume_every`, the subscriber drops its connection that often (staggered by index)
+/// and resumes on a new one from the last seq it saw: replay and live events must still add up
+/// to every event exactly once.
 pub(crate) async fn run(
     spec: Spec,
     connector: Connector,
@@ -107,11 +112,12 @@ pub(crate) async fn run(
     permits: Arc<Semaphore>,
     ready: mpsc::UnboundedSender<Ready>,
     mut stop: watch::Receiver<bool>,
+    resume_every: Option<Duration>,
 ) -> Option<Outcome> {
     let permit = permits.acquire_owned().await.ok()?;
     let started = Instant::now();
     let subscribed = async {
-        let (mut conn, _) = connector.open(spec.index, &[&spec.channel]).await?;
+        let (mut conn, _) = connector.open(spec.index, &[&spec.channel], None).await?;
         let (epoch, head) = conn.await_subscribed(&spec.channel).await?;
         anyhow::Ok((conn, epoch, head))
     };
@@ -136,35 +142,49 @@ pub(crate) async fn run(
         epoch,
         ledger: SeqLedger::new(head),
         anomalies: Anomalies::default(),
+        resumes: 0,
     };
-    let mut ended_by_server = false;
+    // The first resume is staggered over one period so resumes do not all land at once.
+    let mut next_resume =
+        resume_every.map(|p| Instant::now() + p + p.mul_f64((spec.index % 97) as f64 / 97.0));
     loop {
-        tokio::select! {
+        let resume_at = next_resume.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        let resume_now = tokio::select! {
             biased;
             _ = stop.changed() => break,
+            () = tokio::time::sleep_until(resume_at), if next_resume.is_some() => true,
             incoming = conn.next() => match incoming {
-                Ok(Incoming::Message(bytes, sse_id)) => reader.handle(bytes, sse_id),
+                Ok(Incoming::Message(bytes, sse_id)) => {
+                    reader.handle(bytes, sse_id);
+                    false
+                }
                 Ok(Incoming::Closed(info)) => {
                     reader.closed(info);
-                    ended_by_server = true;
-                    break;
+                    return Some(reader.into_outcome());
                 }
                 Err(e) => {
                     reader.closed(CloseInfo { code: None, reason: format!("{e:#}") });
-                    ended_by_server = true;
-                    break;
+                    return Some(reader.into_outcome());
                 }
             },
+        };
+        if resume_now {
+            conn.close().await;
+            match reader.resume(&connector).await {
+                Ok(new_conn) => conn = new_conn,
+                Err(e) => {
+                    reader.closed(CloseInfo {
+                        code: None,
+                        reason: format!("resume failed: {e:#}"),
+                    });
+                    return Some(reader.into_outcome());
+                }
+            }
+            next_resume = resume_every.map(|p| Instant::now() + p);
         }
     }
-    if !ended_by_server {
-        conn.close().await;
-    }
-    Some(Outcome {
-        channel_idx: spec.channel_idx,
-        ledger: reader.ledger,
-        anomalies: reader.anomalies,
-    })
+    conn.close().await;
+    Some(reader.into_outcome())
 }
 
 /// Per-subscriber accounting of the live stream.
@@ -175,9 +195,38 @@ struct Reader<'a> {
     epoch: String,
     ledger: SeqLedger,
     anomalies: Anomalies,
+    resumes: u64,
 }
 
 impl Reader<'_> {
+    fn into_outcome(self) -> Outcome {
+        Outcome {
+            channel_idx: self.spec.channel_idx,
+            ledger: self.ledger,
+            anomalies: self.anomalies,
+            resumes: self.resumes,
+        }
+    }
+
+    /// Opens a new connection resuming from the last seq seen, and checks the server confirms
+    /// it in the same epoch.
+    async fn resume(&mut self, connector: &Connector) -> anyhow::Result<Connection> {
+        let channel: &str = &self.spec.channel;
+        let at = Resume {
+            epoch: &self.epoch,
+            seq: self.ledger.max_seen(),
+        };
+        let (mut conn, _) = connector
+            .open(self.spec.index, &[channel], Some(at))
+            .await?;
+        let (epoch, _head) = conn.await_subscribed(channel).await?;
+        if epoch != self.epoch {
+            anyhow::bail!("resumed into epoch {epoch}, subscribed in {}", self.epoch);
+        }
+        self.resumes += 1;
+        Ok(conn)
+    }
+
     fn handle(&mut self, bytes: &[u8], sse_id: Option<&[u8]>) {
         let received_us = unix_micros();
         let msg = match ServerMessage::parse(bytes) {
