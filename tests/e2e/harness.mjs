@@ -91,6 +91,8 @@ export class Understudy {
       // itself takes a fraction of that.
       "reconnect_jitter_ms = 2000",
       "shutdown_timeout_ms = 3000",
+      // Goodbyes are spread over 1 s, leaving the rest of the shutdown limit to reconnect.
+      "drain_window_ms = 1000",
       "[demo]",
       "state_file = " + JSON.stringify(join(this.dir, "waiting-room.json")),
       toml,
