@@ -8,14 +8,14 @@
 
   const TOKEN_KEY = "understudy.admin-token";
   const SPAN_MS = 15 * 60 * 1000;
+  const MIN_SPAN_MS = 60 * 1000;
   const STALE_MS = 5000;
   const RECONNECT_MS = 2000;
   const $ = (id) => document.getElementById(id);
   const COLORS = {
     published: "#a78bfa", ws: "#38bdf8", sse: "#22c55e", poll: "#f59e0b", vendor: "#f472b6",
-    canary: "#38bdf8", errors: "#f59e0b", slow: "#f59e0b", resets: "#a78bfa",
+    canary: "#38bdf8", errors: "#f59e0b", queue: "#f472b6", slow: "#f59e0b", resets: "#a78bfa",
   };
-  const LANE_COLORS = ["#38bdf8", "#f472b6", "#22c55e", "#f59e0b", "#a78bfa", "#94a3b8", "#fb7185", "#facc15"];
 
   const S = {
     token: sessionStorage.getItem(TOKEN_KEY) || "",
@@ -30,7 +30,7 @@
     signature: "",
   };
   // For tests and the curious: what the page last received.
-  window.dashboard = { snapshots: 0, get last() { return S.snap; } };
+  window.dashboard = { snapshots: 0, get last() { return S.snap; }, get series() { return S.series; } };
 
   /* ---------- small helpers ---------- */
 
@@ -66,6 +66,19 @@
     return Math.floor(hr / 24) + " d " + (hr % 24) + " h";
   }
   const ago = (ms) => span(Date.now() - ms) + " ago";
+  /** "Tue 3 Dec 14:00 – 15:00": the end's day only when it differs. */
+  function dayRange(start, end) {
+    const same = new Date(start).toDateString() === new Date(end).toDateString();
+    const e = new Date(end);
+    return day(start) + " – " + (same ? pad(e.getHours()) + ":" + pad(e.getMinutes()) : day(end));
+  }
+  /** "14:00", or "Tue 3 Dec 14:00" when not today. */
+  function day(ms) {
+    const d = new Date(ms);
+    const hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+    if (d.toDateString() === new Date().toDateString()) return hm;
+    return d.toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" }) + " " + hm;
+  }
   function num(x) {
     if (x === null || x === undefined || Number.isNaN(x)) return "–";
     if (Math.abs(x) >= 100) return String(Math.round(x));
@@ -291,23 +304,25 @@
   function renderTransitions(st) {
     const all = [];
     for (const v of st.vendors || []) for (const t of v.transitions || []) all.push(Object.assign({ vendor: v.name }, t));
-    all.sort((a, b) => b.at - a.at);
+    const changes = all.map((t) => ({ at: t.at, item: h("li", {}, time(t.at),
+      h("span", {}, h("span", { class: "what" }, t.vendor + ": ", pill(t.from), " → ", pill(t.to)),
+        h("span", { class: "reason", text: human(t.reason) }))) }));
+    changes.push({ at: st.route.since, item: h("li", {}, time(st.route.since),
+      h("span", {}, h("span", { class: "what", text: "route → " + st.route.route }),
+        h("span", { class: "reason", text: st.route.reason + (st.route.mode !== "auto" ? " (mode " + st.route.mode + ")" : "") }))) });
+    changes.sort((a, b) => b.at - a.at);
     const list = $("transitions");
     const items = [];
     const windows = Array.isArray(st.maintenance) ? st.maintenance : [];
     for (const w of windows) {
-      const when = (x) => (typeof x === "number" ? clock(x) : String(x));
-      items.push(h("li", {}, h("span", { class: "muted", text: "planned" }),
-        h("span", {}, h("span", { class: "what", text: "maintenance " + when(w.start) + "–" + when(w.end) + " → " + (w.mode || "self") }),
-          h("span", { class: "reason", text: w.reason || "" }))));
+      items.push(h("li", {}, h("span", { class: w.started ? "what" : "muted", text: w.started ? "now" : "planned" }),
+        h("span", {}, h("span", { class: "what", text: "maintenance " + dayRange(w.start, w.end) + " → " + w.mode }),
+          h("span", { class: "reason", text: (w.reason || "") + (w.set_by ? " (" + w.set_by + ")" : "") }))));
     }
-    items.push(h("li", {}, time(st.route.since),
-      h("span", {}, h("span", { class: "what", text: "route → " + st.route.route }),
-        h("span", { class: "reason", text: st.route.reason + (st.route.mode !== "auto" ? " (mode " + st.route.mode + ")" : "") }))));
-    for (const t of all.slice(0, 8)) {
-      items.push(h("li", {}, time(t.at),
-        h("span", {}, h("span", { class: "what" }, t.vendor + ": ", pill(t.from), " → ", pill(t.to)),
-          h("span", { class: "reason", text: human(t.reason) }))));
+    for (const c of changes.slice(0, 9)) items.push(c.item);
+    if (!all.length && (st.vendors || []).length) {
+      items.push(h("li", {}, h("span", { class: "muted", text: "—" }),
+        h("span", { class: "muted", text: "No vendor has changed state since this node started." })));
     }
     list.replaceChildren(...items);
   }
@@ -341,6 +356,7 @@
       const dropped = dropTotal(lanes);
       const canaryBox = h("div", { class: "chart" });
       const errorBox = h("div", { class: "chart" });
+      const laneBox = h("div", { class: "chart" });
       const last = v.last_canary && v.last_canary.result;
       chart(canaryBox, {
         title: "canary latency", t, unit: "ms", floor: 50,
@@ -353,6 +369,12 @@
         value: pct(live.error_rate),
         lines: [{ values: (sv.error_rate || []).map((r) => (r === null ? null : r * 100)), color: COLORS.errors }],
       });
+      chart(laneBox, {
+        title: "lane queue (red: drops)", t, unit: "", floor: 5,
+        value: queued(lanes) + " queued",
+        lines: [{ values: sv.queued, color: COLORS.queue, label: "queued events" }],
+        markers: sv.dropped, markerLabel: "dropped",
+      });
       return h("article", { class: "vendor", "data-state": v.state },
         h("div", { class: "vendor-head" },
           h("span", { class: "name", text: v.name }), h("span", { class: "kind", text: v.kind }), pill(v.state),
@@ -362,14 +384,15 @@
           fact("window", (w.requests || 0) + " req, " + (w.failures || 0) + " failed" +
             (w.p50_ms != null ? ", p50 " + w.p50_ms + " ms" : "") + (w.p99_ms != null ? ", p99 " + w.p99_ms + " ms" : "")),
           fact("verdict", human(v.verdict)),
-          fact("lanes", queued(lanes) + " queued, " + inFlight(lanes) + " in flight, " + dropped + " dropped"),
+          fact("lanes", queued(lanes) + " queued, " + inFlight(lanes) + " in flight"),
+          fact("dropped", String(dropped), dropped > 0),
           fact("delivered", num(live.delivered_per_s) + "/s")),
-        h("div", { class: "vendor-charts" }, canaryBox, errorBox));
+        h("div", { class: "vendor-charts" }, canaryBox, errorBox, laneBox));
     }));
   }
 
-  function fact(label, value) {
-    return h("span", {}, h("span", { class: "muted", text: label + " " }), h("b", { text: value }));
+  function fact(label, value, bad) {
+    return h("span", {}, h("span", { class: "muted", text: label + " " }), h("b", { text: value, "data-bad": bad ? "true" : null }));
   }
   const queued = (l) => ((l.realtime && l.realtime.queued) || 0) + ((l.bulk && l.bulk.queued) || 0);
   const inFlight = (l) => ((l.realtime && l.realtime.in_flight) || 0) + ((l.bulk && l.bulk.in_flight) || 0);
@@ -388,7 +411,7 @@
     $("delivered-vendor").textContent = num(d.vendor);
     const del = ser.delivered || {};
     chart($("chart-events"), {
-      title: "events / s, last 15 min", t, unit: "/s", floor: 1,
+      title: "events / s", t, unit: "/s", floor: 1,
       lines: [
         { values: ser.published, color: COLORS.published, label: "published" },
         { values: del.ws, color: COLORS.ws, label: "ws" },
@@ -404,36 +427,21 @@
     $("channels").textContent = num(st.channels);
     const conns = ser.connections || {};
     chart($("chart-connections"), {
-      title: "open connections, last 15 min", t, unit: "", floor: 5,
+      title: "open connections", t, unit: "", floor: 5,
       lines: [
         { values: conns.ws, color: COLORS.ws, label: "ws" },
         { values: conns.sse, color: COLORS.sse, label: "sse" },
       ],
     });
 
-    const lanes = $("lanes");
-    const vendors = now.vendors || [];
-    if (!vendors.length) lanes.replaceChildren(h("p", { class: "muted", text: "No vendor lanes." }));
-    else lanes.replaceChildren(...vendors.map((v) => h("div", { class: "lane" },
-      h("span", { text: v.name }),
-      h("span", {}, h("b", { text: num(v.queued) }), " queued · ", num(v.in_flight), " in flight · ",
-        h("span", { class: "drops", "data-bad": String(v.dropped > 0), text: num(v.dropped) + " dropped" })))));
-    const sv = ser.vendors || [];
-    chart($("chart-lanes"), {
-      title: "queued events (red: drops), last 15 min", t, unit: "", floor: 5,
-      lines: sv.map((v, i) => ({ values: v.queued, color: LANE_COLORS[i % LANE_COLORS.length], label: v.name })),
-      markers: sv.length ? t.map((_, i) => sv.reduce((a, v) => a + ((v.dropped && v.dropped[i]) || 0), 0)) : null,
-      markerLabel: "drops",
-    });
-
     const slow = now.slow_consumer_closes || {};
     const resets = now.resets || {};
     $("slow").textContent = num(slow.last_15m);
-    $("slow-total").textContent = "15 min · " + num(slow.total) + " since start";
+    $("slow-total").textContent = "· " + num(slow.total) + " since start";
     $("resets").textContent = num(resets.last_15m);
-    $("resets-total").textContent = "15 min · " + num(resets.total) + " since start";
+    $("resets-total").textContent = "· " + num(resets.total) + " since start";
     chart($("chart-trouble"), {
-      title: "per 5 s, last 15 min", t, unit: "", floor: 2,
+      title: "per 5 s", t, unit: "", floor: 2,
       lines: [
         { values: ser.slow_consumer_closes, color: COLORS.slow, label: "slow-consumer closes" },
         { values: ser.resets, color: COLORS.resets, label: "resets" },
@@ -456,7 +464,9 @@
   function chart(box, o) {
     const t = o.t || [];
     const end = t.length ? t[t.length - 1] : Date.now();
-    const x = (ms) => Math.max(0, W * (1 - (end - ms) / SPAN_MS));
+    // The history there is, from one minute (a fresh node) up to the 15 minutes kept.
+    const spanMs = t.length ? Math.min(SPAN_MS, Math.max(MIN_SPAN_MS, end - t[0])) : SPAN_MS;
+    const x = (ms) => Math.max(0, W * (1 - (end - ms) / spanMs));
     let top = 0;
     for (const l of o.lines) for (const v of l.values || []) if (v !== null && v > top) top = v;
     const max = o.max !== undefined ? o.max : niceMax(top, o.floor || 1);
@@ -504,7 +514,7 @@
         return h("span", {}, i, l.label);
       }))
       : null;
-    const axis = h("div", { class: "axis" }, h("span", { text: "−15 min" }),
+    const axis = h("div", { class: "axis" }, h("span", { text: "−" + span(spanMs) }),
       h("span", { text: t.length ? "top " + num(max) + (o.unit ? " " + o.unit : "") : "collecting: one point every 5 s" }),
       h("span", { text: "now" }));
     box.replaceChildren(title, svg, axis, legend || "");
@@ -520,9 +530,14 @@
       case "mode_expired": return "forced " + d.from + " expired → auto";
       case "transition_auto": return d.vendor + ": " + d.from + " → " + d.to;
       case "admin_rejected": return "refused " + (d.method || "") + " " + (d.path || "") + (d.status ? " (" + d.status + ")" : "");
+      case "maintenance_scheduled":
+        return "maintenance #" + d.id + " scheduled: " + dayRange(d.start, d.end) + " → " + d.mode;
       default: {
-        const extra = d && typeof d === "object" && Object.keys(d).length ? " " + JSON.stringify(d) : "";
-        return e.action.replace(/_/g, " ") + extra;
+        // Other actions (drain, maintenance, reload): their details as "key value" pairs.
+        const shown = (k, v) => (v !== null && typeof v === "object" ? JSON.stringify(v)
+          : typeof v === "number" && /^(start|end|at|expires_at)$/.test(k) ? day(v) : v);
+        const pairs = d && typeof d === "object" ? Object.entries(d).map(([k, v]) => k.replace(/_/g, " ") + " " + shown(k, v)) : [];
+        return e.action.replace(/_/g, " ") + (pairs.length ? " (" + pairs.join(", ") + ")" : "");
       }
     }
   }
@@ -547,7 +562,8 @@
         h("td", { title: new Date(e.ts).toLocaleString(), text: clock(e.ts) + " · " + ago(e.ts) }),
         h("td", { class: "who", text: e.actor }),
         h("td", { class: "what", text: auditWhat(e) }),
-        h("td", { text: e.reason || "" }))));
+        // understudy's own reasons are state-machine terms; an operator's are left as typed.
+        h("td", { text: e.actor === "system" ? human(e.reason) : e.reason || "" }))));
     } catch (e) { /* the feed shows the node as offline */ }
   }
   setInterval(() => { if (S.snap && S.offlineSince === null) loadAudit(); }, 15000);
@@ -637,5 +653,6 @@
     }
   });
 
+  $("node").textContent = location.host;
   connect();
 })();
