@@ -107,6 +107,20 @@ pub struct Background {
     pub cancel: CancellationToken,
 }
 
+/// Binds a listener with a deep accept queue: a reconnect wave after a failover or a deploy
+/// opens thousands of connections at once, and the default backlog of 128 drops SYNs (clients
+/// then wait a full second to retry).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 /// The sockets the app serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
     pub public: TcpListener,

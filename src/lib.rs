@@ -25,5 +25,5 @@ pub mod transport;
 pub mod vendor;
 pub mod web;
 
-pub use app::{App, AppState, Listeners};
+pub use app::{bind, App, AppState, Listeners};
 pub use config::Config;

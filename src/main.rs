@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 use understudy::{App, Config, Listeners};
 
 #[derive(Parser)]
@@ -147,11 +146,9 @@ fn healthcheck(addr: &str) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     understudy::telemetry::init(&config.log);
-    let public = TcpListener::bind(config.server.listen)
-        .await
+    let public = understudy::bind(config.server.listen)
         .with_context(|| format!("binding server.listen {}", config.server.listen))?;
-    let admin = TcpListener::bind(config.server.admin_listen)
-        .await
+    let admin = understudy::bind(config.server.admin_listen)
         .with_context(|| format!("binding server.admin_listen {}", config.server.admin_listen))?;
     let public_addr = public.local_addr()?;
     let admin_addr = admin.local_addr()?;

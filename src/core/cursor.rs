@@ -53,9 +53,26 @@ impl Cursor {
         }
     }
 
-    /// Sets only the seq of a channel already held (the common case on every event).
-    pub fn advance(&mut self, channel: &ChannelName, position: Position) {
-        self.set(channel.clone(), position)
+    /// Moves a channel to `(epoch, seq)`. The common case, same channel and epoch, only stores
+    /// the seq: no clone of the shared name or epoch, whose reference counts every subscriber of
+    /// the channel would otherwise bounce between cores on every event.
+    pub fn advance(&mut self, channel: &ChannelName, epoch: &Epoch, seq: u64) {
+        match self.entries.iter_mut().find(|(c, _)| c == channel) {
+            Some((_, p)) if p.epoch == *epoch => p.seq = seq,
+            Some((_, p)) => {
+                *p = Position {
+                    epoch: epoch.clone(),
+                    seq,
+                }
+            }
+            None => self.entries.push((
+                channel.clone(),
+                Position {
+                    epoch: epoch.clone(),
+                    seq,
+                },
+            )),
+        }
     }
 
     pub fn remove(&mut self, channel: &ChannelName) {
@@ -63,12 +80,15 @@ impl Cursor {
     }
 
     /// Writes the cursor's text form into `out`.
-    pub fn write_to(&self, out: &mut String) {
+    pub fn write_to(&self, out: &mut impl Write) {
         for (i, (ch, p)) in self.entries.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                let _ = out.write_char(',');
             }
-            let _ = write!(out, "{ch}~{}~{}", p.epoch, p.seq);
+            let _ = out.write_str(ch.as_str());
+            let _ = out.write_char('~');
+            let _ = out.write_str(p.epoch.as_str());
+            let _ = write!(out, "~{}", p.seq);
         }
     }
 
@@ -115,8 +135,12 @@ mod tests {
         let ch = ChannelName::parse("a").unwrap();
         let mut c = Cursor::default();
         c.set(ch.clone(), pos("e", 1));
-        c.advance(&ch, pos("e", 2));
+        c.advance(&ch, &Epoch::from_client("e"), 2);
         assert_eq!(c.encode(), "a~e~2");
+        c.advance(&ch, &Epoch::from_client("f"), 1);
+        assert_eq!(c.encode(), "a~f~1");
+        c.advance(&ch, &Epoch::from_client("f"), 2);
+        assert_eq!(c.encode(), "a~f~2");
         c.remove(&ch);
         assert_eq!(c.encode(), "");
     }

@@ -111,9 +111,7 @@ struct Connection {
 impl Connection {
     fn write_message(&self, out: &mut BytesMut, json: &[u8]) {
         out.extend_from_slice(b"id: ");
-        let mut id = String::new();
-        self.positions.write_to(&mut id);
-        out.extend_from_slice(id.as_bytes());
+        self.positions.write_to(out);
         out.extend_from_slice(b"\ndata: ");
         out.extend_from_slice(json);
         out.extend_from_slice(b"\n\n");
@@ -157,7 +155,7 @@ impl Connection {
                             break;
                         }
                         FeedItem::Event(ev) => {
-                            self.positions.advance(&ev.channel, ev.position());
+                            self.positions.advance(&ev.channel, &ev.epoch, ev.seq);
                             self.write_message(&mut out, &ev.frame);
                             n += 1;
                         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -49,8 +49,9 @@ impl Server {
             _ => None,
         };
         let config = Config::load(Some(toml), &env).expect("test config is valid");
-        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let public = understudy::bind(local).unwrap();
+        let admin = understudy::bind(local).unwrap();
         let base = format!("http://{}", public.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
         let app = App::build(config, Listeners { public, admin }).expect("app builds");
