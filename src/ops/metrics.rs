@@ -154,3 +154,47 @@ impl Drop for ConnectionGuard {
         totals::connection(self.1, -1);
     }
 }
+
+/// A per-connection tally in front of a shared counter. Every connection adding to the same
+/// shared counter on every delivery makes its cache line bounce between cores; the tally is
+/// flushed every [`BatchedCounter::FLUSH_EVERY`] events, at least once a second, and on drop.
+pub struct BatchedCounter {
+    shared: Counter,
+    pending: u64,
+    flushed_at: tokio::time::Instant,
+}
+
+impl BatchedCounter {
+    pub const FLUSH_EVERY: u64 = 64;
+
+    pub fn new(shared: Counter) -> Self {
+        Self {
+            shared,
+            pending: 0,
+            flushed_at: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn add(&mut self, n: u64) {
+        self.pending += n;
+        if self.pending >= Self::FLUSH_EVERY
+            || self.flushed_at.elapsed() >= std::time::Duration::from_secs(1)
+        {
+            self.flush();
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if self.pending > 0 {
+            self.shared.increment(self.pending);
+            self.pending = 0;
+        }
+        self.flushed_at = tokio::time::Instant::now();
+    }
+}
+
+impl Drop for BatchedCounter {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

@@ -21,7 +21,7 @@ use super::ApiError;
 use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::core::{Cursor, Position};
-use crate::ops::metrics::{ConnectionGuard, Metrics, Transport};
+use crate::ops::metrics::{BatchedCounter, ConnectionGuard, Metrics, Transport};
 
 const WRITE_BATCH: u64 = 64;
 
@@ -53,7 +53,7 @@ pub(crate) async fn stream(
         feed: Feed::default(),
         positions: Cursor::default(),
         tick: tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat),
-        delivered: Metrics::delivered(Transport::Sse),
+        delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),
         signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
         done: false,
@@ -74,7 +74,7 @@ pub(crate) async fn stream(
         }
         conn.feed.insert(sub);
     }
-    conn.delivered.increment(replayed);
+    conn.delivered.add(replayed);
 
     let live = stream::unfold(conn, |mut conn| async move {
         let chunk = conn.next_chunk().await?;
@@ -100,7 +100,7 @@ struct Connection {
     feed: Feed,
     positions: Cursor,
     tick: Interval,
-    delivered: metrics::Counter,
+    delivered: BatchedCounter,
     signals: Signals,
     state: AppState,
     done: bool,
@@ -164,7 +164,7 @@ impl Connection {
                         item = self.feed.try_next();
                     }
                 }
-                self.delivered.increment(n);
+                self.delivered.add(n);
             }
             _ = self.tick.tick() => {
                 let ts = now_ms();

@@ -21,7 +21,7 @@ use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, Epoch, Position};
-use crate::ops::metrics::{Metrics, Transport};
+use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -83,7 +83,7 @@ struct Session {
     scope: TokenScope,
     conn_id: String,
     feed: Feed,
-    delivered: metrics::Counter,
+    delivered: BatchedCounter,
     last_heard: Instant,
     signals: Signals,
 }
@@ -95,7 +95,7 @@ impl Session {
             scope,
             conn_id,
             feed: Feed::default(),
-            delivered: Metrics::delivered(Transport::Ws),
+            delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
             state,
@@ -211,7 +211,7 @@ impl Session {
                 item = self.feed.try_next();
             }
         }
-        self.delivered.increment(n);
+        self.delivered.add(n);
         self.flush().await.map(|()| None)
     }
 
@@ -301,7 +301,7 @@ impl Session {
             self.socket.feed(text(bytes)).await?;
             replayed += 1;
         }
-        self.delivered.increment(replayed - 1);
+        self.delivered.add(replayed - 1);
         Ok(None)
     }
 
