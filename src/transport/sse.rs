@@ -24,6 +24,7 @@ use crate::core::{Cursor, Position};
 use crate::ops::metrics::{BatchedCounter, ConnectionGuard, Metrics, Transport};
 
 const WRITE_BATCH: u64 = 64;
+const CHUNK_CAPACITY: usize = 1024;
 
 pub(crate) async fn stream(
     State(state): State<AppState>,
@@ -130,7 +131,8 @@ impl Connection {
         if self.done {
             return None;
         }
-        let mut out = BytesMut::new();
+        // Sized for an event frame and its cursor line, so a chunk is one allocation.
+        let mut out = BytesMut::with_capacity(CHUNK_CAPACITY);
         tokio::select! {
             biased;
             signal = self.signals.next() => match signal {

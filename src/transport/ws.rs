@@ -31,6 +31,8 @@ pub const CLOSE_RESTART: u16 = 1012;
 pub const CLOSE_POLICY: u16 = 1008;
 /// Largest message a client may send.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Bytes read from a client per read call.
+const CLIENT_READ_CHUNK: usize = 512;
 /// Events written before one flush.
 const WRITE_BATCH: u64 = 64;
 
@@ -50,7 +52,9 @@ pub(crate) async fn upgrade(
     let cfg = &state.config.subscribers;
     let token = state.lifecycle.track();
     Ok(ws
-        .read_buffer_size(4096)
+        // tungstenite zero-fills up to this many bytes before every read attempt, and a session
+        // polls its socket on every wake (once per delivered event); client messages are small.
+        .read_buffer_size(CLIENT_READ_CHUNK)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(cfg.buffer_bytes)
         .max_message_size(MAX_CLIENT_MESSAGE)
