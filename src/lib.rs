@@ -1,12 +1,22 @@
 //! understudy: a realtime push fallback proxy.
 //!
 //! Backends publish over HTTP; understudy sequences every event per channel, keeps a bounded
-//! history, and delivers through its own WebSocket, SSE and polling transports, so a client can
-//! switch transport and resume with nothing lost and nothing duplicated.
+//! history, forwards to a realtime vendor on bounded lanes, and when the vendor degrades delivers
+//! through its own WebSocket, SSE and polling transports, so a client can switch path and resume
+//! with nothing lost and nothing duplicated.
 //!
 //! # Layout
+//! - [`app`]: wires everything; owns the listeners, background tasks and the shutdown sequence.
+//! - [`config`]: the embedded default file, overrides, and validation into typed settings.
+//! - [`auth`]: publisher keys, subscriber tokens, named admin tokens.
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
+//! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, client.js), the
+//!   wire types, the one error mapping, and per-connection control signals.
+//! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
+//! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
+//!   metrics.
+//! - [`telemetry`]: structured logs.
 //! - [`vendor`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
 //! - [`failover`]: vendor health, the failover state machine, operator mode and the route.
 //! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from
