@@ -2,10 +2,10 @@
 //! T seconds, then delivery accounting (expected, delivered, lost, duplicated, out of order),
 //! end-to-end latency and the server's CPU per delivered event.
 
-mod pacer;
-mod subscriber;
+pub(crate) mod pacer;
+pub(crate) mod subscriber;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use crate::client::{Connector, Transport};
 use crate::proc_stats::{sample_opt, CpuWindow, Proc};
 use crate::publisher::Publisher;
 use crate::report::{self, per, progress, show};
-use crate::stats::{histogram, Percentiles, ShardedHistogram};
+use crate::stats::{histogram, Percentiles};
 use crate::target::Target;
 use crate::{CommonArgs, PublisherKey};
 use subscriber::{Anomalies, Outcome, Ready, Shared, Spec};
@@ -173,10 +173,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
     )?;
 
     // Subscribe everyone.
-    let shared = Arc::new(Shared {
-        latency: ShardedHistogram::new(64),
-        delivered: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new());
     let permits = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -389,17 +386,17 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
 
 /// Delivery accounting over all subscribers, against the seqs the publish answers returned.
 #[derive(Default)]
-struct Tally {
-    delivered: u64,
-    lost: u64,
-    duplicated: u64,
-    out_of_order: u64,
-    unexpected: u64,
-    out_of_range: u64,
+pub(crate) struct Tally {
+    pub(crate) delivered: u64,
+    pub(crate) lost: u64,
+    pub(crate) duplicated: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) unexpected: u64,
+    pub(crate) out_of_range: u64,
 }
 
 impl Tally {
-    fn of(outcomes: &[Outcome], log: &pacer::PublishLog) -> Self {
+    pub(crate) fn of(outcomes: &[Outcome], log: &pacer::PublishLog) -> Self {
         let mut t = Tally::default();
         for o in outcomes {
             let mut delivered_here = 0;

@@ -11,12 +11,14 @@
 //! - `fanout`: the fan-out benchmark (`subscriber` tasks, paced `pacer`)
 //! - `conns`: idle WebSocket connections and RSS per connection
 //! - `publish`: publish throughput
+//! - `failover`: the vendor hung mid-stream (SIGSTOP/SIGCONT), detection and recovery
 //! - `stats`: percentiles and the per-subscriber seq ledger
 //! - `proc_stats`: CPU time and RSS from /proc; `nofile`: RLIMIT_NOFILE
 //! - `report`: human lines plus a one-line JSON summary
 
 mod client;
 mod conns;
+mod failover;
 mod fanout;
 mod nofile;
 mod proc_stats;
@@ -48,6 +50,9 @@ enum Command {
     Conns(conns::ConnsArgs),
     /// K concurrent publishers for T s: publishes/s, latency, server CPU per publish.
     Publish(publish::PublishArgs),
+    /// Subscribers on the own broadcast while the vendor process is hung (SIGSTOP) and resumed:
+    /// detection and recovery times, publish latency, loss, lane bounds and server RSS.
+    Failover(failover::FailoverArgs),
 }
 
 /// Options every subcommand takes.
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             Command::Fanout(args) => fanout::run(args, json).await,
             Command::Conns(args) => conns::run(args, json).await,
             Command::Publish(args) => publish::run(args, json).await,
+            Command::Failover(args) => failover::run(args, json).await,
         }
     });
     // Subscriber tasks may still be closing sockets; do not wait for them.

@@ -45,6 +45,11 @@ impl Target {
         }
     }
 
+    /// Any path on the target, e.g. `/v1/route`.
+    pub(crate) fn url(&self, path: &str) -> Url {
+        self.endpoint(path, &[], None)
+    }
+
     /// `POST /v1/publish`.
     pub(crate) fn publish_url(&self) -> Url {
         self.endpoint("/v1/publish", &[], None)

@@ -26,6 +26,9 @@ pub(crate) struct ServerMessage<'a> {
     pub(crate) reason: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub(crate) message: Option<Cow<'a, str>>,
+    /// `route.route`: `vendor`, `self` or `poll`.
+    #[serde(default, borrow)]
+    pub(crate) route: Option<Cow<'a, str>>,
 }
 
 /// `data` of an event the load tool published.

@@ -42,7 +42,7 @@ pub(crate) struct PublishLog {
 }
 
 impl PublishLog {
-    fn new(channels: usize) -> Self {
+    pub(crate) fn new(channels: usize) -> Self {
         Self {
             per_channel: (0..channels).map(|_| ChannelLog::default()).collect(),
             attempted: 0,
@@ -87,7 +87,7 @@ impl PublishLog {
         }
     }
 
-    fn absorb(&mut self, other: PublishLog) {
+    pub(crate) fn absorb(&mut self, other: PublishLog) {
         for (mine, theirs) in self.per_channel.iter_mut().zip(other.per_channel) {
             mine.seqs.extend(theirs.seqs);
             mine.epochs.extend(theirs.epochs);

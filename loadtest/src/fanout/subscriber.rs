@@ -2,7 +2,7 @@
 //! its channel by `seq` (and its latency by `data.t`) until told to stop.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -22,6 +22,32 @@ pub(crate) struct Shared {
     pub(crate) latency: ShardedHistogram,
     /// First deliveries across all subscribers, so the run knows when stragglers are in.
     pub(crate) delivered: AtomicU64,
+    /// A publish time (Unix µs; `u64::MAX` = unset): each subscriber notes when the first
+    /// event stamped at or after it arrived (`failover` sets it at the instant of the hang).
+    pub(crate) mark_us: AtomicU64,
+    /// `route` messages received: (Unix µs, route), at most [`MAX_ROUTE_NOTES`].
+    pub(crate) routes: Mutex<Vec<(u64, String)>>,
+}
+
+/// Route messages kept across all subscribers.
+const MAX_ROUTE_NOTES: usize = 100_000;
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        Self {
+            latency: ShardedHistogram::new(64),
+            delivered: AtomicU64::new(0),
+            mark_us: AtomicU64::new(u64::MAX),
+            routes: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn route(&self, at_us: u64, route: &str) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if routes.len() < MAX_ROUTE_NOTES {
+            routes.push((at_us, route.to_owned()));
+        }
+    }
 }
 
 /// Which subscriber this is.
@@ -98,6 +124,8 @@ pub(crate) struct Outcome {
     pub(crate) anomalies: Anomalies,
     /// Times the subscriber dropped its connection and resumed on a new one.
     pub(crate) resumes: u64,
+    /// When (Unix µs) the first event published at or after [`Shared::mark_us`] arrived.
+    pub(crate) first_after_mark_us: Option<u64>,
 }
 
 /// Runs one subscriber. `permits` bounds how many connect at once; the permit is held until
@@ -143,6 +171,7 @@ pub(crate) async fn run(
         ledger: SeqLedger::new(head),
         anomalies: Anomalies::default(),
         resumes: 0,
+        first_after_mark_us: None,
     };
     // The first resume is staggered over one period so resumes do not all land at once.
     let mut next_resume =
@@ -196,6 +225,7 @@ struct Reader<'a> {
     ledger: SeqLedger,
     anomalies: Anomalies,
     resumes: u64,
+    first_after_mark_us: Option<u64>,
 }
 
 impl Reader<'_> {
@@ -205,6 +235,7 @@ impl Reader<'_> {
             ledger: self.ledger,
             anomalies: self.anomalies,
             resumes: self.resumes,
+            first_after_mark_us: self.first_after_mark_us,
         }
     }
 
@@ -240,7 +271,10 @@ impl Reader<'_> {
         };
         match msg.kind.as_ref() {
             "event" => self.event(msg, sse_id, received_us),
-            "heartbeat" | "welcome" | "route" => {}
+            "route" => self
+                .shared
+                .route(received_us, msg.route.as_deref().unwrap_or("?")),
+            "heartbeat" | "welcome" => {}
             "reset" => {
                 self.anomalies.resets += 1;
                 self.anomalies.note(|| msg.describe());
@@ -303,10 +337,16 @@ impl Reader<'_> {
         if let Seen::New { .. } = self.ledger.observe(seq) {
             self.shared.delivered.fetch_add(1, Ordering::Relaxed);
             match msg.data.and_then(|d| d.t) {
-                Some(t) => self
-                    .shared
-                    .latency
-                    .record(self.spec.index, received_us.saturating_sub(t)),
+                Some(t) => {
+                    self.shared
+                        .latency
+                        .record(self.spec.index, received_us.saturating_sub(t));
+                    if self.first_after_mark_us.is_none()
+                        && t >= self.shared.mark_us.load(Ordering::Relaxed)
+                    {
+                        self.first_after_mark_us = Some(received_us);
+                    }
+                }
                 None => self.anomalies.no_timestamp += 1,
             }
         }
