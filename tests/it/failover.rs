@@ -129,19 +129,25 @@ async fn a_hung_vendor_mid_stream_costs_no_event_and_no_publish_latency() {
     assert_eq!(s.state.failover.route().jitter, Duration::from_secs(3));
     let _ = (stopped_at, left_after);
 
-    // Every automatic transition is in the audit trail with its reason.
-    s.state.audit.flush().await.unwrap();
-    let entries = s.state.audit.tail(100).await.unwrap();
-    let transitions: Vec<(String, String)> = entries
-        .iter()
-        .filter(|e| e.action.as_str() == "transition_auto")
-        .map(|e| {
-            (
-                e.details["from"].as_str().unwrap().to_string(),
-                e.details["to"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    // Every automatic transition is in the audit trail with its reason. The audit feed records
+    // them from the driver's status snapshots, asynchronously: wait for the last one.
+    let deadline = Instant::now() + PATIENCE;
+    let (entries, transitions) = loop {
+        s.state.audit.flush().await.unwrap();
+        let entries = s.state.audit.tail(100).await.unwrap();
+        let transitions: Vec<(String, String)> = entries
+            .iter()
+            .filter(|e| e.action.as_str() == "transition_auto")
+            .map(|e| {
+                let side = |k: &str| e.details[k].as_str().unwrap().to_string();
+                (side("from"), side("to"))
+            })
+            .collect();
+        if transitions.last().is_some_and(|(_, to)| to == "healthy") || Instant::now() > deadline {
+            break (entries, transitions);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         transitions.contains(&("healthy".into(), "degraded".into())),
         "{transitions:?}"
