@@ -58,6 +58,7 @@ pub(crate) async fn stream(
         signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
         done: false,
+        buf: BytesMut::new(),
         _token: state.lifecycle.track(),
         _conn: Metrics::connection(Transport::Sse),
     };
@@ -105,6 +106,9 @@ struct Connection {
     signals: Signals,
     state: AppState,
     done: bool,
+    /// Reused for every chunk: once hyper has written and dropped a chunk, `reserve` takes the
+    /// same allocation back, so a steady stream does not allocate per chunk.
+    buf: BytesMut,
     _token: TaskTrackerToken,
     _conn: ConnectionGuard,
 }
@@ -131,8 +135,8 @@ impl Connection {
         if self.done {
             return None;
         }
-        // Sized for an event frame and its cursor line, so a chunk is one allocation.
-        let mut out = BytesMut::with_capacity(CHUNK_CAPACITY);
+        let mut out = std::mem::take(&mut self.buf);
+        out.reserve(CHUNK_CAPACITY);
         tokio::select! {
             biased;
             signal = self.signals.next() => match signal {
@@ -175,6 +179,8 @@ impl Connection {
                 out.extend_from_slice(b"\n\n");
             }
         }
-        Some(out.freeze())
+        let chunk = out.split().freeze();
+        self.buf = out;
+        Some(chunk)
     }
 }
