@@ -960,3 +960,42 @@ fn human(s: &Summary) -> Vec<String> {
     lines.push(format!("pass                {}", s.pass));
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lane_figures_from_admin_status() {
+        let status = serde_json::json!({
+            "route": {"route": "self"},
+            "vendors": [{"state": "down", "lanes": {
+                "realtime": {"queued": 1024, "in_flight": 1, "delivered": 6,
+                             "dropped": {"queue_full": 500, "too_old": 3}},
+                "bulk": {"queued": 0, "in_flight": 0, "dropped": {}},
+                "queued_bytes": 245760
+            }}]
+        });
+        let l = LaneFigures::of(&status).unwrap();
+        assert_eq!(
+            (l.realtime_queued, l.realtime_in_flight, l.realtime_dropped),
+            (1024, 1, 503)
+        );
+        assert_eq!(
+            (l.bulk_queued, l.bulk_dropped, l.queued_bytes),
+            (0, 0, 245760)
+        );
+        assert_eq!(
+            (l.vendor_state.as_str(), l.route.as_str()),
+            ("down", "self")
+        );
+        assert!(LaneFigures::of(&serde_json::json!({"vendors": []})).is_none());
+    }
+
+    #[test]
+    fn refuses_pids_that_are_not_a_vendor() {
+        assert!(VendorSignals::new(0).is_err());
+        assert!(VendorSignals::new(1).is_err());
+        assert!(VendorSignals::new(std::process::id()).is_err());
+    }
+}

@@ -155,4 +155,30 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[test]
+    fn parses_a_failover_command_line() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "failover",
+            "--vendor-pid",
+            "4242",
+            "--subscribers",
+            "500",
+            "--rate",
+            "100",
+            "--duration",
+            "30",
+            "--hang-at",
+            "10",
+            "--resume-at",
+            "20",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Failover(_)));
+        assert!(
+            Cli::try_parse_from(["x", "failover", "--subscribers", "5", "--duration", "3"])
+                .is_err()
+        );
+    }
 }
