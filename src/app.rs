@@ -231,12 +231,14 @@ impl App {
     }
 }
 
-/// Background upkeep: trims history by age and reclaims idle channels, one channel lock at a time.
+/// Background upkeep: drains metric samples into histograms, trims history by age and reclaims
+/// idle channels, one channel lock at a time.
 async fn upkeep(state: AppState) {
     let mut tick = tokio::time::interval(state.config.history.prune_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        state.metrics.run_upkeep();
         let registry = state.registry.clone();
         let reclaimed = tokio::task::spawn_blocking(move || registry.prune())
             .await
