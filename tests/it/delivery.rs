@@ -138,22 +138,11 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
     let (_, first) = s.get("/v1/channels/lp/events").await;
     assert_eq!(first["events"], json!([]));
     let next = first["next"].clone();
-    let url = format!(
-        "{}/v1/channels/lp/events?epoch={}&since={}&wait_ms=20000",
-        s.base,
+    let waiting = s.spawn_get(&format!(
+        "/v1/channels/lp/events?epoch={}&since={}&wait_ms=20000",
         next["epoch"].as_str().unwrap(),
         next["seq"]
-    );
-    let http = s.http.clone();
-    let waiting = tokio::spawn(async move {
-        http.get(url)
-            .send()
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    });
+    ));
     // The poll is parked on the channel's live feed before we publish.
     eventually("the long poll to park", || {
         s.state.registry.subscriber_count_of("lp") == 1

@@ -17,19 +17,7 @@ async fn shutdown_tells_every_connection_to_go_within_the_limit() {
     ws_expect(&mut ws, "subscribed").await;
     let mut sse = Sse::open(&s, "?channel=a", None).await;
     sse.expect("subscribed").await;
-    let long_poll = {
-        let url = format!("{}/v1/channels/a/events?since=0&wait_ms=25000", s.base);
-        let http = s.http.clone();
-        tokio::spawn(async move {
-            http.get(url)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        })
-    };
+    let long_poll = s.spawn_get("/v1/channels/a/events?since=0&wait_ms=25000");
     eventually("the long poll to park", || {
         s.state.registry.subscriber_count_of("a") == 3
     })

@@ -118,6 +118,14 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Starts a GET of `path` in the background (a long poll), answering its JSON body.
+    pub fn spawn_get(&self, path: &str) -> JoinHandle<Value> {
+        let (http, url) = (self.http.clone(), format!("{}{path}", self.base));
+        tokio::spawn(async move { http.get(url).send().await.unwrap().json().await.unwrap() })
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop.take().map(|tx| tx.send(()));
