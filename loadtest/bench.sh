@@ -5,6 +5,8 @@
 # RUNS defaults to 3; OUT_DIR to ./artifacts/bench-<time>; NAMEs pick benchmarks
 # (a-ws a-sse b c d; default all). Each run waits until the machine is quiet (other
 # processes below 15% CPU) so a concurrent build does not skew the figures.
+# BENCH_BIN=<dir> re-uses the understudy and understudy-loadtest binaries in <dir> (e.g. an
+# earlier OUT_DIR/bin) instead of building.
 set -euo pipefail
 
 RUNS=${1:-3}
@@ -20,11 +22,16 @@ KEY=bench-publisher-key
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-cargo build --release --manifest-path "$ROOT/Cargo.toml" -p understudy -p understudy-loadtest >&2
-# Private copies: a rebuild during the runs must not swap the binaries under them.
 BIN="$OUT/bin"
 mkdir -p "$BIN"
-cp "$ROOT/target/release/understudy" "$ROOT/target/release/understudy-loadtest" "$BIN/"
+if [ -n "${BENCH_BIN:-}" ]; then
+  # Re-measure binaries kept from an earlier run (its OUT_DIR/bin).
+  cp "$BENCH_BIN/understudy" "$BENCH_BIN/understudy-loadtest" "$BIN/"
+else
+  cargo build --release --manifest-path "$ROOT/Cargo.toml" -p understudy -p understudy-loadtest >&2
+  # Private copies: a rebuild during the runs must not swap the binaries under them.
+  cp "$ROOT/target/release/understudy" "$ROOT/target/release/understudy-loadtest" "$BIN/"
+fi
 
 declare -A ARGS=(
   [a-ws]="fanout --transport ws --subscribers 1000 --channels 1 --rate 100 --duration 10"
@@ -97,7 +104,7 @@ start_server() {
   echo "nproc: $(nproc)"
   lscpu | head -20
   echo "kernel: $(uname -srm)"
-  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)"
+  echo "commit: $(git -C "$ROOT" rev-parse --short HEAD)${BENCH_BIN:+ (binaries from $BENCH_BIN)}"
 } > "$OUT/machine.txt"
 
 RESULTS="$OUT/results.jsonl"
