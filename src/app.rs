@@ -11,9 +11,12 @@ use tracing::{info, warn};
 
 use crate::auth::{AdminTokens, PublisherKeys, SubscriberAuth};
 use crate::config::Config;
+use crate::config::EngineConfig;
 use crate::core::history::HistoryLimits;
 use crate::core::idempotency::IdempotencyLimits;
 use crate::core::{ChannelLimits, Registry, RegistryLimits};
+use crate::engine::redis::RedisEngine;
+use crate::engine::{Engine, EngineError};
 use crate::failover::Failover;
 use crate::lifecycle::Lifecycle;
 use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
@@ -27,8 +30,8 @@ use crate::vendor::BuildError;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub config: Arc<Config>,
-    /// Channels, sequencing, history and live fan-out on this node.
-    pub registry: Arc<Registry>,
+    /// Channels, sequencing, history and live fan-out: this node's, or shared through Redis.
+    pub engine: Arc<Engine>,
     pub publishers: Arc<PublisherKeys>,
     pub subscribers: Arc<SubscriberAuth>,
     pub admins: Arc<AdminTokens>,
@@ -45,18 +48,10 @@ pub struct AppState {
     pub control: Arc<Control>,
 }
 
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("stats", &self.stats())
-            .finish()
-    }
-}
-
 impl AppState {
     /// Builds the state and starts the vendor side (lanes, canaries, the failover driver) on
     /// `background`, which outlives the connections and stops last.
-    pub fn new(config: Config, background: &Background) -> Result<Self, BuildError> {
+    pub fn new(config: Config, background: &Background) -> Result<Self, StartError> {
         let limits = RegistryLimits {
             channel: ChannelLimits {
                 history: HistoryLimits {
@@ -80,12 +75,26 @@ impl AppState {
             background.cancel.clone(),
         )?;
         let (audit, _writer) = Audit::start(config.audit.clone());
+        let engine = match &config.engine {
+            EngineConfig::Memory => Engine::memory(Arc::new(Registry::new(limits))),
+            EngineConfig::Redis(redis) => {
+                let registry = Arc::new(Registry::mirror(limits));
+                let shared = RedisEngine::start(
+                    redis,
+                    registry.clone(),
+                    &background.tasks,
+                    background.cancel.clone(),
+                )?;
+                info!(redis = %shared.display(), node = shared.node(), "engine: redis");
+                Engine::shared(registry, shared)
+            }
+        };
         Ok(Self {
             maintenance: Maintenance::default(),
             control: Arc::new(Control::default()),
             audit,
             failover,
-            registry: Arc::new(Registry::new(limits)),
+            engine: Arc::new(engine),
             publishers: Arc::new(PublisherKeys::new(config.auth.publisher_keys.clone())),
             subscribers: Arc::new(SubscriberAuth::new(
                 config.auth.subscribe,
@@ -97,6 +106,15 @@ impl AppState {
             config: Arc::new(config),
         })
     }
+}
+
+/// Why the node's state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Vendor(#[from] BuildError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 /// Background tasks that serve the whole node rather than one connection (vendor lanes,
@@ -135,7 +153,7 @@ pub struct App {
 
 impl App {
     /// Builds the app and starts its background side. Must be called inside a Tokio runtime.
-    pub fn build(config: Config, listeners: Listeners) -> Result<Self, BuildError> {
+    pub fn build(config: Config, listeners: Listeners) -> Result<Self, StartError> {
         for warning in config.uses_dev_credentials() {
             warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
         }
@@ -239,7 +257,8 @@ async fn upkeep(state: AppState) {
     loop {
         tick.tick().await;
         state.metrics.run_upkeep();
-        let registry = state.registry.clone();
+        crate::ops::metrics::Metrics::engine_up().set(if state.engine.is_up() { 1.0 } else { 0.0 });
+        let registry = state.engine.registry().clone();
         let reclaimed = tokio::task::spawn_blocking(move || registry.prune())
             .await
             .unwrap_or(0);

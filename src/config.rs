@@ -3,6 +3,7 @@
 //! configuration is reported in full before any port is bound.
 
 mod audit;
+mod engine;
 mod raw;
 mod secret;
 mod vendors;
@@ -10,6 +11,7 @@ mod vendors;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use engine::{EngineConfig, RedisConfig};
 pub use raw::Raw;
 pub use secret::Secret;
 pub use vendors::Vendors;
@@ -40,6 +42,8 @@ pub struct Config {
     pub demo: Demo,
     pub vendors: Vendors,
     pub audit: crate::ops::audit::AuditConfig,
+    /// Memory, or a Redis shared by several nodes.
+    pub engine: EngineConfig,
     /// Longest planned maintenance window.
     pub max_maintenance_window: Duration,
 }

@@ -11,6 +11,8 @@
 //! - [`auth`]: publisher keys, subscriber tokens, named admin tokens.
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
+//! - [`engine`]: memory or Redis: where channels are sequenced, kept and fanned out; with Redis,
+//!   several nodes share them and this node's registry mirrors the channels its clients watch.
 //! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, client.js), the
 //!   wire types, the one error mapping, and per-connection control signals.
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
@@ -27,6 +29,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod core;
+pub mod engine;
 pub mod failover;
 pub mod lifecycle;
 pub mod ops;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::audit::RawAudit;
+use super::engine::RawEngine;
 use super::vendors::RawVendors;
 use super::*;
 
@@ -24,6 +25,7 @@ pub struct Raw {
     vendors: RawVendors,
     audit: RawAudit,
     maintenance: RawMaintenance,
+    engine: RawEngine,
     /// Environment values that could not be applied; reported by `validate` with the rest.
     #[serde(skip)]
     env_errors: Vec<String>,
@@ -171,6 +173,9 @@ impl Raw {
         }
         if let Some(dir) = env("UNDERSTUDY_AUDIT_DIR") {
             self.audit.dir = dir;
+        }
+        if let Some(url) = env("UNDERSTUDY_ENGINE_URL") {
+            self.engine.url = url;
         }
         if let Some(url) = env("UNDERSTUDY_VENDOR_URL") {
             self.vendors.urls = vec![url];
@@ -321,6 +326,7 @@ impl Raw {
         );
         let vendors = self.vendors.validate(&mut errs);
         let audit = self.audit.validate(&mut errs);
+        let engine = self.engine.validate(&mut errs);
         if self.maintenance.max_window_secs == 0 {
             errs.push("maintenance.max_window_secs must be greater than 0".into());
         }
@@ -372,6 +378,7 @@ impl Raw {
             },
             vendors,
             audit,
+            engine,
             max_maintenance_window: Duration::from_secs(self.maintenance.max_window_secs),
             auth: Auth {
                 publisher_keys: self

@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     pub(crate) limits: ChannelLimits,
     pub(crate) history_bytes: AtomicUsize,
     pub(crate) history_events: AtomicUsize,
+    /// The channels mirror a shared engine: the engine sequences and keeps the history of record,
+    /// so an unwatched channel may be reclaimed with history left (it is loaded again on demand).
+    pub(crate) mirror: bool,
 }
 
 /// The channel was reclaimed between lookup and lock; look it up again.
@@ -56,6 +59,39 @@ struct State {
     last_active: Instant,
     /// Set under the lock when the registry removes the channel; nothing joins it afterwards.
     reclaimed: bool,
+}
+
+/// What became of an event sequenced elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Already held: at or before the head.
+    Stale,
+    /// Events between the head and this one are missing; nothing was applied.
+    Gap {
+        head: u64,
+    },
+    /// The event belongs to another epoch; nothing was applied.
+    OtherEpoch,
+}
+
+/// A channel's state as held elsewhere: its epoch, its head and the history it still has,
+/// contiguous and ending at `head`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub epoch: Epoch,
+    pub head: u64,
+    pub events: Vec<Arc<Event>>,
+}
+
+impl Snapshot {
+    fn fresh() -> Self {
+        Self {
+            epoch: Epoch::random(),
+            head: 0,
+            events: Vec::new(),
+        }
+    }
 }
 
 /// The result of a publish.
@@ -120,19 +156,34 @@ pub struct Read {
 
 impl Channel {
     pub(crate) fn new(name: ChannelName, shared: Arc<Shared>, now: Instant) -> Self {
-        Self {
+        Self::from_snapshot(name, shared, Snapshot::fresh(), now)
+    }
+
+    /// A channel that starts where a snapshot taken elsewhere stands (a mirror of a shared engine).
+    pub(crate) fn from_snapshot(
+        name: ChannelName,
+        shared: Arc<Shared>,
+        snapshot: Snapshot,
+        now: Instant,
+    ) -> Self {
+        let ch = Self {
             name,
             shared,
             state: Mutex::new(State {
-                epoch: Epoch::random(),
-                head: 0,
+                epoch: snapshot.epoch.clone(),
+                head: snapshot.head,
                 history: History::default(),
                 ids: IdempotencyWindow::default(),
                 live: None,
                 last_active: now,
                 reclaimed: false,
             }),
+        };
+        if !snapshot.events.is_empty() {
+            ch.restart(snapshot, now)
+                .expect("a channel being built is not reclaimed");
         }
+        ch
     }
 
     pub fn name(&self) -> &ChannelName {
@@ -162,8 +213,7 @@ impl Channel {
                 });
             }
         }
-        st.head += 1;
-        let seq = st.head;
+        let seq = st.head + 1;
         let id = draft.id.clone();
         let event = Arc::new(Event::build(
             self.name.clone(),
@@ -177,7 +227,27 @@ impl Channel {
         if draft.idempotent {
             st.ids.remember(id.clone(), seq, now, &limits.idempotency);
         }
-        let st = &mut *st;
+        self.append(&mut st, event.clone(), now);
+        Ok(Published {
+            seq,
+            epoch: st.epoch.clone(),
+            id,
+            duplicate: false,
+            event: Some(event),
+        })
+    }
+
+    /// Moves the shared figures from what this channel held before to what it holds now.
+    fn account(&self, len_before: usize, bytes_before: usize, history: &History) {
+        adjust(&self.shared.history_events, len_before, history.len());
+        adjust(&self.shared.history_bytes, bytes_before, history.bytes());
+    }
+
+    /// Appends the next event of the current epoch to history, keeps the caps and hands it to the
+    /// live feed. The caller holds the lock and has checked `event.seq == head + 1`.
+    fn append(&self, st: &mut State, event: Arc<Event>, now: Instant) {
+        let limits = &self.shared.limits;
+        st.head = event.seq;
         let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
         st.history.push(event.clone(), &limits.history);
         st.history.trim_age(limits.history.max_age, now);
@@ -194,21 +264,60 @@ impl Channel {
         self.account(len_before, bytes_before + grown, &st.history);
         if let Some(live) = &st.live {
             // An error only means nobody is listening right now.
-            let _ = live.send(event.clone());
+            let _ = live.send(event);
         }
-        Ok(Published {
-            seq,
-            epoch: st.epoch.clone(),
-            id,
-            duplicate: false,
-            event: Some(event),
-        })
     }
 
-    /// Moves the shared figures from what this channel held before to what it holds now.
-    fn account(&self, len_before: usize, bytes_before: usize, history: &History) {
-        adjust(&self.shared.history_events, len_before, history.len());
-        adjust(&self.shared.history_bytes, bytes_before, history.bytes());
+    /// Applies an event sequenced elsewhere (a mirror of a shared engine). Only the next event of
+    /// the current epoch is taken; anything else is reported so the caller can fill or restart.
+    pub(crate) fn apply(&self, event: Arc<Event>, now: Instant) -> Result<Applied, Reclaimed> {
+        let mut st = self.state.lock();
+        if st.reclaimed {
+            return Err(Reclaimed);
+        }
+        if event.epoch != st.epoch {
+            return Ok(Applied::OtherEpoch);
+        }
+        if event.seq <= st.head {
+            return Ok(Applied::Stale);
+        }
+        if event.seq != st.head + 1 {
+            return Ok(Applied::Gap { head: st.head });
+        }
+        self.append(&mut st, event, now);
+        Ok(Applied::Applied)
+    }
+
+    /// Replaces the whole state with a snapshot taken elsewhere (a new epoch, or a gap that could
+    /// not be filled). Live subscribers are cut off, so each resumes from its position and gets
+    /// the replay or the `reset` its position calls for.
+    pub(crate) fn restart(&self, snapshot: Snapshot, now: Instant) -> Result<(), Reclaimed> {
+        let limits = &self.shared.limits;
+        let mut st = self.state.lock();
+        if st.reclaimed {
+            return Err(Reclaimed);
+        }
+        let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
+        st.epoch = snapshot.epoch;
+        st.head = snapshot.head;
+        st.history = History::default();
+        st.ids = IdempotencyWindow::default();
+        st.live = None;
+        for event in snapshot.events {
+            st.history.push(event, &limits.history);
+        }
+        st.history.trim_age(limits.history.max_age, now);
+        self.account(len_before, bytes_before, &st.history);
+        Ok(())
+    }
+
+    /// The channel's epoch and last seq.
+    pub fn head(&self) -> Position {
+        let st = self.state.lock();
+        Position {
+            epoch: st.epoch.clone(),
+            seq: st.head,
+        }
     }
 
     pub(crate) fn subscribe(
@@ -308,23 +417,27 @@ impl Channel {
         if st.live.as_ref().is_some_and(|l| l.receiver_count() == 0) {
             st.live = None;
         }
-        Self::is_reclaimable(st, limits, now)
+        Self::is_reclaimable(st, &self.shared, now)
     }
 
     /// Marks the channel reclaimed if it still qualifies. Called by the registry while it removes
     /// the channel from its map, so nothing can join it in between.
     pub(crate) fn try_reclaim(&self, now: Instant) -> bool {
         let mut st = self.state.lock();
-        if Self::is_reclaimable(&st, &self.shared.limits, now) {
+        if !st.reclaimed && Self::is_reclaimable(&st, &self.shared, now) {
             st.reclaimed = true;
+            // A mirror may go with history left; what it held leaves the shared figures.
+            let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
+            st.history = History::default();
+            self.account(len_before, bytes_before, &st.history);
         }
         st.reclaimed
     }
 
-    fn is_reclaimable(st: &State, limits: &ChannelLimits, now: Instant) -> bool {
+    fn is_reclaimable(st: &State, shared: &Shared, now: Instant) -> bool {
         st.live.as_ref().is_none_or(|l| l.receiver_count() == 0)
-            && st.history.is_empty()
-            && now.saturating_duration_since(st.last_active) >= limits.idle_reclaim
+            && (shared.mirror || st.history.is_empty())
+            && now.saturating_duration_since(st.last_active) >= shared.limits.idle_reclaim
     }
 
     /// Live subscribers right now.

@@ -13,4 +13,7 @@ pub enum CoreError {
     ChannelLimit(usize),
     #[error("{0}")]
     InvalidCursor(String),
+    /// A mirror registry does not hold the channel yet; the engine installs it and asks again.
+    #[error("channel {0:?} is not loaded on this node yet; retry")]
+    NotMirrored(String),
 }

@@ -8,15 +8,29 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::channel::{ChannelLimits, ReadFrom, Reclaimed, Shared};
+use super::channel::{Applied, ChannelLimits, ReadFrom, Reclaimed, Shared, Snapshot};
 use super::event::now_ms;
-use super::{Channel, ChannelName, CoreError, EventDraft, Position, Published, Read, Subscription};
+use super::{
+    Channel, ChannelName, CoreError, Event, EventDraft, Position, Published, Read, Subscription,
+};
 
 /// Limits of the registry as a whole.
 #[derive(Debug, Clone, Copy)]
 pub struct RegistryLimits {
     pub channel: ChannelLimits,
     pub max_channels: usize,
+}
+
+/// What [`Registry::install`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    Created,
+    /// Already at the snapshot, or ahead of it.
+    Current,
+    /// Missing events applied in order.
+    CaughtUp,
+    /// Replaced by the snapshot; live subscribers cut off.
+    Restarted,
 }
 
 /// Figures for metrics and status.
@@ -36,13 +50,26 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A registry that sequences its own channels (the memory engine).
     pub fn new(limits: RegistryLimits) -> Self {
+        Self::build(limits, false)
+    }
+
+    /// A registry of mirrors: channels are sequenced by a shared engine and enter through
+    /// [`Registry::install`]; subscribe and read on a channel not installed answer
+    /// [`CoreError::NotMirrored`].
+    pub fn mirror(limits: RegistryLimits) -> Self {
+        Self::build(limits, true)
+    }
+
+    fn build(limits: RegistryLimits, mirror: bool) -> Self {
         Self {
             channels: DashMap::new(),
             shared: Arc::new(Shared {
                 limits: limits.channel,
                 history_bytes: AtomicUsize::new(0),
                 history_events: AtomicUsize::new(0),
+                mirror,
             }),
             max_channels: limits.max_channels,
             reclaimed: AtomicUsize::new(0),
@@ -53,6 +80,9 @@ impl Registry {
     fn channel(&self, name: &ChannelName, now: Instant) -> Result<Arc<Channel>, CoreError> {
         if let Some(ch) = self.channels.get(name) {
             return Ok(ch.clone());
+        }
+        if self.shared.mirror {
+            return Err(CoreError::NotMirrored(name.to_string()));
         }
         if self.channels.len() >= self.max_channels {
             return Err(CoreError::ChannelLimit(self.max_channels));
@@ -119,6 +149,80 @@ impl Registry {
         self.with_channel(name, |ch, now| ch.read(from, limit, watch, now))
     }
 
+    /// Installs a mirror channel at a snapshot, or brings an installed one up to it: events past
+    /// its head are applied in order; a different epoch, or a snapshot that does not join up with
+    /// what it holds, restarts it (its live subscribers are cut off and resume).
+    pub fn install(&self, name: &ChannelName, snapshot: Snapshot) -> Result<Installed, CoreError> {
+        let now = Instant::now();
+        let ch = match self.channels.get(name).map(|c| c.clone()) {
+            Some(ch) => ch,
+            None => {
+                if self.channels.len() >= self.max_channels {
+                    return Err(CoreError::ChannelLimit(self.max_channels));
+                }
+                let mut created = false;
+                let ch = self
+                    .channels
+                    .entry(name.clone())
+                    .or_insert_with(|| {
+                        created = true;
+                        let shared = self.shared.clone();
+                        Arc::new(Channel::from_snapshot(
+                            name.clone(),
+                            shared,
+                            snapshot.clone(),
+                            now,
+                        ))
+                    })
+                    .clone();
+                if created {
+                    return Ok(Installed::Created);
+                }
+                ch
+            }
+        };
+        let head = ch.head();
+        if head.epoch == snapshot.epoch && head.seq >= snapshot.head {
+            return Ok(Installed::Current);
+        }
+        if head.epoch == snapshot.epoch {
+            let joins = snapshot
+                .events
+                .first()
+                .is_some_and(|e| e.seq <= head.seq + 1);
+            if joins {
+                for event in snapshot.events.iter().filter(|e| e.seq > head.seq) {
+                    if !matches!(ch.apply(event.clone(), now), Ok(Applied::Applied)) {
+                        break;
+                    }
+                }
+                if ch.head().seq == snapshot.head {
+                    return Ok(Installed::CaughtUp);
+                }
+            }
+        }
+        // A reclaimed channel needs no restart: the next subscriber installs it afresh.
+        let _ = ch.restart(snapshot, now);
+        Ok(Installed::Restarted)
+    }
+
+    /// Applies one event sequenced by the shared engine to its mirror, if this node mirrors it.
+    pub fn apply(&self, event: Arc<Event>) -> Option<Applied> {
+        let ch = self.channels.get(&event.channel).map(|c| c.clone())?;
+        ch.apply(event, Instant::now()).ok()
+    }
+
+    /// Epoch and head of a channel this node holds.
+    pub fn head_of(&self, name: &ChannelName) -> Option<Position> {
+        let ch = self.channels.get(name).map(|c| c.clone())?;
+        Some(ch.head())
+    }
+
+    /// Names of every channel held now.
+    pub fn names(&self) -> Vec<ChannelName> {
+        self.channels.iter().map(|e| e.key().clone()).collect()
+    }
+
     /// One pass of upkeep over every channel. Each channel is locked on its own, briefly; the map
     /// is only write-locked (one shard) to remove a channel that still qualifies under its lock.
     pub fn prune(&self) -> usize {
@@ -167,7 +271,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
-    use crate::core::channel::Start;
+    use crate::core::channel::{Snapshot, Start};
     use crate::core::history::HistoryLimits;
     use crate::core::idempotency::IdempotencyLimits;
     use crate::core::ResetReason;
@@ -327,5 +431,98 @@ mod tests {
             CoreError::ChannelLimit(10)
         );
         assert!(r.publish(&ch("c3"), &draft(None)).is_ok());
+    }
+
+    fn event(name: &str, epoch: &crate::core::Epoch, seq: u64) -> Arc<Event> {
+        Arc::new(Event::build(
+            ch(name),
+            seq,
+            epoch.clone(),
+            &draft(None),
+            Arc::from(format!("e{seq}")),
+            crate::core::event::now_ms(),
+            Instant::now(),
+        ))
+    }
+
+    fn snapshot(name: &str, epoch: &crate::core::Epoch, from: u64, head: u64) -> Snapshot {
+        Snapshot {
+            epoch: epoch.clone(),
+            head,
+            events: (from..=head).map(|s| event(name, epoch, s)).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mirror_serves_only_installed_channels_and_applies_in_order() {
+        let r = Registry::mirror(limits(100));
+        assert!(matches!(
+            r.subscribe(&ch("m"), None),
+            Err(CoreError::NotMirrored(_))
+        ));
+        let ep = crate::core::Epoch::from_client("e1");
+        assert_eq!(
+            r.install(&ch("m"), snapshot("m", &ep, 1, 3)).unwrap(),
+            Installed::Created
+        );
+        let mut sub = r.subscribe(&ch("m"), None).unwrap();
+        assert_eq!(sub.head.seq, 3);
+        assert_eq!(r.apply(event("m", &ep, 3)), Some(Applied::Stale));
+        assert_eq!(r.apply(event("m", &ep, 5)), Some(Applied::Gap { head: 3 }));
+        assert_eq!(r.apply(event("m", &ep, 4)), Some(Applied::Applied));
+        assert_eq!(sub.live.recv().await.unwrap().seq, 4);
+        let other = crate::core::Epoch::from_client("e2");
+        assert_eq!(r.apply(event("m", &other, 5)), Some(Applied::OtherEpoch));
+        assert_eq!(r.apply(event("unknown", &ep, 1)), None);
+        // A snapshot further on joins up: the missing events are applied, live.
+        assert_eq!(
+            r.install(&ch("m"), snapshot("m", &ep, 3, 6)).unwrap(),
+            Installed::CaughtUp
+        );
+        assert_eq!(sub.live.recv().await.unwrap().seq, 5);
+        assert_eq!(sub.live.recv().await.unwrap().seq, 6);
+    }
+
+    #[tokio::test]
+    async fn a_new_epoch_or_a_gap_restarts_the_mirror_and_cuts_its_subscribers_off() {
+        let r = Registry::mirror(limits(100));
+        let ep = crate::core::Epoch::from_client("e1");
+        r.install(&ch("m"), snapshot("m", &ep, 1, 2)).unwrap();
+        let mut sub = r.subscribe(&ch("m"), None).unwrap();
+        // History no longer reaches back to the mirror's head: restart.
+        assert_eq!(
+            r.install(&ch("m"), snapshot("m", &ep, 5, 7)).unwrap(),
+            Installed::Restarted
+        );
+        assert!(matches!(
+            sub.live.recv().await,
+            Err(tokio::sync::broadcast::error::RecvError::Closed)
+        ));
+        let pos = Position {
+            epoch: ep.clone(),
+            seq: 2,
+        };
+        let again = r.subscribe(&ch("m"), Some(&pos)).unwrap();
+        assert!(matches!(
+            again.start,
+            Start::Reset(ResetReason::HistoryExceeded)
+        ));
+        let e2 = crate::core::Epoch::from_client("e2");
+        assert_eq!(
+            r.install(&ch("m"), snapshot("m", &e2, 1, 1)).unwrap(),
+            Installed::Restarted
+        );
+        assert_eq!(r.head_of(&ch("m")).unwrap().epoch, e2);
+        assert_eq!(r.stats().history_events, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unwatched_mirror_is_reclaimed_with_its_history() {
+        let r = Registry::mirror(limits(100));
+        let ep = crate::core::Epoch::from_client("e1");
+        r.install(&ch("m"), snapshot("m", &ep, 1, 3)).unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(r.prune(), 1, "the engine keeps the history of record");
+        assert_eq!(r.stats(), RegistryStats::default());
     }
 }

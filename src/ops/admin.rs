@@ -51,7 +51,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::counter!("understudy_audit_write_errors_total").absolute(audit.write_errors);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(state.registry.stats()),
+        state.metrics.render(state.engine.registry().stats()),
     )
 }
 

@@ -22,6 +22,9 @@ pub const RESETS_TOTAL: &str = "understudy_resets_total";
 pub const CHANNELS: &str = "understudy_channels";
 pub const HISTORY_EVENTS: &str = "understudy_history_events";
 pub const HISTORY_BYTES: &str = "understudy_history_bytes";
+pub const ENGINE_UP: &str = "understudy_engine_up";
+pub const ENGINE_RESYNC_TOTAL: &str = "understudy_engine_resyncs_total";
+pub const ENGINE_ERRORS_TOTAL: &str = "understudy_engine_errors_total";
 
 /// Transports, as metric label values.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +130,22 @@ impl Metrics {
             counter!(RESETS_TOTAL, "transport" => transport.as_str(), "reason" => reason),
             Total::Reset(transport),
         )
+    }
+
+    /// A mirrored channel found a gap or a new epoch in what Redis sent and was reloaded.
+    pub fn engine_resync() -> Counter {
+        counter!(ENGINE_RESYNC_TOTAL)
+    }
+
+    /// A call to the shared engine failed or timed out (`op`: publish, load).
+    pub fn engine_error(op: &'static str) -> Counter {
+        counter!(ENGINE_ERRORS_TOTAL, "op" => op)
+    }
+
+    /// 1 while the shared engine is connected and every mirror is up to date (always 1 in
+    /// memory mode).
+    pub fn engine_up() -> Gauge {
+        gauge!(ENGINE_UP)
     }
 
     /// Counts a connection for as long as the guard lives.

@@ -67,7 +67,7 @@ fn vendor_json(v: &VendorStatus, state: &AppState, now: Instant) -> Value {
 
 pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
     let now = Instant::now();
-    let stats = state.registry.stats();
+    let stats = state.engine.registry().stats();
     json!({
         "mode": mode_json(&status.mode, now),
         "route": route_json(&status.route, now),

@@ -51,6 +51,8 @@ pub enum ApiError {
     TransportDisabled(&'static str),
     #[error("request body could not be read")]
     BodyUnreadable,
+    #[error("{0}")]
+    EngineUnavailable(String),
     #[error("the audit trail could not be read; see the server log")]
     AuditUnreadable,
 }
@@ -71,7 +73,7 @@ impl ApiError {
             InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ChannelLimit(_) | ShuttingDown | TransportDisabled(_) => {
+            ChannelLimit(_) | ShuttingDown | TransportDisabled(_) | EngineUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AuditUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,6 +103,7 @@ impl ApiError {
             TransportDisabled(_) => "transport_disabled",
             BodyUnreadable => "body_unreadable",
             AuditUnreadable => "audit_unreadable",
+            EngineUnavailable(_) => "engine_unavailable",
         }
     }
 
@@ -122,6 +125,18 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidField(m) => Self::InvalidField(m),
             CoreError::InvalidCursor(m) => Self::InvalidCursor(m),
             e @ CoreError::ChannelLimit(_) => Self::ChannelLimit(e.to_string()),
+            e @ CoreError::NotMirrored(_) => Self::EngineUnavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::engine::EngineError> for ApiError {
+    fn from(e: crate::engine::EngineError) -> Self {
+        match e {
+            crate::engine::EngineError::Core(e) => e.into(),
+            e @ crate::engine::EngineError::Unavailable(_) => {
+                Self::EngineUnavailable(e.to_string())
+            }
         }
     }
 }

@@ -161,7 +161,7 @@ async fn wait_for_any(
     let watch = !wait.is_zero() && !state.lifecycle.is_draining();
     let mut reads = Vec::with_capacity(wanted.len());
     for (ch, from) in &wanted {
-        reads.push((ch.clone(), state.registry.read(ch, from, limit, watch)?));
+        reads.push((ch.clone(), state.engine.read(ch, from, limit, watch).await?));
     }
     let ready = reads
         .iter()
@@ -186,7 +186,10 @@ async fn wait_for_any(
     let mut again = Vec::with_capacity(reads.len());
     for (ch, first) in reads {
         let from = ReadFrom::After(first.next);
-        again.push((ch.clone(), state.registry.read(&ch, &from, limit, false)?));
+        again.push((
+            ch.clone(),
+            state.engine.read(&ch, &from, limit, false).await?,
+        ));
     }
     Ok(again)
 }

@@ -31,7 +31,7 @@ pub(crate) async fn publish(
         authorize(&state, &headers)?;
         let bytes = read_json_body(&headers, body, state.config.publish.max_body_bytes).await?;
         let item = parse_json::<PublishBody>(&bytes)?;
-        let answer = publish_item(&state, item)?;
+        let answer = publish_item(&state, item).await?;
         Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
     }
     .await;
@@ -52,31 +52,29 @@ pub(crate) async fn batch(
         return Err(ApiError::TooManyEvents(max));
     }
     let (mut published, mut failed) = (0, 0);
-    let results: Vec<serde_json::Value> = batch
-        .events
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            let started = Instant::now();
-            let outcome = parse_json::<PublishBody>(raw.get().as_bytes())
-                .map_err(|e| locate(e, i))
-                .and_then(|item| publish_item(&state, item));
-            record(&state, &outcome, started);
-            match outcome {
-                Ok(mut v) => {
-                    published += 1;
-                    v["status"] = json!(202);
-                    v
-                }
-                Err(e) => {
-                    failed += 1;
-                    let mut v = e.body();
-                    v["status"] = json!(e.status().as_u16());
-                    v
-                }
+    // In order, one after another: events of a batch on one channel keep the batch's order.
+    let mut results: Vec<serde_json::Value> = Vec::with_capacity(batch.events.len());
+    for (i, raw) in batch.events.iter().enumerate() {
+        let started = Instant::now();
+        let outcome = match parse_json::<PublishBody>(raw.get().as_bytes()) {
+            Ok(item) => publish_item(&state, item).await,
+            Err(e) => Err(locate(e, i)),
+        };
+        record(&state, &outcome, started);
+        results.push(match outcome {
+            Ok(mut v) => {
+                published += 1;
+                v["status"] = json!(202);
+                v
             }
-        })
-        .collect();
+            Err(e) => {
+                failed += 1;
+                let mut v = e.body();
+                v["status"] = json!(e.status().as_u16());
+                v
+            }
+        });
+    }
     Ok(Json(json!({"published": published, "failed": failed, "results": results})).into_response())
 }
 
@@ -114,7 +112,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Validates one publish item whole, then publishes it to each of its channels and hands each
 /// new event to the vendor lanes. The one publish path: the API and the clinic demo's backend.
-pub(crate) fn publish_item(
+pub(crate) async fn publish_item(
     state: &AppState,
     item: PublishBody,
 ) -> Result<serde_json::Value, ApiError> {
@@ -167,7 +165,7 @@ pub(crate) fn publish_item(
         }
     };
     let draft = EventDraft::new(Arc::from(item.name), data, item.id.map(Arc::from));
-    let published = state.registry.publish_all(&channels, &draft)?;
+    let published = state.engine.publish_all(&channels, &draft).await?;
     let mut results = Vec::with_capacity(published.len());
     for (ch, p) in channels.iter().zip(&published) {
         if let Some(event) = &p.event {

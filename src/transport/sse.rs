@@ -67,7 +67,7 @@ pub(crate) async fn stream(
     let mut replayed = 0;
     for ch in channels {
         let since: Option<Position> = resume.get(&ch).cloned();
-        let sub = state.registry.subscribe(&ch, since.as_ref())?;
+        let sub = state.engine.subscribe(&ch, since.as_ref()).await?;
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Sse);
         replayed += opening.len() as u64 - 1;
         for out in opening {

@@ -160,16 +160,26 @@ pub(crate) enum FeedItem {
     Lagged,
 }
 
+/// One channel's live stream. It ends with a lag marker: a channel's sender is dropped only when
+/// a mirror restarts (a shared engine lost history or started a new epoch), and the connection
+/// must then resume from its position like a connection that fell behind, never go on without
+/// the channel.
+type Live = tokio_stream::adapters::Chain<
+    BroadcastStream<Arc<Event>>,
+    tokio_stream::Once<Result<Arc<Event>, BroadcastStreamRecvError>>,
+>;
+
 /// The live subscriptions of one connection.
 #[derive(Default)]
 pub(crate) struct Feed {
-    streams: StreamMap<ChannelName, BroadcastStream<Arc<Event>>>,
+    streams: StreamMap<ChannelName, Live>,
 }
 
 impl Feed {
     pub(crate) fn insert(&mut self, sub: Subscription) {
+        let cut = tokio_stream::once(Err(BroadcastStreamRecvError::Lagged(0)));
         self.streams
-            .insert(sub.channel, BroadcastStream::new(sub.live));
+            .insert(sub.channel, BroadcastStream::new(sub.live).chain(cut));
     }
 
     pub(crate) fn remove(&mut self, channel: &ChannelName) -> bool {
@@ -192,8 +202,6 @@ impl Feed {
         match self.streams.next().await {
             Some((_, Ok(ev))) => FeedItem::Event(ev),
             Some((_, Err(BroadcastStreamRecvError::Lagged(_)))) => FeedItem::Lagged,
-            // A stream only ends when its channel's sender is gone, which cannot happen while we
-            // hold a receiver; treat it as lag so the client resumes from history.
             None => FeedItem::Lagged,
         }
     }

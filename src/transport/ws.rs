@@ -289,7 +289,7 @@ impl Session {
         if !self.feed.contains(&ch) && self.feed.len() >= max {
             return Ok(Some(End::Policy));
         }
-        let sub = match self.state.registry.subscribe(&ch, since.as_ref()) {
+        let sub = match self.state.engine.subscribe(&ch, since.as_ref()).await {
             Ok(sub) => sub,
             Err(e) => {
                 let e = ApiError::from(e);

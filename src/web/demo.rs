@@ -51,7 +51,9 @@ struct Demo {
     channel: ChannelName,
     /// The checked-in tickets. Check-ins add and publish under this lock, and the list is read
     /// with the channel position under it, so a list and its position always agree.
-    board: parking_lot::Mutex<Board>,
+    /// An async lock: a check-in publishes while holding it, so the list and the channel's
+    /// position never disagree, and with a shared engine the publish awaits Redis.
+    board: tokio::sync::Mutex<Board>,
     /// Where the list is saved; the async lock orders the writes, each of which writes the
     /// latest list.
     state_file: Option<(PathBuf, tokio::sync::Mutex<()>)>,
@@ -79,7 +81,7 @@ pub(super) fn router(app: AppState) -> Router {
     });
     let demo = Demo {
         channel: ChannelName::parse(CHANNEL).expect("the demo channel name is valid"),
-        board: parking_lot::Mutex::new(board),
+        board: tokio::sync::Mutex::new(board),
         state_file: config
             .state_file
             .clone()
@@ -126,17 +128,18 @@ async fn check_in(State(demo): State<Arc<Demo>>, body: Bytes) -> Result<Response
             "field ticket must be a ticket number (1 to 12 letters, digits or -, with a digit, e.g. A-17), never a name".into(),
         )
     })?;
-    let answer = demo.check_in(ticket)?;
+    let answer = demo.check_in(ticket).await?;
     demo.save().await;
     Ok(no_store(Json(answer)))
 }
 
 async fn waiting_room(State(demo): State<Arc<Demo>>) -> Result<Response, ApiError> {
-    let board = demo.board.lock();
+    let board = demo.board.lock().await;
     let head = demo
         .app
-        .registry
-        .read(&demo.channel, &ReadFrom::Head, 1, false)?;
+        .engine
+        .read(&demo.channel, &ReadFrom::Head, 1, false)
+        .await?;
     let tickets: Vec<&Entry> = board.entries().collect();
     let body = json!({
         "channel": CHANNEL,
@@ -189,8 +192,8 @@ async fn serve_pusher_js(State(demo): State<Arc<Demo>>) -> Result<Response, ApiE
 impl Demo {
     /// Adds the ticket to the list, then publishes it, both under the board lock. A ticket
     /// already waiting publishes nothing.
-    fn check_in(&self, ticket: String) -> Result<Value, ApiError> {
-        let mut board = self.board.lock();
+    async fn check_in(&self, ticket: String) -> Result<Value, ApiError> {
+        let mut board = self.board.lock().await;
         if board.contains(&ticket) {
             return Ok(json!({"ticket": ticket, "already_checked_in": true}));
         }
@@ -208,7 +211,7 @@ impl Demo {
             ticket: ticket.clone(),
             checked_in_at,
         });
-        match publish_item(&self.app, item) {
+        match publish_item(&self.app, item).await {
             Ok(mut answer) => {
                 answer["ticket"] = json!(ticket);
                 Ok(answer)
@@ -227,7 +230,7 @@ impl Demo {
             return;
         };
         let _turn = order.lock().await;
-        let json = self.board.lock().to_json();
+        let json = self.board.lock().await.to_json();
         let tmp = path.with_extension("tmp");
         let written = async {
             tokio::fs::write(&tmp, json).await?;

@@ -145,7 +145,7 @@ async fn a_long_poll_answers_as_soon_as_an_event_arrives() {
     ));
     // The poll is parked on the channel's live feed before we publish.
     eventually("the long poll to park", || {
-        s.state.registry.subscriber_count_of("lp") == 1
+        s.state.engine.registry().subscriber_count_of("lp") == 1
     })
     .await;
     s.publish_seq("lp", 1).await;

@@ -15,6 +15,7 @@ mod delivery;
 mod demo;
 mod failover;
 mod resume;
+mod scale;
 mod shutdown;
 mod slow_consumer;
 mod subscriber_auth;

@@ -19,7 +19,7 @@ async fn shutdown_tells_every_connection_to_go_within_the_limit() {
     sse.expect("subscribed").await;
     let long_poll = s.spawn_get("/v1/channels/a/events?since=0&wait_ms=25000");
     eventually("the long poll to park", || {
-        s.state.registry.subscriber_count_of("a") == 3
+        s.state.engine.registry().subscriber_count_of("a") == 3
     })
     .await;
 

@@ -63,7 +63,7 @@ async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
 
     // The stuck subscriber was dropped by the server, freeing its share of the channel.
     eventually("the stuck subscriber to be cut off", || {
-        s.state.registry.subscriber_count_of("big") == 1
+        s.state.engine.registry().subscriber_count_of("big") == 1
     })
     .await;
     let metrics = s
@@ -157,7 +157,7 @@ async fn a_silent_websocket_client_is_closed_and_an_answering_one_is_kept() {
         (alive, ev)
     });
     eventually("the silent client to be closed", || {
-        s.state.registry.subscriber_count_of("hb") == 1
+        s.state.engine.registry().subscriber_count_of("hb") == 1
     })
     .await;
     s.publish_seq("hb", 1).await;

@@ -4,6 +4,7 @@
 pub(crate) mod ably_client;
 pub(crate) mod fault_proxy;
 pub(crate) mod pusher_client;
+pub(crate) mod redis;
 pub(crate) mod sockudo;
 
 use std::time::Duration;

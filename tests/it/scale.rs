@@ -1,0 +1,346 @@
+//! Several nodes on one real Redis: one sequence, one history and one fan-out per channel, and
+//! what happens when Redis or a node goes away.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::redis::Redis;
+use crate::support::{seqs, ws_connect, ws_expect, ws_next, ws_send, Server, Sse, Ws, PATIENCE};
+
+/// A node on `redis` with subscriber auth off and a short engine deadline.
+async fn node(redis: &Redis) -> Server {
+    Server::with(&format!(
+        "[auth]\nsubscribe = \"none\"\n[engine]\nurl = \"{}\"\ntimeout_ms = 300\n",
+        redis.url()
+    ))
+    .await
+}
+
+/// Subscribes over WebSocket and returns the socket and the `subscribed` message.
+async fn subscribe(s: &Server, ch: &str, since: Option<Value>) -> (Ws, Value) {
+    let mut ws = ws_connect(&s.ws_url("")).await;
+    ws_expect(&mut ws, "welcome").await;
+    let mut msg = json!({"type": "subscribe", "channel": ch});
+    if let Some(since) = since {
+        msg["since"] = since;
+    }
+    ws_send(&mut ws, msg).await;
+    let first = ws_next(&mut ws).await;
+    (ws, first)
+}
+
+/// The next `n` events.
+async fn events(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let v = ws_next(ws).await;
+        assert_eq!(v["type"], "event", "{v}");
+        out.push(v);
+    }
+    out
+}
+
+#[tokio::test]
+async fn an_event_published_on_one_node_reaches_subscribers_on_every_node_with_one_sequence() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut on_a, sa) = subscribe(&a, "room", None).await;
+    let (mut on_b, sb) = subscribe(&b, "room", None).await;
+    assert_eq!(sa["type"], "subscribed");
+    assert_eq!(sa["epoch"], sb["epoch"], "one epoch, kept in Redis");
+    let mut published = Vec::new();
+    for i in 0..10u64 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        published.push(via.publish_seq("room", i).await);
+    }
+    assert_eq!(published, (1..=10).collect::<Vec<_>>());
+    for ws in [&mut on_a, &mut on_b] {
+        let got = events(ws, 10).await;
+        assert_eq!(seqs(&got), (1..=10).collect::<Vec<_>>());
+        let data: Vec<u64> = got
+            .iter()
+            .map(|e| e["data"]["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(data, (0..10).collect::<Vec<_>>());
+    }
+    // History is shared: a poll on either node reads the same events.
+    let (status, v) = b.get("/v1/channels/room/events?since=0").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["events"].as_array().unwrap().len(), 10);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_holds_across_nodes() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let body = json!({"channel": "c", "name": "n", "data": 1, "id": "order-17"});
+    let (s1, first) = a.publish(body.clone()).await;
+    let (s2, again) = b.publish(body).await;
+    assert_eq!((s1, s2), (202, 202));
+    assert_eq!(first["seq"], again["seq"]);
+    assert_eq!(first["epoch"], again["epoch"]);
+    assert_eq!(b.publish_seq("c", 2).await, 2, "the duplicate used no seq");
+}
+
+#[tokio::test]
+async fn a_killed_nodes_clients_resume_on_another_node_with_nothing_lost() {
+    let redis = Redis::start().await;
+    let (mut a, b) = (node(&redis).await, node(&redis).await);
+    let (mut ws, sub) = subscribe(&a, "r", None).await;
+    let epoch = sub["epoch"].clone();
+    for i in 0..5 {
+        a.publish_seq("r", i).await;
+    }
+    let got = events(&mut ws, 5).await;
+    assert_eq!(seqs(&got), vec![1, 2, 3, 4, 5]);
+    // Node A goes away; events keep coming through node B.
+    a.shutdown().await.unwrap().unwrap();
+    drop(ws);
+    for i in 5..10 {
+        b.publish_seq("r", i).await;
+    }
+    let since = json!({"epoch": epoch, "seq": 5});
+    let (mut ws, sub) = subscribe(&b, "r", Some(since)).await;
+    assert_eq!(sub["type"], "subscribed", "{sub}");
+    b.publish_seq("r", 10).await;
+    let got = events(&mut ws, 6).await;
+    assert_eq!(seqs(&got), vec![6, 7, 8, 9, 10, 11]);
+}
+
+#[tokio::test]
+async fn two_nodes_publishing_concurrently_give_every_subscriber_one_contiguous_order() {
+    const PER_NODE: u64 = 20_000 / 2;
+    const RATE: u64 = 1_000;
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (ws_a, sa) = subscribe(&a, "hot", None).await;
+    let (ws_b, sb) = subscribe(&b, "hot", None).await;
+    assert_eq!(
+        (&sa["type"], &sb["type"]),
+        (&json!("subscribed"), &json!("subscribed"))
+    );
+    let mut sse_b = Sse::open(&b, "?channel=hot", None).await;
+    sse_b.expect("subscribed").await;
+    // Each node: 4 publishers of RATE/4 events per second each, for PER_NODE/RATE seconds.
+    let started = Instant::now();
+    let mut publishers = Vec::new();
+    for (node, server) in [(0u64, &a), (1, &b)] {
+        for lane in 0..4u64 {
+            let (http, url) = (server.http.clone(), format!("{}/v1/publish", server.base));
+            publishers.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_micros(4_000_000 / RATE));
+                let mut seqs = Vec::new();
+                for i in 0..PER_NODE / 4 {
+                    tick.tick().await;
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(crate::support::KEY)
+                        .json(&json!({"channel": "hot", "name": "n", "data": [node, lane, i]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 202);
+                    let v: Value = r.json().await.unwrap();
+                    seqs.push(v["seq"].as_u64().unwrap());
+                }
+                seqs
+            }));
+        }
+    }
+    let collect_ws = |mut ws: Ws| {
+        tokio::spawn(async move {
+            let mut got: Vec<(u64, Value)> = Vec::new();
+            while got.len() < 20_000 {
+                let msg = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+                if let Some(Ok(Message::Text(t))) = msg {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "event" {
+                        got.push((v["seq"].as_u64().unwrap(), v["data"].clone()));
+                    }
+                } else {
+                    panic!("socket ended: {msg:?}");
+                }
+            }
+            got
+        })
+    };
+    let (ra, rb) = (collect_ws(ws_a), collect_ws(ws_b));
+    let rs = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 20_000 {
+            let v = sse_b.next().await.expect("stream open");
+            if v["type"] == "event" {
+                got.push((v["seq"].as_u64().unwrap(), v["data"].clone()));
+            }
+        }
+        got
+    });
+    let mut assigned = Vec::new();
+    for p in publishers {
+        assigned.extend(p.await.unwrap());
+    }
+    let took = started.elapsed();
+    assigned.sort_unstable();
+    assert_eq!(
+        assigned,
+        (1..=20_000).collect::<Vec<_>>(),
+        "no duplicate, no skip"
+    );
+    let reference = ra.await.unwrap();
+    assert_eq!(
+        reference.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=20_000).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        rb.await.unwrap(),
+        reference,
+        "node B's WebSocket saw the same order"
+    );
+    assert_eq!(
+        rs.await.unwrap(),
+        reference,
+        "node B's SSE saw the same order"
+    );
+    eprintln!("20,000 events from two nodes in {took:?}");
+}
+
+#[tokio::test]
+async fn a_node_that_loses_its_pubsub_connection_fills_the_gap_from_history() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let (mut ws, sub) = subscribe(&b, "g", None).await;
+    assert_eq!(sub["type"], "subscribed");
+    let publisher = {
+        let (http, url) = (a.http.clone(), format!("{}/v1/publish", a.base));
+        tokio::spawn(async move {
+            for i in 0..300u64 {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(crate::support::KEY)
+                    .json(&json!({"channel": "g", "name": "n", "data": i}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    // Cut every pub/sub connection a few times while events flow.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let killed: u64 = redis
+            .cmd(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+            .await;
+        assert_eq!(
+            killed, 1,
+            "node B's pub/sub connection (node A subscribes to nothing)"
+        );
+    }
+    publisher.await.unwrap();
+    let got = events(&mut ws, 300).await;
+    assert_eq!(seqs(&got), (1..=300).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn with_redis_down_publishes_fail_fast_subscribers_stay_and_a_new_epoch_resets_them() {
+    let mut redis = Redis::start().await;
+    let s = node(&redis).await;
+    let (mut ws, sub) = subscribe(&s, "d", None).await;
+    let epoch = sub["epoch"].as_str().unwrap().to_string();
+    s.publish_seq("d", 0).await;
+    assert_eq!(events(&mut ws, 1).await[0]["seq"], 1);
+
+    redis.stop();
+    let started = Instant::now();
+    let (status, v) = s
+        .publish(json!({"channel": "d", "name": "n", "data": 1}))
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "engine_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The subscriber is still connected, and a channel this node does not hold yet is refused
+    // with the same clear error rather than a hang.
+    ws_send(&mut ws, json!({"type": "subscribe", "channel": "other"})).await;
+    let refused = ws_expect(&mut ws, "error").await;
+    assert_eq!(refused["code"], "engine_unavailable", "{refused}");
+    assert_eq!(refused["channel"], "other");
+
+    // Redis comes back empty: the channel's history is gone, so a new epoch begins, and the
+    // subscriber is cut off to resume and learn it must reset.
+    redis.restart().await;
+    let deadline = Instant::now() + PATIENCE;
+    let v = loop {
+        let (status, v) = s
+            .publish(json!({"channel": "d", "name": "n", "data": 2}))
+            .await;
+        if status == 202 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "publishing did not recover: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(
+        v["epoch"],
+        epoch.as_str(),
+        "Redis lost the data: a new epoch"
+    );
+    assert_eq!(v["seq"], 1);
+    // The old connection is cut off once the node has resubscribed and found the new epoch.
+    let closed = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(frame) = msg {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the old connection is told to resume");
+    assert!(closed.is_some());
+    crate::support::eventually("the engine to be up", || s.state.engine.is_up()).await;
+    let (mut ws, sub) = subscribe(&s, "d", Some(json!({"epoch": epoch, "seq": 1}))).await;
+    assert_eq!(sub["type"], "reset", "{sub}");
+    assert_eq!(sub["reason"], "epoch_changed");
+    s.publish_seq("d", 3).await;
+    assert_eq!(seqs(&events(&mut ws, 1).await), vec![2]);
+}
+
+#[tokio::test]
+async fn a_frozen_redis_makes_publishes_fail_within_the_deadline_not_hang() {
+    let redis = Redis::start().await;
+    let s = node(&redis).await;
+    assert_eq!(s.publish_seq("f", 0).await, 1);
+    redis.pause();
+    let started = Instant::now();
+    let body = json!({"channel": "f", "name": "n", "data": 1, "id": "retry-me"});
+    let (status, v) = s.publish(body.clone()).await;
+    let took = started.elapsed();
+    redis.resume();
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "engine_unavailable");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // A deadline means the outcome is unknown (Redis may run the queued call when it thaws): the
+    // publisher retries with the same id and gets one event, never two.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, v) = s.publish(body.clone()).await;
+        if status == 202 {
+            assert_eq!(
+                v["seq"], 2,
+                "one event for the id, whether or not the first try ran"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not recover: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
