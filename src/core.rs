@@ -12,11 +12,13 @@ pub mod history;
 pub mod idempotency;
 pub mod registry;
 
-pub use channel::{Channel, ChannelLimits, Published, Read, ReadFrom, Start, Subscription};
+pub use channel::{
+    Applied, Channel, ChannelLimits, Published, Read, ReadFrom, Snapshot, Start, Subscription,
+};
 pub use channel_name::ChannelName;
 pub use cursor::Cursor;
 pub use epoch::Epoch;
 pub use error::CoreError;
 pub use event::{Event, EventDraft, Position, ResetReason};
 pub use history::HistoryLimits;
-pub use registry::{Registry, RegistryLimits, RegistryStats};
+pub use registry::{Installed, Registry, RegistryLimits, RegistryStats};
