@@ -499,7 +499,7 @@ pub(crate) async fn run(args: FailoverArgs, json_only: bool) -> Result<bool> {
     let hang_instant = start + Duration::from_secs_f64(args.hang_at);
     let resume_instant = start + Duration::from_secs_f64(resume_at);
     let marks = Arc::new(Marks::default());
-    let cpu_window = CpuWindow::start(server);
+    let cpu_window = CpuWindow::start(server.as_slice());
     let server_start = sample_opt(server);
     let publisher = Publisher::new(
         &target,
@@ -572,7 +572,7 @@ pub(crate) async fn run(args: FailoverArgs, json_only: bool) -> Result<bool> {
     };
     let drain_ms = drain_start.elapsed().as_millis() as u64;
     let server_drained = sample_opt(server);
-    let other_cpu_us = cpu_window.others_since(server);
+    let other_cpu_us = cpu_window.others_since(server.as_slice());
     let resume_us = marks.resume_us.load(Ordering::SeqCst);
     let hang_us = marks.hang_us.load(Ordering::SeqCst);
     let recovery_deadline =

@@ -1,8 +1,13 @@
 //! The `fanout` benchmark: S subscribers over C channels, paced publishing at R events/s for
 //! T seconds, then delivery accounting (expected, delivered, lost, duplicated, out of order),
 //! end-to-end latency and the server's CPU per delivered event.
+//!
+//! With several nodes sharing one engine, `--publish-url` sends the publishes to another node
+//! than the one the subscribers are on (`--url`), and `--peer-pid` adds the CPU of the other
+//! processes (that node, the engine) to the report.
 
 pub(crate) mod pacer;
+pub(crate) mod peers;
 pub(crate) mod subscriber;
 
 use std::sync::atomic::Ordering;
@@ -22,6 +27,7 @@ use crate::report::{self, per, progress, show};
 use crate::stats::{histogram, Percentiles};
 use crate::target::Target;
 use crate::{CommonArgs, PublisherKey};
+use peers::{Peer, PeerFigures};
 use subscriber::{Anomalies, Outcome, Ready, Shared, Spec};
 
 /// Time allowed after the last `seq` arrives for late duplicates to show up.
@@ -33,6 +39,14 @@ pub(crate) struct FanoutArgs {
     common: CommonArgs,
     #[command(flatten)]
     key: PublisherKey,
+    /// Node the publishes go to, when not `--url`: with several nodes on one engine,
+    /// subscribers connect to `--url` and events are published here. Loopback only.
+    #[arg(long)]
+    publish_url: Option<String>,
+    /// Another process whose CPU belongs to the run, as NAME=PID (the publish node, the
+    /// engine): read at the same instants as `--server-pid` and reported next to it.
+    #[arg(long = "peer-pid", value_name = "NAME=PID", value_parser = peers::parse_peer)]
+    peer_pids: Vec<Peer>,
     /// Subscriber JWT, sent as `?token=` (benchmarks usually run with subscribe auth off).
     #[arg(long)]
     token: Option<String>,
@@ -97,6 +111,8 @@ struct Summary {
     duration_s: f64,
     payload_bytes: u32,
     run_id: String,
+    /// Where the publishes went, when not the subscribers' node (`--publish-url`).
+    publish_url: Option<String>,
     subscribe: Percentiles,
     published: Published,
     expected: u64,
@@ -115,6 +131,10 @@ struct Summary {
     latency: Percentiles,
     anomalies: Anomalies,
     server: Option<ServerFigures>,
+    /// `--peer-pid` processes over the server's window.
+    peers: Vec<PeerFigures>,
+    /// Server and peers together, per delivered event.
+    total_cpu_us_per_delivered_event: Option<f64>,
     loadtest_cpu_us: Option<u64>,
     /// CPU other processes used while publishing and draining (a busy machine skews
     /// every figure; needs --server-pid).
@@ -151,7 +171,17 @@ struct ServerFigures {
 /// Runs the benchmark; `Ok(true)` when delivery was exact.
 pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
     let target = Target::parse(&args.common.url).await?;
+    let publish_target = match &args.publish_url {
+        Some(url) => Target::parse(url).await?,
+        None => target.clone(),
+    };
+    peers::check(&args.peer_pids)?;
     let server = args.common.server_pid.map(Proc::Pid);
+    // Everything whose CPU is the system under test's, for telling other work apart.
+    let watched: Vec<Proc> = server
+        .into_iter()
+        .chain(args.peer_pids.iter().map(Peer::proc))
+        .collect();
     let rss_before = match server {
         Some(p) => Some(p.sample()?),
         None => None,
@@ -251,12 +281,13 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         .publishers
         .map_or_else(|| pacer::auto_publishers(args.rate), |p| p as usize);
     let publisher = Publisher::new(
-        &target,
+        &publish_target,
         &args.key.publisher_key,
         args.payload_bytes as usize,
     )?;
-    let cpu_window = CpuWindow::start(server);
+    let cpu_window = CpuWindow::start(&watched);
     let server_subscribed = sample_opt(server);
+    let peers_subscribed = peers::sample(&args.peer_pids)?;
     let self_start = sample_opt(Some(Proc::SelfProc));
     let log = pacer::run(
         publisher,
@@ -291,10 +322,12 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
     };
     let drain_ms = drain_start.elapsed().as_millis() as u64;
     let server_drained = sample_opt(server);
+    let peers_drained = peers::sample(&args.peer_pids)?;
     let self_end = sample_opt(Some(Proc::SelfProc));
-    let other_cpu_us = cpu_window.others_since(server);
+    let other_cpu_us = cpu_window.others_since(&watched);
     tokio::time::sleep(DUPLICATE_GRACE).await;
     let server_after = sample_opt(server);
+    let peers_after = peers::sample(&args.peer_pids)?;
 
     // Stop and collect.
     let _ = stop_tx.send(true);
@@ -333,6 +366,19 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         (Some(pid), ..) => bail!("lost track of server pid {pid} during the run (did it exit?)"),
         _ => None,
     };
+    let peers = peers::figures(
+        &args.peer_pids,
+        &peers_subscribed,
+        &peers_drained,
+        &peers_after,
+        tally.delivered,
+    );
+    let total_cpu_us_per_delivered_event = server.as_ref().and_then(|sv| {
+        per(
+            sv.cpu_us + peers.iter().map(|p| p.cpu_us).sum::<u64>(),
+            tally.delivered,
+        )
+    });
     let pass = tally.lost == 0
         && tally.duplicated == 0
         && tally.out_of_order == 0
@@ -348,6 +394,7 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         duration_s: args.duration,
         payload_bytes: args.payload_bytes,
         run_id,
+        publish_url: args.publish_url.clone(),
         subscribe: Percentiles::of(&subscribe_hist),
         published: Published {
             attempted: log.attempted,
@@ -377,6 +424,8 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
         latency,
         anomalies,
         server,
+        peers,
+        total_cpu_us_per_delivered_event,
         loadtest_cpu_us: self_start.zip(self_end).map(|(a, b)| b.cpu_us - a.cpu_us),
         other_cpu_us,
     };
@@ -429,6 +478,10 @@ fn human(s: &Summary) -> Vec<String> {
         ),
         format!("subscribe time    {}", s.subscribe.human()),
         format!(
+            "publishing to     {}",
+            s.publish_url.as_deref().unwrap_or("the subscribers' node")
+        ),
+        format!(
             "published         {} of {} accepted at {:.1} ev/s by {} publishers; statuses {:?}",
             p.accepted, p.attempted, p.achieved_rate, p.publishers, p.statuses
         ),
@@ -456,6 +509,21 @@ fn human(s: &Summary) -> Vec<String> {
         lines.push(format!(
             "server rss        before {} KiB, subscribed {} KiB, after {} KiB",
             sv.rss_before_kib, sv.rss_subscribed_kib, sv.rss_after_kib
+        ));
+    }
+    for p in &s.peers {
+        lines.push(format!(
+            "{:<18}{} µs = {} CPU-µs per delivered event; rss {} KiB",
+            format!("{} cpu", p.name),
+            p.cpu_us,
+            show(p.cpu_us_per_delivered_event),
+            p.rss_after_kib
+        ));
+    }
+    if !s.peers.is_empty() {
+        lines.push(format!(
+            "all watched cpu   {} CPU-µs per delivered event (server and peers)",
+            show(s.total_cpu_us_per_delivered_event)
         ));
     }
     if let Some(cpu) = s.loadtest_cpu_us {

@@ -8,7 +8,8 @@
 //! - `target`: the loopback-only `--url` and endpoint URLs
 //! - `client`: subscriber connections (`ws`, `sse`, `message` parsing)
 //! - `publisher`: `POST /v1/publish` and the load tool's event body
-//! - `fanout`: the fan-out benchmark (`subscriber` tasks, paced `pacer`)
+//! - `fanout`: the fan-out benchmark (`subscriber` tasks, paced `pacer`, `peers` for the other
+//!   processes of a multi-node run)
 //! - `conns`: idle WebSocket connections and RSS per connection
 //! - `publish`: publish throughput
 //! - `failover`: the vendor hung mid-stream (SIGSTOP/SIGCONT), detection and recovery
@@ -153,6 +154,31 @@ mod tests {
         assert!(
             Cli::try_parse_from(["x", "fanout", "--subscribers", "1", "--duration", "9999"])
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn parses_a_two_node_fanout_command_line() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "fanout",
+            "--subscribers",
+            "1000",
+            "--url",
+            "http://127.0.0.1:18780",
+            "--publish-url",
+            "http://127.0.0.1:18680",
+            "--server-pid",
+            "11",
+            "--peer-pid",
+            "node-a=12",
+            "--peer-pid",
+            "redis=13",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Fanout(_)));
+        assert!(
+            Cli::try_parse_from(["x", "fanout", "--subscribers", "1", "--peer-pid", "12"]).is_err()
         );
     }
 

@@ -71,31 +71,46 @@ fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
     (f.len() >= 4).then(|| get(0) + get(1) + get(2) + get(5) + get(6) + get(7))
 }
 
-/// CPU used by everything but the server and this tool between two readings.
+/// CPU used by everything but the watched processes (the server, and in a multi-process run
+/// its peers) and this tool between two readings.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CpuWindow {
     machine_us: Option<u64>,
-    server_us: Option<u64>,
+    watched_us: Option<u64>,
     self_us: Option<u64>,
 }
 
 impl CpuWindow {
-    pub(crate) fn start(server: Option<Proc>) -> Self {
+    /// Starts a window over `watched`; with nothing watched there is nothing to separate.
+    pub(crate) fn start(watched: &[Proc]) -> Self {
         Self {
             machine_us: machine_busy_us(),
-            server_us: sample_opt(server).map(|s| s.cpu_us),
+            watched_us: cpu_sum(watched),
             self_us: sample_opt(Some(Proc::SelfProc)).map(|s| s.cpu_us),
         }
     }
 
-    /// CPU µs other processes used since `self` (needs a server pid to separate it out).
-    pub(crate) fn others_since(&self, server: Option<Proc>) -> Option<u64> {
-        let now = Self::start(server);
+    /// CPU µs other processes used since `self` (`None` without a watched process, or when
+    /// one of them could not be read).
+    pub(crate) fn others_since(&self, watched: &[Proc]) -> Option<u64> {
+        let now = Self::start(watched);
         let machine = now.machine_us? - self.machine_us?;
-        let server = now.server_us? - self.server_us?;
+        let watched = now.watched_us? - self.watched_us?;
         let own = now.self_us? - self.self_us?;
-        Some(machine.saturating_sub(server + own))
+        Some(machine.saturating_sub(watched + own))
     }
+}
+
+/// utime + stime of every process in `procs`, summed; `None` if `procs` is empty or one of
+/// them cannot be read.
+fn cpu_sum(procs: &[Proc]) -> Option<u64> {
+    if procs.is_empty() {
+        return None;
+    }
+    procs
+        .iter()
+        .map(|p| p.sample().ok().map(|s| s.cpu_us))
+        .sum()
 }
 
 /// `sysconf(_SC_CLK_TCK)`; Linux has used 100 for decades, which is also the fallback.
@@ -171,6 +186,16 @@ mod tests {
         let stat = "cpu  100 5 50 9000 20 3 2 1 0 0\ncpu0 50 2 25 4500 10 1 1 0 0 0\n";
         assert_eq!(parse_machine_busy_ticks(stat), Some(161));
         assert!(machine_busy_us().is_some());
+    }
+
+    #[test]
+    fn cpu_window_needs_a_watched_process() {
+        let window = CpuWindow::start(&[]);
+        assert!(window.others_since(&[]).is_none());
+        let own = [Proc::SelfProc];
+        assert!(cpu_sum(&own).is_some());
+        assert!(CpuWindow::start(&own).others_since(&own).is_some());
+        assert!(cpu_sum(&[Proc::SelfProc, Proc::Pid(u32::MAX)]).is_none());
     }
 
     #[test]

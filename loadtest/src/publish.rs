@@ -165,7 +165,7 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
         json_only,
         &format!("publishing with {k} publishers for {}s", args.duration),
     );
-    let cpu_window = CpuWindow::start(server);
+    let cpu_window = CpuWindow::start(server.as_slice());
     let server_start = sample_opt(server);
     let self_start = sample_opt(Some(Proc::SelfProc));
     let started = Instant::now();
@@ -174,7 +174,7 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let server_end = sample_opt(server);
     let self_end = sample_opt(Some(Proc::SelfProc));
-    let other_cpu_us = cpu_window.others_since(server);
+    let other_cpu_us = cpu_window.others_since(server.as_slice());
 
     let server_cpu_us = server_start
         .zip(server_end)
