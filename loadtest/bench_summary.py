@@ -67,6 +67,22 @@ def main(path):
                 continue
             shown = ", ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values)
             print(f"  {name:28} median {statistics.median(values):10.2f}   runs [{shown}]")
+        # Other processes of a multi-node fanout (`--peer-pid`), then everything together.
+        for peer in [p["name"] for p in results[0].get("peers") or []]:
+            show(f"{peer}_cpu_us_per_event", [
+                p["cpu_us_per_delivered_event"]
+                for r in results for p in r.get("peers") or [] if p["name"] == peer
+            ])
+        if results[0].get("peers"):
+            show("total_cpu_us_per_event",
+                 [r.get("total_cpu_us_per_delivered_event") for r in results])
+
+
+def show(name, values):
+    values = [v for v in values if v is not None]
+    if values:
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        print(f"  {name:28} median {statistics.median(values):10.2f}   runs [{shown}]")
 
 
 if __name__ == "__main__":
