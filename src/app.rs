@@ -195,6 +195,9 @@ impl App {
             state.audit.clone(),
             background.cancel.clone(),
         ));
+        background
+            .tasks
+            .spawn(ops::cluster::run(state.clone(), background.cancel.clone()));
         background.tasks.spawn(ops::audit_feed::run(
             state.failover.watch_status(),
             state.audit.clone(),

@@ -249,6 +249,11 @@ impl Failover {
         self.inner.status.clone()
     }
 
+    /// The operator's mode as last set.
+    pub fn mode(&self) -> ModeSetting {
+        self.inner.mode.borrow().clone()
+    }
+
     /// Sets the operator's mode; the driver applies it (and its expiry) at once.
     pub fn set_mode(&self, mode: ModeSetting) {
         self.inner.mode.send_replace(mode);

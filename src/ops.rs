@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod audit;
 pub mod audit_feed;
+pub mod cluster;
 pub mod dashboard;
 pub mod maintenance;
 mod maintenance_api;

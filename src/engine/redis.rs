@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -76,6 +76,9 @@ pub struct RedisEngine {
     publish: Script,
     load: Script,
     wants: mpsc::Sender<Want>,
+    /// Bumped when another node announces a change of the shared operator settings, and after
+    /// every reconnect (a change may have been missed): readers reload them from Redis.
+    control: watch::Sender<u64>,
     /// The pub/sub connection is up and every mirror has been brought up to date.
     up: AtomicBool,
     /// Where this node's URL points, without credentials.
@@ -122,6 +125,7 @@ impl RedisEngine {
             publish: Script::new(include_str!("redis/publish.lua")),
             load: Script::new(include_str!("redis/load.lua")),
             wants,
+            control: watch::channel(0).0,
             up: AtomicBool::new(false),
             display: config.display(),
             node: Epoch::random().to_string(),
@@ -142,6 +146,34 @@ impl RedisEngine {
     /// This node's id in the cluster.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// Wakes when the shared operator settings may have changed.
+    pub fn watch_control(&self) -> watch::Receiver<u64> {
+        self.control.subscribe()
+    }
+
+    fn control_changed(&self) {
+        self.control.send_modify(|v| *v += 1);
+    }
+
+    /// Stores a value and announces the change to every node, in one script call.
+    pub async fn announce(&self, key: &str, value: &str) -> Result<(), EngineError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set(key, value)
+            .ignore()
+            .publish(self.keys.control(), key)
+            .ignore();
+        self.bounded(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    /// Reads a value stored with [`RedisEngine::announce`].
+    pub async fn read_setting(&self, key: &str) -> Result<Option<String>, EngineError> {
+        let mut conn = self.conn.clone();
+        self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
+            .await
     }
 
     pub fn keys(&self) -> &Keys {

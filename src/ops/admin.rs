@@ -179,6 +179,15 @@ async fn put_mode(
     let mut route = state.failover.watch_route();
     route.borrow_and_update();
     state.failover.set_mode(setting.clone());
+    // With a shared engine every node takes the mode; if Redis cannot be reached this node still
+    // does, and the answer says so.
+    let shared = match super::cluster::share_mode(&state, &setting).await {
+        Ok(shared) => json!(shared),
+        Err(e) => {
+            tracing::warn!("mode applied on this node only: {e}");
+            json!(false)
+        }
+    };
     // The driver applies the mode at once (the route carries the mode, so it changes); answer
     // with the route it decided.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), route.changed()).await;
@@ -186,5 +195,6 @@ async fn put_mode(
     Ok(Json(json!({
         "mode": status::mode_json(&setting, now),
         "route": status::route_json(&route, now),
+        "shared": shared,
     })))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ use crate::core::event::now_ms;
 use crate::failover::{Failover, Mode, ModeSetting};
 
 /// One window, times in milliseconds since the Unix epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub id: u64,
     pub start: u64,
@@ -61,7 +61,7 @@ pub struct Asked<'a> {
 }
 
 /// Windows still to come or in progress, in start order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schedule {
     windows: Vec<Window>,
     next_id: u64,
@@ -132,6 +132,38 @@ impl Schedule {
         let i =
             (self.windows.iter().position(|w| w.id == id)).ok_or(MaintenanceError::NotFound(id))?;
         Ok(self.windows.remove(i))
+    }
+
+    /// Takes another node's copy of the schedule, keeping which windows this node has already
+    /// started (each node applies a window's mode itself, on time).
+    pub fn replace_keeping_started(&mut self, mut shared: Schedule) {
+        for w in &mut shared.windows {
+            w.started = self
+                .windows
+                .iter()
+                .any(|mine| mine.id == w.id && mine.started);
+        }
+        *self = shared;
+    }
+
+    /// Whether two copies hold the same windows, whichever each node has started.
+    pub fn same_plan(&self, other: &Schedule) -> bool {
+        let plan = |w: &Window| {
+            (
+                w.id,
+                w.start,
+                w.end,
+                w.mode,
+                w.reason.clone(),
+                w.set_by.clone(),
+            )
+        };
+        self.next_id == other.next_id
+            && self
+                .windows
+                .iter()
+                .map(plan)
+                .eq(other.windows.iter().map(plan))
     }
 
     pub fn list(&self) -> Vec<Window> {

@@ -69,11 +69,9 @@ pub(crate) async fn schedule(
             req.mode
         ))
     })?;
-    let window = state
-        .maintenance
-        .schedule
-        .lock()
-        .add(
+    let max_len = state.config.max_maintenance_window;
+    let window = super::cluster::change_schedule(&state, |schedule| {
+        schedule.add(
             Asked {
                 start,
                 end,
@@ -82,9 +80,11 @@ pub(crate) async fn schedule(
                 set_by: &name,
             },
             now_ms(),
-            state.config.max_maintenance_window,
+            max_len,
         )
-        .map_err(invalid)?;
+    })
+    .await?
+    .map_err(invalid)?;
     state.maintenance.changed.notify_one();
     state.audit.record(
         AuditEntry::new(name, AuditAction::MaintenanceScheduled)
@@ -101,19 +101,17 @@ pub(crate) async fn cancel(
     Admin(name): Admin,
     Path(id): Path<u64>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let window = state
-        .maintenance
-        .schedule
-        .lock()
-        .cancel(id)
+    let window = super::cluster::change_schedule(&state, |schedule| schedule.cancel(id))
+        .await?
         .map_err(invalid)?;
     state.maintenance.changed.notify_one();
-    if window.started {
-        // A window in progress gives control back to automatic failover.
-        state.failover.set_mode(ModeSetting::auto(
-            &format!("maintenance {id} cancelled"),
-            &name,
-        ));
+    if window.started || window.start <= now_ms() {
+        // A window in progress gives control back to automatic failover, on every node.
+        let auto = ModeSetting::auto(&format!("maintenance {id} cancelled"), &name);
+        state.failover.set_mode(auto.clone());
+        if let Err(e) = super::cluster::share_mode(&state, &auto).await {
+            tracing::warn!("automatic mode applied on this node only: {e}");
+        }
     }
     state.audit.record(
         AuditEntry::new(name, AuditAction::MaintenanceCancelled)

@@ -65,6 +65,13 @@ fn vendor_json(v: &VendorStatus, state: &AppState, now: Instant) -> Value {
     })
 }
 
+fn engine_json(state: &AppState) -> Value {
+    match state.engine.redis() {
+        None => json!({"kind": "memory", "up": true}),
+        Some(r) => json!({"kind": "redis", "up": r.is_up(), "url": r.display(), "node": r.node()}),
+    }
+}
+
 pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
     let now = Instant::now();
     let stats = state.engine.registry().stats();
@@ -73,6 +80,7 @@ pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
         "route": route_json(&status.route, now),
         "self_path": format!("{:?}", status.self_path),
         "vendors": status.vendors.iter().map(|v| vendor_json(v, state, now)).collect::<Vec<_>>(),
+        "engine": engine_json(state),
         "channels": stats.channels,
         "history_events": stats.history_events,
         "history_bytes": stats.history_bytes,

@@ -13,8 +13,12 @@ use crate::support::{seqs, ws_connect, ws_expect, ws_next, ws_send, Server, Sse,
 
 /// A node on `redis` with subscriber auth off and a short engine deadline.
 async fn node(redis: &Redis) -> Server {
+    node_with(redis, "").await
+}
+
+async fn node_with(redis: &Redis, extra: &str) -> Server {
     Server::with(&format!(
-        "[auth]\nsubscribe = \"none\"\n[engine]\nurl = \"{}\"\ntimeout_ms = 300\n",
+        "[auth]\nsubscribe = \"none\"\n[engine]\nurl = \"{}\"\ntimeout_ms = 300\n{extra}",
         redis.url()
     ))
     .await
@@ -116,7 +120,10 @@ async fn two_nodes_publishing_concurrently_give_every_subscriber_one_contiguous_
     const PER_NODE: u64 = 20_000 / 2;
     const RATE: u64 = 1_000;
     let redis = Redis::start().await;
-    let (a, b) = (node(&redis).await, node(&redis).await);
+    // Test clients on a loaded machine may read slower than 2,000 events/s for a moment; a
+    // deep buffer keeps them from being cut off as slow, which is not what this test is about.
+    let deep = "[subscribers]\nbuffer_events = 25000\nbuffer_bytes = 67108864\n";
+    let (a, b) = (node_with(&redis, deep).await, node_with(&redis, deep).await);
     let (ws_a, sa) = subscribe(&a, "hot", None).await;
     let (ws_b, sb) = subscribe(&b, "hot", None).await;
     assert_eq!(
@@ -230,16 +237,25 @@ async fn a_node_that_loses_its_pubsub_connection_fills_the_gap_from_history() {
             }
         })
     };
-    // Cut every pub/sub connection a few times while events flow.
+    // Cut every pub/sub connection a few times while events flow, each time once both nodes
+    // have subscribed again.
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (_, n): (String, u64) = redis
+                .cmd(redis::cmd("PUBSUB").arg("NUMSUB").arg("understudy:control"))
+                .await;
+            if n == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "nodes did not resubscribe");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let killed: u64 = redis
             .cmd(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
             .await;
-        assert_eq!(
-            killed, 1,
-            "node B's pub/sub connection (node A subscribes to nothing)"
-        );
+        assert_eq!(killed, 2, "both nodes' pub/sub connections");
     }
     publisher.await.unwrap();
     let got = events(&mut ws, 300).await;
@@ -343,4 +359,129 @@ async fn a_frozen_redis_makes_publishes_fail_within_the_deadline_not_hang() {
         assert!(Instant::now() < deadline, "did not recover: {v}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+const ADMIN: &str = "test-admin-token-0123456789";
+
+/// A node on `redis` with an admin token.
+async fn admin_node(redis: &Redis) -> Server {
+    Server::with(&format!(
+        "[auth]\nsubscribe = \"none\"\nadmin_tokens = [{{ name = \"alice\", token = \"{ADMIN}\" }}]\n\
+         [engine]\nurl = \"{}\"\ntimeout_ms = 300\n",
+        redis.url()
+    ))
+    .await
+}
+
+async fn admin_call(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = s
+        .http
+        .request(method, format!("{}{path}", s.admin))
+        .bearer_auth(ADMIN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Waits until `node`'s status satisfies `check`.
+async fn status_until(node: &Server, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, v) = admin_call(node, reqwest::Method::GET, "/admin/status", None).await;
+        if check(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_operator_mode_set_on_one_node_holds_on_every_node_and_on_nodes_that_join_later() {
+    let redis = Redis::start().await;
+    let (a, b) = (admin_node(&redis).await, admin_node(&redis).await);
+    status_until(&b, "node B's engine up", |v| v["engine"]["up"] == true).await;
+    let (status, v) = admin_call(
+        &a,
+        reqwest::Method::PUT,
+        "/admin/mode",
+        Some(json!({"mode": "poll", "reason": "proxy kills websockets", "expires_in": "1h"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["shared"], true);
+    let on_b = status_until(&b, "node B in poll mode", |v| v["mode"]["mode"] == "poll").await;
+    assert_eq!(on_b["mode"]["set_by"], "alice");
+    assert_eq!(on_b["mode"]["reason"], "proxy kills websockets");
+    let (_, route) = b.get("/v1/route").await;
+    assert_eq!(route["mode"], "poll", "{route}");
+    let c = admin_node(&redis).await;
+    status_until(&c, "a node started later in poll mode", |v| {
+        v["mode"]["mode"] == "poll"
+    })
+    .await;
+    // Back to auto from another node.
+    let (status, _) = admin_call(
+        &c,
+        reqwest::Method::PUT,
+        "/admin/mode",
+        Some(json!({"mode": "auto", "reason": "incident over"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    status_until(&a, "node A back to auto", |v| v["mode"]["mode"] == "auto").await;
+}
+
+#[tokio::test]
+async fn a_maintenance_window_scheduled_on_one_node_is_on_every_node_and_cancelled_from_any() {
+    let redis = Redis::start().await;
+    let (a, b) = (admin_node(&redis).await, admin_node(&redis).await);
+    status_until(&b, "node B's engine up", |v| v["engine"]["up"] == true).await;
+    let window = json!({"start": "2099-01-01T02:00:00Z", "end": "2099-01-01T03:00:00Z", "mode": "self", "reason": "vendor upgrade"});
+    let (status, v) =
+        admin_call(&a, reqwest::Method::PUT, "/admin/maintenance", Some(window)).await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["window"]["id"].as_u64().unwrap();
+    // Overlap is judged against the shared schedule, whichever node is asked.
+    let overlapping = json!({"start": "2099-01-01T02:30:00Z", "end": "2099-01-01T04:00:00Z", "mode": "self", "reason": "x"});
+    let (status, v) = admin_call(
+        &b,
+        reqwest::Method::PUT,
+        "/admin/maintenance",
+        Some(overlapping),
+    )
+    .await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("overlaps"),
+        "{v}"
+    );
+    status_until(&b, "node B to list the window", |v| {
+        v["maintenance"][0]["id"] == id
+    })
+    .await;
+    let (_, route) = b.get("/v1/route").await;
+    assert_eq!(route["maintenance"].as_array().unwrap().len(), 1, "{route}");
+    let (status, v) = admin_call(
+        &b,
+        reqwest::Method::DELETE,
+        &format!("/admin/maintenance/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    status_until(&a, "node A to drop the window", |v| {
+        v["maintenance"].as_array().is_some_and(|w| w.is_empty())
+    })
+    .await;
 }

@@ -136,6 +136,10 @@ impl Connected<'_> {
 
     /// After a (re)connect: subscribe to every mirrored channel, then bring each up to date.
     async fn recover(&mut self) -> Result<(), String> {
+        self.engine
+            .bounded(self.sink.subscribe(self.engine.keys.control()))
+            .await
+            .map_err(|e| e.to_string())?;
         let names = self.engine.registry.names();
         for chunk in names.chunks(CHUNK) {
             self.subscribe(chunk).await?;
@@ -143,6 +147,8 @@ impl Connected<'_> {
         for name in &names {
             self.engine.sync(name).await.map_err(|e| e.to_string())?;
         }
+        // Settings may have changed while this node was away.
+        self.engine.control_changed();
         Ok(())
     }
 
@@ -168,6 +174,9 @@ impl Connected<'_> {
     /// One event from Redis: applied in order, or the gap before it filled first.
     async fn ingest(&mut self, msg: &redis::Msg) -> Result<(), String> {
         let Some(ch) = self.engine.keys.channel_of_events(msg.get_channel_name()) else {
+            if msg.get_channel_name() == self.engine.keys.control() {
+                self.engine.control_changed();
+            }
             return Ok(());
         };
         let applied = match record::from_message(&ch, msg.get_payload_bytes()) {

@@ -1,0 +1,188 @@
+//! Operator settings shared by every node of one Redis engine: the mode and the maintenance
+//! schedule. The node an operator talks to writes the setting to Redis and announces it; every
+//! node (after any reconnect, too) reads it back and applies it, so one `understudy mode set` or
+//! one maintenance window holds cluster-wide. With the memory engine there is nothing to share.
+//!
+//! When Redis cannot be reached, an operator's change still applies to the node it was sent to
+//! (an outage is exactly when the mode must be forceable) and the answer says it was not shared.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::maintenance::Schedule;
+use crate::app::AppState;
+use crate::core::event::now_ms;
+use crate::engine::redis::RedisEngine;
+use crate::engine::EngineError;
+use crate::failover::{Mode, ModeSetting};
+
+/// The mode as stored in Redis: expiry in wall-clock milliseconds, since nodes share no clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SharedMode {
+    mode: Mode,
+    reason: String,
+    set_by: String,
+    expires_at_ms: Option<u64>,
+}
+
+impl SharedMode {
+    fn from_setting(s: &ModeSetting, now: Instant) -> Self {
+        Self {
+            mode: s.mode,
+            reason: s.reason.clone(),
+            set_by: s.set_by.clone(),
+            expires_at_ms: s.expires_at.map(|at| super::status::unix_ms(at, now)),
+        }
+    }
+
+    fn to_setting(&self, now: Instant) -> ModeSetting {
+        let expires_at = self
+            .expires_at_ms
+            .map(|ms| now + Duration::from_millis(ms.saturating_sub(now_ms())));
+        ModeSetting::forced(self.mode, &self.reason, &self.set_by, expires_at)
+    }
+}
+
+/// Writes the operator's mode for every node. `Ok(false)`: memory engine, nothing to share.
+pub async fn share_mode(state: &AppState, setting: &ModeSetting) -> Result<bool, EngineError> {
+    let Some(redis) = state.engine.redis() else {
+        return Ok(false);
+    };
+    let json = serde_json::to_string(&SharedMode::from_setting(setting, Instant::now()))
+        .expect("a mode serialises");
+    redis.announce(&redis.keys().mode(), &json).await?;
+    Ok(true)
+}
+
+/// Changes the shared maintenance schedule with `change`, based on the copy in Redis, and applies
+/// the result here. Concurrent changes from two nodes are serialised by a compare-and-set, so
+/// neither is lost.
+pub async fn change_schedule<T, E>(
+    state: &AppState,
+    mut change: impl FnMut(&mut Schedule) -> Result<T, E>,
+) -> Result<Result<T, E>, EngineError> {
+    let Some(redis) = state.engine.redis() else {
+        let mut schedule = state.maintenance.schedule.lock();
+        return Ok(change(&mut schedule));
+    };
+    let key = redis.keys().maintenance();
+    for _ in 0..5 {
+        let stored = redis.read_setting(&key).await?;
+        let mut schedule = match &stored {
+            Some(json) => serde_json::from_str(json).unwrap_or_default(),
+            None => state.maintenance.schedule.lock().clone(),
+        };
+        let out = match change(&mut schedule) {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(e)),
+        };
+        let json = serde_json::to_string(&schedule).expect("a schedule serialises");
+        if swap(redis, &key, stored.as_deref(), &json).await? {
+            state
+                .maintenance
+                .schedule
+                .lock()
+                .replace_keeping_started(schedule);
+            state.maintenance.changed.notify_one();
+            return Ok(Ok(out));
+        }
+    }
+    Err(EngineError::Unavailable(
+        "the maintenance schedule kept changing under this request; retry".into(),
+    ))
+}
+
+/// Sets `key` to `new` if it still holds `old` (or is absent when `old` is `None`), and
+/// announces the change.
+async fn swap(
+    redis: &RedisEngine,
+    key: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Result<bool, EngineError> {
+    const CAS: &str = r"
+        local cur = redis.call('GET', KEYS[1])
+        if (cur or '') ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[2])
+        redis.call('PUBLISH', ARGV[3], KEYS[1])
+        return 1";
+    let mut conn = redis.connection();
+    let script = redis::Script::new(CAS);
+    let mut call = script.prepare_invoke();
+    call.key(key)
+        .arg(old.unwrap_or(""))
+        .arg(new)
+        .arg(redis.keys().control());
+    let swapped: i64 = redis.bounded(call.invoke_async(&mut conn)).await?;
+    Ok(swapped == 1)
+}
+
+/// Applies the shared settings whenever they may have changed (an announcement from any node, a
+/// reconnect). Runs only with the Redis engine.
+pub async fn run(state: AppState, cancel: CancellationToken) {
+    let Some(redis) = state.engine.redis().cloned() else {
+        return;
+    };
+    let mut changed = redis.watch_control();
+    // The shared mode last taken. A change of the shared value is applied once; a mode this node
+    // set by itself since (a maintenance window starting on time) is not undone by a reconnect.
+    let mut taken: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            r = changed.changed() => if r.is_err() { return },
+        }
+        if let Err(e) = apply(&state, &redis, &mut taken).await {
+            warn!("shared settings not read: {e}; keeping this node's");
+        }
+    }
+}
+
+async fn apply(
+    state: &AppState,
+    redis: &RedisEngine,
+    taken: &mut Option<String>,
+) -> Result<(), EngineError> {
+    let now = Instant::now();
+    let mode = redis.read_setting(&redis.keys().mode()).await?;
+    if mode.is_some() && mode != *taken {
+        match serde_json::from_str::<SharedMode>(mode.as_deref().unwrap_or_default()) {
+            Ok(shared) => {
+                let current = SharedMode::from_setting(&state.failover.mode(), now);
+                if !same_mode(&shared, &current) {
+                    info!(mode = shared.mode.as_str(), by = %shared.set_by, "operator mode set on another node");
+                    state.failover.set_mode(shared.to_setting(now));
+                }
+            }
+            Err(e) => warn!("shared mode unreadable: {e}"),
+        }
+        *taken = mode;
+    }
+    if let Some(json) = redis.read_setting(&redis.keys().maintenance()).await? {
+        match serde_json::from_str::<Schedule>(&json) {
+            Ok(shared) => {
+                let mut mine = state.maintenance.schedule.lock();
+                if !mine.same_plan(&shared) {
+                    mine.replace_keeping_started(shared);
+                    drop(mine);
+                    state.maintenance.changed.notify_one();
+                }
+            }
+            Err(e) => warn!("shared maintenance schedule unreadable: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Equal but for rounding of the expiry between clocks.
+fn same_mode(a: &SharedMode, b: &SharedMode) -> bool {
+    let near = match (a.expires_at_ms, b.expires_at_ms) {
+        (Some(x), Some(y)) => x.abs_diff(y) < 1_000,
+        (x, y) => x == y,
+    };
+    a.mode == b.mode && a.reason == b.reason && a.set_by == b.set_by && near
+}
