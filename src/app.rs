@@ -198,6 +198,10 @@ impl App {
         background
             .tasks
             .spawn(ops::cluster::run(state.clone(), background.cancel.clone()));
+        background.tasks.spawn(ops::cluster::run_canary_lease(
+            state.clone(),
+            background.cancel.clone(),
+        ));
         background.tasks.spawn(ops::audit_feed::run(
             state.failover.watch_status(),
             state.audit.clone(),

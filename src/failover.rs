@@ -107,6 +107,13 @@ struct Inner {
     status: watch::Receiver<Status>,
     mode: watch::Sender<ModeSetting>,
     self_path: watch::Sender<SelfPath>,
+    /// For observations made elsewhere (another node's canary).
+    observations: mpsc::Sender<Observation>,
+    /// Whether this node's canaries probe (it holds the canary lease, or runs alone).
+    canary_active: watch::Sender<bool>,
+    /// This node's canary results, for sharing.
+    canary_tap: tokio::sync::broadcast::Sender<CanaryObservation>,
+    vendor_names: Vec<String>,
 }
 
 impl Failover {
@@ -163,22 +170,29 @@ impl Failover {
                 has_canary: config.canary.is_some() && v.has_realtime(),
             })
             .collect();
+        let (canary_active, active) = watch::channel(true);
+        let gate = canary::Gate {
+            active,
+            tap: tokio::sync::broadcast::channel(64).0,
+        };
         if let Some(canary) = &config.canary {
             for (i, v) in vendors.iter().enumerate().filter(|(_, v)| v.has_realtime()) {
-                let (v, canary, tx, cancel) = (
+                let (v, canary, tx, gate, cancel) = (
                     v.clone(),
                     canary.clone(),
                     observations_tx.clone(),
+                    gate.clone(),
                     cancel.clone(),
                 );
                 let span = tracing::info_span!("canary", vendor = %v.name());
                 tasks.spawn(
-                    async move { canary::run(i, v.as_ref(), &canary, tx, cancel).await }
-                        .instrument(span),
+                    async move {
+                        canary::run_gated(i, v.as_ref(), &canary, tx, &gate, cancel).await
+                    }
+                    .instrument(span),
                 );
             }
         }
-        drop(observations_tx);
 
         let driver = driver::Driver::new(
             infos,
@@ -223,6 +237,10 @@ impl Failover {
                 status: status_rx,
                 mode: mode_tx,
                 self_path: self_tx,
+                observations: observations_tx,
+                canary_active,
+                canary_tap: gate.tap,
+                vendor_names: vendors.iter().map(|v| v.name().to_owned()).collect(),
             }),
         }
     }
@@ -247,6 +265,37 @@ impl Failover {
     /// A receiver of status snapshots (refreshed every tick and on every change).
     pub fn watch_status(&self) -> watch::Receiver<Status> {
         self.inner.status.clone()
+    }
+
+    /// Lets this node's canaries probe the vendors, or holds them while another node does.
+    pub fn set_canary_active(&self, active: bool) {
+        self.inner
+            .canary_active
+            .send_if_modified(|a| std::mem::replace(a, active) != active);
+    }
+
+    /// Whether this node's canaries probe now.
+    pub fn canary_active(&self) -> bool {
+        *self.inner.canary_active.borrow()
+    }
+
+    /// This node's canary results as they come (for sharing with other nodes).
+    pub fn watch_canary(&self) -> tokio::sync::broadcast::Receiver<CanaryObservation> {
+        self.inner.canary_tap.subscribe()
+    }
+
+    /// Takes a canary result made by another node. Never waits: when the driver is behind, the
+    /// result is dropped (the next one follows within a canary interval).
+    pub fn observe_canary(&self, canary: CanaryObservation) {
+        let _ = self
+            .inner
+            .observations
+            .try_send(Observation::Canary(canary));
+    }
+
+    /// Names of the configured vendors, in priority order.
+    pub fn vendor_names(&self) -> &[String] {
+        &self.inner.vendor_names
     }
 
     /// The operator's mode as last set.

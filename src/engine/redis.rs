@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -79,6 +79,8 @@ pub struct RedisEngine {
     /// Bumped when another node announces a change of the shared operator settings, and after
     /// every reconnect (a change may have been missed): readers reload them from Redis.
     control: watch::Sender<u64>,
+    /// Canary results shared by the lease holder, as they arrive.
+    canary: broadcast::Sender<Arc<str>>,
     /// The pub/sub connection is up and every mirror has been brought up to date.
     up: AtomicBool,
     /// Where this node's URL points, without credentials.
@@ -126,6 +128,7 @@ impl RedisEngine {
             load: Script::new(include_str!("redis/load.lua")),
             wants,
             control: watch::channel(0).0,
+            canary: broadcast::channel(64).0,
             up: AtomicBool::new(false),
             display: config.display(),
             node: Epoch::random().to_string(),
@@ -151,6 +154,23 @@ impl RedisEngine {
     /// Wakes when the shared operator settings may have changed.
     pub fn watch_control(&self) -> watch::Receiver<u64> {
         self.control.subscribe()
+    }
+
+    /// Canary results published by the node holding the canary lease.
+    pub fn watch_canary(&self) -> broadcast::Receiver<Arc<str>> {
+        self.canary.subscribe()
+    }
+
+    /// Publishes a message to every node.
+    pub async fn publish_message(&self, channel: &str, message: &str) -> Result<(), EngineError> {
+        let mut conn = self.conn.clone();
+        self.bounded(
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async::<()>(&mut conn),
+        )
+        .await
     }
 
     fn control_changed(&self) {

@@ -57,10 +57,49 @@ pub async fn run(
     observations: mpsc::Sender<Observation>,
     cancel: CancellationToken,
 ) {
+    let gate = Gate::default();
+    run_gated(index, vendor, config, observations, &gate, cancel).await;
+}
+
+/// Whether this node runs the canary rounds now, and where their results are also told.
+/// Several nodes sharing one engine hold a lease so that one of them probes the vendor and
+/// shares its verdict; the others keep their realtime session open and wait for the lease.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub active: tokio::sync::watch::Receiver<bool>,
+    pub tap: tokio::sync::broadcast::Sender<CanaryObservation>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            active: tokio::sync::watch::channel(true).1,
+            tap: tokio::sync::broadcast::channel(16).0,
+        }
+    }
+}
+
+/// [`run`], probing only while `gate` is active, and telling `gate.tap` each result.
+pub async fn run_gated(
+    index: usize,
+    vendor: &dyn Vendor,
+    config: &CanaryConfig,
+    observations: mpsc::Sender<Observation>,
+    gate: &Gate,
+    cancel: CancellationToken,
+) {
     let (arrivals_tx, arrivals_rx) = mpsc::channel(256);
     tokio::join!(
         listen(vendor, config, arrivals_tx, cancel.clone()),
-        rounds(index, vendor, config, arrivals_rx, observations, cancel),
+        rounds(
+            index,
+            vendor,
+            config,
+            arrivals_rx,
+            observations,
+            gate,
+            cancel
+        ),
     );
 }
 
@@ -145,6 +184,7 @@ async fn rounds(
     config: &CanaryConfig,
     mut arrivals: mpsc::Receiver<Arrival>,
     observations: mpsc::Sender<Observation>,
+    gate: &Gate,
     cancel: CancellationToken,
 ) {
     let mut session = Session::default();
@@ -155,15 +195,25 @@ async fn rounds(
             () = cancel.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        if !*gate.active.borrow() {
+            // Another node holds the canary lease; keep the session's state current.
+            while let Ok(arrival) = arrivals.try_recv() {
+                session.apply(&arrival);
+            }
+            continue;
+        }
         let result = tokio::select! {
             () = cancel.cancelled() => return,
             result = round(vendor, config, &mut arrivals, &mut session) => result,
         };
-        let observation = Observation::Canary(CanaryObservation {
+        let canary = CanaryObservation {
             vendor: index,
             at: Instant::now(),
             result,
-        });
+        };
+        // Nobody listening is fine: only a lease holder shares its results.
+        let _ = gate.tap.send(canary.clone());
+        let observation = Observation::Canary(canary);
         tokio::select! {
             () = cancel.cancelled() => return,
             sent = observations.send(observation) => if sent.is_err() { return },

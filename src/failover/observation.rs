@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::vendor::{ErrorClass, Priority};
@@ -50,12 +50,12 @@ pub struct CanaryObservation {
 }
 
 /// How a canary round ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum CanaryResult {
     /// Published and received on the vendor's realtime connection within the deadline.
     Arrived {
-        #[serde(serialize_with = "as_millis")]
+        #[serde(serialize_with = "as_millis", deserialize_with = "from_millis")]
         latency: Duration,
     },
     /// Not received within the deadline, for this reason.
@@ -63,7 +63,7 @@ pub enum CanaryResult {
 }
 
 /// Why a canary was not received.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum CanaryFailure {
     /// The realtime connection was not subscribed within the deadline.
@@ -98,4 +98,8 @@ impl CanaryFailure {
 
 pub(crate) fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
 }

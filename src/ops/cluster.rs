@@ -186,3 +186,145 @@ fn same_mode(a: &SharedMode, b: &SharedMode) -> bool {
     };
     a.mode == b.mode && a.reason == b.reason && a.set_by == b.set_by && near
 }
+
+/// How long a canary lease lives without renewal: a holder that dies is replaced within this.
+const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How often the lease is renewed or tried for.
+const LEASE_EVERY: Duration = Duration::from_secs(1);
+
+/// A canary result as shared between nodes.
+#[derive(Debug, Serialize, Deserialize)]
+struct SharedCanary {
+    node: String,
+    vendor: usize,
+    name: String,
+    result: crate::failover::CanaryResult,
+}
+
+/// One node at a time probes the vendors with the canary: the holder of a lease renewed in
+/// Redis (`SET NX PX`). It publishes each result; the others feed those results to their own
+/// failover machines, so every node has one view of vendor health from one canary, while each
+/// still judges its own vendor requests. When Redis cannot be reached every node probes for
+/// itself, as a single node would.
+pub async fn run_canary_lease(state: AppState, cancel: CancellationToken) {
+    let Some(redis) = state.engine.redis().cloned() else {
+        return;
+    };
+    if state.failover.vendor_names().is_empty() {
+        return;
+    }
+    let failover = state.failover.clone();
+    let mut held = false;
+    failover.set_canary_active(false);
+    let mut mine = failover.watch_canary();
+    let mut theirs = redis.watch_canary();
+    let mut tick = tokio::time::interval(LEASE_EVERY);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => {
+                if held {
+                    // Hand over at once rather than when the lease lapses.
+                    let _ = release_lease(&redis).await;
+                }
+                return;
+            }
+            _ = tick.tick() => {
+                let now_held = match take_lease(&redis).await {
+                    Ok(held) => held,
+                    // No Redis, no shared verdict: probe for ourselves.
+                    Err(_) => true,
+                };
+                if now_held != held {
+                    info!(node = redis.node(), held = now_held, "canary lease");
+                    held = now_held;
+                }
+                failover.set_canary_active(held);
+            }
+            got = mine.recv() => match got {
+                Ok(canary) if held => share_canary(&redis, &failover, canary).await,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            got = theirs.recv() => match got {
+                Ok(text) if !held => take_canary(&redis, &failover, &text),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+        }
+    }
+}
+
+/// Takes or renews the lease; whether this node holds it.
+async fn take_lease(redis: &RedisEngine) -> Result<bool, EngineError> {
+    const LEASE: &str = r"
+        local cur = redis.call('GET', KEYS[1])
+        if cur == ARGV[1] then
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return 1
+        elseif not cur then
+          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+          return 1
+        end
+        return 0";
+    let mut conn = redis.connection();
+    let script = redis::Script::new(LEASE);
+    let mut call = script.prepare_invoke();
+    call.key(redis.keys().canary_lease())
+        .arg(redis.node())
+        .arg(LEASE_TTL.as_millis() as u64);
+    let held: i64 = redis.bounded(call.invoke_async(&mut conn)).await?;
+    Ok(held == 1)
+}
+
+async fn release_lease(redis: &RedisEngine) -> Result<(), EngineError> {
+    const RELEASE: &str = r"
+        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+        return 0";
+    let mut conn = redis.connection();
+    let script = redis::Script::new(RELEASE);
+    let mut call = script.prepare_invoke();
+    call.key(redis.keys().canary_lease()).arg(redis.node());
+    redis
+        .bounded(call.invoke_async::<i64>(&mut conn))
+        .await
+        .map(|_| ())
+}
+
+async fn share_canary(
+    redis: &RedisEngine,
+    failover: &crate::failover::Failover,
+    canary: crate::failover::CanaryObservation,
+) {
+    let Some(name) = failover.vendor_names().get(canary.vendor) else {
+        return;
+    };
+    let shared = SharedCanary {
+        node: redis.node().to_string(),
+        vendor: canary.vendor,
+        name: name.clone(),
+        result: canary.result,
+    };
+    let json = serde_json::to_string(&shared).expect("a canary result serialises");
+    if let Err(e) = redis
+        .publish_message(&redis.keys().canary_results(), &json)
+        .await
+    {
+        tracing::debug!("canary result not shared: {e}");
+    }
+}
+
+fn take_canary(redis: &RedisEngine, failover: &crate::failover::Failover, text: &str) {
+    let Ok(shared) = serde_json::from_str::<SharedCanary>(text) else {
+        warn!("unreadable shared canary result");
+        return;
+    };
+    // Only results about the same vendor at the same place in this node's priority order.
+    let same = failover.vendor_names().get(shared.vendor) == Some(&shared.name);
+    if shared.node != redis.node() && same {
+        failover.observe_canary(crate::failover::CanaryObservation {
+            vendor: shared.vendor,
+            at: Instant::now(),
+            result: shared.result,
+        });
+    }
+}

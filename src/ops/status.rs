@@ -68,7 +68,13 @@ fn vendor_json(v: &VendorStatus, state: &AppState, now: Instant) -> Value {
 fn engine_json(state: &AppState) -> Value {
     match state.engine.redis() {
         None => json!({"kind": "memory", "up": true}),
-        Some(r) => json!({"kind": "redis", "up": r.is_up(), "url": r.display(), "node": r.node()}),
+        Some(r) => json!({
+            "kind": "redis",
+            "up": r.is_up(),
+            "url": r.display(),
+            "node": r.node(),
+            "canary_lease": state.failover.canary_active(),
+        }),
     }
 }
 

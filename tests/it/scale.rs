@@ -365,9 +365,13 @@ const ADMIN: &str = "test-admin-token-0123456789";
 
 /// A node on `redis` with an admin token.
 async fn admin_node(redis: &Redis) -> Server {
+    admin_node_with(redis, "").await
+}
+
+async fn admin_node_with(redis: &Redis, extra: &str) -> Server {
     Server::with(&format!(
         "[auth]\nsubscribe = \"none\"\nadmin_tokens = [{{ name = \"alice\", token = \"{ADMIN}\" }}]\n\
-         [engine]\nurl = \"{}\"\ntimeout_ms = 300\n",
+         [engine]\nurl = \"{}\"\ntimeout_ms = 300\n{extra}",
         redis.url()
     ))
     .await
@@ -482,6 +486,51 @@ async fn a_maintenance_window_scheduled_on_one_node_is_on_every_node_and_cancell
     assert_eq!(status, 200, "{v}");
     status_until(&a, "node A to drop the window", |v| {
         v["maintenance"].as_array().is_some_and(|w| w.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_node_at_a_time_runs_the_canary_and_every_node_sees_its_verdict() {
+    let redis = Redis::start().await;
+    let sockudo = crate::support::sockudo::Sockudo::start().await;
+    let vendor = format!(
+        "[vendors]\nurls = [\"{}\"]\ncanary_interval_ms = 200\n",
+        sockudo.pusher_url()
+    );
+    let mut nodes = vec![
+        admin_node_with(&redis, &vendor).await,
+        admin_node_with(&redis, &vendor).await,
+    ];
+    let arrived = |v: &Value| v["vendors"][0]["last_canary"]["result"]["outcome"] == "arrived";
+    let mut leases = Vec::new();
+    for node in &nodes {
+        let v = status_until(node, "a canary verdict on every node", arrived).await;
+        leases.push(v["engine"]["canary_lease"].as_bool().unwrap());
+    }
+    // The lease holder is stable once taken; read both again to compare.
+    let mut holders = Vec::new();
+    for node in &nodes {
+        let (_, v) = admin_call(node, reqwest::Method::GET, "/admin/status", None).await;
+        holders.push(v["engine"]["canary_lease"] == true);
+    }
+    assert_eq!(
+        holders.iter().filter(|h| **h).count(),
+        1,
+        "{holders:?} {leases:?}"
+    );
+    // The holder goes away: the other node takes the lease once it lapses, and probes.
+    let holder = holders.iter().position(|h| *h).unwrap();
+    nodes.remove(holder).shutdown().await.unwrap().unwrap();
+    let other = &nodes[0];
+    status_until(other, "the other node to take the canary lease", |v| {
+        v["engine"]["canary_lease"] == true
+    })
+    .await;
+    let (_, before) = admin_call(other, reqwest::Method::GET, "/admin/status", None).await;
+    let at = before["vendors"][0]["last_canary"]["at"].as_u64().unwrap();
+    status_until(other, "a fresh canary from the new holder", |v| {
+        arrived(v) && v["vendors"][0]["last_canary"]["at"].as_u64().unwrap() > at
     })
     .await;
 }

@@ -137,7 +137,10 @@ impl Connected<'_> {
     /// After a (re)connect: subscribe to every mirrored channel, then bring each up to date.
     async fn recover(&mut self) -> Result<(), String> {
         self.engine
-            .bounded(self.sink.subscribe(self.engine.keys.control()))
+            .bounded(self.sink.subscribe(&[
+                self.engine.keys.control(),
+                self.engine.keys.canary_results(),
+            ]))
             .await
             .map_err(|e| e.to_string())?;
         let names = self.engine.registry.names();
@@ -174,8 +177,13 @@ impl Connected<'_> {
     /// One event from Redis: applied in order, or the gap before it filled first.
     async fn ingest(&mut self, msg: &redis::Msg) -> Result<(), String> {
         let Some(ch) = self.engine.keys.channel_of_events(msg.get_channel_name()) else {
-            if msg.get_channel_name() == self.engine.keys.control() {
+            let name = msg.get_channel_name();
+            if name == self.engine.keys.control() {
                 self.engine.control_changed();
+            } else if name == self.engine.keys.canary_results() {
+                if let Ok(text) = std::str::from_utf8(msg.get_payload_bytes()) {
+                    let _ = self.engine.canary.send(Arc::from(text));
+                }
             }
             return Ok(());
         };

@@ -65,9 +65,9 @@ impl Keys {
         format!("{}:canary:lease", self.prefix)
     }
 
-    /// String with expiry: the canary holder's latest verdict, as JSON.
-    pub fn canary_verdict(&self) -> String {
-        format!("{}:canary:verdict", self.prefix)
+    /// Pub/sub channel of the lease holder's canary results, as JSON.
+    pub fn canary_results(&self) -> String {
+        format!("{}:canary:results", self.prefix)
     }
 }
 
