@@ -229,11 +229,8 @@ pub async fn run_canary_lease(state: AppState, cancel: CancellationToken) {
                 return;
             }
             _ = tick.tick() => {
-                let now_held = match take_lease(&redis).await {
-                    Ok(held) => held,
-                    // No Redis, no shared verdict: probe for ourselves.
-                    Err(_) => true,
-                };
+                // No Redis, no shared verdict: probe for ourselves.
+                let now_held = take_lease(&redis).await.unwrap_or(true);
                 if now_held != held {
                     info!(node = redis.node(), held = now_held, "canary lease");
                     held = now_held;
