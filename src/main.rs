@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use understudy::config::ConfigSource;
 use understudy::{App, Config, Listeners};
 
 #[derive(Parser)]
@@ -100,10 +101,7 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    let text = path
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
-        .transpose()?;
-    Ok(Config::load(text.as_deref(), &|k| std::env::var(k).ok())?)
+    Ok(ConfigSource::new(path.map(PathBuf::from)).load()?)
 }
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
