@@ -190,7 +190,7 @@ pub(crate) fn publish_item(
 /// Hands a new event to the vendor lanes. Synchronous: the lanes never make a publisher wait,
 /// and what they shed is still in history and on the own broadcast.
 fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
-    if state.failover.lanes().is_empty() {
+    if !state.failover.has_vendors() {
         return;
     }
     let priority = priority.unwrap_or_else(|| {
