@@ -82,7 +82,7 @@ pub(crate) async fn schedule(
                 set_by: &name,
             },
             now_ms(),
-            state.config.max_maintenance_window,
+            state.config.load().max_maintenance_window,
         )
         .map_err(invalid)?;
     state.maintenance.changed.notify_one();
