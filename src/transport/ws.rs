@@ -90,6 +90,8 @@ struct Session {
     delivered: BatchedCounter,
     last_heard: Instant,
     signals: Signals,
+    /// `subscribers.write_timeout_ms` when the connection opened (a reload does not change it).
+    write_timeout: Duration,
 }
 
 impl Session {
@@ -102,6 +104,7 @@ impl Session {
             delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
+            write_timeout: state.config.load().subscribers.write_timeout,
             state,
         }
     }
@@ -221,8 +224,7 @@ impl Session {
 
     /// Flushes within the write deadline; a peer that does not read is a slow consumer.
     async fn flush(&mut self) -> Result<(), axum::Error> {
-        let deadline = self.state.config.load().subscribers.write_timeout;
-        match tokio::time::timeout(deadline, self.socket.flush()).await {
+        match tokio::time::timeout(self.write_timeout, self.socket.flush()).await {
             Ok(r) => r,
             Err(_) => Err(axum::Error::new(SlowConsumer)),
         }
