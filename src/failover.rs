@@ -116,9 +116,9 @@ struct Inner {
     status: watch::Receiver<Status>,
     mode: watch::Sender<ModeSetting>,
     self_path: watch::Sender<SelfPath>,
-    /// The running side's driver task; it hands back its outputs when stopped. A rebuild holds
-    /// this lock throughout, so rebuilds run one at a time.
-    driver: tokio::sync::Mutex<Option<JoinHandle<DriverOutputs>>>,
+    /// The running side's driver task; it hands back its outputs when a rebuild stops it (not
+    /// when the node stops). A rebuild holds this lock throughout, so rebuilds run one at a time.
+    driver: tokio::sync::Mutex<Option<JoinHandle<Option<DriverOutputs>>>>,
     /// Where vendor sides run, and the node's cancellation their own tokens descend from.
     tasks: TaskTracker,
     cancel: CancellationToken,
@@ -139,6 +139,7 @@ pub struct Rebuilt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
+    /// The node is shutting down (or the driver failed).
     #[error("the failover driver is not running")]
     DriverGone,
 }
@@ -181,7 +182,7 @@ impl Failover {
             self_path: self_rx,
         };
         let (side, driver) = Side::start(prepared, driver, wiring, tasks, cancel.child_token());
-        let driver = driver.spawn(tasks);
+        let driver = driver.spawn(tasks, cancel.clone());
         Failover {
             inner: Arc::new(Inner {
                 side: ArcSwap::from_pointee(side),
@@ -209,8 +210,11 @@ impl Failover {
         let queued_dropped = old.queued();
         old.cancel.cancel();
         let handle = running.take().ok_or(RebuildError::DriverGone)?;
-        let DriverOutputs { route, status, .. } =
-            handle.await.map_err(|_| RebuildError::DriverGone)?;
+        let DriverOutputs { route, status, .. } = handle
+            .await
+            .ok()
+            .flatten()
+            .ok_or(RebuildError::DriverGone)?;
         let now = Instant::now();
         let previous = status.borrow().clone();
         let mut mode_rx = self.inner.mode.subscribe();
@@ -249,7 +253,7 @@ impl Failover {
         // route on that news reads the new one.
         self.inner.side.store(Arc::new(side));
         driver.publish(now);
-        *running = Some(driver.spawn(&self.inner.tasks));
+        *running = Some(driver.spawn(&self.inner.tasks, self.inner.cancel.clone()));
         tracing::info!(
             vendors = rebuilt.vendors,
             kept = rebuilt.kept,

@@ -233,16 +233,27 @@ impl DriverTask {
         self.outputs.status.send_replace(self.driver.status(now));
     }
 
-    pub(super) fn spawn(self, tasks: &TaskTracker) -> JoinHandle<DriverOutputs> {
+    /// Runs the driver on `tasks`. Stopped by a rebuild (its side's token alone), it hands
+    /// back its outputs; stopped with the node (`node` is cancelled too), it drops them, so
+    /// every route and status receiver sees the end.
+    pub(super) fn spawn(
+        self,
+        tasks: &TaskTracker,
+        node: CancellationToken,
+    ) -> JoinHandle<Option<DriverOutputs>> {
         let span = tracing::info_span!("failover_driver");
+        let run = driver::run(
+            self.driver,
+            self.inputs,
+            self.outputs,
+            self.config.tick,
+            self.cancel,
+        );
         tasks.spawn(
-            driver::run(
-                self.driver,
-                self.inputs,
-                self.outputs,
-                self.config.tick,
-                self.cancel,
-            )
+            async move {
+                let outputs = run.await;
+                (!node.is_cancelled()).then_some(outputs)
+            }
             .instrument(span),
         )
     }

@@ -244,3 +244,26 @@ async fn a_removed_vendor_is_left_at_once() {
     assert_eq!(status.vendors[0].name, "secondary");
     cancel.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn receivers_see_the_end_when_the_node_stops_not_when_the_side_is_rebuilt() {
+    let vendor = FakeVendor::new("v", 10, Realtime::Working);
+    let (failover, cancel) = launch(prepared(&[(&vendor, 1)], config()));
+    let mut route = failover.watch_route();
+    failover
+        .rebuild(prepared(&[(&vendor, 1)], config()))
+        .await
+        .unwrap();
+    failover.set_mode(ModeSetting::forced(Mode::Poll, "drill", "oncall", None));
+    route_until(&mut route, |r| r.path == Path::Poll).await;
+
+    cancel.cancel();
+    let closed = async { while route.changed().await.is_ok() {} };
+    tokio::time::timeout(SEC, closed)
+        .await
+        .expect("the route receiver sees the driver stop");
+    assert!(failover
+        .rebuild(prepared(&[(&vendor, 1)], config()))
+        .await
+        .is_err());
+}
