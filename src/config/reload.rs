@@ -38,6 +38,21 @@ impl Config {
             differs
         };
         let old = self;
+        // Every section is either compared below or kept for a restart. Listed without `..`, so
+        // a new section does not compile until it is given its place here.
+        let Config {
+            server: _,
+            log: _,
+            publish: _,
+            history: _,
+            channels: _,
+            subscribers: _,
+            auth: _,
+            demo: _,
+            vendors: _,
+            audit: _,
+            max_maintenance_window: _,
+        } = old;
         if keep("server.listen", old.server.listen != new.server.listen) {
             new.server.listen = old.server.listen;
         }
