@@ -74,10 +74,15 @@ impl AdminTarget {
         let status = r.status();
         let v: Value = r.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!(
-                "{status}: {}",
-                v["error"]["message"].as_str().unwrap_or("no error message")
-            );
+            let mut message = v["error"]["message"]
+                .as_str()
+                .unwrap_or("no error message")
+                .to_string();
+            for problem in v["error"]["errors"].as_array().into_iter().flatten() {
+                message.push_str("\n  - ");
+                message.push_str(problem.as_str().unwrap_or("?"));
+            }
+            bail!("{status}: {message}");
         }
         Ok(v)
     }
@@ -106,6 +111,39 @@ pub(crate) async fn mode(cmd: ModeCommand) -> anyhow::Result<()> {
         v["route"]["route"].as_str().unwrap_or("?"),
         v["route"]["reason"].as_str().unwrap_or("")
     );
+    Ok(())
+}
+
+pub(crate) async fn reload(target: AdminTarget) -> anyhow::Result<()> {
+    let v = target
+        .call(reqwest::Method::POST, "/admin/reload", None)
+        .await?;
+    let list = |key: &str| {
+        let items: Vec<&str> = (v[key].as_array().into_iter().flatten())
+            .filter_map(Value::as_str)
+            .collect();
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    println!("reloaded; changed: {}", list("changed"));
+    if v["vendors_rebuilt"] == true {
+        println!(
+            "vendor side rebuilt ({} queued vendor events dropped)",
+            v["vendor_queue_dropped"]
+        );
+    }
+    if v["restart_required"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        println!(
+            "changed but applied only after a restart: {}",
+            list("restart_required")
+        );
+    }
     Ok(())
 }
 

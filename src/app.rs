@@ -1,17 +1,22 @@
 //! Wires the core, the transports and the admin side together; owns the listeners, the background
 //! upkeep and the shutdown sequence.
+//!
+//! # Layout
+//! - `reload`: re-reading the configuration at run time (SIGHUP, `POST /admin/reload`).
+
+pub mod reload;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::auth::{AdminTokens, PublisherKeys, SubscriberAuth};
-use crate::config::Config;
-use crate::config::EngineConfig;
+use crate::config::{Config, ConfigSource, EngineConfig};
 use crate::core::history::HistoryLimits;
 use crate::core::idempotency::IdempotencyLimits;
 use crate::core::{ChannelLimits, Registry, RegistryLimits};
@@ -27,14 +32,20 @@ use crate::transport::control::Control;
 use crate::vendor::BuildError;
 
 /// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
+///
+/// What a reload changes sits behind an `ArcSwap`: read it with `load()` (lock-free) and do not
+/// hold the guard across an `.await` (copy the value out, or `load_full()`).
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration in force, replaced whole by a reload.
+    pub config: Arc<ArcSwap<Config>>,
     /// Channels, sequencing, history and live fan-out: this node's, or shared through Redis.
     pub engine: Arc<Engine>,
-    pub publishers: Arc<PublisherKeys>,
-    pub subscribers: Arc<SubscriberAuth>,
-    pub admins: Arc<AdminTokens>,
+    pub publishers: Arc<ArcSwap<PublisherKeys>>,
+    pub subscribers: Arc<ArcSwap<SubscriberAuth>>,
+    pub admins: Arc<ArcSwap<AdminTokens>>,
+    /// Where the configuration came from, for reloads.
+    pub origin: Arc<reload::ConfigOrigin>,
     pub lifecycle: Lifecycle,
     pub metrics: Metrics,
     /// Vendor lanes, health, operator mode and the route. With no vendor configured the route
@@ -52,22 +63,7 @@ impl AppState {
     /// Builds the state and starts the vendor side (lanes, canaries, the failover driver) on
     /// `background`, which outlives the connections and stops last.
     pub fn new(config: Config, background: &Background) -> Result<Self, StartError> {
-        let limits = RegistryLimits {
-            channel: ChannelLimits {
-                history: HistoryLimits {
-                    max_events: config.history.max_events,
-                    max_age: config.history.max_age,
-                },
-                idempotency: IdempotencyLimits {
-                    window: config.publish.idempotency_window,
-                    max_keys: config.publish.idempotency_max_keys,
-                },
-                live_buffer: config.subscribers.buffer_events,
-                idle_reclaim: config.channels.idle_reclaim,
-                max_history_bytes: config.history.max_bytes,
-            },
-            max_channels: config.channels.max_channels,
-        };
+        let limits = registry_limits(&config);
         let failover = Failover::build(
             &config.vendors.vendors,
             config.vendors.failover.clone(),
@@ -95,15 +91,13 @@ impl AppState {
             audit,
             failover,
             engine: Arc::new(engine),
-            publishers: Arc::new(PublisherKeys::new(config.auth.publisher_keys.clone())),
-            subscribers: Arc::new(SubscriberAuth::new(
-                config.auth.subscribe,
-                &config.auth.subscriber_secret,
-            )),
-            admins: Arc::new(AdminTokens::new(config.auth.admin_tokens.clone())),
+            publishers: Arc::new(ArcSwap::from_pointee(publisher_keys(&config))),
+            subscribers: Arc::new(ArcSwap::from_pointee(subscriber_auth(&config))),
+            admins: Arc::new(ArcSwap::from_pointee(admin_tokens(&config))),
+            origin: Arc::default(),
             lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
             metrics: Metrics::install(),
-            config: Arc::new(config),
+            config: Arc::new(ArcSwap::from_pointee(config)),
         })
     }
 }
@@ -115,6 +109,37 @@ pub enum StartError {
     Vendor(#[from] BuildError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+fn registry_limits(config: &Config) -> RegistryLimits {
+    RegistryLimits {
+        channel: ChannelLimits {
+            history: HistoryLimits {
+                max_events: config.history.max_events,
+                max_age: config.history.max_age,
+            },
+            idempotency: IdempotencyLimits {
+                window: config.publish.idempotency_window,
+                max_keys: config.publish.idempotency_max_keys,
+            },
+            live_buffer: config.subscribers.buffer_events,
+            idle_reclaim: config.channels.idle_reclaim,
+            max_history_bytes: config.history.max_bytes,
+        },
+        max_channels: config.channels.max_channels,
+    }
+}
+
+fn publisher_keys(config: &Config) -> PublisherKeys {
+    PublisherKeys::new(config.auth.publisher_keys.clone())
+}
+
+fn subscriber_auth(config: &Config) -> SubscriberAuth {
+    SubscriberAuth::new(config.auth.subscribe, &config.auth.subscriber_secret)
+}
+
+fn admin_tokens(config: &Config) -> AdminTokens {
+    AdminTokens::new(config.auth.admin_tokens.clone())
 }
 
 /// Background tasks that serve the whole node rather than one connection (vendor lanes,
@@ -163,6 +188,13 @@ impl App {
             listeners,
             background,
         })
+    }
+
+    /// Reloads (SIGHUP, `POST /admin/reload`) read `source` again: the file and environment the
+    /// configuration was loaded from. Without it a reload is refused.
+    pub fn with_source(mut self, source: ConfigSource) -> Self {
+        self.state.origin = Arc::new(reload::ConfigOrigin::new(source));
+        self
     }
 
     pub fn state(&self) -> &AppState {
@@ -228,7 +260,7 @@ impl App {
             );
         }
         lifecycle.begin_shutdown();
-        let limit = state.config.server.shutdown_timeout;
+        let limit = state.config.load().server.shutdown_timeout;
         let drained = tokio::time::timeout(limit, lifecycle.connections_closed()).await;
         state.audit.record(
             AuditEntry::system(AuditAction::DrainCompleted).with_details(serde_json::json!({
@@ -257,12 +289,19 @@ impl App {
 }
 
 /// Background upkeep: drains metric samples into histograms, trims history by age and reclaims
-/// idle channels, one channel lock at a time.
+/// idle channels, one channel lock at a time. Follows `history.prune_interval_ms` across reloads.
 async fn upkeep(state: AppState) {
-    let mut tick = tokio::time::interval(state.config.history.prune_interval);
+    let every = |state: &AppState| state.config.load().history.prune_interval;
+    let mut period = every(&state);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if every(&state) != period {
+            period = every(&state);
+            tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
         state.metrics.run_upkeep();
         crate::ops::metrics::Metrics::engine_up().set(if state.engine.is_up() { 1.0 } else { 0.0 });
         let registry = state.engine.registry().clone();

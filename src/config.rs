@@ -5,7 +5,9 @@
 mod audit;
 mod engine;
 mod raw;
+mod reload;
 mod secret;
+mod source;
 mod vendors;
 
 use std::net::SocketAddr;
@@ -13,7 +15,9 @@ use std::time::Duration;
 
 pub use engine::{EngineConfig, RedisConfig};
 pub use raw::Raw;
+pub use reload::Reload;
 pub use secret::Secret;
+pub use source::ConfigSource;
 pub use vendors::Vendors;
 
 /// The default configuration, embedded in the binary.
@@ -30,7 +34,7 @@ pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token-change-me";
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: Server,
     pub log: Log,
@@ -48,7 +52,7 @@ pub struct Config {
     pub max_maintenance_window: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -58,7 +62,7 @@ pub struct Server {
     pub cors_allow_origins: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Log {
     pub filter: String,
     pub format: LogFormat,
@@ -70,7 +74,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Publish {
     pub max_body_bytes: usize,
     pub max_batch_events: usize,
@@ -79,7 +83,7 @@ pub struct Publish {
     pub idempotency_max_keys: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct History {
     pub max_events: usize,
     pub max_age: Duration,
@@ -87,13 +91,13 @@ pub struct History {
     pub prune_interval: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Channels {
     pub idle_reclaim: Duration,
     pub max_channels: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Subscribers {
     pub buffer_events: usize,
     pub buffer_bytes: usize,
@@ -117,7 +121,7 @@ pub struct Transports {
     pub poll: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Auth {
     pub publisher_keys: Vec<Secret>,
     pub subscribe: SubscribeAuth,
@@ -126,7 +130,7 @@ pub struct Auth {
 }
 
 /// The clinic demo pages and their small backend (`src/web/demo.rs`). Off by default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Demo {
     pub enabled: bool,
     /// Where the demo backend keeps its waiting-room list across restarts; `None`: memory only.

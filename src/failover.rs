@@ -14,6 +14,8 @@
 //! - `driver`: the task that steps the machines and publishes [`Route`] and [`Status`].
 //! - `canary`: publish-to-arrival probes over the vendor's REST API and realtime socket.
 //! - `heartbeat`: the `understudy.heartbeat` event while the route is a vendor.
+//! - `side`: one configuration's adapters and everything running for them, replaced whole when
+//!   a reload changes the vendors or their knobs.
 
 pub mod canary;
 pub mod driver;
@@ -23,16 +25,17 @@ pub mod machine;
 pub mod mode;
 pub mod observation;
 pub mod route;
+mod side;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 pub use canary::CanaryConfig;
 pub use driver::{Route, RouteConfig, Status, VendorStatus};
@@ -43,11 +46,14 @@ pub use observation::{
     CanaryFailure, CanaryObservation, CanaryResult, Observation, RequestObservation,
 };
 pub use route::{Path, RouteReason, SelfPath};
+pub use side::PreparedSide;
 
-use crate::vendor::http::{HttpClient, HttpConfig};
-use crate::vendor::lanes::{Enqueued, LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
+use crate::vendor::http::HttpConfig;
+use crate::vendor::lanes::{Enqueued, LaneConfig, Lanes, RetryBudgetConfig};
 use crate::vendor::realtime::RealtimeConfig;
 use crate::vendor::{BuildError, OutboundEvent, Vendor, VendorConfig};
+use driver::DriverOutputs;
+use side::Side;
 
 /// Every knob of vendor delivery and failover, with the documented defaults.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,27 +99,53 @@ impl Default for FailoverConfig {
 }
 
 /// Vendor delivery and failover, running. Cheap to clone; share it in the app state.
+///
+/// The handle lives as long as the node. [`Failover::rebuild`] replaces the vendor side behind
+/// it (a configuration reload); route and status receivers taken before keep receiving, and the
+/// operator's mode carries over.
 #[derive(Clone)]
 pub struct Failover {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// One per vendor, in priority order.
-    lanes: Vec<Lanes>,
-    /// The route, lock-free for the hot path.
-    current: Arc<ArcSwap<Route>>,
+    /// The vendor side in force, read without a lock by the publish path; replaced whole by a
+    /// rebuild.
+    side: ArcSwap<Side>,
     route: watch::Receiver<Route>,
     status: watch::Receiver<Status>,
     mode: watch::Sender<ModeSetting>,
     self_path: watch::Sender<SelfPath>,
-    /// For observations made elsewhere (another node's canary).
-    observations: mpsc::Sender<Observation>,
     /// Whether this node's canaries probe (it holds the canary lease, or runs alone).
     canary_active: watch::Sender<bool>,
-    /// This node's canary results, for sharing.
-    canary_tap: tokio::sync::broadcast::Sender<CanaryObservation>,
-    vendor_names: Vec<String>,
+    /// The gate every side's canaries follow, and where their results are also told.
+    canary_gate: canary::Gate,
+    /// The running side's driver task; it hands back its outputs when a rebuild stops it (not
+    /// when the node stops). A rebuild holds this lock throughout, so rebuilds run one at a time.
+    driver: tokio::sync::Mutex<Option<JoinHandle<Option<DriverOutputs>>>>,
+    /// Where vendor sides run, and the node's cancellation their own tokens descend from.
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+/// What a rebuild did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Vendors configured now.
+    pub vendors: usize,
+    /// Vendors whose configuration did not change: they kept their health.
+    pub kept: usize,
+    /// Events that were waiting in the old side's queues: dropped, counted under
+    /// `understudy_vendor_dropped_total{reason="closed"}`. They are in history and on the own
+    /// broadcast.
+    pub queued_dropped: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// The node is shutting down (or the driver failed).
+    #[error("the failover driver is not running")]
+    DriverGone,
 }
 
 impl Failover {
@@ -124,15 +156,8 @@ impl Failover {
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Failover, BuildError> {
-        let http = HttpClient::new(&HttpConfig {
-            request_timeout: config.lanes.request_timeout,
-            ..config.http.clone()
-        })?;
-        let adapters = vendors
-            .iter()
-            .map(|v| crate::vendor::build(v, &http, &config.realtime))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Failover::start(adapters, config, tasks, cancel))
+        let prepared = PreparedSide::build(vendors, config)?;
+        Ok(Failover::launch(prepared, tasks, cancel))
     }
 
     /// Starts lanes, canaries, the driver and the heartbeat for already-built vendors.
@@ -143,118 +168,125 @@ impl Failover {
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Failover {
+        Failover::launch(PreparedSide::from_adapters(vendors, config), tasks, cancel)
+    }
+
+    fn launch(prepared: PreparedSide, tasks: &TaskTracker, cancel: CancellationToken) -> Failover {
         let now = Instant::now();
-        let (observations_tx, observations_rx) = mpsc::channel(config.observation_buffer.max(1));
-        let budget = Arc::new(RetryBudget::new(config.retry_budget));
-        let lanes: Vec<Lanes> = vendors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                Lanes::start(
-                    i,
-                    v.clone(),
-                    config.lanes.clone(),
-                    budget.clone(),
-                    observations_tx.clone(),
-                    tasks,
-                    cancel.clone(),
-                )
-            })
-            .collect();
-        let infos = vendors
-            .iter()
-            .map(|v| driver::VendorInfo {
-                name: v.name().to_owned(),
-                kind: v.kind(),
-                public: v.public_info(),
-                has_canary: config.canary.is_some() && v.has_realtime(),
-            })
-            .collect();
+        let mode = prepared.config().initial_mode.clone();
+        let driver = prepared.driver(mode.clone(), now);
+        let (route_tx, route_rx) = watch::channel(driver.route().clone());
+        let (status_tx, status_rx) = watch::channel(driver.status(now));
+        let (mode_tx, mode_rx) = watch::channel(mode);
+        let (self_tx, self_rx) = watch::channel(SelfPath::Available);
         let (canary_active, active) = watch::channel(true);
-        let gate = canary::Gate {
+        let canary_gate = canary::Gate {
             active,
             tap: tokio::sync::broadcast::channel(64).0,
         };
-        if let Some(canary) = &config.canary {
-            for (i, v) in vendors.iter().enumerate().filter(|(_, v)| v.has_realtime()) {
-                let (v, canary, tx, gate, cancel) = (
-                    v.clone(),
-                    canary.clone(),
-                    observations_tx.clone(),
-                    gate.clone(),
-                    cancel.clone(),
-                );
-                let span = tracing::info_span!("canary", vendor = %v.name());
-                tasks.spawn(
-                    async move {
-                        canary::run_gated(i, v.as_ref(), &canary, tx, &gate, cancel).await
-                    }
-                    .instrument(span),
-                );
-            }
-        }
-
-        let driver = driver::Driver::new(
-            infos,
-            config.thresholds,
-            config.window,
-            config.route,
-            config.initial_mode.clone(),
-            now,
-        );
-        let route = driver.route().clone();
-        let current = Arc::new(ArcSwap::from_pointee(route.clone()));
-        let (route_tx, route_rx) = watch::channel(route);
-        let (status_tx, status_rx) = watch::channel(driver.status(now));
-        let (mode_tx, mode_rx) = watch::channel(config.initial_mode.clone());
-        let (self_tx, self_rx) = watch::channel(SelfPath::Available);
-        let inputs = driver::DriverInputs {
-            observations: observations_rx,
+        let wiring = side::Wiring {
+            route: route_tx,
+            status: status_tx,
             mode: mode_rx,
             self_path: self_rx,
+            canary: canary_gate.clone(),
         };
-        let outputs = driver::DriverOutputs {
-            route: route_tx,
-            current: current.clone(),
-            status: status_tx,
-        };
-        let span = tracing::info_span!("failover_driver");
-        tasks.spawn(
-            driver::run(driver, inputs, outputs, config.tick, cancel.clone()).instrument(span),
-        );
-        if let Some(interval) = config.heartbeat {
-            let span = tracing::info_span!("vendor_heartbeat");
-            tasks.spawn(
-                heartbeat::run(lanes.clone(), current.clone(), interval, cancel.clone())
-                    .instrument(span),
-            );
-        }
+        let (side, driver) = Side::start(prepared, driver, wiring, tasks, cancel.child_token());
+        let driver = driver.spawn(tasks, cancel.clone());
         Failover {
             inner: Arc::new(Inner {
-                lanes,
-                current,
+                side: ArcSwap::from_pointee(side),
                 route: route_rx,
                 status: status_rx,
                 mode: mode_tx,
                 self_path: self_tx,
-                observations: observations_tx,
+                driver: tokio::sync::Mutex::new(Some(driver)),
+                tasks: tasks.clone(),
+                cancel,
                 canary_active,
-                canary_tap: gate.tap,
-                vendor_names: vendors.iter().map(|v| v.name().to_owned()).collect(),
+                canary_gate,
             }),
         }
+    }
+
+    /// Replaces the running vendor side with `next` (a configuration reload).
+    ///
+    /// The old side stops: its driver first (it hands back the route and status senders), then
+    /// its lanes, whose queued events are dropped and counted, and its canaries and heartbeat;
+    /// requests in flight finish within their deadline. The new side continues from the old one:
+    /// the operator's mode with its reason and expiry, vendors whose configuration is unchanged
+    /// with their health, the route with its version (it changes only if the decision does).
+    pub async fn rebuild(&self, next: PreparedSide) -> Result<Rebuilt, RebuildError> {
+        let mut running = self.inner.driver.lock().await;
+        let old = self.inner.side.load_full();
+        let queued_dropped = old.queued();
+        old.cancel.cancel();
+        let handle = running.take().ok_or(RebuildError::DriverGone)?;
+        let DriverOutputs { route, status, .. } = handle
+            .await
+            .ok()
+            .flatten()
+            .ok_or(RebuildError::DriverGone)?;
+        let now = Instant::now();
+        let previous = status.borrow().clone();
+        let mut mode_rx = self.inner.mode.subscribe();
+        let set = mode_rx.borrow_and_update().clone();
+        // The mode as last set, unless it has expired: then as the old driver left it (`auto`
+        // once it saw the expiry; else the expired one, which the new driver expires at once).
+        let mode = if set.expired(now) {
+            previous.mode.clone()
+        } else {
+            set
+        };
+        let mut self_rx = self.inner.self_path.subscribe();
+        let self_path = *self_rx.borrow_and_update();
+        let kept = next.kept(&old);
+        let mut driver = next.driver(mode, now);
+        driver.carry_over(&previous, &kept, self_path, now);
+        let wiring = side::Wiring {
+            route,
+            status,
+            mode: mode_rx,
+            self_path: self_rx,
+            canary: self.inner.canary_gate.clone(),
+        };
+        let (side, driver) = Side::start(
+            next,
+            driver,
+            wiring,
+            &self.inner.tasks,
+            self.inner.cancel.child_token(),
+        );
+        let rebuilt = Rebuilt {
+            vendors: side.lanes.len(),
+            kept: kept.iter().flatten().count(),
+            queued_dropped,
+        };
+        // The side goes in place before receivers hear of a new route, so whoever reads the
+        // route on that news reads the new one.
+        self.inner.side.store(Arc::new(side));
+        driver.publish(now);
+        *running = Some(driver.spawn(&self.inner.tasks, self.inner.cancel.clone()));
+        tracing::info!(
+            vendors = rebuilt.vendors,
+            kept = rebuilt.kept,
+            queued_dropped,
+            "vendor side rebuilt"
+        );
+        Ok(rebuilt)
     }
 
     /// Hands an event to the vendor it should go to now ([`Route::forward_to`]). Synchronous,
     /// never blocks. `None` when no vendor is configured or none was ever routed to.
     pub fn enqueue(&self, event: OutboundEvent) -> Option<Enqueued> {
-        let index = self.inner.current.load().forward_to?;
-        Some(self.inner.lanes.get(index)?.enqueue(event))
+        let side = self.inner.side.load();
+        let index = side.current.load().forward_to?;
+        Some(side.lanes.get(index)?.enqueue(event))
     }
 
     /// The route now (lock-free).
     pub fn route(&self) -> Arc<Route> {
-        self.inner.current.load_full()
+        self.inner.side.load().current.load_full()
     }
 
     /// A receiver that wakes on every route change (to push `{"type":"route"}` to clients).
@@ -281,21 +313,19 @@ impl Failover {
 
     /// This node's canary results as they come (for sharing with other nodes).
     pub fn watch_canary(&self) -> tokio::sync::broadcast::Receiver<CanaryObservation> {
-        self.inner.canary_tap.subscribe()
+        self.inner.canary_gate.tap.subscribe()
     }
 
     /// Takes a canary result made by another node. Never waits: when the driver is behind, the
     /// result is dropped (the next one follows within a canary interval).
     pub fn observe_canary(&self, canary: CanaryObservation) {
-        let _ = self
-            .inner
-            .observations
-            .try_send(Observation::Canary(canary));
+        let side = self.inner.side.load();
+        let _ = side.observations.try_send(Observation::Canary(canary));
     }
 
     /// Names of the configured vendors, in priority order.
-    pub fn vendor_names(&self) -> &[String] {
-        &self.inner.vendor_names
+    pub fn vendor_names(&self) -> Vec<String> {
+        self.inner.side.load().names.clone()
     }
 
     /// The operator's mode as last set.
@@ -313,17 +343,23 @@ impl Failover {
         self.inner.self_path.send_replace(self_path);
     }
 
+    /// Whether any vendor is configured.
+    pub fn has_vendors(&self) -> bool {
+        !self.inner.side.load().lanes.is_empty()
+    }
+
     /// Each vendor's lanes, in priority order (for per-vendor enqueue policies and stats).
-    pub fn lanes(&self) -> &[Lanes] {
-        &self.inner.lanes
+    pub fn lanes(&self) -> Arc<[Lanes]> {
+        self.inner.side.load().lanes.clone()
     }
 }
 
 impl std::fmt::Debug for Failover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = self.inner.side.load();
         f.debug_struct("Failover")
-            .field("lanes", &self.inner.lanes)
-            .field("route", &self.inner.current.load().path)
+            .field("lanes", &side.lanes)
+            .field("route", &side.current.load().path)
             .finish()
     }
 }

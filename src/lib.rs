@@ -6,8 +6,10 @@
 //! with nothing lost and nothing duplicated.
 //!
 //! # Layout
-//! - [`app`]: wires everything; owns the listeners, background tasks and the shutdown sequence.
-//! - [`config`]: the embedded default file, overrides, and validation into typed settings.
+//! - [`app`]: wires everything; owns the listeners, background tasks and the shutdown sequence;
+//!   `app::reload` applies a re-read configuration (SIGHUP, `POST /admin/reload`).
+//! - [`config`]: the embedded default file, overrides, validation into typed settings, the
+//!   source a node re-reads, and what a reload changes.
 //! - [`auth`]: publisher keys, subscriber tokens, named admin tokens.
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.

@@ -1,7 +1,7 @@
 //! The life of a running node: readiness, the one cancellation that tells every long-lived
 //! connection to go, and the tracker that lets shutdown wait for them within a limit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +17,11 @@ pub struct Lifecycle {
     draining: Arc<AtomicBool>,
     /// Every WebSocket session and long-lived stream holds a token of this tracker.
     tracker: TaskTracker,
-    reconnect_jitter: Duration,
-    /// Connections are told to go at random moments over this window, so a drain looks like
-    /// normal churn to the nodes that take the clients.
-    drain_window: Duration,
+    /// Milliseconds; changed by a configuration reload.
+    reconnect_jitter_ms: Arc<AtomicU64>,
+    /// Connections are told to go at random moments over this window (milliseconds), so a drain
+    /// looks like normal churn to the nodes that take the clients. Changed by a reload.
+    drain_window_ms: Arc<AtomicU64>,
 }
 
 impl Lifecycle {
@@ -29,9 +30,16 @@ impl Lifecycle {
             goodbye: CancellationToken::new(),
             draining: Arc::new(AtomicBool::new(false)),
             tracker: TaskTracker::new(),
-            reconnect_jitter,
-            drain_window,
+            reconnect_jitter_ms: Arc::new(AtomicU64::new(ms(reconnect_jitter))),
+            drain_window_ms: Arc::new(AtomicU64::new(ms(drain_window))),
         }
+    }
+
+    /// New reconnect jitter and drain window (a configuration reload); a drain already begun
+    /// keeps the turns it gave out.
+    pub fn set_timing(&self, reconnect_jitter: Duration, drain_window: Duration) {
+        (self.reconnect_jitter_ms).store(ms(reconnect_jitter), Ordering::Relaxed);
+        (self.drain_window_ms).store(ms(drain_window), Ordering::Relaxed);
     }
 
     /// Whether connections have been told to go (they then leave at their own turn).
@@ -41,7 +49,9 @@ impl Lifecycle {
 
     /// A connection's turn within the drain window: a random delay, so a drain looks like churn.
     pub fn goodbye_delay(&self) -> Duration {
-        random_below(self.drain_window)
+        random_below(Duration::from_millis(
+            self.drain_window_ms.load(Ordering::Relaxed),
+        ))
     }
 
     /// Long-lived connections still open.
@@ -86,8 +96,13 @@ impl Lifecycle {
 
     /// A reconnect delay spread over the configured window, so a restart looks like churn.
     pub fn retry_hint_ms(&self) -> u64 {
-        random_below(self.reconnect_jitter).as_millis() as u64
+        let jitter = Duration::from_millis(self.reconnect_jitter_ms.load(Ordering::Relaxed));
+        random_below(jitter).as_millis() as u64
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A random duration in `[0, max)`, whole milliseconds.

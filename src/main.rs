@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use understudy::config::ConfigSource;
 use understudy::{App, Config, Listeners};
 
 #[derive(Parser)]
@@ -44,6 +45,12 @@ enum Command {
         #[command(subcommand)]
         command: admin_cli::MaintenanceCommand,
     },
+    /// Make the server read its configuration file and environment again (like SIGHUP) and
+    /// print what changed, or every problem if the new configuration is refused.
+    Reload {
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
     /// Read the audit trail through the admin API.
     Audit {
         #[command(subcommand)]
@@ -79,16 +86,18 @@ fn main() -> anyhow::Result<()> {
             client_runtime()?.block_on(admin_cli::maintenance(command))
         }
         Command::Mode { command } => client_runtime()?.block_on(admin_cli::mode(command)),
+        Command::Reload { target } => client_runtime()?.block_on(admin_cli::reload(target)),
         Command::Status { target, json } => {
             client_runtime()?.block_on(admin_cli::status(target, json))
         }
         Command::Serve { config } => {
-            let config = load(config.as_deref())?;
+            let source = ConfigSource::new(config);
+            let config = source.load()?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the runtime")?
-                .block_on(serve(config))
+                .block_on(serve(config, source))
         }
     }
 }
@@ -99,15 +108,8 @@ fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    let text = path
-        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
-        .transpose()?;
-    Ok(Config::load(text.as_deref(), &|k| std::env::var(k).ok())?)
-}
-
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
-    match load(Some(file)) {
+    match ConfigSource::new(Some(file.to_path_buf())).load() {
         Ok(_) => {
             println!("{}: ok", file.display());
             Ok(())
@@ -144,7 +146,7 @@ fn healthcheck(addr: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     understudy::telemetry::init(&config.log);
     let public = understudy::bind(config.server.listen)
         .with_context(|| format!("binding server.listen {}", config.server.listen))?;
@@ -158,10 +160,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     println!("  admin API   http://{admin_addr}  (/metrics, /healthz, /readyz)");
     println!("  publish:    curl -H 'Authorization: Bearer <key>' -H 'Content-Type: application/json' \\");
     println!("                -d '{{\"channel\":\"demo\",\"name\":\"hello\",\"data\":{{\"n\":1}}}}' http://{public_addr}/v1/publish");
-    let app =
-        App::build(config, Listeners { public, admin }).context("starting the vendor side")?;
+    let app = App::build(config, Listeners { public, admin })
+        .context("starting the vendor side")?
+        .with_source(source);
+    tokio::spawn(understudy::app::reload::reload_on(
+        app.state().clone(),
+        hangups()?,
+    ));
     app.run(shutdown_signal()).await?;
     Ok(())
+}
+
+/// One item per SIGHUP: the configuration is read again.
+fn hangups() -> anyhow::Result<impl futures_util::Stream<Item = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    Ok(futures_util::stream::unfold(hup, |mut hup| async move {
+        hup.recv().await.map(|()| ((), hup))
+    }))
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

@@ -48,7 +48,7 @@ pub fn router(state: AppState) -> Router {
 /// Pages on other origins call the API with a token (never cookies), so origins are matched
 /// against `server.cors_allow_origins` and credentials are not allowed.
 fn cors(state: &AppState) -> CorsLayer {
-    let origins = &state.config.server.cors_allow_origins;
+    let origins = &state.config.load().server.cors_allow_origins;
     let allow = if origins.iter().any(|o| o == "*") {
         AllowOrigin::any()
     } else {

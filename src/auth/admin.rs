@@ -5,7 +5,7 @@ use subtle::ConstantTimeEq;
 use crate::config::Secret;
 
 /// One named admin token.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminToken {
     pub name: String,
     pub token: Secret,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::Secret;
 
 /// Where channels are sequenced and kept.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EngineConfig {
     /// This process's memory; one node.
     Memory,
@@ -15,7 +15,7 @@ pub enum EngineConfig {
     Redis(RedisConfig),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisConfig {
     /// The URL, which may carry a password: never logged as is (see [`RedisConfig::display`]).
     pub url: Secret,

@@ -11,7 +11,7 @@ use crate::vendor::lanes::{LaneConfig, RetryBudgetConfig};
 use crate::vendor::VendorConfig;
 
 /// Vendors in priority order and how events are forwarded and judged.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Vendors {
     pub vendors: Vec<VendorConfig>,
     /// Channel patterns (exact, or prefix ending in `*`) whose events take the bulk lane.

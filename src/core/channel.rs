@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -30,7 +31,8 @@ pub struct ChannelLimits {
 /// Figures shared by every channel of a registry, updated under each channel's own lock.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) limits: ChannelLimits,
+    /// Read without a lock on every publish, subscribe and read; replaced whole by a reload.
+    pub(crate) limits: ArcSwap<ChannelLimits>,
     pub(crate) history_bytes: AtomicUsize,
     pub(crate) history_events: AtomicUsize,
     /// The channels mirror a shared engine: the engine sequences and keeps the history of record,
@@ -196,7 +198,7 @@ impl Channel {
         ts: u64,
         now: Instant,
     ) -> Result<Published, Reclaimed> {
-        let limits = &self.shared.limits;
+        let limits = self.shared.limits.load();
         let mut st = self.state.lock();
         if st.reclaimed {
             return Err(Reclaimed);
@@ -246,7 +248,7 @@ impl Channel {
     /// Appends the next event of the current epoch to history, keeps the caps and hands it to the
     /// live feed. The caller holds the lock and has checked `event.seq == head + 1`.
     fn append(&self, st: &mut State, event: Arc<Event>, now: Instant) {
-        let limits = &self.shared.limits;
+        let limits = self.shared.limits.load();
         st.head = event.seq;
         let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
         st.history.push(event.clone(), &limits.history);
@@ -292,7 +294,7 @@ impl Channel {
     /// not be filled). Live subscribers are cut off, so each resumes from its position and gets
     /// the replay or the `reset` its position calls for.
     pub(crate) fn restart(&self, snapshot: Snapshot, now: Instant) -> Result<(), Reclaimed> {
-        let limits = &self.shared.limits;
+        let limits = self.shared.limits.load();
         let mut st = self.state.lock();
         if st.reclaimed {
             return Err(Reclaimed);
@@ -330,7 +332,7 @@ impl Channel {
             return Err(Reclaimed);
         }
         st.last_active = now;
-        let capacity = self.shared.limits.live_buffer.max(1);
+        let capacity = self.shared.limits.load().live_buffer.max(1);
         let live = st
             .live
             .get_or_insert_with(|| broadcast::channel(capacity).0)
@@ -386,7 +388,7 @@ impl Channel {
         };
         let next_seq = events.last().map_or(after, |e| e.seq);
         let watch = (watch && events.is_empty() && reset.is_none()).then(|| {
-            let capacity = self.shared.limits.live_buffer.max(1);
+            let capacity = self.shared.limits.load().live_buffer.max(1);
             st.live
                 .get_or_insert_with(|| broadcast::channel(capacity).0)
                 .subscribe()
@@ -404,27 +406,31 @@ impl Channel {
         })
     }
 
-    /// Background upkeep: trims aged events, forgets expired ids, drops an unused live feed.
-    /// Returns whether the channel now looks reclaimable.
+    /// Background upkeep: trims aged events (and, after a reload lowered the limit, events over
+    /// the count), forgets expired ids, drops an unused live feed. Returns whether the channel
+    /// now looks reclaimable.
     pub(crate) fn prune(&self, now: Instant) -> bool {
-        let limits = &self.shared.limits;
+        let limits = self.shared.limits.load();
         let mut st = self.state.lock();
         let st = &mut *st;
         let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
+        st.history.trim_count(limits.history.max_events);
         st.history.trim_age(limits.history.max_age, now);
         self.account(len_before, bytes_before, &st.history);
         st.ids.expire(now, &limits.idempotency);
         if st.live.as_ref().is_some_and(|l| l.receiver_count() == 0) {
             st.live = None;
         }
-        Self::is_reclaimable(st, &self.shared, now)
+        Self::is_reclaimable(st, &limits, self.shared.mirror, now)
     }
 
     /// Marks the channel reclaimed if it still qualifies. Called by the registry while it removes
     /// the channel from its map, so nothing can join it in between.
     pub(crate) fn try_reclaim(&self, now: Instant) -> bool {
         let mut st = self.state.lock();
-        if !st.reclaimed && Self::is_reclaimable(&st, &self.shared, now) {
+        if !st.reclaimed
+            && Self::is_reclaimable(&st, &self.shared.limits.load(), self.shared.mirror, now)
+        {
             st.reclaimed = true;
             // A mirror may go with history left; what it held leaves the shared figures.
             let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
@@ -434,10 +440,10 @@ impl Channel {
         st.reclaimed
     }
 
-    fn is_reclaimable(st: &State, shared: &Shared, now: Instant) -> bool {
+    fn is_reclaimable(st: &State, limits: &ChannelLimits, mirror: bool, now: Instant) -> bool {
         st.live.as_ref().is_none_or(|l| l.receiver_count() == 0)
-            && (shared.mirror || st.history.is_empty())
-            && now.saturating_duration_since(st.last_active) >= shared.limits.idle_reclaim
+            && (mirror || st.history.is_empty())
+            && now.saturating_duration_since(st.last_active) >= limits.idle_reclaim
     }
 
     /// Live subscribers right now.

@@ -65,6 +65,16 @@ impl History {
         freed
     }
 
+    /// Drops the oldest events beyond `max_events` (the limit was lowered). Returns the bytes
+    /// freed.
+    pub fn trim_count(&mut self, max_events: usize) -> usize {
+        let mut freed = 0;
+        while self.events.len() > max_events {
+            freed += self.pop_oldest();
+        }
+        freed
+    }
+
     /// Drops events older than `max_age` at `now`. Returns the bytes freed.
     pub fn trim_age(&mut self, max_age: Duration, now: Instant) -> usize {
         let mut freed = 0;

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
@@ -44,7 +45,8 @@ pub struct RegistryStats {
 pub struct Registry {
     channels: DashMap<ChannelName, Arc<Channel>>,
     shared: Arc<Shared>,
-    max_channels: usize,
+    /// Read without a lock when a channel is created; changed by a reload.
+    max_channels: AtomicUsize,
     /// Channels reclaimed since start.
     reclaimed: AtomicUsize,
 }
@@ -66,12 +68,12 @@ impl Registry {
         Self {
             channels: DashMap::new(),
             shared: Arc::new(Shared {
-                limits: limits.channel,
+                limits: ArcSwap::from_pointee(limits.channel),
                 history_bytes: AtomicUsize::new(0),
                 history_events: AtomicUsize::new(0),
                 mirror,
             }),
-            max_channels: limits.max_channels,
+            max_channels: AtomicUsize::new(limits.max_channels),
             reclaimed: AtomicUsize::new(0),
         }
     }
@@ -84,8 +86,9 @@ impl Registry {
         if self.shared.mirror {
             return Err(CoreError::NotMirrored(name.to_string()));
         }
-        if self.channels.len() >= self.max_channels {
-            return Err(CoreError::ChannelLimit(self.max_channels));
+        let max_channels = self.max_channels.load(Ordering::Relaxed);
+        if self.channels.len() >= max_channels {
+            return Err(CoreError::ChannelLimit(max_channels));
         }
         Ok(self
             .channels
@@ -157,8 +160,9 @@ impl Registry {
         let ch = match self.channels.get(name).map(|c| c.clone()) {
             Some(ch) => ch,
             None => {
-                if self.channels.len() >= self.max_channels {
-                    return Err(CoreError::ChannelLimit(self.max_channels));
+                let max_channels = self.max_channels.load(Ordering::Relaxed);
+                if self.channels.len() >= max_channels {
+                    return Err(CoreError::ChannelLimit(max_channels));
                 }
                 let mut created = false;
                 let ch = self
@@ -259,8 +263,21 @@ impl Registry {
         }
     }
 
-    pub fn limits(&self) -> &ChannelLimits {
-        &self.shared.limits
+    pub fn limits(&self) -> RegistryLimits {
+        RegistryLimits {
+            channel: **self.shared.limits.load(),
+            max_channels: self.max_channels.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Replaces the limits (a configuration reload). Existing channels and subscriptions stay;
+    /// the new limits apply from each channel's next publish, subscribe, read or upkeep pass. A
+    /// lower channel limit reclaims nothing: it only refuses new channels until the count is
+    /// under it. A live buffer size applies to live feeds created afterwards.
+    pub fn set_limits(&self, limits: RegistryLimits) {
+        self.shared.limits.store(Arc::new(limits.channel));
+        self.max_channels
+            .store(limits.max_channels, Ordering::Relaxed);
     }
 }
 
@@ -418,6 +435,37 @@ mod tests {
         let stats = r.stats();
         assert!(stats.history_bytes <= 2000, "{stats:?}");
         assert!(stats.history_events >= 1);
+    }
+
+    #[tokio::test]
+    async fn new_limits_apply_to_existing_channels_without_touching_subscribers() {
+        let r = Registry::new(limits(100));
+        let mut sub = r.subscribe(&ch("a"), None).unwrap();
+        for _ in 0..10 {
+            r.publish(&ch("a"), &draft(None)).unwrap();
+        }
+        let mut lower = limits(3);
+        lower.max_channels = 1;
+        r.set_limits(lower);
+        assert_eq!(r.limits().max_channels, 1);
+        r.prune();
+        assert_eq!(
+            r.stats().history_events,
+            3,
+            "upkeep trims to the lower count"
+        );
+        assert_eq!(
+            r.publish(&ch("b"), &draft(None)).unwrap_err(),
+            CoreError::ChannelLimit(1)
+        );
+        r.publish(&ch("a"), &draft(None)).unwrap();
+        assert_eq!(r.stats().history_events, 3);
+        let seqs: Vec<u64> = (0..11).map(|_| sub.live.try_recv().unwrap().seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=11).collect::<Vec<_>>(),
+            "the subscriber missed nothing"
+        );
     }
 
     #[tokio::test]

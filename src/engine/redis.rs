@@ -71,7 +71,6 @@ pub struct RedisEngine {
     conn: ConnectionManager,
     keys: Keys,
     timeout: Duration,
-    caps: Caps,
     registry: Arc<Registry>,
     publish: Script,
     load: Script,
@@ -122,7 +121,6 @@ impl RedisEngine {
             conn,
             keys: Keys::new(&config.prefix),
             timeout: config.timeout,
-            caps: Caps::new(registry.limits()),
             registry,
             publish: Script::new(include_str!("redis/publish.lua")),
             load: Script::new(include_str!("redis/load.lua")),
@@ -225,6 +223,11 @@ impl RedisEngine {
         }
     }
 
+    /// The caps in force (a configuration reload may change them).
+    fn caps(&self) -> Caps {
+        Caps::new(&self.registry.limits().channel)
+    }
+
     /// Sequences the draft on every channel in one script call: all channels or none.
     pub async fn publish_all(
         &self,
@@ -232,6 +235,7 @@ impl RedisEngine {
         draft: &EventDraft,
     ) -> Result<Vec<Published>, EngineError> {
         let ts = now_ms();
+        let caps = self.caps();
         let body = record::body(draft);
         let mut call = self.publish.prepare_invoke();
         for ch in names {
@@ -242,10 +246,10 @@ impl RedisEngine {
         call.arg(ts)
             .arg(&body)
             .arg(if draft.idempotent { "1" } else { "0" })
-            .arg(self.caps.max_events)
-            .arg(self.caps.max_age_ms)
-            .arg(self.caps.ttl_ms)
-            .arg(self.caps.id_window_ms);
+            .arg(caps.max_events)
+            .arg(caps.max_age_ms)
+            .arg(caps.ttl_ms)
+            .arg(caps.id_window_ms);
         for ch in names {
             call.arg(Epoch::random().as_str()).arg(self.keys.events(ch));
         }
@@ -331,7 +335,7 @@ impl RedisEngine {
         call.key(self.keys.meta(name))
             .key(self.keys.history(name))
             .arg(Epoch::random().as_str())
-            .arg(self.caps.ttl_ms)
+            .arg(self.caps().ttl_ms)
             .arg(since);
         let (epoch, head, members): (String, u64, Vec<Vec<u8>>) =
             self.bounded(call.invoke_async(&mut conn)).await?;

@@ -17,7 +17,7 @@ use super::machine::{
 };
 use super::mode::{Mode, ModeSetting};
 use super::observation::{CanaryObservation, Observation};
-use super::route::{route, Path, RouteReason, SelfPath};
+use super::route::{route, Decision, Path, RouteReason, SelfPath};
 use crate::vendor::{PublicInfo, VendorKind};
 
 /// How route changes are spread over clients.
@@ -86,6 +86,9 @@ pub struct Status {
     pub self_path: SelfPath,
     pub route: Route,
     pub vendors: Vec<VendorStatus>,
+    /// When a reload last rebuilt the vendor side (`None`: never). Transitions from before it
+    /// were carried over from the previous side, possibly under another index.
+    pub rebuilt_at: Option<Instant>,
 }
 
 /// A vendor as the driver sees it.
@@ -116,6 +119,7 @@ pub struct Driver {
     mode: ModeSetting,
     self_path: SelfPath,
     route: Route,
+    rebuilt_at: Option<Instant>,
 }
 
 impl Driver {
@@ -160,6 +164,7 @@ impl Driver {
             mode,
             self_path: SelfPath::Available,
             route,
+            rebuilt_at: None,
         }
     }
 
@@ -255,9 +260,7 @@ impl Driver {
 
     /// Re-decides the route; returns whether it changed.
     fn reroute(&mut self, now: Instant) -> bool {
-        let states: Vec<State> = self.slots.iter().map(|s| s.health.state).collect();
-        let decision = route(&self.mode, &states, self.self_path, now);
-        let mode = self.mode.effective(now);
+        let (decision, mode) = self.decide(now);
         let old = &self.route;
         if decision.path == old.path && decision.reason == old.reason && mode == old.mode {
             return false;
@@ -275,6 +278,19 @@ impl Driver {
         } else {
             self.route_config.move_away_jitter
         };
+        self.announce(decision, mode, jitter, now);
+        true
+    }
+
+    fn decide(&self, now: Instant) -> (Decision, Mode) {
+        let states: Vec<State> = self.slots.iter().map(|s| s.health.state).collect();
+        let decision = route(&self.mode, &states, self.self_path, now);
+        (decision, self.mode.effective(now))
+    }
+
+    /// Makes `decision` the route, as the next version.
+    fn announce(&mut self, decision: Decision, mode: Mode, jitter: Duration, now: Instant) {
+        let old = &self.route;
         let route = Route {
             path: decision.path,
             reason: decision.reason,
@@ -291,7 +307,54 @@ impl Driver {
         };
         log_route(old, &route);
         self.route = route;
-        true
+    }
+
+    /// Continues from the driver this one replaces (the vendor side is rebuilt by a reload).
+    /// `kept[i]` is the index in `previous` of new vendor `i` when its configuration did not
+    /// change: it keeps its health, transitions and last canary; the others start healthy. The
+    /// route keeps its version and changes only if the decision does, except that a route on a
+    /// vendor that is gone is replaced at once, spread like a move away. Returns whether the
+    /// route changed.
+    pub fn carry_over(
+        &mut self,
+        previous: &Status,
+        kept: &[Option<usize>],
+        self_path: SelfPath,
+        now: Instant,
+    ) -> bool {
+        for (index, (slot, old)) in self.slots.iter_mut().zip(kept).enumerate() {
+            let Some(old) = old.and_then(|i| previous.vendors.get(i)) else {
+                continue;
+            };
+            slot.health = old.health.clone();
+            slot.transitions = old.transitions.clone();
+            slot.last_canary = old
+                .last_canary
+                .clone()
+                .map(|c| CanaryObservation { vendor: index, ..c });
+        }
+        self.self_path = self_path;
+        self.rebuilt_at = Some(now);
+        let new_index = |old: usize| kept.iter().position(|k| *k == Some(old));
+        let old = &previous.route;
+        self.route = Route {
+            forward_to: old.forward_to.and_then(new_index),
+            ..old.clone()
+        };
+        match old.path {
+            Path::Vendor(i) => match new_index(i) {
+                Some(i) => {
+                    self.route.path = Path::Vendor(i);
+                    self.reroute(now)
+                }
+                None => {
+                    let (decision, mode) = self.decide(now);
+                    self.announce(decision, mode, self.route_config.move_away_jitter, now);
+                    true
+                }
+            },
+            _ => self.reroute(now),
+        }
     }
 
     pub fn status(&self, now: Instant) -> Status {
@@ -314,6 +377,7 @@ impl Driver {
                     transitions: s.transitions.clone(),
                 })
                 .collect(),
+            rebuilt_at: self.rebuilt_at,
         }
     }
 

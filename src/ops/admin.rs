@@ -1,5 +1,5 @@
 //! The admin listener: metrics and health for machines, and the authenticated `/admin` API for
-//! operators (status, mode). It listens apart from the public API.
+//! operators (status, mode, drain, reload). It listens apart from the public API.
 
 use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/audit", get(get_audit))
         .merge(super::dashboard::router(&state))
         .route("/admin/drain", post(post_drain))
+        .route("/admin/reload", post(post_reload))
         .route(
             "/admin/maintenance",
             get(super::maintenance_api::list).put(super::maintenance_api::schedule),
@@ -62,9 +63,10 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let name = bearer(&parts.headers).and_then(|t| state.admins.identify(t));
+        let name =
+            bearer(&parts.headers).and_then(|t| state.admins.load().identify(t).map(str::to_owned));
         match name {
-            Some(name) => Ok(Admin(name.to_string())),
+            Some(name) => Ok(Admin(name)),
             None => {
                 tracing::warn!(path = %parts.uri.path(), "admin call refused: missing or unknown token");
                 state.audit.record(
@@ -133,6 +135,7 @@ async fn get_audit(
 /// shutdown limit (the same path as SIGTERM).
 async fn post_drain(State(state): State<AppState>, Admin(name): Admin) -> impl IntoResponse {
     let open = state.lifecycle.open_connections();
+    let server = state.config.load().server.clone();
     if !state.lifecycle.is_draining() {
         tracing::warn!(by = %name, open, "drain requested");
         state.audit.record(
@@ -147,10 +150,27 @@ async fn post_drain(State(state): State<AppState>, Admin(name): Admin) -> impl I
         Json(json!({
             "draining": true,
             "open_connections": open,
-            "drain_window_ms": state.config.server.drain_window.as_millis() as u64,
-            "shutdown_timeout_ms": state.config.server.shutdown_timeout.as_millis() as u64,
+            "drain_window_ms": server.drain_window.as_millis() as u64,
+            "shutdown_timeout_ms": server.shutdown_timeout.as_millis() as u64,
         })),
     )
+}
+
+/// `POST /admin/reload`: reads the configuration file and environment again and applies them
+/// whole, or refuses them whole with every problem listed (422 `config_invalid`); the same as
+/// SIGHUP. Recorded in the audit trail with the token's name.
+async fn post_reload(
+    State(state): State<AppState>,
+    Admin(name): Admin,
+) -> Result<impl IntoResponse, ApiError> {
+    let done = state.reload(&name).await?;
+    Ok(Json(json!({
+        "reloaded": true,
+        "changed": done.changed,
+        "restart_required": done.restart_required,
+        "vendors_rebuilt": done.vendors_rebuilt,
+        "vendor_queue_dropped": done.vendor_queue_dropped,
+    })))
 }
 
 async fn put_mode(

@@ -55,7 +55,7 @@ mod read;
 mod report;
 mod segments;
 #[cfg(test)]
-mod testdir;
+pub(crate) mod testdir;
 mod writer;
 
 use std::path::Path;

@@ -19,6 +19,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let mut seen: HashMap<usize, Instant> = HashMap::new();
+    let mut rebuilt_at = status.borrow().rebuilt_at;
     let mut last_route_mode = {
         let s = status.borrow_and_update();
         for v in &s.vendors {
@@ -35,6 +36,18 @@ pub async fn run(
         }
         let snapshot = status.borrow_and_update().clone();
         let now = Instant::now();
+        if snapshot.rebuilt_at != rebuilt_at {
+            // A reload rebuilt the vendor side: transitions from before it were recorded already
+            // (vendors kept may have moved to another index).
+            rebuilt_at = snapshot.rebuilt_at;
+            seen.clear();
+            for v in &snapshot.vendors {
+                let mut carried = v.transitions.iter().filter(|t| Some(t.at) < rebuilt_at);
+                if let Some(t) = carried.next_back() {
+                    seen.insert(v.index, t.at);
+                }
+            }
+        }
         for v in &snapshot.vendors {
             let after = seen.get(&v.index).copied();
             for t in v

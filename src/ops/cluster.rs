@@ -292,13 +292,13 @@ async fn share_canary(
     failover: &crate::failover::Failover,
     canary: crate::failover::CanaryObservation,
 ) {
-    let Some(name) = failover.vendor_names().get(canary.vendor) else {
+    let Some(name) = failover.vendor_names().get(canary.vendor).cloned() else {
         return;
     };
     let shared = SharedCanary {
         node: redis.node().to_string(),
         vendor: canary.vendor,
-        name: name.clone(),
+        name,
         result: canary.result,
     };
     let json = serde_json::to_string(&shared).expect("a canary result serialises");

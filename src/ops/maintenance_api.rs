@@ -69,7 +69,7 @@ pub(crate) async fn schedule(
             req.mode
         ))
     })?;
-    let max_len = state.config.max_maintenance_window;
+    let max_len = state.config.load().max_maintenance_window;
     let window = super::cluster::change_schedule(&state, |schedule| {
         schedule.add(
             Asked {

@@ -55,6 +55,12 @@ pub enum ApiError {
     EngineUnavailable(String),
     #[error("the audit trail could not be read; see the server log")]
     AuditUnreadable,
+    #[error("the configuration file is invalid ({} problems); nothing was applied and the running configuration stays", .0.len())]
+    ConfigInvalid(Vec<String>),
+    #[error("this node was started without a configuration file to read again; restart it to change its configuration")]
+    ReloadUnavailable,
+    #[error("the configuration was applied but the vendor side could not be restarted; see the server log")]
+    ReloadFailed,
 }
 
 impl ApiError {
@@ -70,13 +76,13 @@ impl ApiError {
             InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | BodyUnreadable => {
                 StatusCode::BAD_REQUEST
             }
-            InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_)
+            | ConfigInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ReloadUnavailable => StatusCode::CONFLICT,
             ChannelLimit(_) | ShuttingDown | TransportDisabled(_) | EngineUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            AuditUnreadable => StatusCode::INTERNAL_SERVER_ERROR,
+            AuditUnreadable | ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -104,15 +110,21 @@ impl ApiError {
             BodyUnreadable => "body_unreadable",
             AuditUnreadable => "audit_unreadable",
             EngineUnavailable(_) => "engine_unavailable",
+            ConfigInvalid(_) => "config_invalid",
+            ReloadUnavailable => "reload_unavailable",
+            ReloadFailed => "reload_failed",
         }
     }
 
     /// The `{"error":{...}}` body, also used inside batch answers. A refusal about one channel
-    /// names it in `channel`, so a client can drop just that channel.
+    /// names it in `channel`, so a client can drop just that channel; a refused configuration
+    /// lists every problem in `errors`.
     pub fn body(&self) -> serde_json::Value {
         let mut body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        if let ApiError::ChannelForbidden(ch) = self {
-            body["error"]["channel"] = json!(ch);
+        match self {
+            ApiError::ChannelForbidden(ch) => body["error"]["channel"] = json!(ch),
+            ApiError::ConfigInvalid(errors) => body["error"]["errors"] = json!(errors),
+            _ => {}
         }
         body
     }
@@ -137,6 +149,17 @@ impl From<crate::engine::EngineError> for ApiError {
             e @ crate::engine::EngineError::Unavailable(_) => {
                 Self::EngineUnavailable(e.to_string())
             }
+        }
+    }
+}
+
+impl From<crate::app::reload::ReloadError> for ApiError {
+    fn from(e: crate::app::reload::ReloadError) -> Self {
+        use crate::app::reload::ReloadError;
+        match e {
+            ReloadError::NoSource => Self::ReloadUnavailable,
+            ReloadError::Invalid(e) => Self::ConfigInvalid(e.0),
+            ReloadError::Rebuild(_) => Self::ReloadFailed,
         }
     }
 }

@@ -78,7 +78,8 @@ pub(crate) async fn poll_many(
     subscriber::enabled(&state, Transport::Poll)?;
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
-    let bytes = read_json_body(&headers, body, state.config.publish.max_body_bytes).await?;
+    let max_body = state.config.load().publish.max_body_bytes;
+    let bytes = read_json_body(&headers, body, max_body).await?;
     let req: PollBody = parse_json(&bytes)?;
     if req.channels.is_empty() || req.channels.len() > MAX_POLL_CHANNELS {
         return Err(ApiError::InvalidField(format!(
@@ -139,7 +140,7 @@ fn limit(asked: Option<usize>) -> Result<usize, ApiError> {
 }
 
 fn wait(state: &AppState, asked: Option<u64>) -> Result<Duration, ApiError> {
-    let max = state.config.subscribers.long_poll_max;
+    let max = state.config.load().subscribers.long_poll_max;
     match asked {
         None | Some(0) => Ok(Duration::ZERO),
         Some(ms) if Duration::from_millis(ms) <= max => Ok(Duration::from_millis(ms)),
@@ -231,7 +232,7 @@ fn write_answer(out: &mut Vec<u8>, state: &AppState, ch: &ChannelName, read: &Re
 
 /// The fields every poll answer ends with, and the closing brace.
 fn write_tail(out: &mut Vec<u8>, state: &AppState) {
-    let interval = state.config.subscribers.poll_interval.as_millis();
+    let interval = state.config.load().subscribers.poll_interval.as_millis();
     out.extend_from_slice(format!("\"poll_interval_ms\":{interval}").as_bytes());
     if state.lifecycle.is_draining() {
         let retry = state.lifecycle.retry_hint_ms();

@@ -29,7 +29,8 @@ pub(crate) async fn publish(
     let started = Instant::now();
     let outcome = async {
         authorize(&state, &headers)?;
-        let bytes = read_json_body(&headers, body, state.config.publish.max_body_bytes).await?;
+        let max_body = state.config.load().publish.max_body_bytes;
+        let bytes = read_json_body(&headers, body, max_body).await?;
         let item = parse_json::<PublishBody>(&bytes)?;
         let answer = publish_item(&state, item).await?;
         Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
@@ -45,9 +46,10 @@ pub(crate) async fn batch(
     body: Body,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let bytes = read_json_body(&headers, body, state.config.publish.max_body_bytes).await?;
+    let publish = state.config.load().publish.clone();
+    let bytes = read_json_body(&headers, body, publish.max_body_bytes).await?;
     let batch = parse_json::<BatchBody>(&bytes)?;
-    let max = state.config.publish.max_batch_events;
+    let max = publish.max_batch_events;
     if batch.events.is_empty() || batch.events.len() > max {
         return Err(ApiError::TooManyEvents(max));
     }
@@ -103,7 +105,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    if state.publishers.accepts(key.trim()) {
+    if state.publishers.load().accepts(key.trim()) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)
@@ -130,7 +132,7 @@ pub(crate) async fn publish_item(
             ))
         }
     };
-    let max = state.config.publish.max_channels_per_publish;
+    let max = state.config.load().publish.max_channels_per_publish;
     if channels.is_empty() || channels.len() > max {
         return Err(ApiError::TooManyChannels(max));
     }
@@ -188,11 +190,12 @@ pub(crate) async fn publish_item(
 /// Hands a new event to the vendor lanes. Synchronous: the lanes never make a publisher wait,
 /// and what they shed is still in history and on the own broadcast.
 fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
-    if state.failover.lanes().is_empty() {
+    if !state.failover.has_vendors() {
         return;
     }
     let priority = priority.unwrap_or_else(|| {
-        let bulk = (state.config.vendors.bulk_channels.iter()).any(|p| event.channel.matches(p));
+        let config = state.config.load();
+        let bulk = (config.vendors.bulk_channels.iter()).any(|p| event.channel.matches(p));
         if bulk {
             Priority::Bulk
         } else {

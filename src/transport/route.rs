@@ -12,7 +12,7 @@ use crate::failover::Route;
 
 /// The route message, the same bytes for the endpoint and the pushes.
 pub(crate) fn message(state: &AppState, route: &Route) -> Bytes {
-    let cfg = &state.config;
+    let cfg = state.config.load();
     let vendor_heartbeat_ms = cfg
         .vendors
         .failover

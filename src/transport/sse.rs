@@ -49,7 +49,7 @@ pub(crate) async fn stream(
         .or_else(|| subscriber::query_values(&pairs, "cursor").next());
     let resume = Cursor::parse(last_id.unwrap_or(""))?;
 
-    let cfg = &state.config.subscribers;
+    let cfg = state.config.load().subscribers.clone();
     let mut conn = Connection {
         feed: Feed::default(),
         positions: Cursor::default(),

@@ -34,7 +34,7 @@ pub(crate) fn query_values<'a>(
 
 /// Refuses a transport the operator left out of `subscribers.transports`.
 pub(crate) fn enabled(state: &AppState, transport: Transport) -> Result<(), ApiError> {
-    let on = &state.config.subscribers.transports;
+    let on = state.config.load().subscribers.transports;
     let (served, name) = match transport {
         Transport::Ws => (on.ws, "WebSocket"),
         Transport::Sse => (on.sse, "SSE"),
@@ -58,7 +58,7 @@ pub(crate) fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    Ok(state.subscribers.check(from_query.or(from_header))?)
+    Ok(state.subscribers.load().check(from_query.or(from_header))?)
 }
 
 /// Parses and scope-checks the `channel` query parameters.
@@ -77,7 +77,7 @@ pub(crate) fn channels_from_query(
             out.push(ch);
         }
     }
-    let max = state.config.subscribers.max_channels_per_connection;
+    let max = state.config.load().subscribers.max_channels_per_connection;
     if out.len() > max {
         return Err(ApiError::InvalidQuery(format!(
             "at most {max} channels per connection; open another connection for the rest"

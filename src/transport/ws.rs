@@ -49,14 +49,14 @@ pub(crate) async fn upgrade(
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let initial = subscriber::channels_from_query(&state, &pairs, &scope)?;
-    let cfg = &state.config.subscribers;
+    let buffer_bytes = state.config.load().subscribers.buffer_bytes;
     let token = state.lifecycle.track();
     Ok(ws
         // tungstenite zero-fills up to this many bytes before every read attempt, and a session
         // polls its socket on every wake (once per delivered event); client messages are small.
         .read_buffer_size(CLIENT_READ_CHUNK)
         .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(cfg.buffer_bytes)
+        .max_write_buffer_size(buffer_bytes)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| {
@@ -90,6 +90,8 @@ struct Session {
     delivered: BatchedCounter,
     last_heard: Instant,
     signals: Signals,
+    /// `subscribers.write_timeout_ms` when the connection opened (a reload does not change it).
+    write_timeout: Duration,
 }
 
 impl Session {
@@ -102,6 +104,7 @@ impl Session {
             delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
+            write_timeout: state.config.load().subscribers.write_timeout,
             state,
         }
     }
@@ -144,7 +147,7 @@ impl Session {
     }
 
     async fn serve(&mut self, initial: Vec<ChannelName>) -> Result<End, axum::Error> {
-        let heartbeat = self.state.config.subscribers.heartbeat;
+        let heartbeat = self.state.config.load().subscribers.heartbeat;
         let welcome = ServerMessage::Welcome {
             conn_id: &self.conn_id,
             heartbeat_ms: heartbeat.as_millis() as u64,
@@ -221,8 +224,7 @@ impl Session {
 
     /// Flushes within the write deadline; a peer that does not read is a slow consumer.
     async fn flush(&mut self) -> Result<(), axum::Error> {
-        let deadline = self.state.config.subscribers.write_timeout;
-        match tokio::time::timeout(deadline, self.socket.flush()).await {
+        match tokio::time::timeout(self.write_timeout, self.socket.flush()).await {
             Ok(r) => r,
             Err(_) => Err(axum::Error::new(SlowConsumer)),
         }
@@ -285,7 +287,12 @@ impl Session {
         ch: ChannelName,
         since: Option<Position>,
     ) -> Result<Option<End>, axum::Error> {
-        let max = self.state.config.subscribers.max_channels_per_connection;
+        let max = self
+            .state
+            .config
+            .load()
+            .subscribers
+            .max_channels_per_connection;
         if !self.feed.contains(&ch) && self.feed.len() >= max {
             return Ok(Some(End::Policy));
         }

@@ -62,7 +62,7 @@ struct Demo {
 
 /// The demo's routes, or no routes at all when `demo.enabled` is off.
 pub(super) fn router(app: AppState) -> Router {
-    let config = &app.config.demo;
+    let config = app.config.load().demo.clone();
     if !config.enabled {
         return Router::new();
     }
@@ -153,7 +153,7 @@ async fn waiting_room(State(demo): State<Arc<Demo>>) -> Result<Response, ApiErro
 /// What the board page needs to connect: a token (or `null` when subscriber auth is off) and
 /// the poll interval it shows in its status badge.
 async fn token(State(demo): State<Arc<Demo>>) -> Response {
-    let config = &demo.app.config;
+    let config = demo.app.config.load();
     let expires_at = now_ms() / 1000 + TOKEN_TTL_SECS;
     let token = (config.auth.subscribe == SubscribeAuth::Jwt).then(|| {
         jsonwebtoken::encode(

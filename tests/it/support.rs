@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use understudy::config::ConfigSource;
 use understudy::{App, AppState, Config, Listeners};
 
 pub const KEY: &str = "test-publisher-key";
@@ -28,6 +29,8 @@ pub struct Server {
     pub admin: String,
     pub http: reqwest::Client,
     pub state: AppState,
+    /// The file the configuration is read from on reload ([`Server::from_file`] only).
+    pub config_file: Option<std::path::PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -50,12 +53,37 @@ impl Server {
             _ => None,
         };
         let config = Config::load(Some(toml), &env).expect("test config is valid");
+        Self::serve(config, None).await
+    }
+
+    /// A server whose configuration is read from a file, `toml` merged over the embedded
+    /// defaults with nothing from the environment but the audit directory, so a test can rewrite
+    /// the file and reload (keys included).
+    pub async fn from_file(toml: &str) -> Self {
+        let dir = scratch_dir("config");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("understudy.toml");
+        std::fs::write(&file, toml).unwrap();
+        let audit_dir = dir.join("audit").display().to_string();
+        let source = ConfigSource::with_env(Some(file.clone()), move |k| {
+            (k == "UNDERSTUDY_AUDIT_DIR").then(|| audit_dir.clone())
+        });
+        let config = source.load().expect("test config is valid");
+        let mut server = Self::serve(config, Some(source)).await;
+        server.config_file = Some(file);
+        server
+    }
+
+    async fn serve(config: Config, source: Option<ConfigSource>) -> Self {
         let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let public = understudy::bind(local).unwrap();
         let admin = understudy::bind(local).unwrap();
         let base = format!("http://{}", public.local_addr().unwrap());
         let admin_url = format!("http://{}", admin.local_addr().unwrap());
-        let app = App::build(config, Listeners { public, admin }).expect("app builds");
+        let mut app = App::build(config, Listeners { public, admin }).expect("app builds");
+        if let Some(source) = source {
+            app = app.with_source(source);
+        }
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
@@ -66,6 +94,7 @@ impl Server {
             admin: admin_url,
             http: reqwest::Client::new(),
             state,
+            config_file: None,
             stop: Some(tx),
             task: Some(task),
         }

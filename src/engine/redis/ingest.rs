@@ -232,7 +232,7 @@ impl Connected<'_> {
                 self.subscribed.remove(n);
             }
         }
-        let ttl = Duration::from_millis(self.engine.caps.ttl_ms);
+        let ttl = Duration::from_millis(self.engine.caps().ttl_ms);
         if now - self.last_refresh > ttl / 3 {
             self.last_refresh = now;
             self.refresh(ttl).await?;

@@ -31,14 +31,15 @@ pub struct DriverOutputs {
 }
 
 /// Runs the driver until `cancel` fires: observations as they come, windows every `tick`,
-/// mode changes and expiry on time.
+/// mode changes and expiry on time. Hands its outputs back when it stops, so a rebuilt vendor
+/// side's driver can go on publishing to the same receivers.
 pub async fn run(
     mut driver: Driver,
     mut inputs: DriverInputs,
     outputs: DriverOutputs,
     tick: Duration,
     cancel: CancellationToken,
-) {
+) -> DriverOutputs {
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut observations_open, mut mode_open, mut self_open) = (true, true, true);
@@ -91,6 +92,7 @@ pub async fn run(
             outputs.status.send_replace(driver.status(Instant::now()));
         }
     }
+    outputs
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

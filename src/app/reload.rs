@@ -1,0 +1,228 @@
+//! Reloading the configuration of a running node, the same way for SIGHUP and
+//! `POST /admin/reload`: read the file and environment the node started with, validate all of it,
+//! and either apply it whole or refuse it whole.
+//!
+//! What applies at once: keys and tokens (publisher keys, the subscriber secret and mode, admin
+//! tokens), publish, history, channel and subscriber limits, the drain and shutdown timing,
+//! maintenance limits, and the vendors with every delivery and failover knob (the vendor side is
+//! rebuilt, only when one of those changed). Open connections are never dropped: they keep the
+//! settings they started with (a WebSocket's buffer, heartbeat and token), new work gets the new
+//! ones. What is read once at start-up keeps running as it is and is reported as needing a
+//! restart: the listeners, CORS origins, logging, the demo and the audit writer.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{admin_tokens, publisher_keys, registry_limits, subscriber_auth, AppState};
+use crate::config::{ConfigError, ConfigSource};
+use crate::failover::{PreparedSide, RebuildError};
+use crate::ops::audit::{AuditAction, AuditEntry};
+
+/// Where the running configuration came from, and the lock that runs reloads one at a time.
+#[derive(Debug, Default)]
+pub struct ConfigOrigin {
+    /// `None`: the app was built from a `Config` alone; reloads are refused.
+    source: Option<ConfigSource>,
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl ConfigOrigin {
+    pub fn new(source: ConfigSource) -> Self {
+        Self {
+            source: Some(source),
+            one_at_a_time: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reloaded {
+    /// Sections with a setting that changed and now applies, in file order.
+    pub changed: Vec<&'static str>,
+    /// Settings that changed in the file but apply only after a restart (they keep running as
+    /// they are), e.g. `server.listen`.
+    pub restart_required: Vec<&'static str>,
+    /// Whether the vendor side (adapters, lanes, canaries, failover driver) was rebuilt.
+    pub vendors_rebuilt: bool,
+    /// Events that were waiting in the old vendor queues when it was rebuilt: dropped and
+    /// counted (`understudy_vendor_dropped_total{reason="closed"}`), still in history.
+    pub vendor_queue_dropped: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this node was started without a configuration file to read again")]
+    NoSource,
+    /// The new configuration is refused whole; the running one stays.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The new configuration was applied but the vendor side could not be restarted.
+    #[error("the vendor side could not be rebuilt: {0}")]
+    Rebuild(#[from] RebuildError),
+}
+
+impl AppState {
+    /// Reads the configuration source again and applies it, or refuses it whole (the running
+    /// configuration stays). `by` is who asked (an admin token's name, or `sighup`); both
+    /// outcomes go to the audit trail and the log.
+    pub async fn reload(&self, by: &str) -> Result<Reloaded, ReloadError> {
+        let _one = self.origin.one_at_a_time.lock().await;
+        let outcome = self.reload_now().await;
+        match &outcome {
+            Ok(done) => {
+                tracing::info!(by, changed = ?done.changed, vendors_rebuilt = done.vendors_rebuilt, "configuration reloaded");
+                if !done.restart_required.is_empty() {
+                    tracing::warn!(by, settings = ?done.restart_required, "configuration reloaded; these settings changed but apply only after a restart");
+                }
+                self.audit.record(
+                    AuditEntry::new(by, AuditAction::ConfigReloaded)
+                        .with_details(serde_json::to_value(done).unwrap_or_default()),
+                );
+            }
+            Err(ReloadError::Invalid(e)) => {
+                // The file on disk would also stop a restart: an operator must act.
+                tracing::error!(by, errors = ?e.0, "configuration reload rejected; the running configuration stays");
+                // One line per problem: a TOML error quotes the line it is on, which may hold a
+                // secret, and the audit trail is kept for weeks.
+                let errors: Vec<&str> = e.0.iter().filter_map(|m| m.lines().next()).collect();
+                self.audit.record(
+                    AuditEntry::new(by, AuditAction::ConfigRejected)
+                        .with_details(json!({ "errors": errors }))
+                        .with_reason("the running configuration stays"),
+                );
+            }
+            Err(e) => tracing::error!(by, error = %e, "configuration reload failed"),
+        }
+        outcome
+    }
+
+    async fn reload_now(&self) -> Result<Reloaded, ReloadError> {
+        let source = self.origin.source.clone().ok_or(ReloadError::NoSource)?;
+        let loaded = tokio::task::spawn_blocking(move || source.load())
+            .await
+            .unwrap_or_else(|e| Err(ConfigError(vec![format!("reading the configuration: {e}")])));
+        let running = self.config.load_full();
+        let reload = running.reload(loaded?);
+        // Everything that can fail is done before anything is applied.
+        let vendors = &reload.config.vendors;
+        let side = if reload.rebuilds_vendors(&running) {
+            let side = PreparedSide::build(&vendors.vendors, vendors.failover.clone())
+                .map_err(|e| ConfigError(vec![format!("vendors: {e}")]))?;
+            Some(side)
+        } else {
+            None
+        };
+        let config = &reload.config;
+        for warning in config.uses_dev_credentials() {
+            tracing::warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
+        }
+        self.engine.registry().set_limits(registry_limits(config));
+        self.publishers.store(Arc::new(publisher_keys(config)));
+        self.subscribers.store(Arc::new(subscriber_auth(config)));
+        self.admins.store(Arc::new(admin_tokens(config)));
+        (self.lifecycle).set_timing(config.server.reconnect_jitter, config.server.drain_window);
+        self.config.store(Arc::new(reload.config.clone()));
+        let rebuilt = match side {
+            Some(side) => Some(self.failover.rebuild(side).await?),
+            None => None,
+        };
+        Ok(Reloaded {
+            changed: reload.changed,
+            restart_required: reload.restart_required,
+            vendors_rebuilt: rebuilt.is_some(),
+            vendor_queue_dropped: rebuilt.map_or(0, |r| r.queued_dropped),
+        })
+    }
+}
+
+/// Reloads once for every item of `signals` (SIGHUP in `understudy serve`), until it ends.
+/// The outcome is logged and audited by [`AppState::reload`].
+pub async fn reload_on<S>(state: AppState, signals: S)
+where
+    S: futures_util::Stream<Item = ()>,
+{
+    use futures_util::StreamExt;
+    let mut signals = std::pin::pin!(signals);
+    while signals.next().await.is_some() {
+        let _ = state.reload("sighup").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Background;
+    use crate::config::Config;
+    use crate::ops::audit::testdir::TestDir;
+
+    const START: &str =
+        "[auth]\npublisher_keys = [\"old-key\"]\n[publish]\nmax_body_bytes = 1000\n";
+
+    /// A node whose configuration comes from a file in `dir`.
+    fn node(dir: &TestDir) -> (AppState, std::path::PathBuf, Background) {
+        let file = dir.path().join("understudy.toml");
+        std::fs::write(&file, START).unwrap();
+        let audit = dir.path().join("audit").display().to_string();
+        let source = ConfigSource::with_env(Some(file.clone()), move |k| {
+            (k == "UNDERSTUDY_AUDIT_DIR").then(|| audit.clone())
+        });
+        let background = Background::default();
+        let mut state = AppState::new(source.load().unwrap(), &background).unwrap();
+        state.origin = Arc::new(ConfigOrigin::new(source));
+        (state, file, background)
+    }
+
+    #[tokio::test]
+    async fn each_signal_reloads_the_file() {
+        let dir = TestDir::new();
+        let (state, file, background) = node(&dir);
+        std::fs::write(&file, "[auth]\npublisher_keys = [\"new-key\"]\n").unwrap();
+        reload_on(state.clone(), futures_util::stream::iter([()])).await;
+        assert!(state.publishers.load().accepts("new-key"));
+        assert!(!state.publishers.load().accepts("old-key"));
+        assert_eq!(
+            state.config.load().publish.max_body_bytes,
+            Config::embedded().publish.max_body_bytes
+        );
+        background.cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_invalid_file_is_refused_whole_with_every_problem() {
+        let dir = TestDir::new();
+        let (state, file, background) = node(&dir);
+        std::fs::write(
+            &file,
+            "[auth]\npublisher_keys = [\"new-key\"]\n[history]\nmax_events = 0\n[log]\nformat = \"xml\"\n",
+        )
+        .unwrap();
+        let Err(ReloadError::Invalid(e)) = state.reload("oncall").await else {
+            panic!("expected a refusal")
+        };
+        assert_eq!(e.0.len(), 2, "{e}");
+        assert!(state.publishers.load().accepts("old-key"));
+        assert!(!state.publishers.load().accepts("new-key"));
+        assert_eq!(state.config.load().publish.max_body_bytes, 1000);
+        background.cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn without_a_source_a_reload_is_refused() {
+        let background = Background::default();
+        let dir = TestDir::new();
+        let audit = dir.path().display().to_string();
+        let config = Config::load(None, &|k| {
+            (k == "UNDERSTUDY_AUDIT_DIR").then(|| audit.clone())
+        })
+        .unwrap();
+        let state = AppState::new(config, &background).unwrap();
+        assert!(matches!(
+            state.reload("oncall").await,
+            Err(ReloadError::NoSource)
+        ));
+        background.cancel.cancel();
+    }
+}
