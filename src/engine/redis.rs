@@ -322,10 +322,36 @@ impl RedisEngine {
             return Ok(Installed::Current);
         };
         let mut snapshot = self.load(name, head.seq).await?;
-        if snapshot.epoch != head.epoch && head.seq > 0 {
+        if snapshot.epoch == head.epoch && snapshot.head < head.seq {
+            // Redis went back in time under the same epoch (restored from an older snapshot):
+            // its next seqs would repeat ones clients already hold. A new epoch makes every
+            // client reset instead of dropping those events as duplicates.
+            tracing::error!(channel = %name, redis_head = snapshot.head, node_head = head.seq, "Redis lost events without losing the epoch; starting a new epoch");
+            self.rotate_epoch(name, &head.epoch).await?;
+            snapshot = self.load(name, 0).await?;
+        } else if snapshot.epoch != head.epoch && head.seq > 0 {
             snapshot = self.load(name, 0).await?;
         }
         Ok(self.registry.install(name, snapshot)?)
+    }
+
+    /// Replaces the channel's epoch (and drops its history), if it is still `old`.
+    async fn rotate_epoch(&self, name: &ChannelName, old: &Epoch) -> Result<(), EngineError> {
+        const ROTATE: &str = r"
+            if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+              redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'seq', 0)
+              redis.call('DEL', KEYS[2])
+            end
+            return 0";
+        let mut conn = self.conn.clone();
+        let script = Script::new(ROTATE);
+        let mut call = script.prepare_invoke();
+        call.key(self.keys.meta(name))
+            .key(self.keys.history(name))
+            .arg(old.as_str())
+            .arg(Epoch::random().as_str());
+        self.bounded(call.invoke_async::<i64>(&mut conn)).await?;
+        Ok(())
     }
 
     /// The channel's epoch, head and history after `since`, in one atomic read.

@@ -534,3 +534,47 @@ async fn one_node_at_a_time_runs_the_canary_and_every_node_sees_its_verdict() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_redis_that_goes_back_in_time_under_the_same_epoch_starts_a_new_epoch() {
+    let redis = Redis::start().await;
+    let s = node(&redis).await;
+    let (mut ws, sub) = subscribe(&s, "t", None).await;
+    let epoch = sub["epoch"].as_str().unwrap().to_string();
+    for i in 0..5 {
+        s.publish_seq("t", i).await;
+    }
+    assert_eq!(seqs(&events(&mut ws, 5).await), vec![1, 2, 3, 4, 5]);
+    // As if Redis were restored from a snapshot taken after seq 2: same epoch, older head.
+    let meta = "understudy:{t}:meta";
+    let hist = "understudy:{t}:hist";
+    let _: () = redis
+        .cmd(redis::cmd("HSET").arg(meta).arg("seq").arg(2))
+        .await;
+    let _: () = redis
+        .cmd(redis::cmd("ZREMRANGEBYSCORE").arg(hist).arg(3).arg("+inf"))
+        .await;
+    // The node notices when it next reconnects (here: its pub/sub connection is cut).
+    let _: u64 = redis
+        .cmd(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
+        .await;
+    let closed = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(frame) = msg {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the connection is told to resume");
+    assert!(closed.is_some());
+    let (_, resumed) = subscribe(&s, "t", Some(json!({"epoch": epoch, "seq": 5}))).await;
+    assert_eq!(resumed["type"], "reset", "{resumed}");
+    assert_eq!(resumed["reason"], "epoch_changed");
+    let (_, v) = s
+        .publish(json!({"channel": "t", "name": "n", "data": 0}))
+        .await;
+    assert_ne!(v["epoch"], epoch.as_str());
+    assert_eq!(v["seq"], 1);
+}
