@@ -90,20 +90,60 @@ async fn an_idempotency_key_holds_across_nodes() {
     assert_eq!(b.publish_seq("c", 2).await, 2, "the duplicate used no seq");
 }
 
+/// A node as its own process (so it can be killed outright), answering its public base URL.
+fn spawn_node(redis_url: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let dir = crate::support::scratch_dir("node");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .arg("serve")
+        .env_clear()
+        .env("UNDERSTUDY_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_ENGINE_URL", redis_url)
+        .env("UNDERSTUDY_SUBSCRIBE_AUTH", "none")
+        .env("UNDERSTUDY_PUBLISHER_KEYS", crate::support::KEY)
+        .env("UNDERSTUDY_AUDIT_DIR", dir.join("audit"))
+        .env("UNDERSTUDY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("public API") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(PATIENCE)
+        .expect("the public address on stdout");
+    (child, base)
+}
+
 #[tokio::test]
 async fn a_killed_nodes_clients_resume_on_another_node_with_nothing_lost() {
     let redis = Redis::start().await;
-    let (mut a, b) = (node(&redis).await, node(&redis).await);
-    let (mut ws, sub) = subscribe(&a, "r", None).await;
+    let b = node(&redis).await;
+    let url = redis.url();
+    let (mut a, a_base) = tokio::task::spawn_blocking(move || spawn_node(&url))
+        .await
+        .unwrap();
+    let mut ws = ws_connect(&format!("{}/v1/ws", a_base.replace("http://", "ws://"))).await;
+    ws_expect(&mut ws, "welcome").await;
+    ws_send(&mut ws, json!({"type": "subscribe", "channel": "r"})).await;
+    let sub = ws_expect(&mut ws, "subscribed").await;
     let epoch = sub["epoch"].clone();
     for i in 0..5 {
-        a.publish_seq("r", i).await;
+        b.publish_seq("r", i).await;
     }
     let got = events(&mut ws, 5).await;
     assert_eq!(seqs(&got), vec![1, 2, 3, 4, 5]);
-    // Node A goes away; events keep coming through node B.
-    a.shutdown().await.unwrap().unwrap();
-    drop(ws);
+    // Node A dies without a goodbye; events keep coming through node B.
+    a.kill().unwrap();
+    a.wait().unwrap();
     for i in 5..10 {
         b.publish_seq("r", i).await;
     }
