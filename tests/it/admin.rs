@@ -14,16 +14,7 @@ async fn admin(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = s.http.request(method, format!("{}{path}", s.admin));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.admin_call(method, path, token, body).await
 }
 
 fn config() -> String {

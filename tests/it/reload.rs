@@ -28,16 +28,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = s
-        .http
-        .request(method, format!("{}{path}", s.admin))
-        .bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    s.admin_call(method, path, Some(ADMIN), body).await
 }
 
 /// Rewrites the server's config file and asks it to reload.

@@ -37,6 +37,24 @@ async fn subscribe(s: &Server, ch: &str, since: Option<Value>) -> (Ws, Value) {
     (ws, first)
 }
 
+/// Waits for the server to close the socket (a close frame), failing with `what` otherwise.
+async fn closed(ws: &mut Ws, what: &str) {
+    let frame = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Close(frame) = msg {
+                return frame;
+            }
+        }
+        None
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no close within the test's patience"));
+    assert!(
+        frame.is_some(),
+        "{what}: the socket ended without a close frame"
+    );
+}
+
 /// The next `n` events.
 async fn events(ws: &mut Ws, n: usize) -> Vec<Value> {
     let mut out = Vec::with_capacity(n);
@@ -351,17 +369,7 @@ async fn with_redis_down_publishes_fail_fast_subscribers_stay_and_a_new_epoch_re
     );
     assert_eq!(v["seq"], 1);
     // The old connection is cut off once the node has resubscribed and found the new epoch.
-    let closed = tokio::time::timeout(PATIENCE, async {
-        while let Some(Ok(msg)) = ws.next().await {
-            if let Message::Close(frame) = msg {
-                return frame;
-            }
-        }
-        None
-    })
-    .await
-    .expect("the old connection is told to resume");
-    assert!(closed.is_some());
+    closed(&mut ws, "the old connection is told to resume").await;
     crate::support::eventually("the engine to be up", || s.state.engine.is_up()).await;
     let (mut ws, sub) = subscribe(&s, "d", Some(json!({"epoch": epoch, "seq": 1}))).await;
     assert_eq!(sub["type"], "reset", "{sub}");
@@ -423,15 +431,7 @@ async fn admin_call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = s
-        .http
-        .request(method, format!("{}{path}", s.admin))
-        .bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    s.admin_call(method, path, Some(ADMIN), body).await
 }
 
 /// Waits until `node`'s status satisfies `check`.
@@ -598,17 +598,7 @@ async fn a_redis_that_goes_back_in_time_under_the_same_epoch_starts_a_new_epoch(
     let _: u64 = redis
         .cmd(redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"))
         .await;
-    let closed = tokio::time::timeout(PATIENCE, async {
-        while let Some(Ok(msg)) = ws.next().await {
-            if let Message::Close(frame) = msg {
-                return frame;
-            }
-        }
-        None
-    })
-    .await
-    .expect("the connection is told to resume");
-    assert!(closed.is_some());
+    closed(&mut ws, "the connection is told to resume").await;
     let (_, resumed) = subscribe(&s, "t", Some(json!({"epoch": epoch, "seq": 5}))).await;
     assert_eq!(resumed["type"], "reset", "{resumed}");
     assert_eq!(resumed["reason"], "epoch_changed");

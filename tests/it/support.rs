@@ -149,6 +149,26 @@ impl Server {
 }
 
 impl Server {
+    /// A call to the admin listener, with `token` as the bearer if given.
+    pub async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.admin));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Starts a GET of `path` in the background (a long poll), answering its JSON body.
     pub fn spawn_get(&self, path: &str) -> JoinHandle<Value> {
         let (http, url) = (self.http.clone(), format!("{}{path}", self.base));
