@@ -163,6 +163,7 @@ impl RedisEngine {
     pub async fn publish_message(&self, channel: &str, message: &str) -> Result<(), EngineError> {
         let mut conn = self.conn.clone();
         self.bounded(
+            "settings",
             redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(message)
@@ -184,14 +185,18 @@ impl RedisEngine {
             .ignore()
             .publish(self.keys.control(), key)
             .ignore();
-        self.bounded(pipe.query_async::<()>(&mut conn)).await
+        self.bounded("settings", pipe.query_async::<()>(&mut conn))
+            .await
     }
 
     /// Reads a value stored with [`RedisEngine::announce`].
     pub async fn read_setting(&self, key: &str) -> Result<Option<String>, EngineError> {
         let mut conn = self.conn.clone();
-        self.bounded(redis::cmd("GET").arg(key).query_async(&mut conn))
-            .await
+        self.bounded(
+            "settings",
+            redis::cmd("GET").arg(key).query_async(&mut conn),
+        )
+        .await
     }
 
     pub fn keys(&self) -> &Keys {
@@ -208,19 +213,19 @@ impl RedisEngine {
         self.timeout
     }
 
-    /// Runs a Redis call under the engine's deadline.
+    /// Runs a Redis call under the engine's deadline; a failure is counted under `op`.
     pub async fn bounded<T>(
         &self,
+        op: &'static str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, EngineError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(EngineError::Unavailable(describe(&e))),
-            Err(_) => Err(EngineError::Unavailable(format!(
-                "no answer within {} ms",
-                self.timeout.as_millis()
-            ))),
-        }
+        let failed = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => describe(&e),
+            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+        };
+        crate::ops::metrics::Metrics::engine_error(op).increment(1);
+        Err(EngineError::Unavailable(failed))
     }
 
     /// The caps in force (a configuration reload may change them).
@@ -254,7 +259,9 @@ impl RedisEngine {
             call.arg(Epoch::random().as_str()).arg(self.keys.events(ch));
         }
         let mut conn = self.conn.clone();
-        let answers: Vec<(String, u64, u8)> = self.bounded(call.invoke_async(&mut conn)).await?;
+        let answers: Vec<(String, u64, u8)> = self
+            .bounded("publish", call.invoke_async(&mut conn))
+            .await?;
         if answers.len() != names.len() {
             return Err(EngineError::Unavailable(
                 "the publish script answered for the wrong number of channels".into(),
@@ -350,7 +357,8 @@ impl RedisEngine {
             .key(self.keys.history(name))
             .arg(old.as_str())
             .arg(Epoch::random().as_str());
-        self.bounded(call.invoke_async::<i64>(&mut conn)).await?;
+        self.bounded("load", call.invoke_async::<i64>(&mut conn))
+            .await?;
         Ok(())
     }
 
@@ -364,7 +372,7 @@ impl RedisEngine {
             .arg(self.caps().ttl_ms)
             .arg(since);
         let (epoch, head, members): (String, u64, Vec<Vec<u8>>) =
-            self.bounded(call.invoke_async(&mut conn)).await?;
+            self.bounded("load", call.invoke_async(&mut conn)).await?;
         let epoch = Epoch::from_client(&epoch);
         let events = members
             .iter()

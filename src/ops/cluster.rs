@@ -117,7 +117,9 @@ async fn swap(
         .arg(old.unwrap_or(""))
         .arg(new)
         .arg(redis.keys().control());
-    let swapped: i64 = redis.bounded(call.invoke_async(&mut conn)).await?;
+    let swapped: i64 = redis
+        .bounded("settings", call.invoke_async(&mut conn))
+        .await?;
     Ok(swapped == 1)
 }
 
@@ -269,7 +271,7 @@ async fn take_lease(redis: &RedisEngine) -> Result<bool, EngineError> {
     call.key(redis.keys().canary_lease())
         .arg(redis.node())
         .arg(LEASE_TTL.as_millis() as u64);
-    let held: i64 = redis.bounded(call.invoke_async(&mut conn)).await?;
+    let held: i64 = redis.bounded("lease", call.invoke_async(&mut conn)).await?;
     Ok(held == 1)
 }
 
@@ -282,7 +284,7 @@ async fn release_lease(redis: &RedisEngine) -> Result<(), EngineError> {
     let mut call = script.prepare_invoke();
     call.key(redis.keys().canary_lease()).arg(redis.node());
     redis
-        .bounded(call.invoke_async::<i64>(&mut conn))
+        .bounded("lease", call.invoke_async::<i64>(&mut conn))
         .await
         .map(|_| ())
 }

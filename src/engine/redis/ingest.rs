@@ -137,10 +137,13 @@ impl Connected<'_> {
     /// After a (re)connect: subscribe to every mirrored channel, then bring each up to date.
     async fn recover(&mut self) -> Result<(), String> {
         self.engine
-            .bounded(self.sink.subscribe(&[
-                self.engine.keys.control(),
-                self.engine.keys.canary_results(),
-            ]))
+            .bounded(
+                "pubsub",
+                self.sink.subscribe(&[
+                    self.engine.keys.control(),
+                    self.engine.keys.canary_results(),
+                ]),
+            )
             .await
             .map_err(|e| e.to_string())?;
         let names = self.engine.registry.names();
@@ -165,7 +168,7 @@ impl Connected<'_> {
         }
         let pubsub: Vec<String> = fresh.iter().map(|n| self.engine.keys.events(n)).collect();
         self.engine
-            .bounded(self.sink.subscribe(pubsub))
+            .bounded("pubsub", self.sink.subscribe(pubsub))
             .await
             .map_err(|e| e.to_string())?;
         let now = Instant::now();
@@ -211,7 +214,7 @@ impl Connected<'_> {
     /// channels' keys alive.
     async fn upkeep(&mut self) -> Result<(), String> {
         self.engine
-            .bounded(self.sink.ping::<redis::Value>())
+            .bounded("pubsub", self.sink.ping::<redis::Value>())
             .await
             .map_err(|e| e.to_string())?;
         let now = Instant::now();
@@ -225,7 +228,7 @@ impl Connected<'_> {
         if !gone.is_empty() {
             let pubsub: Vec<String> = gone.iter().map(|n| self.engine.keys.events(n)).collect();
             self.engine
-                .bounded(self.sink.unsubscribe(pubsub))
+                .bounded("pubsub", self.sink.unsubscribe(pubsub))
                 .await
                 .map_err(|e| e.to_string())?;
             for n in &gone {
@@ -254,7 +257,7 @@ impl Connected<'_> {
             }
             let mut conn = self.engine.connection();
             self.engine
-                .bounded(pipe.query_async::<()>(&mut conn))
+                .bounded("keepalive", pipe.query_async::<()>(&mut conn))
                 .await
                 .map_err(|e| e.to_string())?;
         }
