@@ -327,3 +327,37 @@ fn take_canary(redis: &RedisEngine, failover: &crate::failover::Failover, text: 
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_mode_survives_the_trip_through_redis_with_its_expiry() {
+        let now = Instant::now();
+        let set = ModeSetting::forced(
+            Mode::SelfHosted,
+            "vendor incident",
+            "alice",
+            Some(now + Duration::from_secs(600)),
+        );
+        let shared = SharedMode::from_setting(&set, now);
+        let json = serde_json::to_string(&shared).unwrap();
+        let back: SharedMode = serde_json::from_str(&json).unwrap();
+        let setting = back.to_setting(now);
+        assert_eq!(setting.mode, Mode::SelfHosted);
+        assert_eq!(
+            (setting.reason.as_str(), setting.set_by.as_str()),
+            ("vendor incident", "alice")
+        );
+        let left = setting.expires_at.unwrap() - now;
+        assert!(
+            left > Duration::from_secs(598) && left <= Duration::from_secs(600),
+            "{left:?}"
+        );
+        assert!(same_mode(&back, &SharedMode::from_setting(&setting, now)));
+        let auto = SharedMode::from_setting(&ModeSetting::auto("over", "bob"), now);
+        assert!(!same_mode(&back, &auto));
+        assert_eq!(auto.to_setting(now).expires_at, None);
+    }
+}
