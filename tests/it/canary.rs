@@ -239,9 +239,11 @@ async fn the_route_leaves_a_stopped_vendor_and_returns_after_the_hysteresis() {
     cancel.cancel();
     publisher.await.expect("publisher");
     let slowest = *slowest.lock();
+    // Waiting on the hung vendor would take a connect or request deadline (500 ms, 2 s); the
+    // bound sits far below those and far above a busy machine's scheduling delays.
     assert!(
-        slowest < Duration::from_millis(5),
-        "slowest enqueue {slowest:?}"
+        slowest < Duration::from_millis(250),
+        "slowest enqueue {slowest:?}: the publish path waited on the vendor"
     );
     let stats = failover.lanes()[0].stats();
     assert!(

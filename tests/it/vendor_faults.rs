@@ -107,9 +107,11 @@ async fn a_stopped_vendor_times_out_on_the_deadline_and_the_lanes_keep_their_bou
             tokio::task::yield_now().await;
         }
     }
+    // Waiting on the frozen vendor would take the request deadline; the bound sits well below
+    // it and far above a busy machine's scheduling delays.
     assert!(
-        slowest < Duration::from_millis(5),
-        "enqueue took {slowest:?}"
+        slowest < DEADLINE / 2,
+        "enqueue took {slowest:?}: it waited on the vendor"
     );
 
     let first = request(&mut observations).await;
