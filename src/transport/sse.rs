@@ -167,7 +167,7 @@ impl Connection {
                         }
                     }
                     if n < WRITE_BATCH {
-                        item = self.feed.try_next();
+                        item = self.feed.try_next().await;
                     }
                 }
                 self.delivered.add(n);

@@ -212,7 +212,7 @@ impl Session {
                 }
             }
             if n < WRITE_BATCH {
-                item = self.feed.try_next();
+                item = self.feed.try_next().await;
             }
         }
         self.delivered.add(n);
