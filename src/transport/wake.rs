@@ -72,6 +72,12 @@ impl WakeFlag {
         polled
     }
 
+    /// The source returned a value and also polled everything it waits on until it went pending:
+    /// do not poll it again until it wakes the task.
+    pub(crate) fn settle(&mut self) {
+        self.idle = true;
+    }
+
     /// The source changed outside a poll (a stream was added): poll it next time.
     pub(crate) fn rouse(&mut self) {
         self.idle = false;
@@ -107,6 +113,22 @@ mod tests {
             flag.poll(&mut cx, |_| Poll::Ready(())).is_pending(),
             "an idle source that did not wake the task is not asked"
         );
+    }
+
+    #[test]
+    fn a_settled_source_is_polled_again_only_after_it_woke_the_task() {
+        let mut flag = WakeFlag::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let source_waker = RefCell::new(None);
+        let ready = |cx: &mut Context<'_>| {
+            *source_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Ready(())
+        };
+        assert!(flag.poll(&mut cx, ready).is_ready());
+        flag.settle();
+        assert!(flag.poll(&mut cx, ready).is_pending());
+        source_waker.take().unwrap().wake();
+        assert!(flag.poll(&mut cx, ready).is_ready());
     }
 
     #[test]
