@@ -2,6 +2,7 @@
 //! messages, the live feed, heartbeats and the goodbye signal. Event frames are the core's shared
 //! bytes; several ready events are written before one flush.
 
+use std::future::poll_fn;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -9,12 +10,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 use super::control::{Signal, Signals};
 use super::subscriber::{self, Feed, FeedItem, Outgoing};
+use super::wake::WakeFlag;
 use super::wire::{ClientMessage, ServerMessage};
 use super::ApiError;
 use crate::app::AppState;
@@ -87,6 +89,8 @@ struct Session {
     scope: TokenScope,
     conn_id: String,
     feed: Feed,
+    /// In front of the socket's read side.
+    reads: WakeFlag,
     delivered: BatchedCounter,
     last_heard: Instant,
     signals: Signals,
@@ -99,6 +103,7 @@ impl Session {
             scope,
             conn_id,
             feed: Feed::default(),
+            reads: WakeFlag::default(),
             delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
@@ -169,7 +174,7 @@ impl Session {
                         self.send_now(msg).await?;
                     }
                 },
-                incoming = self.socket.recv() => {
+                incoming = recv(&mut self.socket, &mut self.reads) => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();
                     match msg? {
@@ -344,6 +349,16 @@ struct SlowConsumer;
 fn is_slow(e: &axum::Error) -> bool {
     let text = e.to_string();
     text.contains("write deadline") || text.contains("Write buffer is full")
+}
+
+/// The client's next message. The socket is read only once it has woken the task: a session
+/// wakes once per delivered event, and a read attempt through tungstenite costs more than writing
+/// the event.
+async fn recv(
+    socket: &mut WebSocket,
+    reads: &mut WakeFlag,
+) -> Option<Result<Message, axum::Error>> {
+    poll_fn(|cx| reads.poll(cx, |cx| socket.poll_next_unpin(cx))).await
 }
 
 /// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.
