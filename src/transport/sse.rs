@@ -14,11 +14,10 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame};
-use tokio::time::{Instant, Interval};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::control::{Signal, Signals};
-use super::subscriber::{self, Feed, FeedItem};
+use super::subscriber::{self, Feed, FeedItem, Heartbeats};
 use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
@@ -57,7 +56,7 @@ pub(crate) async fn stream(
     let mut conn = Connection {
         feed: Feed::default(),
         positions: Cursor::default(),
-        tick: tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat),
+        heartbeats: Heartbeats::new(cfg.heartbeat),
         delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),
         signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
@@ -139,7 +138,7 @@ impl HttpBody for Live {
 struct Connection {
     feed: Feed,
     positions: Cursor,
-    tick: Interval,
+    heartbeats: Heartbeats,
     delivered: BatchedCounter,
     signals: Signals,
     state: AppState,
@@ -235,7 +234,7 @@ impl Connection {
         if !drained {
             return false;
         }
-        while self.tick.poll_tick(cx).is_ready() {
+        while self.heartbeats.poll_beat(cx).is_ready() {
             self.write_heartbeat(out);
         }
         true

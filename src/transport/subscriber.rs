@@ -4,9 +4,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
+use tokio::time::{Instant, Interval};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::Stream;
@@ -258,6 +260,32 @@ fn poll_streams(
         }
     }
     Poll::Pending
+}
+
+/// A connection's heartbeat timer. The first beat is one period after the start. The timer sits
+/// behind a [`WakeFlag`]: a connection wakes once per delivered event, and polling a timer that
+/// has not fired costs more than looking at the flag.
+pub(crate) struct Heartbeats {
+    interval: Interval,
+    wake: WakeFlag,
+}
+
+impl Heartbeats {
+    pub(crate) fn new(period: Duration) -> Self {
+        Self {
+            interval: tokio::time::interval_at(Instant::now() + period, period),
+            wake: WakeFlag::default(),
+        }
+    }
+
+    pub(crate) fn poll_beat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Self { interval, wake } = self;
+        wake.poll(cx, |cx| interval.poll_tick(cx).map(|_| ()))
+    }
+
+    pub(crate) async fn beat(&mut self) {
+        std::future::poll_fn(|cx| self.poll_beat(cx)).await
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 use super::control::{Signal, Signals};
-use super::subscriber::{self, Feed, FeedItem, Outgoing};
+use super::subscriber::{self, Feed, FeedItem, Heartbeats, Outgoing};
 use super::wake::WakeFlag;
 use super::wire::{ClientMessage, ServerMessage};
 use super::ApiError;
@@ -163,7 +163,7 @@ impl Session {
             }
         }
         self.flush().await?;
-        let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        let mut heartbeats = Heartbeats::new(heartbeat);
         loop {
             tokio::select! {
                 biased;
@@ -192,7 +192,7 @@ impl Session {
                         return Ok(end);
                     }
                 }
-                _ = tick.tick() => {
+                () = heartbeats.beat() => {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
                     }
