@@ -3,6 +3,7 @@
 //! bytes; several ready events are written before one flush.
 
 use std::future::poll_fn;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -10,7 +11,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
@@ -224,10 +225,22 @@ impl Session {
         self.flush().await.map(|()| None)
     }
 
-    /// Flushes within the write deadline; a peer that does not read is a slow consumer.
+    /// Flushes within the write deadline; a peer that does not read is a slow consumer. Most
+    /// flushes complete at once: only one that has to wait pays for a timer.
     async fn flush(&mut self) -> Result<(), axum::Error> {
+        let mut flush = self.socket.flush();
+        if let Some(done) = poll_fn(|cx| {
+            Poll::Ready(match flush.poll_unpin(cx) {
+                Poll::Ready(r) => Some(r),
+                Poll::Pending => None,
+            })
+        })
+        .await
+        {
+            return done;
+        }
         let deadline = self.state.config.subscribers.write_timeout;
-        match tokio::time::timeout(deadline, self.socket.flush()).await {
+        match tokio::time::timeout(deadline, flush).await {
             Ok(r) => r,
             Err(_) => Err(axum::Error::new(SlowConsumer)),
         }
