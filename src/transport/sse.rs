@@ -54,7 +54,7 @@ pub(crate) async fn stream(
 
     let cfg = &state.config.subscribers;
     let mut conn = Connection {
-        feed: Feed::default(),
+        feed: Feed::unflagged(),
         positions: Cursor::default(),
         heartbeats: Heartbeats::new(cfg.heartbeat),
         delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),

@@ -166,25 +166,46 @@ pub(crate) enum FeedItem {
 }
 
 /// The live subscriptions of one connection. A connection usually holds one channel, so the
-/// streams sit in a short list polled in turn (no map, no random start), behind a [`WakeFlag`]
-/// so that polling an idle feed does not take any channel's lock.
-#[derive(Default)]
+/// streams sit in a short list polled in turn (no map, no random start). By default the list sits
+/// behind a [`WakeFlag`], so that polling an idle feed does not take any channel's lock.
 pub(crate) struct Feed {
     /// One stream per channel, in subscription order; at most `max_channels_per_connection`.
     streams: Vec<(ChannelName, BroadcastStream<Arc<Event>>)>,
     /// Where the next poll starts, so that a busy channel cannot starve the others.
     start: usize,
-    wake: WakeFlag,
+    /// `None` for a feed polled only from behind its owner's own flag ([`Feed::unflagged`]).
+    wake: Option<WakeFlag>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            streams: Vec::new(),
+            start: 0,
+            wake: Some(WakeFlag::default()),
+        }
+    }
 }
 
 impl Feed {
+    /// A feed without a flag of its own, for a connection that polls it only from behind its own
+    /// [`WakeFlag`]: a second flag would only add a hop to every wake-up.
+    pub(crate) fn unflagged() -> Self {
+        Self {
+            wake: None,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn insert(&mut self, sub: Subscription) {
         let stream = BroadcastStream::new(sub.live);
         match self.streams.iter_mut().find(|(c, _)| *c == sub.channel) {
             Some((_, s)) => *s = stream,
             None => self.streams.push((sub.channel, stream)),
         }
-        self.wake.rouse();
+        if let Some(wake) = &mut self.wake {
+            wake.rouse();
+        }
     }
 
     pub(crate) fn remove(&mut self, channel: &ChannelName) -> bool {
@@ -225,7 +246,10 @@ impl Feed {
             start,
             wake,
         } = self;
-        wake.poll(cx, |cx| poll_streams(streams, start, cx))
+        match wake {
+            Some(wake) => wake.poll(cx, |cx| poll_streams(streams, start, cx)),
+            None => poll_streams(streams, start, cx),
+        }
     }
 }
 
