@@ -259,16 +259,25 @@ fn poll_streams(
     start: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<FeedItem> {
+    if let [(_, only)] = streams.as_mut_slice() {
+        // The usual connection: one channel, nothing to take turns with.
+        return match Pin::new(only).poll_next(cx) {
+            Poll::Ready(Some(item)) => Poll::Ready(feed_item(item)),
+            // The channel's sender is gone (see below) and no stream is left.
+            Poll::Ready(None) => {
+                streams.clear();
+                Poll::Ready(FeedItem::Lagged)
+            }
+            Poll::Pending => Poll::Pending,
+        };
+    }
     let mut first = *start % streams.len();
     *start = first + 1;
     let mut polled = 0;
     while polled < streams.len() {
         let i = (first + polled) % streams.len();
         match Pin::new(&mut streams[i].1).poll_next(cx) {
-            Poll::Ready(Some(Ok(ev))) => return Poll::Ready(FeedItem::Event(ev)),
-            Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(_)))) => {
-                return Poll::Ready(FeedItem::Lagged)
-            }
+            Poll::Ready(Some(item)) => return Poll::Ready(feed_item(item)),
             // A stream only ends when its channel's sender is gone, which cannot happen while we
             // hold a receiver. Drop it; with none left, treat it as lag so the client resumes
             // from history.
@@ -284,6 +293,13 @@ fn poll_streams(
         }
     }
     Poll::Pending
+}
+
+fn feed_item(item: Result<Arc<Event>, BroadcastStreamRecvError>) -> FeedItem {
+    match item {
+        Ok(ev) => FeedItem::Event(ev),
+        Err(BroadcastStreamRecvError::Lagged(_)) => FeedItem::Lagged,
+    }
 }
 
 /// A connection's heartbeat timer. The first beat is one period after the start. The timer sits
