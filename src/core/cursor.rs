@@ -88,7 +88,9 @@ impl Cursor {
             let _ = out.write_str(ch.as_str());
             let _ = out.write_char('~');
             let _ = out.write_str(p.epoch.as_str());
-            let _ = write!(out, "~{}", p.seq);
+            let _ = out.write_char('~');
+            // Written once per SSE message per subscriber: itoa, not the formatting machinery.
+            let _ = out.write_str(itoa::Buffer::new().format(p.seq));
         }
     }
 

@@ -5,14 +5,16 @@
 //! `AtomicWaker`, no lock on the per-event path.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{ready, Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::failover::Route;
@@ -70,24 +72,27 @@ impl Control {
 }
 
 impl Nudged {
+    /// Ready once a nudge arrived since the last time this was ready.
+    pub(crate) fn poll_changed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let v = self.nudge.version.load(Ordering::Acquire);
+        if v != self.seen {
+            self.seen = v;
+            return Poll::Ready(());
+        }
+        self.nudge.waker.register(cx.waker());
+        let v = self.nudge.version.load(Ordering::Acquire);
+        if v != self.seen {
+            self.seen = v;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Resolves once a nudge arrived since the last time this resolved.
-    pub(crate) async fn changed(&mut self) {
-        poll_fn(|cx| {
-            let v = self.nudge.version.load(Ordering::Acquire);
-            if v != self.seen {
-                self.seen = v;
-                return Poll::Ready(());
-            }
-            self.nudge.waker.register(cx.waker());
-            let v = self.nudge.version.load(Ordering::Acquire);
-            if v != self.seen {
-                self.seen = v;
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+    #[cfg(test)]
+    async fn changed(&mut self) {
+        poll_fn(|cx| self.poll_changed(cx)).await
     }
 }
 
@@ -126,7 +131,8 @@ pub(crate) enum Signal {
 pub(crate) struct Signals {
     nudged: Nudged,
     route_version: u64,
-    goodbye_at: Option<tokio::time::Instant>,
+    /// Armed once a drain has begun: fires when this connection's turn to say goodbye comes.
+    goodbye: Option<Pin<Box<Sleep>>>,
     state: crate::app::AppState,
 }
 
@@ -136,7 +142,7 @@ impl Signals {
         let mut signals = Self {
             nudged: state.control.register(),
             route_version,
-            goodbye_at: None,
+            goodbye: None,
             state: state.clone(),
         };
         signals.arm_goodbye();
@@ -145,26 +151,29 @@ impl Signals {
 
     fn arm_goodbye(&mut self) {
         let lifecycle = &self.state.lifecycle;
-        if self.goodbye_at.is_none() && lifecycle.goodbye_requested() {
-            self.goodbye_at = Some(tokio::time::Instant::now() + lifecycle.goodbye_delay());
+        if self.goodbye.is_none() && lifecycle.goodbye_requested() {
+            self.goodbye = Some(Box::pin(tokio::time::sleep(lifecycle.goodbye_delay())));
         }
     }
 
     /// The next signal. Cancel-safe: progress is kept in `self`.
     pub(crate) async fn next(&mut self) -> Signal {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Signal> {
         loop {
-            match self.goodbye_at {
-                Some(at) => tokio::select! {
-                    () = tokio::time::sleep_until(at) => return Signal::Goodbye,
-                    () = self.nudged.changed() => {}
-                },
-                None => self.nudged.changed().await,
+            if let Some(goodbye) = &mut self.goodbye {
+                if goodbye.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Signal::Goodbye);
+                }
             }
+            ready!(self.nudged.poll_changed(cx));
             self.arm_goodbye();
             let route = self.state.failover.route();
             if route.version != self.route_version {
                 self.route_version = route.version;
-                return Signal::Route(route);
+                return Poll::Ready(Signal::Route(route));
             }
         }
     }

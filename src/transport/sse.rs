@@ -1,21 +1,24 @@
 //! `GET /v1/sse`: the Server-Sent Events transport. Every message carries an `id:` cursor of all
-//! the connection's positions, so `Last-Event-ID` resumes every channel at once. Ready events are
-//! written as one chunk.
+//! the connection's positions, so `Last-Event-ID` resumes every channel at once. The body is polled
+//! by hyper directly: everything ready at a wake-up (control messages, events, heartbeats, in that
+//! order) becomes one chunk, and polls that follow a chunk cost nothing until a source wakes it.
 
 use std::convert::Infallible;
 use std::fmt::Write;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use futures_util::{stream, StreamExt};
-use tokio::time::{Instant, Interval};
+use http_body::{Body as HttpBody, Frame};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::control::{Signal, Signals};
-use super::subscriber::{self, Feed, FeedItem};
+use super::subscriber::{self, Feed, FeedItem, Heartbeats};
+use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
 use crate::app::AppState;
@@ -51,13 +54,14 @@ pub(crate) async fn stream(
 
     let cfg = state.config.load().subscribers.clone();
     let mut conn = Connection {
-        feed: Feed::default(),
+        feed: Feed::unflagged(),
         positions: Cursor::default(),
-        tick: tokio::time::interval_at(Instant::now() + cfg.heartbeat, cfg.heartbeat),
+        heartbeats: Heartbeats::new(cfg.heartbeat),
         delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),
         signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
         done: false,
+        settled: false,
         buf: BytesMut::new(),
         _token: state.lifecycle.track(),
         _conn: Metrics::connection(Transport::Sse),
@@ -78,12 +82,12 @@ pub(crate) async fn stream(
     }
     conn.delivered.add(replayed);
 
-    let live = stream::unfold(conn, |mut conn| async move {
-        let chunk = conn.next_chunk().await?;
-        Some((Ok::<_, Infallible>(chunk), conn))
-    });
-    let body = stream::once(async move { Ok(first.freeze()) }).chain(live);
-    let mut response = Body::from_stream(body).into_response();
+    let body = Live {
+        first: Some(first.freeze()),
+        conn,
+        wake: WakeFlag::default(),
+    };
+    let mut response = Body::new(body).into_response();
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -97,15 +101,50 @@ pub(crate) async fn stream(
     Ok(response)
 }
 
+/// The response body: the opening chunk, then one chunk per wake-up holding everything ready.
+struct Live {
+    first: Option<Bytes>,
+    conn: Connection,
+    /// hyper polls a body again after each chunk and again after each flush; this answers those
+    /// polls without touching the connection's sources while none of them has woken the task.
+    wake: WakeFlag,
+}
+
+impl HttpBody for Live {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if this.conn.done {
+            return Poll::Ready(None);
+        }
+        let conn = &mut this.conn;
+        let chunk = ready!(this.wake.poll(cx, |cx| conn.poll_chunk(cx)));
+        if conn.settled {
+            this.wake.settle();
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+}
+
 /// One SSE connection's state while it streams.
 struct Connection {
     feed: Feed,
     positions: Cursor,
-    tick: Interval,
+    heartbeats: Heartbeats,
     delivered: BatchedCounter,
     signals: Signals,
     state: AppState,
     done: bool,
+    /// The last chunk left every source pending (each will wake the task when it has more).
+    settled: bool,
     /// Reused for every chunk: once hyper has written and dropped a chunk, `reserve` takes the
     /// same allocation back, so a steady stream does not allocate per chunk.
     buf: BytesMut,
@@ -115,6 +154,7 @@ struct Connection {
 
 impl Connection {
     fn write_message(&self, out: &mut BytesMut, json: &[u8]) {
+        reserve_chunk(out);
         out.extend_from_slice(b"id: ");
         self.positions.write_to(out);
         out.extend_from_slice(b"\ndata: ");
@@ -123,6 +163,7 @@ impl Connection {
     }
 
     fn write_reconnect(&self, out: &mut BytesMut, reason: &'static str) {
+        reserve_chunk(out);
         let retry_ms = self.state.lifecycle.retry_hint_ms();
         let _ = writeln!(out, "retry: {retry_ms}");
         out.extend_from_slice(b"data: ");
@@ -130,57 +171,80 @@ impl Connection {
         out.extend_from_slice(b"\n\n");
     }
 
-    /// The next chunk to send, or `None` once the stream has said goodbye.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
-        }
+    fn write_heartbeat(&self, out: &mut BytesMut) {
+        reserve_chunk(out);
+        let ts = now_ms();
+        out.extend_from_slice(b": heartbeat\nevent: heartbeat\ndata: ");
+        out.extend_from_slice(&ServerMessage::Heartbeat { ts }.to_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// Everything ready now, as one chunk, in the order the sources are polled: control signals,
+    /// then events, then heartbeats. Pending when nothing is ready.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         let mut out = std::mem::take(&mut self.buf);
-        out.reserve(CHUNK_CAPACITY);
-        tokio::select! {
-            biased;
-            signal = self.signals.next() => match signal {
-                Signal::Goodbye => {
-                    self.done = true;
-                    self.write_reconnect(&mut out, "shutdown");
-                }
-                Signal::Route(route) => {
-                    let msg = super::route::message(&self.state, &route);
-                    self.write_message(&mut out, &msg);
-                }
-            },
-            item = self.feed.next() => {
-                let mut item = Some(item);
-                let mut n: u64 = 0;
-                while let Some(it) = item.take() {
-                    match it {
-                        FeedItem::Lagged => {
-                            Metrics::slow_consumer(Transport::Sse).increment(1);
-                            self.done = true;
-                            self.write_reconnect(&mut out, "slow_consumer");
-                            break;
-                        }
-                        FeedItem::Event(ev) => {
-                            self.positions.advance(&ev.channel, &ev.epoch, ev.seq);
-                            self.write_message(&mut out, &ev.frame);
-                            n += 1;
-                        }
-                    }
-                    if n < WRITE_BATCH {
-                        item = self.feed.try_next();
-                    }
-                }
-                self.delivered.add(n);
-            }
-            _ = self.tick.tick() => {
-                let ts = now_ms();
-                let _ = write!(out, ": heartbeat\nevent: heartbeat\ndata: ");
-                out.extend_from_slice(&ServerMessage::Heartbeat { ts }.to_bytes());
-                out.extend_from_slice(b"\n\n");
-            }
+        self.settled = self.write_ready(&mut out, cx);
+        if out.is_empty() {
+            self.buf = out;
+            return Poll::Pending;
         }
         let chunk = out.split().freeze();
         self.buf = out;
-        Some(chunk)
+        Poll::Ready(chunk)
+    }
+
+    /// Writes what is ready; true when every source was polled until it went pending.
+    fn write_ready(&mut self, out: &mut BytesMut, cx: &mut Context<'_>) -> bool {
+        while let Poll::Ready(signal) = self.signals.poll_next(cx) {
+            match signal {
+                Signal::Goodbye => {
+                    self.done = true;
+                    self.write_reconnect(out, "shutdown");
+                    return false;
+                }
+                Signal::Route(route) => {
+                    let msg = super::route::message(&self.state, &route);
+                    self.write_message(out, &msg);
+                }
+            }
+        }
+        let mut n: u64 = 0;
+        let drained = loop {
+            if n == WRITE_BATCH {
+                break false;
+            }
+            match self.feed.poll_next(cx) {
+                Poll::Pending => break true,
+                Poll::Ready(FeedItem::Lagged) => {
+                    Metrics::slow_consumer(Transport::Sse).increment(1);
+                    self.done = true;
+                    self.write_reconnect(out, "slow_consumer");
+                    break false;
+                }
+                Poll::Ready(FeedItem::Event(ev)) => {
+                    self.positions.advance(&ev.channel, &ev.epoch, ev.seq);
+                    self.write_message(out, &ev.frame);
+                    n += 1;
+                }
+            }
+        };
+        if n > 0 {
+            self.delivered.add(n);
+        }
+        if !drained {
+            return false;
+        }
+        while self.heartbeats.poll_beat(cx).is_ready() {
+            self.write_heartbeat(out);
+        }
+        true
+    }
+}
+
+/// Room for a typical chunk before the first write into it. Once hyper has written and dropped
+/// the previous chunk, this takes its allocation back.
+fn reserve_chunk(out: &mut BytesMut) {
+    if out.is_empty() {
+        out.reserve(CHUNK_CAPACITY);
     }
 }

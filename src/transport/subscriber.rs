@@ -1,14 +1,19 @@
 //! What the subscribe transports share: query parsing, the subscriber token, the feed of live
 //! subscriptions one connection holds, and the opening messages of a (re)subscription.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
+use tokio::time::{Instant, Interval};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::{StreamExt, StreamMap};
+use tokio_stream::Stream;
 
+use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
 use crate::app::AppState;
@@ -160,30 +165,53 @@ pub(crate) enum FeedItem {
     Lagged,
 }
 
-/// One channel's live stream. It ends with a lag marker: a channel's sender is dropped only when
-/// a mirror restarts (a shared engine lost history or started a new epoch), and the connection
-/// must then resume from its position like a connection that fell behind, never go on without
-/// the channel.
-type Live = tokio_stream::adapters::Chain<
-    BroadcastStream<Arc<Event>>,
-    tokio_stream::Once<Result<Arc<Event>, BroadcastStreamRecvError>>,
->;
-
-/// The live subscriptions of one connection.
-#[derive(Default)]
+/// The live subscriptions of one connection. A connection usually holds one channel, so the
+/// streams sit in a short list polled in turn (no map, no random start). By default the list sits
+/// behind a [`WakeFlag`], so that polling an idle feed does not take any channel's lock.
 pub(crate) struct Feed {
-    streams: StreamMap<ChannelName, Live>,
+    /// One stream per channel, in subscription order; at most `max_channels_per_connection`.
+    streams: Vec<(ChannelName, BroadcastStream<Arc<Event>>)>,
+    /// Where the next poll starts, so that a busy channel cannot starve the others.
+    start: usize,
+    /// `None` for a feed polled only from behind its owner's own flag ([`Feed::unflagged`]).
+    wake: Option<WakeFlag>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            streams: Vec::new(),
+            start: 0,
+            wake: Some(WakeFlag::default()),
+        }
+    }
 }
 
 impl Feed {
+    /// A feed without a flag of its own, for a connection that polls it only from behind its own
+    /// [`WakeFlag`]: a second flag would only add a hop to every wake-up.
+    pub(crate) fn unflagged() -> Self {
+        Self {
+            wake: None,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn insert(&mut self, sub: Subscription) {
-        let cut = tokio_stream::once(Err(BroadcastStreamRecvError::Lagged(0)));
-        self.streams
-            .insert(sub.channel, BroadcastStream::new(sub.live).chain(cut));
+        let stream = BroadcastStream::new(sub.live);
+        match self.streams.iter_mut().find(|(c, _)| *c == sub.channel) {
+            Some((_, s)) => *s = stream,
+            None => self.streams.push((sub.channel, stream)),
+        }
+        if let Some(wake) = &mut self.wake {
+            wake.rouse();
+        }
     }
 
     pub(crate) fn remove(&mut self, channel: &ChannelName) -> bool {
-        self.streams.remove(channel).is_some()
+        let before = self.streams.len();
+        self.streams.retain(|(c, _)| c != channel);
+        self.streams.len() != before
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -191,24 +219,203 @@ impl Feed {
     }
 
     pub(crate) fn contains(&self, channel: &ChannelName) -> bool {
-        self.streams.contains_key(channel)
+        self.streams.iter().any(|(c, _)| c == channel)
     }
 
     /// The next live item; pending forever while there are no subscriptions.
     pub(crate) async fn next(&mut self) -> FeedItem {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// An item that is ready now, without waiting. When there is none, the task is woken once
+    /// there is.
+    pub(crate) async fn try_next(&mut self) -> Option<FeedItem> {
+        std::future::poll_fn(|cx| match self.poll_next(cx) {
+            Poll::Ready(item) => Poll::Ready(Some(item)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    }
+
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<FeedItem> {
         if self.streams.is_empty() {
-            return std::future::pending().await;
+            return Poll::Pending;
         }
-        match self.streams.next().await {
-            Some((_, Ok(ev))) => FeedItem::Event(ev),
-            Some((_, Err(BroadcastStreamRecvError::Lagged(_)))) => FeedItem::Lagged,
-            None => FeedItem::Lagged,
+        let Self {
+            streams,
+            start,
+            wake,
+        } = self;
+        match wake {
+            Some(wake) => wake.poll(cx, |cx| poll_streams(streams, start, cx)),
+            None => poll_streams(streams, start, cx),
+        }
+    }
+}
+
+/// Polls every stream once, starting after the one that started last time.
+///
+/// A stream ends only when its channel's sender is dropped, which happens when a mirror of a
+/// shared engine restarts (Redis lost history or began a new epoch). The connection is then told
+/// it lagged: it must resume from its position, and never go on silently without the channel.
+fn poll_streams(
+    streams: &mut Vec<(ChannelName, BroadcastStream<Arc<Event>>)>,
+    start: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<FeedItem> {
+    if let [(_, only)] = streams.as_mut_slice() {
+        // The usual connection: one channel, nothing to take turns with.
+        return match Pin::new(only).poll_next(cx) {
+            Poll::Ready(Some(item)) => Poll::Ready(feed_item(item)),
+            // The channel's sender is gone: a mirror restarted (see below).
+            Poll::Ready(None) => {
+                streams.clear();
+                Poll::Ready(FeedItem::Lagged)
+            }
+            Poll::Pending => Poll::Pending,
+        };
+    }
+    let first = *start % streams.len();
+    *start = first + 1;
+    let mut polled = 0;
+    while polled < streams.len() {
+        let i = (first + polled) % streams.len();
+        match Pin::new(&mut streams[i].1).poll_next(cx) {
+            Poll::Ready(Some(item)) => return Poll::Ready(feed_item(item)),
+            // The channel's sender is gone: a mirror restarted (see below).
+            Poll::Ready(None) => {
+                streams.remove(i);
+                return Poll::Ready(FeedItem::Lagged);
+            }
+            Poll::Pending => polled += 1,
+        }
+    }
+    Poll::Pending
+}
+
+fn feed_item(item: Result<Arc<Event>, BroadcastStreamRecvError>) -> FeedItem {
+    match item {
+        Ok(ev) => FeedItem::Event(ev),
+        Err(BroadcastStreamRecvError::Lagged(_)) => FeedItem::Lagged,
+    }
+}
+
+/// A connection's heartbeat timer. The first beat is one period after the start. The timer sits
+/// behind a [`WakeFlag`]: a connection wakes once per delivered event, and polling a timer that
+/// has not fired costs more than looking at the flag.
+pub(crate) struct Heartbeats {
+    interval: Interval,
+    wake: WakeFlag,
+}
+
+impl Heartbeats {
+    pub(crate) fn new(period: Duration) -> Self {
+        Self {
+            interval: tokio::time::interval_at(Instant::now() + period, period),
+            wake: WakeFlag::default(),
         }
     }
 
-    /// An item that is ready now, without waiting.
-    pub(crate) fn try_next(&mut self) -> Option<FeedItem> {
-        use futures_util::FutureExt;
-        self.next().now_or_never()
+    pub(crate) fn poll_beat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Self { interval, wake } = self;
+        wake.poll(cx, |cx| interval.poll_tick(cx).map(|_| ()))
+    }
+
+    pub(crate) async fn beat(&mut self) {
+        std::future::poll_fn(|cx| self.poll_beat(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Epoch, EventDraft};
+    use serde_json::value::RawValue;
+    use tokio::sync::broadcast;
+
+    fn event(channel: &ChannelName, seq: u64) -> Arc<Event> {
+        let draft = EventDraft::new(
+            Arc::from("n"),
+            Arc::from(RawValue::from_string("{}".into()).unwrap()),
+            None,
+        );
+        Arc::new(Event::build(
+            channel.clone(),
+            seq,
+            Epoch::from_client("e"),
+            &draft,
+            Arc::from("id"),
+            0,
+            tokio::time::Instant::now(),
+        ))
+    }
+
+    fn subscription(name: &str) -> (broadcast::Sender<Arc<Event>>, Subscription) {
+        let (tx, live) = broadcast::channel(4);
+        let channel = ChannelName::parse(name).unwrap();
+        let sub = Subscription {
+            head: Position {
+                epoch: Epoch::from_client("e"),
+                seq: 0,
+            },
+            start: Start::Live,
+            channel,
+            live,
+        };
+        (tx, sub)
+    }
+
+    fn seq_of(item: Option<FeedItem>) -> Option<(String, u64)> {
+        match item {
+            Some(FeedItem::Event(ev)) => Some((ev.channel.to_string(), ev.seq)),
+            Some(FeedItem::Lagged) => Some(("lagged".into(), 0)),
+            None => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_delivers_every_channel_and_wakes_after_going_idle() {
+        let (a_tx, a) = subscription("a");
+        let (b_tx, b) = subscription("b");
+        let (a_ch, b_ch) = (a.channel.clone(), b.channel.clone());
+        let mut feed = Feed::default();
+        feed.insert(a);
+        feed.insert(b);
+        assert!(feed.try_next().await.is_none());
+        b_tx.send(event(&b_ch, 1)).unwrap();
+        assert_eq!(seq_of(feed.try_next().await), Some(("b".into(), 1)));
+        assert!(feed.try_next().await.is_none());
+        assert!(feed.try_next().await.is_none(), "idle: nothing new");
+        a_tx.send(event(&a_ch, 1)).unwrap();
+        b_tx.send(event(&b_ch, 2)).unwrap();
+        let mut got = vec![
+            seq_of(Some(feed.next().await)),
+            seq_of(Some(feed.next().await)),
+        ];
+        got.sort();
+        assert_eq!(got, [Some(("a".into(), 1)), Some(("b".into(), 2))]);
+        assert!(feed.try_next().await.is_none());
+
+        assert!(feed.remove(&b_ch));
+        assert!(!feed.contains(&b_ch));
+        b_tx.send(event(&b_ch, 3)).unwrap_err();
+        drop(a_tx);
+        assert_eq!(
+            seq_of(feed.try_next().await),
+            Some(("lagged".into(), 0)),
+            "the last channel's sender is gone: resume from history"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_feed_says_lagged_when_it_fell_behind() {
+        let (tx, sub) = subscription("a");
+        let ch = sub.channel.clone();
+        let mut feed = Feed::default();
+        feed.insert(sub);
+        for seq in 1..=6 {
+            tx.send(event(&ch, seq)).unwrap();
+        }
+        assert_eq!(seq_of(feed.try_next().await), Some(("lagged".into(), 0)));
     }
 }

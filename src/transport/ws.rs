@@ -2,6 +2,8 @@
 //! messages, the live feed, heartbeats and the goodbye signal. Event frames are the core's shared
 //! bytes; several ready events are written before one flush.
 
+use std::future::poll_fn;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -9,12 +11,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Instant;
 use tracing::{debug, Instrument};
 
 use super::control::{Signal, Signals};
-use super::subscriber::{self, Feed, FeedItem, Outgoing};
+use super::subscriber::{self, Feed, FeedItem, Heartbeats, Outgoing};
+use super::wake::WakeFlag;
 use super::wire::{ClientMessage, ServerMessage};
 use super::ApiError;
 use crate::app::AppState;
@@ -87,6 +90,8 @@ struct Session {
     scope: TokenScope,
     conn_id: String,
     feed: Feed,
+    /// In front of the socket's read side.
+    reads: WakeFlag,
     delivered: BatchedCounter,
     last_heard: Instant,
     signals: Signals,
@@ -101,6 +106,7 @@ impl Session {
             scope,
             conn_id,
             feed: Feed::default(),
+            reads: WakeFlag::default(),
             delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
@@ -161,7 +167,7 @@ impl Session {
             }
         }
         self.flush().await?;
-        let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+        let mut heartbeats = Heartbeats::new(heartbeat);
         loop {
             tokio::select! {
                 biased;
@@ -172,7 +178,7 @@ impl Session {
                         self.send_now(msg).await?;
                     }
                 },
-                incoming = self.socket.recv() => {
+                incoming = recv(&mut self.socket, &mut self.reads) => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();
                     match msg? {
@@ -190,7 +196,7 @@ impl Session {
                         return Ok(end);
                     }
                 }
-                _ = tick.tick() => {
+                () = heartbeats.beat() => {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
                     }
@@ -215,16 +221,28 @@ impl Session {
                 }
             }
             if n < WRITE_BATCH {
-                item = self.feed.try_next();
+                item = self.feed.try_next().await;
             }
         }
         self.delivered.add(n);
         self.flush().await.map(|()| None)
     }
 
-    /// Flushes within the write deadline; a peer that does not read is a slow consumer.
+    /// Flushes within the write deadline; a peer that does not read is a slow consumer. Most
+    /// flushes complete at once: only one that has to wait pays for a timer.
     async fn flush(&mut self) -> Result<(), axum::Error> {
-        match tokio::time::timeout(self.write_timeout, self.socket.flush()).await {
+        let mut flush = self.socket.flush();
+        if let Some(done) = poll_fn(|cx| {
+            Poll::Ready(match flush.poll_unpin(cx) {
+                Poll::Ready(r) => Some(r),
+                Poll::Pending => None,
+            })
+        })
+        .await
+        {
+            return done;
+        }
+        match tokio::time::timeout(self.write_timeout, flush).await {
             Ok(r) => r,
             Err(_) => Err(axum::Error::new(SlowConsumer)),
         }
@@ -351,6 +369,16 @@ struct SlowConsumer;
 fn is_slow(e: &axum::Error) -> bool {
     let text = e.to_string();
     text.contains("write deadline") || text.contains("Write buffer is full")
+}
+
+/// The client's next message. The socket is read only once it has woken the task: a session
+/// wakes once per delivered event, and a read attempt through tungstenite costs more than writing
+/// the event.
+async fn recv(
+    socket: &mut WebSocket,
+    reads: &mut WakeFlag,
+) -> Option<Result<Message, axum::Error>> {
+    poll_fn(|cx| reads.poll(cx, |cx| socket.poll_next_unpin(cx))).await
 }
 
 /// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.

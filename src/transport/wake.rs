@@ -1,0 +1,162 @@
+//! Not polling what cannot have moved. A connection's task is polled several times per delivered
+//! event (hyper polls an SSE body again after each chunk and again after each flush; a WebSocket
+//! session re-enters its `select!` after each flush), and each poll of a broadcast receiver takes
+//! the channel's tail lock, shared by every subscriber, and each poll of a WebSocket reads
+//! through tungstenite's buffers. A [`WakeFlag`] sits in front of such a source: the source is
+//! polled with a waker that raises the flag, and while it is pending and the flag is down it is
+//! not polled again (the `FuturesUnordered` technique, for one source).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
+
+/// Whether a source has woken its task since it last returned `Pending`.
+pub(crate) struct WakeFlag {
+    shared: Arc<Flag>,
+    /// Wakes `shared`: handed to the source instead of the task's own waker.
+    waker: Waker,
+    /// The source returned `Pending` on its last poll and has not been changed since.
+    idle: bool,
+}
+
+struct Flag {
+    /// Raised by the source's wake-ups; lowered just before the source is polled.
+    raised: AtomicBool,
+    /// The task to wake when the flag is raised.
+    task: AtomicWaker,
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.raised.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl Default for WakeFlag {
+    fn default() -> Self {
+        let shared = Arc::new(Flag {
+            raised: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+        });
+        Self {
+            waker: Waker::from(shared.clone()),
+            shared,
+            idle: false,
+        }
+    }
+}
+
+impl WakeFlag {
+    /// Polls the source through `poll`, unless it is idle and has not woken the task since.
+    /// `poll` must register the waker of the context it is given, as any `poll` function does.
+    pub(crate) fn poll<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        // Register before looking at the flag: a wake-up between the two still finds the task.
+        self.shared.task.register(cx.waker());
+        let woken = self.shared.raised.swap(false, Ordering::AcqRel);
+        if self.idle && !woken {
+            return Poll::Pending;
+        }
+        let polled = poll(&mut Context::from_waker(&self.waker));
+        self.idle = polled.is_pending();
+        polled
+    }
+
+    /// The source returned a value and also polled everything it waits on until it went pending:
+    /// do not poll it again until it wakes the task.
+    pub(crate) fn settle(&mut self) {
+        self.idle = true;
+    }
+
+    /// The source changed outside a poll (a stream was added): poll it next time.
+    pub(crate) fn rouse(&mut self) {
+        self.idle = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    #[test]
+    fn an_idle_source_is_polled_again_only_after_it_woke_the_task() {
+        let mut flag = WakeFlag::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let polls = Cell::new(0);
+        let source_waker = RefCell::new(None);
+        let pending = |cx: &mut Context<'_>| {
+            polls.set(polls.get() + 1);
+            *source_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        };
+        assert!(flag.poll(&mut cx, pending).is_pending());
+        assert!(flag.poll(&mut cx, pending).is_pending());
+        assert_eq!(polls.get(), 1, "not polled again before a wake-up");
+        source_waker.take().unwrap().wake();
+        assert!(flag.poll(&mut cx, pending).is_pending());
+        assert_eq!(polls.get(), 2, "polled after the wake-up");
+        flag.rouse();
+        assert!(flag.poll(&mut cx, pending).is_pending());
+        assert_eq!(polls.get(), 3, "polled after a change");
+        assert!(
+            flag.poll(&mut cx, |_| Poll::Ready(())).is_pending(),
+            "an idle source that did not wake the task is not asked"
+        );
+    }
+
+    #[test]
+    fn a_settled_source_is_polled_again_only_after_it_woke_the_task() {
+        let mut flag = WakeFlag::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let source_waker = RefCell::new(None);
+        let ready = |cx: &mut Context<'_>| {
+            *source_waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Ready(())
+        };
+        assert!(flag.poll(&mut cx, ready).is_ready());
+        flag.settle();
+        assert!(flag.poll(&mut cx, ready).is_pending());
+        source_waker.take().unwrap().wake();
+        assert!(flag.poll(&mut cx, ready).is_ready());
+    }
+
+    #[test]
+    fn a_ready_source_is_polled_again() {
+        let mut flag = WakeFlag::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(flag.poll(&mut cx, |_| Poll::Ready(1)).is_ready());
+        assert_eq!(flag.poll(&mut cx, |_| Poll::Ready(2)), Poll::Ready(2));
+    }
+
+    #[test]
+    fn a_wake_up_reaches_the_task() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(Default::default()));
+        let task = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&task);
+        let mut flag = WakeFlag::default();
+        let mut source_waker = None;
+        let _ = flag.poll(&mut cx, |cx| {
+            source_waker = Some(cx.waker().clone());
+            Poll::<()>::Pending
+        });
+        source_waker.unwrap().wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+}
