@@ -1,7 +1,7 @@
 //! Wires the core, the transports and the admin side together; owns the listeners, the background
 //! upkeep and the shutdown sequence.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -22,6 +22,8 @@ use crate::ops::{self, Metrics};
 use crate::transport;
 use crate::transport::control::Control;
 use crate::vendor::BuildError;
+
+mod serve;
 
 /// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
 #[derive(Clone, Debug)]
@@ -185,12 +187,16 @@ impl App {
         // The listeners keep answering while connections leave (readiness says 503, new streams
         // are refused); they close once the connections are gone or at the limit.
         let close_listeners = CancellationToken::new();
-        let public = axum::serve(listeners.public, transport::router(state.clone()))
-            .with_graceful_shutdown(close_listeners.clone().cancelled_owned());
-        let admin = axum::serve(listeners.admin, ops::admin::router(state.clone()))
-            .with_graceful_shutdown(close_listeners.clone().cancelled_owned());
-        let public = tokio::spawn(public.into_future());
-        let admin = tokio::spawn(admin.into_future());
+        let public = tokio::spawn(serve::serve(
+            listeners.public,
+            transport::router(state.clone()),
+            close_listeners.clone(),
+        ));
+        let admin = tokio::spawn(serve::serve(
+            listeners.admin,
+            ops::admin::router(state.clone()),
+            close_listeners.clone(),
+        ));
 
         tokio::select! {
             () = shutdown => {}
