@@ -6,7 +6,7 @@
 
 pub mod reload;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -30,6 +30,8 @@ use crate::ops::{self, Metrics};
 use crate::transport;
 use crate::transport::control::Control;
 use crate::vendor::BuildError;
+
+mod serve;
 
 /// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
 ///
@@ -242,12 +244,16 @@ impl App {
         // The listeners keep answering while connections leave (readiness says 503, new streams
         // are refused); they close once the connections are gone or at the limit.
         let close_listeners = CancellationToken::new();
-        let public = axum::serve(listeners.public, transport::router(state.clone()))
-            .with_graceful_shutdown(close_listeners.clone().cancelled_owned());
-        let admin = axum::serve(listeners.admin, ops::admin::router(state.clone()))
-            .with_graceful_shutdown(close_listeners.clone().cancelled_owned());
-        let public = tokio::spawn(public.into_future());
-        let admin = tokio::spawn(admin.into_future());
+        let public = tokio::spawn(serve::serve(
+            listeners.public,
+            transport::router(state.clone()),
+            close_listeners.clone(),
+        ));
+        let admin = tokio::spawn(serve::serve(
+            listeners.admin,
+            ops::admin::router(state.clone()),
+            close_listeners.clone(),
+        ));
 
         tokio::select! {
             () = shutdown => {}

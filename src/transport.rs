@@ -11,7 +11,7 @@ mod publish;
 mod route;
 mod sse;
 mod subscriber;
-mod wake;
+pub(crate) mod wake;
 pub mod wire;
 pub mod ws;
 
