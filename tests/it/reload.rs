@@ -2,8 +2,7 @@
 //! `POST /admin/reload` (or SIGHUP to the binary). Keys, limits and vendors change while open
 //! connections stay and miss nothing; a bad file is refused whole and the running config stays.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -311,30 +310,15 @@ async fn sighup_makes_the_binary_read_its_file_again() {
     let config = dir.join("understudy.toml");
     let listeners = "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
     std::fs::write(&config, file("key-one", listeners)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .args(["serve", "--config"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_understudy"));
+    cmd.args(["serve", "--config"])
         .arg(&config)
         .env_clear()
         .env("UNDERSTUDY_AUDIT_DIR", dir.join("audit"))
-        .env("UNDERSTUDY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Read stdout to its end (a closed pipe would fail the server's next print).
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("public API") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let base = tokio::task::spawn_blocking(move || rx.recv_timeout(PATIENCE))
+        .env("UNDERSTUDY_LOG", "warn");
+    let (mut child, base) = tokio::task::spawn_blocking(move || spawn_serving(cmd))
         .await
-        .unwrap()
-        .expect("the public address on stdout");
+        .unwrap();
 
     let body = json!({"channel": "room", "name": "n", "data": {}});
     assert_eq!(publish_as(&base, "key-one", body.clone()).await, 202);

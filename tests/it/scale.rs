@@ -110,10 +110,9 @@ async fn an_idempotency_key_holds_across_nodes() {
 
 /// A node as its own process (so it can be killed outright), answering its public base URL.
 fn spawn_node(redis_url: &str) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
     let dir = crate::support::scratch_dir("node");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .arg("serve")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"));
+    cmd.arg("serve")
         .env_clear()
         .env("UNDERSTUDY_LISTEN", "127.0.0.1:0")
         .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
@@ -121,24 +120,8 @@ fn spawn_node(redis_url: &str) -> (std::process::Child, String) {
         .env("UNDERSTUDY_SUBSCRIBE_AUTH", "none")
         .env("UNDERSTUDY_PUBLISHER_KEYS", crate::support::KEY)
         .env("UNDERSTUDY_AUDIT_DIR", dir.join("audit"))
-        .env("UNDERSTUDY_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("public API") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(PATIENCE)
-        .expect("the public address on stdout");
-    (child, base)
+        .env("UNDERSTUDY_LOG", "warn");
+    crate::support::spawn_serving(cmd)
 }
 
 #[tokio::test]

@@ -349,3 +349,28 @@ pub fn scratch_dir(what: &str) -> std::path::PathBuf {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::env::temp_dir().join(format!("understudy-it-{}-{what}-{n}", std::process::id()))
 }
+
+/// Starts `understudy serve` as its own process from `cmd` (arguments and environment set by the
+/// caller; stdout is taken here) and answers it with its public base URL, read from the start-up
+/// banner. Stdout is read to its end, since a closed pipe would fail the server's next print.
+pub fn spawn_serving(mut cmd: std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix("public API") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(PATIENCE)
+        .expect("the public address on stdout");
+    (child, base)
+}
