@@ -229,7 +229,7 @@ impl Channel {
         if draft.idempotent {
             st.ids.remember(id.clone(), seq, now, &limits.idempotency);
         }
-        self.append(&mut st, event.clone(), now);
+        self.append(&mut st, &limits, event.clone(), now);
         Ok(Published {
             seq,
             epoch: st.epoch.clone(),
@@ -247,8 +247,7 @@ impl Channel {
 
     /// Appends the next event of the current epoch to history, keeps the caps and hands it to the
     /// live feed. The caller holds the lock and has checked `event.seq == head + 1`.
-    fn append(&self, st: &mut State, event: Arc<Event>, now: Instant) {
-        let limits = self.shared.limits.load();
+    fn append(&self, st: &mut State, limits: &ChannelLimits, event: Arc<Event>, now: Instant) {
         st.head = event.seq;
         let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
         st.history.push(event.clone(), &limits.history);
@@ -286,7 +285,8 @@ impl Channel {
         if event.seq != st.head + 1 {
             return Ok(Applied::Gap { head: st.head });
         }
-        self.append(&mut st, event, now);
+        let limits = self.shared.limits.load();
+        self.append(&mut st, &limits, event, now);
         Ok(Applied::Applied)
     }
 
