@@ -61,6 +61,10 @@ pub enum ApiError {
     ReloadUnavailable,
     #[error("the configuration was applied but the vendor side could not be restarted; see the server log")]
     ReloadFailed,
+    #[error(
+        "GET /v1/ws is a WebSocket endpoint and {0}; connect with a WebSocket client (RFC 6455)"
+    )]
+    NotWebSocket(String),
 }
 
 impl ApiError {
@@ -73,9 +77,8 @@ impl ApiError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | BodyUnreadable => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | BodyUnreadable
+            | NotWebSocket(_) => StatusCode::BAD_REQUEST,
             InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_)
             | ConfigInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReloadUnavailable => StatusCode::CONFLICT,
@@ -113,6 +116,7 @@ impl ApiError {
             ConfigInvalid(_) => "config_invalid",
             ReloadUnavailable => "reload_unavailable",
             ReloadFailed => "reload_failed",
+            NotWebSocket(_) => "not_websocket",
         }
     }
 

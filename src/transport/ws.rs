@@ -1,19 +1,31 @@
 //! `GET /v1/ws`: the WebSocket transport. One task per connection selects over the client's
 //! messages, the live feed, heartbeats and the goodbye signal. Event frames are the core's shared
-//! bytes; several ready events are written before one flush.
+//! bytes behind a frame header, written straight to the socket (`frames`); several ready events
+//! go out in one write.
+
+mod frames;
+mod handshake;
 
 use std::future::poll_fn;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, Instrument};
+
+use self::frames::EventWriter;
+use self::handshake::Handshake;
 
 use super::control::{Signal, Signals};
 use super::subscriber::{self, Feed, FeedItem, Heartbeats, Outgoing};
@@ -23,7 +35,7 @@ use super::ApiError;
 use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::event::now_ms;
-use crate::core::{ChannelName, Epoch, Position};
+use crate::core::{ChannelName, Epoch, Event, Position};
 use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
@@ -37,13 +49,13 @@ const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Bytes read from a client per read call.
 const CLIENT_READ_CHUNK: usize = 512;
 /// Events written before one flush.
-const WRITE_BATCH: u64 = 64;
+const WRITE_BATCH: usize = 64;
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Handshake,
 ) -> Result<Response, ApiError> {
     if state.lifecycle.is_draining() {
         return Err(ApiError::ShuttingDown);
@@ -54,25 +66,25 @@ pub(crate) async fn upgrade(
     let initial = subscriber::channels_from_query(&state, &pairs, &scope)?;
     let buffer_bytes = state.config.load().subscribers.buffer_bytes;
     let token = state.lifecycle.track();
-    Ok(ws
-        // tungstenite zero-fills up to this many bytes before every read attempt, and a session
-        // polls its socket on every wake (once per delivered event); client messages are small.
+    let config = WebSocketConfig::default()
+        // tungstenite zero-fills up to this many bytes before every read attempt; client
+        // messages are small. Its write buffer carries control messages only.
         .read_buffer_size(CLIENT_READ_CHUNK)
-        .write_buffer_size(16 * 1024)
+        .write_buffer_size(4 * 1024)
         .max_write_buffer_size(buffer_bytes)
-        .max_message_size(MAX_CLIENT_MESSAGE)
-        .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| {
-            let conn_id = format!("{:016x}", rand::random::<u64>());
-            let span = tracing::debug_span!("ws", conn_id = %conn_id);
-            async move {
-                let _token = token;
-                Session::new(socket, state, scope, conn_id)
-                    .run(initial)
-                    .await;
-            }
-            .instrument(span)
-        }))
+        .max_message_size(Some(MAX_CLIENT_MESSAGE))
+        .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+    Ok(ws.accept(config, move |socket| {
+        let conn_id = format!("{:016x}", rand::random::<u64>());
+        let span = tracing::debug_span!("ws", conn_id = %conn_id);
+        async move {
+            let _token = token;
+            Session::new(socket, state, scope, conn_id)
+                .run(initial)
+                .await;
+        }
+        .instrument(span)
+    }))
 }
 
 /// Why a session ended.
@@ -84,8 +96,35 @@ enum End {
     Policy,
 }
 
+/// Why a session failed.
+#[derive(Debug)]
+enum Fault {
+    Socket(tungstenite::Error),
+    /// The client did not take what was written within the write deadline.
+    Slow,
+}
+
+impl From<tungstenite::Error> for Fault {
+    fn from(e: tungstenite::Error) -> Self {
+        Self::Socket(e)
+    }
+}
+
+impl From<std::io::Error> for Fault {
+    fn from(e: std::io::Error) -> Self {
+        Self::Socket(tungstenite::Error::Io(e))
+    }
+}
+
 struct Session {
-    socket: WebSocket,
+    socket: WebSocketStream<TcpStream>,
+    /// Event frames, written beside tungstenite.
+    events: EventWriter,
+    /// The events of the write being gathered; empty between writes.
+    batch: Vec<Arc<Event>>,
+    /// tungstenite may hold bytes it has not sent (a pong to a ping it read): flush it before
+    /// writing events, so that no frame is split by another.
+    unflushed: bool,
     state: AppState,
     scope: TokenScope,
     conn_id: String,
@@ -97,12 +136,23 @@ struct Session {
     signals: Signals,
     /// `subscribers.write_timeout_ms` when the connection opened (a reload does not change it).
     write_timeout: Duration,
+    /// `subscribers.buffer_bytes` when the connection opened: the most one write gathers.
+    buffer_bytes: usize,
 }
 
 impl Session {
-    fn new(socket: WebSocket, state: AppState, scope: TokenScope, conn_id: String) -> Self {
+    fn new(
+        socket: WebSocketStream<TcpStream>,
+        state: AppState,
+        scope: TokenScope,
+        conn_id: String,
+    ) -> Self {
+        let subscribers = state.config.load().subscribers.clone();
         Self {
             socket,
+            events: EventWriter::default(),
+            batch: Vec::new(),
+            unflushed: false,
             scope,
             conn_id,
             feed: Feed::default(),
@@ -110,7 +160,8 @@ impl Session {
             delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
-            write_timeout: state.config.load().subscribers.write_timeout,
+            write_timeout: subscribers.write_timeout,
+            buffer_bytes: subscribers.buffer_bytes,
             state,
         }
     }
@@ -119,8 +170,8 @@ impl Session {
         let _conn = Metrics::connection(Transport::Ws);
         let end = match self.serve(initial).await {
             Ok(end) => end,
-            Err(e) if is_slow(&e) => End::Slow,
-            Err(_) => End::ClientGone,
+            Err(Fault::Slow | Fault::Socket(tungstenite::Error::WriteBufferFull(_))) => End::Slow,
+            Err(Fault::Socket(_)) => End::ClientGone,
         };
         debug!(end = end.as_str(), "websocket closed");
         let close = match end {
@@ -145,14 +196,19 @@ impl Session {
             }
         };
         let frame = Message::Close(Some(CloseFrame {
-            code: close.0,
+            code: CloseCode::from(close.0),
             reason: Utf8Bytes::from_static(close.1),
         }));
-        // A stuck peer must not hold the task: the close gets a short deadline.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.socket.send(frame)).await;
+        // A stuck peer must not hold the task: the close gets a short deadline. Event bytes the
+        // socket has not taken yet go first: the close frame must not split one.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            self.events.drain(self.socket.get_ref()).await?;
+            self.socket.send(frame).await.map_err(Fault::from)
+        })
+        .await;
     }
 
-    async fn serve(&mut self, initial: Vec<ChannelName>) -> Result<End, axum::Error> {
+    async fn serve(&mut self, initial: Vec<ChannelName>) -> Result<End, Fault> {
         let heartbeat = self.state.config.load().subscribers.heartbeat;
         let welcome = ServerMessage::Welcome {
             conn_id: &self.conn_id,
@@ -178,7 +234,7 @@ impl Session {
                         self.send_now(msg).await?;
                     }
                 },
-                incoming = recv(&mut self.socket, &mut self.reads) => {
+                incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();
                     match msg? {
@@ -188,6 +244,8 @@ impl Session {
                             }
                         }
                         Message::Close(_) => return Ok(End::ClientGone),
+                        // tungstenite queued the pong: send it now, not with the next event.
+                        Message::Ping(_) => self.flush().await?,
                         _ => {}
                     }
                 }
@@ -208,29 +266,58 @@ impl Session {
         }
     }
 
-    /// Writes `first` and whatever else is ready, then flushes once.
-    async fn write_events(&mut self, first: FeedItem) -> Result<Option<End>, axum::Error> {
+    /// Writes `first` and whatever else is ready (up to `WRITE_BATCH` events or `buffer_bytes`)
+    /// in one write, and waits, within the write deadline, until the socket has taken it all.
+    async fn write_events(&mut self, first: FeedItem) -> Result<Option<End>, Fault> {
+        if self.unflushed {
+            self.flush().await?;
+        }
         let mut item = Some(first);
-        let mut n: u64 = 0;
+        let mut bytes = 0;
+        let mut end = None;
         while let Some(it) = item.take() {
             match it {
-                FeedItem::Lagged => return Ok(Some(End::Slow)),
+                FeedItem::Lagged => {
+                    end = Some(End::Slow);
+                    break;
+                }
                 FeedItem::Event(ev) => {
-                    self.socket.feed(text(ev.frame.clone())).await?;
-                    n += 1;
+                    bytes += ev.frame.len();
+                    self.batch.push(ev);
                 }
             }
-            if n < WRITE_BATCH {
+            if self.batch.len() < WRITE_BATCH && bytes < self.buffer_bytes {
                 item = self.feed.try_next().await;
             }
         }
+        let n = self.batch.len() as u64;
+        let sent = self.events.send(
+            self.socket.get_ref(),
+            self.batch.iter().map(|e| &e.frame[..]),
+        );
+        self.batch.clear();
+        sent?;
         self.delivered.add(n);
-        self.flush().await.map(|()| None)
+        self.drain_events().await?;
+        Ok(end)
     }
 
-    /// Flushes within the write deadline; a peer that does not read is a slow consumer. Most
-    /// flushes complete at once: only one that has to wait pays for a timer.
-    async fn flush(&mut self) -> Result<(), axum::Error> {
+    /// Waits until the socket has taken every event byte, within the write deadline.
+    async fn drain_events(&mut self) -> Result<(), Fault> {
+        if self.events.backlog() == 0 {
+            return Ok(());
+        }
+        let drain = self.events.drain(self.socket.get_ref());
+        match tokio::time::timeout(self.write_timeout, drain).await {
+            Ok(r) => r.map_err(Fault::from),
+            Err(_) => Err(Fault::Slow),
+        }
+    }
+
+    /// Flushes tungstenite within the write deadline; a peer that does not read is a slow
+    /// consumer. Most flushes complete at once: only one that has to wait pays for a timer.
+    async fn flush(&mut self) -> Result<(), Fault> {
+        self.unflushed = false;
         let mut flush = self.socket.flush();
         if let Some(done) = poll_fn(|cx| {
             Poll::Ready(match flush.poll_unpin(cx) {
@@ -240,20 +327,20 @@ impl Session {
         })
         .await
         {
-            return done;
+            return done.map_err(Fault::from);
         }
         match tokio::time::timeout(self.write_timeout, flush).await {
-            Ok(r) => r,
-            Err(_) => Err(axum::Error::new(SlowConsumer)),
+            Ok(r) => r.map_err(Fault::from),
+            Err(_) => Err(Fault::Slow),
         }
     }
 
-    async fn send_now(&mut self, bytes: Bytes) -> Result<(), axum::Error> {
+    async fn send_now(&mut self, bytes: Bytes) -> Result<(), Fault> {
         self.socket.feed(text(bytes)).await?;
         self.flush().await
     }
 
-    async fn on_client_message(&mut self, text: &str) -> Result<Option<End>, axum::Error> {
+    async fn on_client_message(&mut self, text: &str) -> Result<Option<End>, Fault> {
         let msg = match serde_json::from_str::<ClientMessage>(text) {
             Ok(m) => m,
             Err(e) => {
@@ -304,7 +391,7 @@ impl Session {
         &mut self,
         ch: ChannelName,
         since: Option<Position>,
-    ) -> Result<Option<End>, axum::Error> {
+    ) -> Result<Option<End>, Fault> {
         let max = self
             .state
             .config
@@ -339,7 +426,7 @@ impl Session {
         code: &str,
         message: &str,
         channel: Option<&str>,
-    ) -> Result<(), axum::Error> {
+    ) -> Result<(), Fault> {
         let msg = ServerMessage::Error {
             code,
             message,
@@ -361,24 +448,21 @@ impl End {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("write deadline passed")]
-struct SlowConsumer;
-
-/// A write that missed its deadline, or a write buffer past `subscribers.buffer_bytes`.
-fn is_slow(e: &axum::Error) -> bool {
-    let text = e.to_string();
-    text.contains("write deadline") || text.contains("Write buffer is full")
-}
-
 /// The client's next message. The socket is read only once it has woken the task: a session
 /// wakes once per delivered event, and a read attempt through tungstenite costs more than writing
-/// the event.
+/// the event. A read may leave tungstenite with a reply to send: `unflushed` says so.
 async fn recv(
-    socket: &mut WebSocket,
+    socket: &mut WebSocketStream<TcpStream>,
     reads: &mut WakeFlag,
-) -> Option<Result<Message, axum::Error>> {
-    poll_fn(|cx| reads.poll(cx, |cx| socket.poll_next_unpin(cx))).await
+    unflushed: &mut bool,
+) -> Option<Result<Message, tungstenite::Error>> {
+    poll_fn(|cx| {
+        reads.poll(cx, |cx| {
+            *unflushed = true;
+            socket.poll_next_unpin(cx)
+        })
+    })
+    .await
 }
 
 /// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.

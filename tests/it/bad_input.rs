@@ -124,6 +124,8 @@ async fn bad_subscribe_requests_get_their_documented_errors() {
         ("/v1/sse", 400, "invalid_query"),
         ("/v1/sse?channel=a&cursor=garbage", 400, "invalid_cursor"),
         ("/v1/sse?channel=bad!", 422, "invalid_channel"),
+        // A plain GET of the WebSocket route, without the handshake headers.
+        ("/v1/ws?channel=a", 400, "not_websocket"),
     ];
     for (path, status, want) in cases {
         let (got, v) = s.get(path).await;

@@ -1,0 +1,175 @@
+//! Event frames written straight to the socket. Every subscriber of a channel gets the same
+//! event bytes, and a server frame is not masked (RFC 6455 section 5.1), so a frame is the
+//! event's shared JSON behind a 2 to 10 byte header: there is nothing for tungstenite to do.
+//! Going through it cost more than the rest of the delivery in user space (a UTF-8 check per
+//! subscriber, frame formatting, a copy into a per-connection buffer that is cold by the time
+//! the next event comes, its sink and flush layers). Headers and payloads of a batch are copied
+//! into one buffer per worker thread, warm from the previous connection, and sent with one
+//! `send`; what the socket does not take waits in a per-connection backlog.
+//!
+//! Control messages (welcome, subscribed, replies, pings, close) still go through tungstenite,
+//! which also reads the client's frames and answers its pings. The two never interleave inside a
+//! frame: the session drains the backlog before tungstenite writes and flushes tungstenite before
+//! writing events.
+
+use std::cell::RefCell;
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+
+/// A server-to-client text frame header: FIN, opcode 1, no mask, and the payload length.
+fn header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x81;
+    let n = if len < 126 {
+        h[1] = len as u8;
+        2
+    } else if len <= usize::from(u16::MAX) {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (h, n)
+}
+
+thread_local! {
+    /// Frames of the batch being sent. Kept per thread so it stays in cache across connections.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(16 * 1024));
+}
+
+/// Past this, a thread's scratch buffer is given back after use (a batch of large events).
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Event frames on their way to one connection.
+#[derive(Default)]
+pub(super) struct EventWriter {
+    /// Bytes the socket did not take; written before anything else.
+    backlog: BytesMut,
+}
+
+impl EventWriter {
+    /// Sends `events` as text frames, in order, without waiting: what the socket does not take
+    /// now goes to the backlog.
+    pub(super) fn send<'a>(
+        &mut self,
+        stream: &TcpStream,
+        events: impl IntoIterator<Item = &'a [u8]>,
+    ) -> io::Result<()> {
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            for e in events {
+                let (h, n) = header(e.len());
+                scratch.extend_from_slice(&h[..n]);
+                scratch.extend_from_slice(e);
+            }
+            let result = self.send_flat(stream, scratch);
+            if scratch.capacity() > SCRATCH_KEEP {
+                *scratch = Vec::with_capacity(16 * 1024);
+            }
+            result
+        })
+    }
+
+    fn send_flat(&mut self, stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+        if !self.backlog.is_empty() {
+            self.backlog.extend_from_slice(bytes);
+            return Ok(());
+        }
+        let sent = match stream.try_write(bytes) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        self.backlog.extend_from_slice(&bytes[sent..]);
+        Ok(())
+    }
+
+    /// Bytes waiting for the socket.
+    pub(super) fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Returns once the socket has taken the whole backlog.
+    pub(super) async fn drain(&mut self, stream: &TcpStream) -> io::Result<()> {
+        while !self.backlog.is_empty() {
+            stream.writable().await?;
+            match stream.try_write(&self.backlog) {
+                Ok(n) => self.backlog.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // A long stall may have grown it; keep a connection's idle footprint small.
+        if self.backlog.capacity() > 16 * 1024 {
+            self.backlog = BytesMut::new();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
+    #[test]
+    fn headers_follow_rfc_6455_length_encodings() {
+        for len in [0, 1, 125, 126, 127, 65535, 65536, 1 << 20] {
+            let (h, n) = header(len);
+            let mut cursor = io::Cursor::new(&h[..n]);
+            let (parsed, payload_len) = FrameHeader::parse(&mut cursor)
+                .expect("a valid header")
+                .expect("a complete header");
+            assert!(parsed.is_final);
+            assert!(parsed.mask.is_none(), "server frames are not masked");
+            assert_eq!(payload_len, len as u64);
+            assert_eq!(cursor.position() as usize, n, "header length for {len}");
+        }
+    }
+
+    /// A connected pair on loopback: (the server's end, the client's end).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (accepted.unwrap().0, client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_kept_in_order_and_drained() {
+        let (server, mut client) = pair().await;
+        let mut writer = EventWriter::default();
+        let big = Bytes::from(vec![b'x'; 256 * 1024]);
+        let small = Bytes::from_static(b"{\"n\":1}");
+        // Far more than loopback buffers hold while nobody reads.
+        for _ in 0..40 {
+            writer.send(&server, [&big[..], &small[..]]).unwrap();
+        }
+        assert!(writer.backlog() > 0, "the unread socket filled up");
+        let expected = 40 * (10 + big.len() + 2 + small.len());
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; expected];
+            client.read_exact(&mut got).await.unwrap();
+            got
+        });
+        writer.drain(&server).await.unwrap();
+        assert_eq!(writer.backlog(), 0);
+        let got = reader.await.unwrap();
+        let mut at = 0;
+        for _ in 0..40 {
+            assert_eq!(&got[at..at + 2], &[0x81, 127]);
+            at += 10 + big.len();
+            assert_eq!(&got[at..at + 2], &[0x81, small.len() as u8]);
+            assert_eq!(&got[at + 2..at + 2 + small.len()], &small[..]);
+            at += 2 + small.len();
+        }
+    }
+}

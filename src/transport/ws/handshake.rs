@@ -1,0 +1,122 @@
+//! The WebSocket opening handshake (RFC 6455 section 4.2), done here rather than by axum's
+//! `WebSocketUpgrade` so that the session gets the connection's own `TcpStream` back: event frames
+//! are written to it directly (see `frames`), which axum's wrapper does not allow.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::transport::ApiError;
+
+/// A request that asked for a WebSocket, ready to be answered with `101 Switching Protocols`.
+pub(crate) struct Handshake {
+    key: HeaderValue,
+    on_upgrade: OnUpgrade,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Handshake {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let refuse = |what: &str| ApiError::NotWebSocket(what.to_string());
+        if !header_has_token(&parts.headers, header::CONNECTION, "upgrade") {
+            return Err(refuse("the Connection header does not ask for an upgrade"));
+        }
+        if !header_is(&parts.headers, header::UPGRADE, "websocket") {
+            return Err(refuse("the Upgrade header is not \"websocket\""));
+        }
+        if !header_is(&parts.headers, header::SEC_WEBSOCKET_VERSION, "13") {
+            return Err(refuse("Sec-WebSocket-Version is not 13"));
+        }
+        let key = parts
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .cloned()
+            .ok_or_else(|| refuse("Sec-WebSocket-Key is missing"))?;
+        let on_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or_else(|| refuse("this connection cannot be upgraded"))?;
+        Ok(Self { key, on_upgrade })
+    }
+}
+
+impl Handshake {
+    /// Answers `101` and runs `session` on the upgraded connection once hyper hands it over.
+    pub(crate) fn accept<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
+    where
+        F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let accept = derive_accept_key(self.key.as_bytes());
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else {
+                return;
+            };
+            let Some((stream, read)) = into_tcp(upgraded) else {
+                tracing::error!("a WebSocket upgrade did not come from a TCP listener");
+                return;
+            };
+            let ws = WebSocketStream::from_partially_read(stream, read, Role::Server, Some(config))
+                .await;
+            session(ws).await;
+        });
+        (
+            StatusCode::SWITCHING_PROTOCOLS,
+            [
+                (header::CONNECTION, HeaderValue::from_static("upgrade")),
+                (header::UPGRADE, HeaderValue::from_static("websocket")),
+                (
+                    header::SEC_WEBSOCKET_ACCEPT,
+                    HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+                ),
+            ],
+        )
+            .into_response()
+    }
+}
+
+/// The TCP stream under an upgrade and any bytes hyper read past the request.
+fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
+    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
+    Some((parts.io.into_inner(), parts.read_buf.to_vec()))
+}
+
+fn header_is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {
+    headers
+        .get(name)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_tokens_are_matched_whole_and_without_case() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(header_has_token(&h, header::CONNECTION, "upgrade"));
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgraded"));
+        assert!(!header_has_token(&h, header::CONNECTION, "upgrade"));
+    }
+}
