@@ -236,6 +236,9 @@ impl App {
             state.clone(),
             background.cancel.clone(),
         ));
+        background
+            .tasks
+            .spawn(ops::metrics::run_tally_clock(background.cancel.clone()));
         background.tasks.spawn(ops::audit_feed::run(
             state.failover.watch_status(),
             state.audit.clone(),

@@ -2,10 +2,13 @@
 //! bounded: transport, outcome, reason; never a channel name or a client id. [`totals`] keeps the
 //! dashboard's readable running totals beside them.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 
 use crate::core::RegistryStats;
 
@@ -183,11 +186,30 @@ impl Drop for ConnectionGuard {
 
 /// A per-connection tally in front of a shared counter. Every connection adding to the same
 /// shared counter on every delivery makes its cache line bounce between cores; the tally is
-/// flushed every [`BatchedCounter::FLUSH_EVERY`] events, at least once a second, and on drop.
+/// flushed every [`BatchedCounter::FLUSH_EVERY`] events, on its first add after the tally clock
+/// ([`run_tally_clock`]) ticked, and on drop.
 pub struct BatchedCounter {
     shared: Counter,
     pending: u64,
-    flushed_at: tokio::time::Instant,
+    /// [`TALLY_TICK`] at the last flush.
+    flushed_at: u32,
+}
+
+/// Advanced once a second by [`run_tally_clock`]. Tallies compare it with the value at their
+/// last flush: one shared read instead of a clock read on every delivery.
+static TALLY_TICK: AtomicU32 = AtomicU32::new(0);
+
+/// Ticks the tallies' clock until `cancel`.
+pub async fn run_tally_clock(cancel: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = every.tick() => {
+                TALLY_TICK.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl BatchedCounter {
@@ -197,14 +219,14 @@ impl BatchedCounter {
         Self {
             shared,
             pending: 0,
-            flushed_at: tokio::time::Instant::now(),
+            flushed_at: TALLY_TICK.load(Ordering::Relaxed),
         }
     }
 
     pub fn add(&mut self, n: u64) {
         self.pending += n;
         if self.pending >= Self::FLUSH_EVERY
-            || self.flushed_at.elapsed() >= std::time::Duration::from_secs(1)
+            || TALLY_TICK.load(Ordering::Relaxed) != self.flushed_at
         {
             self.flush();
         }
@@ -215,7 +237,7 @@ impl BatchedCounter {
             self.shared.increment(self.pending);
             self.pending = 0;
         }
-        self.flushed_at = tokio::time::Instant::now();
+        self.flushed_at = TALLY_TICK.load(Ordering::Relaxed);
     }
 }
 
