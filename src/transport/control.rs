@@ -1,17 +1,16 @@
 //! Per-connection control signals: "the route changed" and "time to go". Connections do not poll
 //! the shared route watch or the shared goodbye token on every wake (both register in a waiter list
 //! behind a lock shared by every connection, which costs two contended locks per delivered
-//! event). Instead one task watches both and nudges each connection: an atomic version and an
-//! `AtomicWaker`, no lock on the per-event path.
+//! event). Instead one task watches both and nudges each connection: an atomic version and the
+//! connection's waker, registered once and kept, so the per-event path takes no lock.
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 
-use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::time::Sleep;
@@ -22,7 +21,8 @@ use crate::failover::Route;
 #[derive(Default)]
 struct Nudge {
     version: AtomicU64,
-    waker: AtomicWaker,
+    /// The connection's task; kept across nudges.
+    waker: Mutex<Option<Waker>>,
 }
 
 /// Every open connection's nudge. The lock is taken on connect, disconnect and broadcast only.
@@ -45,6 +45,8 @@ pub(crate) struct Nudged {
     id: u64,
     nudge: Arc<Nudge>,
     seen: u64,
+    /// A copy of the waker in `nudge.waker`.
+    registered: Option<Waker>,
     control: Arc<Control>,
 }
 
@@ -57,6 +59,7 @@ impl Control {
             id,
             nudge,
             seen: 0,
+            registered: None,
             control: self.clone(),
         }
     }
@@ -66,7 +69,9 @@ impl Control {
         let nudges: Vec<Arc<Nudge>> = self.nudges.lock().values().cloned().collect();
         for n in nudges {
             n.version.fetch_add(1, Ordering::Release);
-            n.waker.wake();
+            if let Some(w) = &*n.waker.lock() {
+                w.wake_by_ref();
+            }
         }
     }
 }
@@ -79,7 +84,15 @@ impl Nudged {
             self.seen = v;
             return Poll::Ready(());
         }
-        self.nudge.waker.register(cx.waker());
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let task = cx.waker().clone();
+            *self.nudge.waker.lock() = Some(task.clone());
+            self.registered = Some(task);
+        }
         let v = self.nudge.version.load(Ordering::Acquire);
         if v != self.seen {
             self.seen = v;

@@ -5,18 +5,24 @@
 //! through tungstenite's buffers. A [`WakeFlag`] sits in front of such a source: the source is
 //! polled with a waker that raises the flag, and while it is pending and the flag is down it is
 //! not polled again (the `FuturesUnordered` technique, for one source).
+//!
+//! The task's waker stays registered across wake-ups (an `AtomicWaker` gives it up on every wake
+//! and must be registered again on every poll): a poll that finds the same task registered does
+//! not touch the shared flag's lock at all.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::task::AtomicWaker;
+use parking_lot::Mutex;
 
 /// Whether a source has woken its task since it last returned `Pending`.
 pub(crate) struct WakeFlag {
     shared: Arc<Flag>,
     /// Wakes `shared`: handed to the source instead of the task's own waker.
     waker: Waker,
+    /// A copy of the waker in `shared.task`.
+    registered: Option<Waker>,
     /// The source returned `Pending` on its last poll and has not been changed since.
     idle: bool,
 }
@@ -24,8 +30,8 @@ pub(crate) struct WakeFlag {
 struct Flag {
     /// Raised by the source's wake-ups; lowered just before the source is polled.
     raised: AtomicBool,
-    /// The task to wake when the flag is raised.
-    task: AtomicWaker,
+    /// The task to wake when the flag is raised; kept across wake-ups.
+    task: Mutex<Option<Waker>>,
 }
 
 impl Wake for Flag {
@@ -35,7 +41,9 @@ impl Wake for Flag {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.raised.store(true, Ordering::Release);
-        self.task.wake();
+        if let Some(task) = &*self.task.lock() {
+            task.wake_by_ref();
+        }
     }
 }
 
@@ -43,11 +51,12 @@ impl Default for WakeFlag {
     fn default() -> Self {
         let shared = Arc::new(Flag {
             raised: AtomicBool::new(false),
-            task: AtomicWaker::new(),
+            task: Mutex::new(None),
         });
         Self {
             waker: Waker::from(shared.clone()),
             shared,
+            registered: None,
             idle: false,
         }
     }
@@ -61,8 +70,17 @@ impl WakeFlag {
         cx: &mut Context<'_>,
         poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
     ) -> Poll<T> {
-        // Register before looking at the flag: a wake-up between the two still finds the task.
-        self.shared.task.register(cx.waker());
+        // Register before looking at the flag: a wake-up that raised the flag before the
+        // registration took the lock either is seen below or found the new waker.
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            let task = cx.waker().clone();
+            *self.shared.task.lock() = Some(task.clone());
+            self.registered = Some(task);
+        }
         let woken = self.shared.raised.swap(false, Ordering::AcqRel);
         if self.idle && !woken {
             return Poll::Pending;
@@ -137,6 +155,32 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         assert!(flag.poll(&mut cx, |_| Poll::Ready(1)).is_ready());
         assert_eq!(flag.poll(&mut cx, |_| Poll::Ready(2)), Poll::Ready(2));
+    }
+
+    #[test]
+    fn a_wake_up_reaches_the_task_that_polled_last() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let (first, second) = (
+            Arc::new(Count(Default::default())),
+            Arc::new(Count(Default::default())),
+        );
+        let mut flag = WakeFlag::default();
+        let mut source_waker = None;
+        for task in [&first, &second] {
+            let task = Waker::from(task.clone());
+            let _ = flag.poll(&mut Context::from_waker(&task), |cx| {
+                source_waker = Some(cx.waker().clone());
+                Poll::<()>::Pending
+            });
+        }
+        source_waker.take().unwrap().wake_by_ref();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]
