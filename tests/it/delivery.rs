@@ -269,3 +269,59 @@ async fn browsers_on_other_origins_pass_the_cors_preflight() {
         .to_lowercase();
     assert!(allowed.contains("authorization") && allowed.contains("content-type"));
 }
+
+/// Event frames are written beside tungstenite: frames of every length encoding (7-bit, 16-bit and
+/// 64-bit lengths) arrive whole and in order, interleaved with the pongs tungstenite sends for the
+/// client's pings.
+#[tokio::test]
+async fn event_frames_of_every_length_interleave_with_pongs_intact() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = Server::start().await;
+    let mut ws = ws_connect(&s.ws_url("?channel=sizes")).await;
+    ws_expect(&mut ws, "welcome").await;
+    ws_expect(&mut ws, "subscribed").await;
+    // The last one makes a frame over 65,535 bytes from a body under the 64 KiB publish limit.
+    let sizes = [0usize, 10, 100, 1_000, 20_000, 65_450];
+    for (i, n) in sizes.iter().enumerate() {
+        ws.send(Message::Ping(format!("p{i}").into_bytes().into()))
+            .await
+            .unwrap();
+        let (status, _) = s
+            .publish(json!({"channel": "sizes", "name": "n", "data": "x".repeat(*n)}))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let (mut events, mut pongs) = (Vec::new(), Vec::new());
+    while events.len() < sizes.len() || pongs.len() < sizes.len() {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a frame within the test's patience")
+            .expect("socket open")
+            .expect("a well-formed frame");
+        match msg {
+            Message::Pong(p) => pongs.push(String::from_utf8(p.to_vec()).unwrap()),
+            Message::Text(t) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "event" {
+                    events.push((
+                        v["seq"].as_u64().unwrap(),
+                        v["data"].as_str().unwrap().len(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let want: Vec<(u64, usize)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (i as u64 + 1, *n))
+        .collect();
+    assert_eq!(events, want);
+    let want: Vec<String> = (0..sizes.len()).map(|i| format!("p{i}")).collect();
+    assert_eq!(pongs, want);
+    s.publish_seq("sizes", 7).await;
+    assert_eq!(ws_expect(&mut ws, "event").await["seq"], 7);
+}

@@ -76,6 +76,9 @@ impl EventWriter {
     }
 
     fn send_flat(&mut self, stream: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         if !self.backlog.is_empty() {
             self.backlog.extend_from_slice(bytes);
             return Ok(());
