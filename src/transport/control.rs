@@ -9,9 +9,11 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 
 use parking_lot::Mutex;
+
+use super::wake::{Registration, TaskSlot};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +23,8 @@ use crate::failover::Route;
 #[derive(Default)]
 struct Nudge {
     version: AtomicU64,
-    /// The connection's task; kept across nudges.
-    waker: Mutex<Option<Waker>>,
+    /// The connection's task.
+    waker: TaskSlot,
 }
 
 /// Every open connection's nudge. The lock is taken on connect, disconnect and broadcast only.
@@ -45,8 +47,7 @@ pub(crate) struct Nudged {
     id: u64,
     nudge: Arc<Nudge>,
     seen: u64,
-    /// A copy of the waker in `nudge.waker`.
-    registered: Option<Waker>,
+    registered: Registration,
     control: Arc<Control>,
 }
 
@@ -59,7 +60,7 @@ impl Control {
             id,
             nudge,
             seen: 0,
-            registered: None,
+            registered: Registration::default(),
             control: self.clone(),
         }
     }
@@ -69,9 +70,7 @@ impl Control {
         let nudges: Vec<Arc<Nudge>> = self.nudges.lock().values().cloned().collect();
         for n in nudges {
             n.version.fetch_add(1, Ordering::Release);
-            if let Some(w) = &*n.waker.lock() {
-                w.wake_by_ref();
-            }
+            n.waker.wake();
         }
     }
 }
@@ -84,15 +83,7 @@ impl Nudged {
             self.seen = v;
             return Poll::Ready(());
         }
-        if !self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            let task = cx.waker().clone();
-            *self.nudge.waker.lock() = Some(task.clone());
-            self.registered = Some(task);
-        }
+        self.registered.register(&self.nudge.waker, cx.waker());
         let v = self.nudge.version.load(Ordering::Acquire);
         if v != self.seen {
             self.seen = v;

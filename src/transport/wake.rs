@@ -21,8 +21,7 @@ pub(crate) struct WakeFlag {
     shared: Arc<Flag>,
     /// Wakes `shared`: handed to the source instead of the task's own waker.
     waker: Waker,
-    /// A copy of the waker in `shared.task`.
-    registered: Option<Waker>,
+    registered: Registration,
     /// The source returned `Pending` on its last poll and has not been changed since.
     idle: bool,
 }
@@ -30,8 +29,36 @@ pub(crate) struct WakeFlag {
 struct Flag {
     /// Raised by the source's wake-ups; lowered just before the source is polled.
     raised: AtomicBool,
-    /// The task to wake when the flag is raised; kept across wake-ups.
-    task: Mutex<Option<Waker>>,
+    /// The task to wake when the flag is raised.
+    task: TaskSlot,
+}
+
+/// A task's waker, kept across wake-ups: a wake-up wakes it without taking it out.
+#[derive(Default)]
+pub(crate) struct TaskSlot(Mutex<Option<Waker>>);
+
+impl TaskSlot {
+    pub(crate) fn wake(&self) {
+        if let Some(task) = &*self.0.lock() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// The polling side's copy of the waker in a [`TaskSlot`]: a poll by the same task only
+/// compares wakers; the slot's lock is taken only when the task changed.
+#[derive(Default)]
+pub(crate) struct Registration(Option<Waker>);
+
+impl Registration {
+    pub(crate) fn register(&mut self, slot: &TaskSlot, waker: &Waker) {
+        if self.0.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            return;
+        }
+        let task = waker.clone();
+        *slot.0.lock() = Some(task.clone());
+        self.0 = Some(task);
+    }
 }
 
 impl Wake for Flag {
@@ -41,9 +68,7 @@ impl Wake for Flag {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.raised.store(true, Ordering::Release);
-        if let Some(task) = &*self.task.lock() {
-            task.wake_by_ref();
-        }
+        self.task.wake();
     }
 }
 
@@ -51,12 +76,12 @@ impl Default for WakeFlag {
     fn default() -> Self {
         let shared = Arc::new(Flag {
             raised: AtomicBool::new(false),
-            task: Mutex::new(None),
+            task: TaskSlot::default(),
         });
         Self {
             waker: Waker::from(shared.clone()),
             shared,
-            registered: None,
+            registered: Registration::default(),
             idle: false,
         }
     }
@@ -72,15 +97,7 @@ impl WakeFlag {
     ) -> Poll<T> {
         // Register before looking at the flag: a wake-up that raised the flag before the
         // registration took the lock either is seen below or found the new waker.
-        if !self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()))
-        {
-            let task = cx.waker().clone();
-            *self.shared.task.lock() = Some(task.clone());
-            self.registered = Some(task);
-        }
+        self.registered.register(&self.shared.task, cx.waker());
         let woken = self.shared.raised.swap(false, Ordering::AcqRel);
         if self.idle && !woken {
             return Poll::Pending;

@@ -48,7 +48,7 @@ pub const CLOSE_POLICY: u16 = 1008;
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Bytes read from a client per read call.
 const CLIENT_READ_CHUNK: usize = 512;
-/// Events written before one flush.
+/// Most events gathered into one write.
 const WRITE_BATCH: usize = 64;
 
 pub(crate) async fn upgrade(
