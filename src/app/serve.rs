@@ -7,6 +7,8 @@
 //! - A connection looks at the shutdown signal only after the signal woke it ([`WakeFlag`]):
 //!   a shared signal's waiter list sits behind a lock every connection would otherwise take on
 //!   every wake-up, once per delivered event.
+//! - The same goes for the socket's read side ([`GatedRead`]), which hyper checks on every poll
+//!   while a response streams.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::error;
 
-use crate::transport::wake::WakeFlag;
+use crate::transport::wake::{GatedRead, WakeFlag};
 
 /// Serves `listener` until `close` is cancelled; then stops accepting, asks every open connection
 /// to finish (idle ones close, a response in flight completes) and returns once all are gone.
@@ -47,7 +49,10 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, close: Cancella
 async fn connection(stream: TcpStream, router: Router, close: CancellationToken) {
     let conn = http1::Builder::new()
         .writev(false)
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .serve_connection(
+            TokioIo::new(GatedRead::new(stream)),
+            TowerToHyperService::new(router),
+        )
         .with_upgrades();
     let mut conn = pin!(conn);
     let mut closing = pin!(close.cancelled_owned());

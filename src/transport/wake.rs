@@ -10,11 +10,14 @@
 //! and must be registered again on every poll): a poll that finds the same task registered does
 //! not touch the shared flag's lock at all.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Whether a source has woken its task since it last returned `Pending`.
 pub(crate) struct WakeFlag {
@@ -119,6 +122,70 @@ impl WakeFlag {
     }
 }
 
+/// A socket whose read side sits behind a [`WakeFlag`]. While hyper streams a response it looks
+/// at the read side on every poll of the connection, to notice a client that went away; each
+/// look goes through tokio's readiness check and waiter lock. Behind the flag, a look costs
+/// nothing until the socket has woken the task. Writes pass straight through.
+pub(crate) struct GatedRead<T> {
+    inner: T,
+    reads: WakeFlag,
+}
+
+impl<T> GatedRead<T> {
+    pub(crate) fn new(inner: T) -> Self {
+        Self {
+            inner,
+            reads: WakeFlag::default(),
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for GatedRead<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let inner = &mut this.inner;
+        this.reads.poll(cx, |cx| Pin::new(inner).poll_read(cx, buf))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for GatedRead<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +286,23 @@ mod tests {
         });
         source_waker.unwrap().wake();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_gated_read_sees_data_sent_after_it_went_pending_and_the_peer_closing() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut gated = GatedRead::new(a);
+        let mut buf = [0u8; 8];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_millis(20), gated.read(&mut buf)).await;
+        assert!(read.is_err(), "nothing to read yet");
+        b.write_all(b"hi").await.unwrap();
+        assert_eq!(gated.read(&mut buf).await.unwrap(), 2);
+        assert_eq!(&buf[..2], b"hi");
+        gated.write_all(b"back").await.unwrap();
+        assert_eq!(b.read(&mut buf).await.unwrap(), 4);
+        drop(b);
+        assert_eq!(gated.read(&mut buf).await.unwrap(), 0, "end of stream");
     }
 }

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::transport::wake::GatedRead;
 use crate::transport::ApiError;
 
 /// A request that asked for a WebSocket, ready to be answered with `101 Switching Protocols`.
@@ -86,8 +87,8 @@ impl Handshake {
 
 /// The TCP stream under an upgrade and any bytes hyper read past the request.
 fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
-    let parts = upgraded.downcast::<TokioIo<TcpStream>>().ok()?;
-    Some((parts.io.into_inner(), parts.read_buf.to_vec()))
+    let parts = upgraded.downcast::<TokioIo<GatedRead<TcpStream>>>().ok()?;
+    Some((parts.io.into_inner().into_inner(), parts.read_buf.to_vec()))
 }
 
 fn header_is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {
