@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod history;
 pub mod idempotency;
+pub mod live;
 pub mod registry;
 
 pub use channel::{

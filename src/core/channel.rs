@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::live;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::history::{History, HistoryLimits, Since};
@@ -57,7 +57,7 @@ struct State {
     history: History,
     ids: IdempotencyWindow,
     /// Created when the first live subscriber arrives, dropped by the pruner when none is left.
-    live: Option<broadcast::Sender<Arc<Event>>>,
+    live: Option<live::Sender<Arc<Event>>>,
     last_active: Instant,
     /// Set under the lock when the registry removes the channel; nothing joins it afterwards.
     reclaimed: bool,
@@ -126,7 +126,7 @@ pub struct Subscription {
     pub channel: ChannelName,
     pub head: Position,
     pub start: Start,
-    pub live: broadcast::Receiver<Arc<Event>>,
+    pub live: live::Receiver<Arc<Event>>,
 }
 
 /// Where a read starts.
@@ -153,7 +153,7 @@ pub struct Read {
     pub next: Position,
     /// When asked for and there is nothing to return: a live feed joined in the same step, so a
     /// long poll cannot miss an event published after this read.
-    pub watch: Option<broadcast::Receiver<Arc<Event>>>,
+    pub watch: Option<live::Receiver<Arc<Event>>>,
 }
 
 impl Channel {
@@ -264,8 +264,7 @@ impl Channel {
         }
         self.account(len_before, bytes_before + grown, &st.history);
         if let Some(live) = &st.live {
-            // An error only means nobody is listening right now.
-            let _ = live.send(event);
+            live.send(event);
         }
     }
 
@@ -335,7 +334,7 @@ impl Channel {
         let capacity = self.shared.limits.load().live_buffer.max(1);
         let live = st
             .live
-            .get_or_insert_with(|| broadcast::channel(capacity).0)
+            .get_or_insert_with(|| live::channel(capacity))
             .subscribe();
         let start = match since {
             None => Start::Live,
@@ -390,7 +389,7 @@ impl Channel {
         let watch = (watch && events.is_empty() && reset.is_none()).then(|| {
             let capacity = self.shared.limits.load().live_buffer.max(1);
             st.live
-                .get_or_insert_with(|| broadcast::channel(capacity).0)
+                .get_or_insert_with(|| live::channel(capacity))
                 .subscribe()
         });
         Ok(Read {

@@ -544,7 +544,7 @@ mod tests {
         );
         assert!(matches!(
             sub.live.recv().await,
-            Err(tokio::sync::broadcast::error::RecvError::Closed)
+            Err(crate::core::live::RecvError::Closed)
         ));
         let pos = Position {
             epoch: ep.clone(),

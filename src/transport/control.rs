@@ -13,7 +13,7 @@ use std::task::{ready, Context, Poll};
 
 use parking_lot::Mutex;
 
-use super::wake::{Registration, TaskSlot};
+use crate::core::live::{Registration, TaskSlot};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;

@@ -1,7 +1,6 @@
 //! What the subscribe transports share: query parsing, the subscriber token, the feed of live
 //! subscriptions one connection holds, and the opening messages of a (re)subscription.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -9,15 +8,13 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use tokio::time::{Instant, Interval};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::Stream;
 
 use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
 use crate::app::AppState;
 use crate::auth::TokenScope;
+use crate::core::live::{self, RecvError};
 use crate::core::{ChannelName, Event, Position, Start, Subscription};
 use crate::ops::metrics::{Metrics, Transport};
 
@@ -170,7 +167,7 @@ pub(crate) enum FeedItem {
 /// behind a [`WakeFlag`], so that polling an idle feed does not take any channel's lock.
 pub(crate) struct Feed {
     /// One stream per channel, in subscription order; at most `max_channels_per_connection`.
-    streams: Vec<(ChannelName, BroadcastStream<Arc<Event>>)>,
+    streams: Vec<(ChannelName, live::Receiver<Arc<Event>>)>,
     /// Where the next poll starts, so that a busy channel cannot starve the others.
     start: usize,
     /// `None` for a feed polled only from behind its owner's own flag ([`Feed::unflagged`]).
@@ -198,7 +195,7 @@ impl Feed {
     }
 
     pub(crate) fn insert(&mut self, sub: Subscription) {
-        let stream = BroadcastStream::new(sub.live);
+        let stream = sub.live;
         match self.streams.iter_mut().find(|(c, _)| *c == sub.channel) {
             Some((_, s)) => *s = stream,
             None => self.streams.push((sub.channel, stream)),
@@ -259,16 +256,17 @@ impl Feed {
 /// shared engine restarts (Redis lost history or began a new epoch). The connection is then told
 /// it lagged: it must resume from its position, and never go on silently without the channel.
 fn poll_streams(
-    streams: &mut Vec<(ChannelName, BroadcastStream<Arc<Event>>)>,
+    streams: &mut Vec<(ChannelName, live::Receiver<Arc<Event>>)>,
     start: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<FeedItem> {
     if let [(_, only)] = streams.as_mut_slice() {
         // The usual connection: one channel, nothing to take turns with.
-        return match Pin::new(only).poll_next(cx) {
-            Poll::Ready(Some(item)) => Poll::Ready(feed_item(item)),
+        return match only.poll_recv(cx) {
+            Poll::Ready(Ok(ev)) => Poll::Ready(FeedItem::Event(ev)),
+            Poll::Ready(Err(RecvError::Lagged(_))) => Poll::Ready(FeedItem::Lagged),
             // The channel's sender is gone: a mirror restarted (see below).
-            Poll::Ready(None) => {
+            Poll::Ready(Err(RecvError::Closed)) => {
                 streams.clear();
                 Poll::Ready(FeedItem::Lagged)
             }
@@ -280,10 +278,11 @@ fn poll_streams(
     let mut polled = 0;
     while polled < streams.len() {
         let i = (first + polled) % streams.len();
-        match Pin::new(&mut streams[i].1).poll_next(cx) {
-            Poll::Ready(Some(item)) => return Poll::Ready(feed_item(item)),
+        match streams[i].1.poll_recv(cx) {
+            Poll::Ready(Ok(ev)) => return Poll::Ready(FeedItem::Event(ev)),
+            Poll::Ready(Err(RecvError::Lagged(_))) => return Poll::Ready(FeedItem::Lagged),
             // The channel's sender is gone: a mirror restarted (see below).
-            Poll::Ready(None) => {
+            Poll::Ready(Err(RecvError::Closed)) => {
                 streams.remove(i);
                 return Poll::Ready(FeedItem::Lagged);
             }
@@ -291,13 +290,6 @@ fn poll_streams(
         }
     }
     Poll::Pending
-}
-
-fn feed_item(item: Result<Arc<Event>, BroadcastStreamRecvError>) -> FeedItem {
-    match item {
-        Ok(ev) => FeedItem::Event(ev),
-        Err(BroadcastStreamRecvError::Lagged(_)) => FeedItem::Lagged,
-    }
 }
 
 /// A connection's heartbeat timer. The first beat is one period after the start. The timer sits
@@ -331,7 +323,6 @@ mod tests {
     use super::*;
     use crate::core::{Epoch, EventDraft};
     use serde_json::value::RawValue;
-    use tokio::sync::broadcast;
 
     fn event(channel: &ChannelName, seq: u64) -> Arc<Event> {
         let draft = EventDraft::new(
@@ -350,8 +341,9 @@ mod tests {
         ))
     }
 
-    fn subscription(name: &str) -> (broadcast::Sender<Arc<Event>>, Subscription) {
-        let (tx, live) = broadcast::channel(4);
+    fn subscription(name: &str) -> (live::Sender<Arc<Event>>, Subscription) {
+        let tx = live::channel(4);
+        let live = tx.subscribe();
         let channel = ChannelName::parse(name).unwrap();
         let sub = Subscription {
             head: Position {
@@ -382,12 +374,12 @@ mod tests {
         feed.insert(a);
         feed.insert(b);
         assert!(feed.try_next().await.is_none());
-        b_tx.send(event(&b_ch, 1)).unwrap();
+        b_tx.send(event(&b_ch, 1));
         assert_eq!(seq_of(feed.try_next().await), Some(("b".into(), 1)));
         assert!(feed.try_next().await.is_none());
         assert!(feed.try_next().await.is_none(), "idle: nothing new");
-        a_tx.send(event(&a_ch, 1)).unwrap();
-        b_tx.send(event(&b_ch, 2)).unwrap();
+        a_tx.send(event(&a_ch, 1));
+        b_tx.send(event(&b_ch, 2));
         let mut got = vec![
             seq_of(Some(feed.next().await)),
             seq_of(Some(feed.next().await)),
@@ -398,7 +390,7 @@ mod tests {
 
         assert!(feed.remove(&b_ch));
         assert!(!feed.contains(&b_ch));
-        b_tx.send(event(&b_ch, 3)).unwrap_err();
+        assert_eq!(b_tx.receiver_count(), 0, "the feed let go of the channel");
         drop(a_tx);
         assert_eq!(
             seq_of(feed.try_next().await),
@@ -414,7 +406,7 @@ mod tests {
         let mut feed = Feed::default();
         feed.insert(sub);
         for seq in 1..=6 {
-            tx.send(event(&ch, seq)).unwrap();
+            tx.send(event(&ch, seq));
         }
         assert_eq!(seq_of(feed.try_next().await), Some(("lagged".into(), 0)));
     }

@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
-use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::core::live::{Registration, TaskSlot};
 
 /// Whether a source has woken its task since it last returned `Pending`.
 pub(crate) struct WakeFlag {
@@ -34,34 +35,6 @@ struct Flag {
     raised: AtomicBool,
     /// The task to wake when the flag is raised.
     task: TaskSlot,
-}
-
-/// A task's waker, kept across wake-ups: a wake-up wakes it without taking it out.
-#[derive(Default)]
-pub(crate) struct TaskSlot(Mutex<Option<Waker>>);
-
-impl TaskSlot {
-    pub(crate) fn wake(&self) {
-        if let Some(task) = &*self.0.lock() {
-            task.wake_by_ref();
-        }
-    }
-}
-
-/// The polling side's copy of the waker in a [`TaskSlot`]: a poll by the same task only
-/// compares wakers; the slot's lock is taken only when the task changed.
-#[derive(Default)]
-pub(crate) struct Registration(Option<Waker>);
-
-impl Registration {
-    pub(crate) fn register(&mut self, slot: &TaskSlot, waker: &Waker) {
-        if self.0.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            return;
-        }
-        let task = waker.clone();
-        *slot.0.lock() = Some(task.clone());
-        self.0 = Some(task);
-    }
 }
 
 impl Wake for Flag {
