@@ -1,8 +1,8 @@
 //! Not polling what cannot have moved. A connection's task is polled several times per delivered
 //! event (hyper polls an SSE body again after each chunk and again after each flush; a WebSocket
-//! session re-enters its `select!` after each flush), and each poll of a broadcast receiver takes
-//! the channel's tail lock, shared by every subscriber, and each poll of a WebSocket reads
-//! through tungstenite's buffers. A [`WakeFlag`] sits in front of such a source: the source is
+//! session re-enters its `select!` after each flush); each poll of a socket's read side goes
+//! through tokio's readiness check and waiter lock, and each poll of a WebSocket reads through
+//! tungstenite's buffers. A [`WakeFlag`] sits in front of such a source: the source is
 //! polled with a waker that raises the flag, and while it is pending and the flag is down it is
 //! not polled again (the `FuturesUnordered` technique, for one source).
 //!
