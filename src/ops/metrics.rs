@@ -206,10 +206,14 @@ pub async fn run_tally_clock(cancel: CancellationToken) {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = every.tick() => {
-                TALLY_TICK.fetch_add(1, Ordering::Relaxed);
+                tick();
             }
         }
     }
+}
+
+fn tick() {
+    TALLY_TICK.fetch_add(1, Ordering::Relaxed);
 }
 
 impl BatchedCounter {
@@ -244,5 +248,48 @@ impl BatchedCounter {
 impl Drop for BatchedCounter {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Total(AtomicU64);
+
+    impl metrics::CounterFn for Total {
+        fn increment(&self, n: u64) {
+            self.0.fetch_add(n, Ordering::Relaxed);
+        }
+        fn absolute(&self, n: u64) {
+            self.0.store(n, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_tally_flushes_after_a_tick_every_64_and_on_drop() {
+        let total = Arc::new(Total::default());
+        let shown = || total.0.load(Ordering::Relaxed);
+        let mut tally = BatchedCounter::new(Counter::from_arc(total.clone()));
+        tally.add(1);
+        tick();
+        tally.add(1);
+        assert_eq!(shown(), 2, "the first add after a tick flushes");
+        tally.add(BatchedCounter::FLUSH_EVERY);
+        assert_eq!(
+            shown(),
+            2 + BatchedCounter::FLUSH_EVERY,
+            "a full batch flushes"
+        );
+        tally.add(1);
+        drop(tally);
+        assert_eq!(
+            shown(),
+            3 + BatchedCounter::FLUSH_EVERY,
+            "dropping flushes the rest"
+        );
     }
 }
