@@ -167,16 +167,22 @@ pub struct Receiver<T> {
 impl<T: Clone> Receiver<T> {
     /// The next item; when there is none yet, the task of `cx` is woken once there is.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, RecvError>> {
-        match self.try_recv() {
-            Err(TryRecvError::Empty) => {}
-            done => return Poll::Ready(done.map_err(RecvError::from)),
+        if let Some(done) = self.ready() {
+            return Poll::Ready(done);
         }
         // Register, then look again: a send between the two either is seen here or finds the
         // waker (the sender stores the tail before it takes the slot's lock to wake).
         self.registered.register(&self.task, cx.waker());
+        self.ready().map_or(Poll::Pending, Poll::Ready)
+    }
+
+    /// What a receive gives now; `None` while there is nothing yet.
+    fn ready(&mut self) -> Option<Result<T, RecvError>> {
         match self.try_recv() {
-            Err(TryRecvError::Empty) => Poll::Pending,
-            done => Poll::Ready(done.map_err(RecvError::from)),
+            Ok(item) => Some(Ok(item)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
         }
     }
 
@@ -219,15 +225,6 @@ impl<T: Clone> Receiver<T> {
         let missed = oldest.saturating_sub(self.next).max(1);
         self.next = self.next.max(oldest);
         TryRecvError::Lagged(missed)
-    }
-}
-
-impl From<TryRecvError> for RecvError {
-    fn from(e: TryRecvError) -> Self {
-        match e {
-            TryRecvError::Lagged(n) => RecvError::Lagged(n),
-            TryRecvError::Closed | TryRecvError::Empty => RecvError::Closed,
-        }
     }
 }
 
