@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use engine::{EngineConfig, RedisConfig};
 pub use raw::Raw;
 pub use reload::Reload;
-pub use secret::Secret;
+pub use secret::{fresh_secret, Secret};
 pub use source::ConfigSource;
 pub use vendors::Vendors;
 
@@ -60,6 +60,8 @@ pub struct Server {
     pub reconnect_jitter: Duration,
     pub drain_window: Duration,
     pub cors_allow_origins: Vec<String>,
+    /// Origins whose pages may call the admin API from a browser; empty: none.
+    pub admin_cors_allow_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -166,32 +168,63 @@ impl Config {
         Self::load(None, &|_| None).expect("the embedded configuration is valid")
     }
 
-    /// Whether a shipped development credential is in use.
-    pub fn uses_dev_credentials(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self
-            .auth
-            .publisher_keys
-            .iter()
-            .any(|k| k.expose() == DEV_PUBLISHER_KEY)
-        {
-            out.push("auth.publisher_keys contains the public development key");
-        }
-        if self.auth.subscribe == SubscribeAuth::Jwt
-            && self.auth.subscriber_secret.expose() == DEV_SUBSCRIBER_SECRET
-        {
-            out.push("auth.subscriber_secret is the public development secret");
-        }
-        if self
-            .auth
-            .admin_tokens
-            .iter()
-            .any(|t| t.token.expose() == DEV_ADMIN_TOKEN)
-        {
-            out.push("auth.admin_tokens contains the public development token");
-        }
-        out
+    /// The shipped development credentials in force.
+    pub fn uses_dev_credentials(&self) -> Vec<DevCredential> {
+        dev_credentials(
+            self.auth.publisher_keys.iter().map(Secret::expose),
+            self.auth.subscribe,
+            self.auth.subscriber_secret.expose(),
+            self.auth.admin_tokens.iter().map(|t| t.token.expose()),
+        )
     }
+}
+
+/// A public development credential in force, and what replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevCredential {
+    /// The configuration key that holds it.
+    pub key: &'static str,
+    /// The environment variable that replaces it.
+    pub env: &'static str,
+    pub what: &'static str,
+}
+
+impl std::fmt::Display for DevCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (set {})", self.key, self.what, self.env)
+    }
+}
+
+/// Which of the shipped development credentials are in force.
+fn dev_credentials<'a>(
+    mut publisher_keys: impl Iterator<Item = &'a str>,
+    subscribe: SubscribeAuth,
+    subscriber_secret: &str,
+    mut admin_tokens: impl Iterator<Item = &'a str>,
+) -> Vec<DevCredential> {
+    let mut out = Vec::new();
+    if publisher_keys.any(|k| k == DEV_PUBLISHER_KEY) {
+        out.push(DevCredential {
+            key: "auth.publisher_keys",
+            env: "UNDERSTUDY_PUBLISHER_KEYS",
+            what: "holds the public development key",
+        });
+    }
+    if subscribe == SubscribeAuth::Jwt && subscriber_secret == DEV_SUBSCRIBER_SECRET {
+        out.push(DevCredential {
+            key: "auth.subscriber_secret",
+            env: "UNDERSTUDY_SUBSCRIBER_SECRET",
+            what: "is the public development secret",
+        });
+    }
+    if admin_tokens.any(|t| t == DEV_ADMIN_TOKEN) {
+        out.push(DevCredential {
+            key: "auth.admin_tokens",
+            env: "UNDERSTUDY_ADMIN_TOKEN",
+            what: "holds the public development token",
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -214,7 +247,9 @@ mod tests {
     fn env_overrides_the_deploy_knobs() {
         let env = |k: &str| match k {
             "UNDERSTUDY_LISTEN" => Some("127.0.0.1:1".to_string()),
-            "UNDERSTUDY_PUBLISHER_KEYS" => Some("k1, k2".to_string()),
+            "UNDERSTUDY_PUBLISHER_KEYS" => {
+                Some("key-one-0123456789, key-two-0123456789".to_string())
+            }
             "UNDERSTUDY_SUBSCRIBE_AUTH" => Some("none".to_string()),
             "UNDERSTUDY_LOG_FORMAT" => Some("json".to_string()),
             "UNDERSTUDY_ADMIN_TOKEN" => Some("from-env-token-0123456789".to_string()),
@@ -223,15 +258,132 @@ mod tests {
         let c = Config::load(None, &env).unwrap();
         assert_eq!(c.server.listen.port(), 1);
         let keys: Vec<&str> = c.auth.publisher_keys.iter().map(|k| k.expose()).collect();
-        assert_eq!(keys, vec!["k1", "k2"]);
+        assert_eq!(keys, vec!["key-one-0123456789", "key-two-0123456789"]);
         assert_eq!(c.auth.subscribe, SubscribeAuth::None);
         assert_eq!(c.log.format, LogFormat::Json);
-        assert_eq!(c.auth.admin_tokens.last().unwrap().name, "env");
-        assert_eq!(
-            c.uses_dev_credentials().len(),
-            1,
-            "the file's dev admin token is still listed"
+        let names: Vec<&str> = c
+            .auth
+            .admin_tokens
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["env"], "the env token replaces the file's list");
+        assert_eq!(c.uses_dev_credentials(), vec![]);
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn protected_mode_refuses_an_exposed_listener_with_development_credentials() {
+        let e = Config::load(None, &env_of(&[("UNDERSTUDY_LISTEN", "0.0.0.0:8080")])).unwrap_err();
+        let refusal =
+            e.0.iter()
+                .find(|m| m.starts_with("protected mode"))
+                .expect("refused by protected mode");
+        assert!(refusal.contains("0.0.0.0:8080"), "{refusal}");
+        assert!(!refusal.contains("127.0.0.1:9090"), "{refusal}");
+        for var in [
+            "UNDERSTUDY_PUBLISHER_KEYS",
+            "UNDERSTUDY_SUBSCRIBER_SECRET",
+            "UNDERSTUDY_ADMIN_TOKEN",
+        ] {
+            assert!(refusal.contains(var), "names {var}: {refusal}");
+        }
+        assert!(
+            !refusal.contains(DEV_ADMIN_TOKEN),
+            "never echoes a secret: {refusal}"
         );
+        // The admin listener alone counts too, and one credential left is still refused.
+        let e = Config::load(
+            None,
+            &env_of(&[
+                ("UNDERSTUDY_ADMIN_LISTEN", "[::]:9090"),
+                ("UNDERSTUDY_PUBLISHER_KEYS", "real-key-0123456789abcdef"),
+                ("UNDERSTUDY_ADMIN_TOKEN", "real-token-0123456789abcdef"),
+            ]),
+        )
+        .unwrap_err();
+        let refusal =
+            e.0.iter()
+                .find(|m| m.starts_with("protected mode"))
+                .unwrap();
+        assert!(refusal.contains("[::]:9090"), "{refusal}");
+        assert!(
+            refusal.contains("UNDERSTUDY_SUBSCRIBER_SECRET"),
+            "{refusal}"
+        );
+        assert!(!refusal.contains("UNDERSTUDY_ADMIN_TOKEN"), "{refusal}");
+    }
+
+    #[test]
+    fn an_exposed_listener_starts_with_credentials_of_its_own() {
+        let c = Config::load(
+            None,
+            &env_of(&[
+                ("UNDERSTUDY_LISTEN", "0.0.0.0:8080"),
+                ("UNDERSTUDY_ADMIN_LISTEN", "0.0.0.0:9090"),
+                ("UNDERSTUDY_PUBLISHER_KEYS", "real-key-0123456789abcdef"),
+                (
+                    "UNDERSTUDY_SUBSCRIBER_SECRET",
+                    "real-secret-0123456789abcdef",
+                ),
+                ("UNDERSTUDY_ADMIN_TOKEN", "real-token-0123456789abcdef"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        // Loopback with the development credentials is the README's first command: allowed.
+        assert_eq!(Config::embedded().uses_dev_credentials().len(), 3);
+        // Subscriber auth off: the development secret is not in force.
+        let c = Config::load(
+            None,
+            &env_of(&[
+                ("UNDERSTUDY_LISTEN", "0.0.0.0:8080"),
+                ("UNDERSTUDY_SUBSCRIBE_AUTH", "none"),
+                ("UNDERSTUDY_PUBLISHER_KEYS", "real-key-0123456789abcdef"),
+                ("UNDERSTUDY_ADMIN_TOKEN", "real-token-0123456789abcdef"),
+            ]),
+        );
+        assert!(c.is_ok(), "{:?}", c.err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused_without_showing_them() {
+        let e = Config::load(
+            None,
+            &env_of(&[
+                (
+                    "UNDERSTUDY_PUBLISHER_KEYS",
+                    "real-key-0123456789abcdef,short-key",
+                ),
+                ("UNDERSTUDY_SUBSCRIBER_SECRET", "tiny-secret"),
+                ("UNDERSTUDY_ADMIN_TOKEN", "tiny-token"),
+            ]),
+        )
+        .unwrap_err();
+        let all = e.0.join("\n");
+        assert!(
+            all.contains("auth.publisher_keys: key 2 of 2 has 9 characters; use at least 16"),
+            "{all}"
+        );
+        assert!(
+            all.contains("auth.subscriber_secret must be at least 16"),
+            "{all}"
+        );
+        assert!(
+            all.contains("auth.admin_tokens: token \"env\" needs a name and at least 16"),
+            "{all}"
+        );
+        for secret in ["short-key", "tiny-secret", "tiny-token"] {
+            assert!(!all.contains(secret), "{secret} echoed: {all}");
+        }
     }
 
     #[test]

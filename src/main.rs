@@ -56,6 +56,13 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print fresh random secrets (publisher key, subscriber secret, admin token) as environment
+    /// lines ready for a secrets store; with --raw, one secret alone.
+    GenSecret {
+        /// Print a single secret and nothing else.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Exit 0 if the server at ADDR answers GET /healthz with 200 (for container healthchecks).
     Healthcheck {
         #[arg(default_value = "127.0.0.1:8080")]
@@ -79,6 +86,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::Healthcheck { addr } => healthcheck(&addr),
+        Command::GenSecret { raw } => {
+            gen_secret(raw);
+            Ok(())
+        }
         Command::Audit {
             command: AuditCommand::Tail { limit, target },
         } => client_runtime()?.block_on(admin_cli::audit_tail(target, limit)),
@@ -119,6 +130,19 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+/// 32 bytes from the operating system's generator, base64url: 43 characters, 256 bits.
+fn gen_secret(raw: bool) {
+    let fresh = understudy::config::fresh_secret;
+    if raw {
+        println!("{}", fresh());
+        return;
+    }
+    println!("# Fresh secrets for one deployment: keep them in your secrets store, never in git.");
+    println!("UNDERSTUDY_PUBLISHER_KEYS={}", fresh());
+    println!("UNDERSTUDY_SUBSCRIBER_SECRET={}", fresh());
+    println!("UNDERSTUDY_ADMIN_TOKEN={}", fresh());
 }
 
 /// A plain HTTP/1.1 GET over a std socket: the runtime image needs no curl.

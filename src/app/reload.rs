@@ -159,7 +159,7 @@ mod tests {
     use crate::ops::audit::testdir::TestDir;
 
     const START: &str =
-        "[auth]\npublisher_keys = [\"old-key\"]\n[publish]\nmax_body_bytes = 1000\n";
+        "[auth]\npublisher_keys = [\"old-key-0123456789\"]\n[publish]\nmax_body_bytes = 1000\n";
 
     /// A node whose configuration comes from a file in `dir`.
     fn node(dir: &TestDir) -> (AppState, std::path::PathBuf, Background) {
@@ -179,10 +179,10 @@ mod tests {
     async fn each_signal_reloads_the_file() {
         let dir = TestDir::new();
         let (state, file, background) = node(&dir);
-        std::fs::write(&file, "[auth]\npublisher_keys = [\"new-key\"]\n").unwrap();
+        std::fs::write(&file, "[auth]\npublisher_keys = [\"new-key-0123456789\"]\n").unwrap();
         reload_on(state.clone(), futures_util::stream::iter([()])).await;
-        assert!(state.publishers.load().accepts("new-key"));
-        assert!(!state.publishers.load().accepts("old-key"));
+        assert!(state.publishers.load().accepts("new-key-0123456789"));
+        assert!(!state.publishers.load().accepts("old-key-0123456789"));
         assert_eq!(
             state.config.load().publish.max_body_bytes,
             Config::embedded().publish.max_body_bytes
@@ -196,15 +196,15 @@ mod tests {
         let (state, file, background) = node(&dir);
         std::fs::write(
             &file,
-            "[auth]\npublisher_keys = [\"new-key\"]\n[history]\nmax_events = 0\n[log]\nformat = \"xml\"\n",
+            "[auth]\npublisher_keys = [\"new-key-0123456789\"]\n[history]\nmax_events = 0\n[log]\nformat = \"xml\"\n",
         )
         .unwrap();
         let Err(ReloadError::Invalid(e)) = state.reload("oncall").await else {
             panic!("expected a refusal")
         };
         assert_eq!(e.0.len(), 2, "{e}");
-        assert!(state.publishers.load().accepts("old-key"));
-        assert!(!state.publishers.load().accepts("new-key"));
+        assert!(state.publishers.load().accepts("old-key-0123456789"));
+        assert!(!state.publishers.load().accepts("new-key-0123456789"));
         assert_eq!(state.config.load().publish.max_body_bytes, 1000);
         background.cancel.cancel();
     }

@@ -46,6 +46,7 @@ struct RawServer {
     reconnect_jitter_ms: u64,
     drain_window_ms: u64,
     cors_allow_origins: Vec<String>,
+    admin_cors_allow_origins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,11 +166,13 @@ impl Raw {
         );
         set("UNDERSTUDY_LOG", &mut self.log.filter);
         set("UNDERSTUDY_LOG_FORMAT", &mut self.log.format);
+        // Replaces the file's list, so the shipped development token stops working the moment an
+        // operator sets their own; a named list stays possible in the file.
         if let Some(token) = env("UNDERSTUDY_ADMIN_TOKEN") {
-            self.auth.admin_tokens.push(RawAdminToken {
+            self.auth.admin_tokens = vec![RawAdminToken {
                 name: "env".into(),
                 token,
-            });
+            }];
         }
         if let Some(dir) = env("UNDERSTUDY_AUDIT_DIR") {
             self.audit.dir = dir;
@@ -232,6 +235,12 @@ impl Raw {
                 format!("server.cors_allow_origins: {origin:?} must be \"*\" or an origin like https://app.example.com"),
             );
         }
+        for origin in &self.server.admin_cors_allow_origins {
+            check(
+                origin.starts_with("http://") || origin.starts_with("https://"),
+                format!("server.admin_cors_allow_origins: {origin:?} must be an origin like https://ops.example.com (\"*\" is not allowed on the admin API)"),
+            );
+        }
         let format = match self.log.format.as_str() {
             "pretty" => LogFormat::Pretty,
             "json" => LogFormat::Json,
@@ -258,19 +267,41 @@ impl Raw {
             !self.auth.publisher_keys.is_empty(),
             "auth.publisher_keys is empty: publishers could not authenticate; add a key".into(),
         );
+        // Lengths only, never the secret itself: these messages reach logs and the reload answer.
+        let count = self.auth.publisher_keys.len();
+        for (i, key) in self.auth.publisher_keys.iter().enumerate() {
+            check(
+                key.len() >= MIN_SECRET_LEN,
+                format!(
+                    "auth.publisher_keys: key {} of {count} has {} characters; use at least {MIN_SECRET_LEN} ({GEN_SECRET_HINT})",
+                    i + 1,
+                    key.len()
+                ),
+            );
+        }
         check(
-            subscribe != SubscribeAuth::Jwt || self.auth.subscriber_secret.len() >= 16,
-            "auth.subscriber_secret must be at least 16 characters when auth.subscribe = \"jwt\""
-                .into(),
+            subscribe != SubscribeAuth::Jwt || self.auth.subscriber_secret.len() >= MIN_SECRET_LEN,
+            format!(
+                "auth.subscriber_secret must be at least {MIN_SECRET_LEN} characters when auth.subscribe = \"jwt\" ({GEN_SECRET_HINT})"
+            ),
         );
         for t in &self.auth.admin_tokens {
             check(
-                !t.name.is_empty() && t.token.len() >= 16,
+                !t.name.is_empty() && t.token.len() >= MIN_SECRET_LEN,
                 format!(
-                    "auth.admin_tokens: token {:?} needs a name and at least 16 characters",
+                    "auth.admin_tokens: token {:?} needs a name and at least {MIN_SECRET_LEN} characters ({GEN_SECRET_HINT})",
                     t.name
                 ),
             );
+        }
+        let dev = dev_credentials(
+            self.auth.publisher_keys.iter().map(String::as_str),
+            subscribe,
+            &self.auth.subscriber_secret,
+            self.auth.admin_tokens.iter().map(|t| t.token.as_str()),
+        );
+        if let Some(refusal) = protected_mode(&[listen, admin_listen], &dev) {
+            check(false, refusal);
         }
         let mut positive = |key: &str, v: u64| {
             check(v > 0, format!("{key} must be greater than 0"));
@@ -343,6 +374,7 @@ impl Raw {
                 reconnect_jitter: ms(self.server.reconnect_jitter_ms),
                 drain_window: ms(self.server.drain_window_ms),
                 cors_allow_origins: self.server.cors_allow_origins,
+                admin_cors_allow_origins: self.server.admin_cors_allow_origins,
             },
             log: Log {
                 filter: self.log.filter,
@@ -406,6 +438,33 @@ impl Raw {
             },
         })
     }
+}
+
+/// Shortest publisher key, subscriber secret or admin token accepted.
+pub(super) const MIN_SECRET_LEN: usize = 16;
+const GEN_SECRET_HINT: &str = "`understudy gen-secret` prints fresh ones";
+
+/// Protected mode: a listener that other machines can reach while a public development
+/// credential is in force is refused, naming each credential to set. Loopback stays open so the
+/// README's first command works on a laptop.
+fn protected_mode(listeners: &[SocketAddr], dev: &[DevCredential]) -> Option<String> {
+    let exposed: Vec<String> = listeners
+        .iter()
+        .filter(|a| !a.ip().is_loopback())
+        .map(ToString::to_string)
+        .collect();
+    if exposed.is_empty() || dev.is_empty() {
+        return None;
+    }
+    let set: Vec<String> = dev
+        .iter()
+        .map(|d| format!("{} ({}: {})", d.env, d.key, d.what))
+        .collect();
+    Some(format!(
+        "protected mode: refusing to listen on {} (reachable from other machines) while public development credentials are in force; set {} to secrets of your own ({GEN_SECRET_HINT}), or listen on 127.0.0.1 only",
+        exposed.join(" and "),
+        set.join(", ")
+    ))
 }
 
 /// A comma-separated environment value, items trimmed, empty items dropped.

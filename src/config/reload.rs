@@ -72,6 +72,12 @@ impl Config {
         ) {
             new.server.cors_allow_origins = old.server.cors_allow_origins.clone();
         }
+        if keep(
+            "server.admin_cors_allow_origins",
+            old.server.admin_cors_allow_origins != new.server.admin_cors_allow_origins,
+        ) {
+            new.server.admin_cors_allow_origins = old.server.admin_cors_allow_origins.clone();
+        }
         keep("log.filter", old.log.filter != new.log.filter);
         keep("log.format", old.log.format != new.log.format);
         new.log = old.log.clone();
@@ -144,7 +150,7 @@ mod tests {
     fn live_sections_are_listed_in_file_order() {
         let running = Config::embedded();
         let new = load(
-            "[auth]\npublisher_keys = [\"k2\"]\n[publish]\nmax_body_bytes = 10\n[server]\ndrain_window_ms = 1\n",
+            "[auth]\npublisher_keys = [\"key-two-0123456789\"]\n[publish]\nmax_body_bytes = 10\n[server]\ndrain_window_ms = 1\n",
         );
         let reload = running.reload(new);
         assert_eq!(reload.changed, vec!["server", "publish", "auth"]);

@@ -68,11 +68,11 @@ mod tests {
         let path = std::env::temp_dir().join(format!("understudy-source-{}", std::process::id()));
         std::fs::write(&path, "[history]\nmax_events = 7\n").unwrap();
         let source = ConfigSource::with_env(Some(path.clone()), |k| {
-            (k == "UNDERSTUDY_PUBLISHER_KEYS").then(|| "from-env".to_string())
+            (k == "UNDERSTUDY_PUBLISHER_KEYS").then(|| "from-env-0123456789".to_string())
         });
         let c = source.load().unwrap();
         assert_eq!(c.history.max_events, 7);
-        assert_eq!(c.auth.publisher_keys[0].expose(), "from-env");
+        assert_eq!(c.auth.publisher_keys[0].expose(), "from-env-0123456789");
         std::fs::write(&path, "[history]\nmax_events = 8\n").unwrap();
         assert_eq!(source.load().unwrap().history.max_events, 8);
         std::fs::remove_file(&path).unwrap();

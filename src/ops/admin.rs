@@ -3,12 +3,13 @@
 
 use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::time::Instant;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::audit::{AuditAction, AuditEntry, MAX_READ_LIMIT};
 use super::mode::ModeRequest;
@@ -17,7 +18,7 @@ use crate::app::AppState;
 use crate::transport::{health, ApiError};
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -35,8 +36,26 @@ pub fn router(state: AppState) -> Router {
             "/admin/maintenance/{id}",
             delete(super::maintenance_api::cancel),
         )
-        .fallback(crate::transport::not_found)
-        .with_state(state)
+        .fallback(crate::transport::not_found);
+    let origins = state.config.load().server.admin_cors_allow_origins.clone();
+    let router = if origins.is_empty() {
+        router
+    } else {
+        router.layer(cors(&origins))
+    };
+    router.with_state(state)
+}
+
+/// An operations page on another origin (the demo's, or a team's own) calls the admin API with
+/// the admin token as a bearer, never cookies: only the listed origins, and no credentials.
+fn cors(origins: &[String]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(
+            origins.iter().filter_map(|o| o.parse().ok()),
+        ))
+        .allow_methods([Method::GET, Method::PUT, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -83,8 +83,13 @@ export class Understudy {
   constructor(name, env = {}, toml = "") {
     this.name = name;
     this.env = env;
+    this.toml = toml;
     this.dir = mkdtempSync(join(tmpdir(), "understudy-e2e-"));
     this.configFile = join(this.dir, "understudy.toml");
+  }
+
+  /** The config file, once the ports are known. */
+  writeConfig() {
     writeFileSync(this.configFile, [
       "[server]",
       // Clients told to reconnect by a restarting server spread over up to 2 s; the restart
@@ -93,9 +98,11 @@ export class Understudy {
       "shutdown_timeout_ms = 3000",
       // Goodbyes are spread over 1 s, leaving the rest of the shutdown limit to reconnect.
       "drain_window_ms = 1000",
+      // The demo's ops page (on the public listener) sets the mode through the admin listener.
+      "admin_cors_allow_origins = [" + JSON.stringify(this.base) + "]",
       "[demo]",
       "state_file = " + JSON.stringify(join(this.dir, "waiting-room.json")),
-      toml,
+      this.toml,
       "",
     ].join("\n"));
   }
@@ -107,6 +114,7 @@ export class Understudy {
     if (!this.port) {
       this.port = await freePort();
       this.adminPort = await freePort();
+      this.writeConfig();
     }
     Object.assign(this.env, extraEnv);
     const env = {

@@ -70,7 +70,7 @@ async fn audited(s: &Server, action: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_publisher_keys_apply_at_once_and_an_open_subscriber_misses_nothing() {
-    let s = Server::from_file(&file("key-one", "")).await;
+    let s = Server::from_file(&file("key-one-0123456789", "")).await;
     let mut ws = ws_connect(&s.ws_url("?channel=room")).await;
     ws_expect(&mut ws, "welcome").await;
     ws_expect(&mut ws, "subscribed").await;
@@ -79,7 +79,7 @@ async fn new_publisher_keys_apply_at_once_and_an_open_subscriber_misses_nothing(
     // when its key stops working it takes the new one and sends the same event again.
     let base = s.base.clone();
     let publisher = tokio::spawn(async move {
-        let mut key = "key-one";
+        let mut key = "key-one-0123456789";
         let mut refused = 0;
         let mut n = 0u64;
         while n < 200 || refused == 0 {
@@ -89,9 +89,9 @@ async fn new_publisher_keys_apply_at_once_and_an_open_subscriber_misses_nothing(
             loop {
                 match publish_as(&base, key, body.clone()).await {
                     202 => break,
-                    401 if key == "key-one" => {
+                    401 if key == "key-one-0123456789" => {
                         refused += 1;
-                        key = "key-two";
+                        key = "key-two-0123456789";
                     }
                     other => panic!("publish {n} answered {other}"),
                 }
@@ -103,7 +103,7 @@ async fn new_publisher_keys_apply_at_once_and_an_open_subscriber_misses_nothing(
         s.state.engine.registry().stats().history_events >= 50
     })
     .await;
-    let (status, v) = reload(&s, &file("key-two", "")).await;
+    let (status, v) = reload(&s, &file("key-two-0123456789", "")).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["changed"], json!(["auth"]));
     assert_eq!(v["restart_required"], json!([]));
@@ -125,8 +125,11 @@ async fn new_publisher_keys_apply_at_once_and_an_open_subscriber_misses_nothing(
     assert_eq!(data, (1..=sent).collect::<Vec<_>>(), "in order, none lost");
 
     let one = json!({"channel": "room", "name": "n", "data": {}});
-    assert_eq!(publish_as(&s.base, "key-one", one.clone()).await, 401);
-    assert_eq!(publish_as(&s.base, "key-two", one).await, 202);
+    assert_eq!(
+        publish_as(&s.base, "key-one-0123456789", one.clone()).await,
+        401
+    );
+    assert_eq!(publish_as(&s.base, "key-two-0123456789", one).await, 202);
     let m = ws_next(&mut ws).await;
     assert_eq!(m["seq"], sent + 1, "the same connection, still live");
 
@@ -134,17 +137,17 @@ async fn new_publisher_keys_apply_at_once_and_an_open_subscriber_misses_nothing(
     assert_eq!(entry["actor"], "oncall");
     assert_eq!(entry["details"]["changed"], json!(["auth"]));
     assert!(
-        !entry.to_string().contains("key-two"),
+        !entry.to_string().contains("key-two-0123456789"),
         "no secret in the trail"
     );
 }
 
 #[tokio::test]
 async fn an_invalid_file_is_refused_whole_with_every_problem_and_the_running_config_stays() {
-    let s = Server::from_file(&file("key-one", "")).await;
+    let s = Server::from_file(&file("key-one-0123456789", "")).await;
     let (_, before) = admin(&s, reqwest::Method::GET, "/admin/status", None).await;
     let bad = file(
-        "key-two",
+        "key-two-0123456789",
         "[history]\nmax_events = 0\n[subscribers]\ntransports = [\"carrier-pigeon\"]\n",
     );
     let (status, v) = reload(&s, &bad).await;
@@ -158,8 +161,11 @@ async fn an_invalid_file_is_refused_whole_with_every_problem_and_the_running_con
     assert!(errors.iter().any(|e| e.contains("carrier-pigeon")));
 
     let one = json!({"channel": "room", "name": "n", "data": {}});
-    assert_eq!(publish_as(&s.base, "key-one", one.clone()).await, 202);
-    assert_eq!(publish_as(&s.base, "key-two", one).await, 401);
+    assert_eq!(
+        publish_as(&s.base, "key-one-0123456789", one.clone()).await,
+        202
+    );
+    assert_eq!(publish_as(&s.base, "key-two-0123456789", one).await, 401);
     let (_, after) = admin(&s, reqwest::Method::GET, "/admin/status", None).await;
     for field in ["route", "mode", "reason", "version"] {
         assert_eq!(after["route"][field], before["route"][field], "{field}");
@@ -172,7 +178,7 @@ async fn an_invalid_file_is_refused_whole_with_every_problem_and_the_running_con
     assert_eq!(entry["details"]["errors"].as_array().unwrap().len(), 2);
 
     // Fixed, it applies.
-    let (status, v) = reload(&s, &file("key-two", "")).await;
+    let (status, v) = reload(&s, &file("key-two-0123456789", "")).await;
     assert_eq!((status, &v["changed"]), (200, &json!(["auth"])), "{v}");
 }
 
@@ -309,7 +315,7 @@ async fn sighup_makes_the_binary_read_its_file_again() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("understudy.toml");
     let listeners = "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n";
-    std::fs::write(&config, file("key-one", listeners)).unwrap();
+    std::fs::write(&config, file("key-one-0123456789", listeners)).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_understudy"));
     cmd.args(["serve", "--config"])
         .arg(&config)
@@ -321,22 +327,25 @@ async fn sighup_makes_the_binary_read_its_file_again() {
         .unwrap();
 
     let body = json!({"channel": "room", "name": "n", "data": {}});
-    assert_eq!(publish_as(&base, "key-one", body.clone()).await, 202);
-    std::fs::write(&config, file("key-two", listeners)).unwrap();
+    assert_eq!(
+        publish_as(&base, "key-one-0123456789", body.clone()).await,
+        202
+    );
+    std::fs::write(&config, file("key-two-0123456789", listeners)).unwrap();
     let hup = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(hup.success());
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while publish_as(&base, "key-two", body.clone()).await != 202 {
+    while publish_as(&base, "key-two-0123456789", body.clone()).await != 202 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "SIGHUP did not reload"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(publish_as(&base, "key-one", body).await, 401);
+    assert_eq!(publish_as(&base, "key-one-0123456789", body).await, 401);
     assert!(
         child.try_wait().unwrap().is_none(),
         "SIGHUP does not stop the server"

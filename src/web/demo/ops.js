@@ -54,10 +54,10 @@
         headers: { "Content-Type": "application/json", Authorization: "Bearer " + token.value },
         body: JSON.stringify(body),
       });
-      const body = await r.json().catch(() => ({}));
+      const answer = await r.json().catch(() => ({}));
       if (r.ok) say("Mode is now " + mode + ".", "ok");
       else if (r.status === 404) say("This server has no PUT /admin/mode yet (HTTP 404).", "error");
-      else say((body.error && body.error.message) || "HTTP " + r.status, "error");
+      else say((answer.error && answer.error.message) || "HTTP " + r.status, "error");
     } catch (e) {
       say("Could not reach the admin API at " + base + " from this page (not running, or it does not " +
         "answer pages of another origin): run the command below instead.", "error");
