@@ -185,21 +185,21 @@ async fn an_invalid_file_is_refused_whole_with_every_problem_and_the_running_con
 #[tokio::test]
 async fn new_limits_apply_to_new_work_and_start_up_settings_wait_for_a_restart() {
     let s = Server::from_file(&file(
-        "key",
+        "key-0123456789abcdef",
         "[publish]\nmax_body_bytes = 1000\n[history]\nmax_events = 50\n",
     ))
     .await;
     let big = json!({"channel": "room", "name": "n", "data": {"pad": "x".repeat(2000)}});
-    assert_eq!(publish_as(&s.base, "key", big.clone()).await, 413);
+    assert_eq!(publish_as(&s.base, "key-0123456789abcdef", big.clone()).await, 413);
     for n in 0..20 {
         let small = json!({"channel": "room", "name": "n", "data": {"n": n}});
-        assert_eq!(publish_as(&s.base, "key", small).await, 202);
+        assert_eq!(publish_as(&s.base, "key-0123456789abcdef", small).await, 202);
     }
 
     let (status, v) = reload(
         &s,
         &file(
-            "key",
+            "key-0123456789abcdef",
             "[publish]\nmax_body_bytes = 4096\n[history]\nmax_events = 5\n[server]\nlisten = \"127.0.0.1:21999\"\n",
         ),
     )
@@ -208,7 +208,7 @@ async fn new_limits_apply_to_new_work_and_start_up_settings_wait_for_a_restart()
     assert_eq!(v["changed"], json!(["publish", "history"]));
     assert_eq!(v["restart_required"], json!(["server.listen"]));
     assert_eq!(
-        publish_as(&s.base, "key", big).await,
+        publish_as(&s.base, "key-0123456789abcdef", big).await,
         202,
         "still on the old listener"
     );
@@ -242,7 +242,7 @@ async fn a_vendor_change_rebuilds_the_vendor_side_and_the_forced_mode_stays() {
     let second = Sockudo::start().await;
     let vendor = |url: &str, recover_after: u32| {
         file(
-            "key",
+            "key-0123456789abcdef",
             &format!("[vendors]\nurls = [\"{url}\"]\nrecover_after = {recover_after}\n"),
         )
     };
@@ -297,7 +297,7 @@ async fn a_vendor_change_rebuilds_the_vendor_side_and_the_forced_mode_stays() {
     assert_eq!(route["route"], "vendor", "{route}");
     assert_eq!(route["vendor"]["key"].as_str(), Some(second.key.as_str()));
     let body = json!({"channel": "room", "name": "moved", "data": {"n": 1}});
-    assert_eq!(publish_as(&s.base, "key", body).await, 202);
+    assert_eq!(publish_as(&s.base, "key-0123456789abcdef", body).await, 202);
     let got = on_second
         .next_event(PATIENCE)
         .await
