@@ -184,6 +184,9 @@ impl App {
         for warning in config.uses_dev_credentials() {
             warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
         }
+        if let Some(warning) = config.public_vendor_channels() {
+            warn!("{warning}");
+        }
         let background = Background::default();
         Ok(Self {
             state: AppState::new(config, &background)?,

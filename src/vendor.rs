@@ -191,6 +191,9 @@ pub struct PublicInfo {
     pub tls: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// Subscribing needs a credential from `POST /v1/vendor/auth`: Pusher `private-` channels,
+    /// and Ably always (it has no anonymous access).
+    pub private: bool,
 }
 
 /// A realtime vendor behind one interface. Implemented by the Pusher, Ably and webhook adapters

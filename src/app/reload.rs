@@ -119,6 +119,9 @@ impl AppState {
         for warning in config.uses_dev_credentials() {
             tracing::warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
         }
+        if let Some(warning) = config.public_vendor_channels() {
+            tracing::warn!("{warning}");
+        }
         self.engine.registry().set_limits(registry_limits(config));
         self.publishers.store(Arc::new(publisher_keys(config)));
         self.subscribers.store(Arc::new(subscriber_auth(config)));
