@@ -22,7 +22,7 @@ use crate::core::idempotency::IdempotencyLimits;
 use crate::core::{ChannelLimits, Registry, RegistryLimits};
 use crate::engine::redis::RedisEngine;
 use crate::engine::{Engine, EngineError};
-use crate::failover::Failover;
+use crate::failover::{Failover, SelfPath};
 use crate::lifecycle::Lifecycle;
 use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
 use crate::ops::maintenance::Maintenance;
@@ -87,7 +87,7 @@ impl AppState {
                 Engine::shared(registry, shared)
             }
         };
-        Ok(Self {
+        let state = Self {
             maintenance: Maintenance::default(),
             control: Arc::new(Control::default()),
             audit,
@@ -100,7 +100,22 @@ impl AppState {
             lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
             metrics: Metrics::install(),
             config: Arc::new(ArcSwap::from_pointee(config)),
-        })
+        };
+        state.refresh_self_path();
+        Ok(state)
+    }
+
+    /// Tells the route whether understudy's own broadcast can take clients: not when neither
+    /// WebSocket nor SSE is served (`subscribers.transports`), nor while the node drains. Then
+    /// the route is `poll` unless a vendor is healthy. Called at start, on reload and on drain.
+    pub fn refresh_self_path(&self) {
+        let on = self.config.load().subscribers.transports;
+        let available = (on.ws || on.sse) && !self.lifecycle.is_draining();
+        self.failover.set_self_path(if available {
+            SelfPath::Available
+        } else {
+            SelfPath::Unavailable
+        });
     }
 }
 
@@ -272,6 +287,7 @@ impl App {
             );
         }
         lifecycle.begin_shutdown();
+        state.refresh_self_path();
         let limit = state.config.load().server.shutdown_timeout;
         let drained = tokio::time::timeout(limit, lifecycle.connections_closed()).await;
         state.audit.record(

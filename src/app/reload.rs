@@ -128,6 +128,7 @@ impl AppState {
         self.admins.store(Arc::new(admin_tokens(config)));
         (self.lifecycle).set_timing(config.server.reconnect_jitter, config.server.drain_window);
         self.config.store(Arc::new(reload.config.clone()));
+        self.refresh_self_path();
         let rebuilt = match side {
             Some(side) => Some(self.failover.rebuild(side).await?),
             None => None,
