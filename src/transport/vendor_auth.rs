@@ -109,10 +109,11 @@ pub(crate) async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    // A `token` parameter wins over the header, as on the other subscribe transports.
     let scope = state
         .subscribers
         .load()
-        .check(bearer.or(params.get("token")))?;
+        .check(params.get("token").or(bearer))?;
     let vendor = choose(&state, params.get("vendor"))?;
     let answer = match &vendor {
         VendorConfig::Pusher(c) => pusher_auth(c, &scope, &params)?,
