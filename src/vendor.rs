@@ -14,7 +14,8 @@
 //!   [`realtime::RealtimeError`], liveness settings.
 //! - `config_url`: `pusher://`, `ably://` and `webhook+http(s)://` URLs into [`VendorConfig`].
 //! - `pusher/`, `ably/`, `webhook/`: the adapters, each with `config`, `signing`, `client`,
-//!   `classify` (and `realtime` where the vendor has a realtime protocol).
+//!   `classify` (and `realtime` where the vendor has a realtime protocol); Ably's
+//!   `token_request` signs the TokenRequests subscribers exchange for tokens.
 //! - `lanes`: per-vendor bounded queues per [`Priority`], in-flight limits, one retry under a
 //!   global retry budget.
 
