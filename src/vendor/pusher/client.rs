@@ -251,4 +251,29 @@ mod tests {
             r#"{"batch":[{"name":"understudy.event","channel":"private-a","data":"1"},{"name":"understudy.heartbeat","channel":"private-understudy.heartbeat","data":"{\"type\":\"heartbeat\",\"ts\":5}"}]}"#
         );
     }
+
+    #[test]
+    fn channel_names_must_fit_pusher_with_the_private_prefix() {
+        let http = HttpClient::new(&crate::vendor::http::HttpConfig::default()).unwrap();
+        let mut config = PusherConfig::new(
+            "1",
+            "k",
+            crate::vendor::Secret::new("s"),
+            "127.0.0.1",
+            6001,
+            false,
+        );
+        let private =
+            PusherVendor::new(config.clone(), http.clone(), RealtimeConfig::default()).unwrap();
+        config.private_channels = false;
+        let public = PusherVendor::new(config, http, RealtimeConfig::default()).unwrap();
+        let (fits, over) = (event(&"c".repeat(156), "1"), event(&"c".repeat(157), "1"));
+        assert!(private.check(&fits).is_ok());
+        assert!(matches!(
+            private.check(&over),
+            Err(VendorError::Rejected { status: 413, .. })
+        ));
+        assert!(public.check(&over).is_ok());
+        assert!(public.check(&event(&"c".repeat(165), "1")).is_err());
+    }
 }
