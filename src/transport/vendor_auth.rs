@@ -127,9 +127,16 @@ pub(crate) async fn authorize(
 
 /// Reads a form or JSON body (an empty body is no parameters).
 async fn read_params(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String)>, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| VendorAuthError::BodyTooLarge)?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        if e.into_inner()
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
+            ApiError::from(VendorAuthError::BodyTooLarge)
+        } else {
+            ApiError::BodyUnreadable
+        }
+    })?;
     if bytes.is_empty() {
         return Ok(Vec::new());
     }

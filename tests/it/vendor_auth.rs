@@ -203,6 +203,16 @@ async fn the_auth_endpoint_refuses_bad_requests_with_json_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
+    let r = s
+        .http
+        .post(format!("{}/v1/vendor/auth", s.base))
+        .bearer_auth(&token)
+        .form(&[("socket_id", "1.2"), ("pad", &"x".repeat(9000))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(code(&r.json().await.unwrap()), "payload_too_large");
     // The server still serves.
     let (status, _) = s.get("/readyz").await;
     assert_eq!(status, 200);
