@@ -106,11 +106,15 @@ impl AppState {
     }
 
     /// Tells the route whether understudy's own broadcast can take clients: not when neither
-    /// WebSocket nor SSE is served (`subscribers.transports`), nor while the node drains. Then
-    /// the route is `poll` unless a vendor is healthy. Called at start, on reload and on drain.
+    /// WebSocket nor SSE is served (`subscribers.transports`). Then the route is `poll` unless a
+    /// vendor is healthy. Called at start and on every reload.
+    ///
+    /// A draining node does not count as unavailable: its clients are told to reconnect to
+    /// another node, whose own broadcast serves them; a `poll` route pushed on the way out would
+    /// move every client of the node down the ladder during each deploy.
     pub fn refresh_self_path(&self) {
         let on = self.config.load().subscribers.transports;
-        let available = (on.ws || on.sse) && !self.lifecycle.is_draining();
+        let available = on.ws || on.sse;
         self.failover.set_self_path(if available {
             SelfPath::Available
         } else {
@@ -287,7 +291,6 @@ impl App {
             );
         }
         lifecycle.begin_shutdown();
-        state.refresh_self_path();
         let limit = state.config.load().server.shutdown_timeout;
         let drained = tokio::time::timeout(limit, lifecycle.connections_closed()).await;
         state.audit.record(

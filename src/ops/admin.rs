@@ -144,7 +144,6 @@ async fn post_drain(State(state): State<AppState>, Admin(name): Admin) -> impl I
                 .with_reason("POST /admin/drain"),
         );
         state.lifecycle.begin_shutdown();
-        state.refresh_self_path();
     }
     (
         axum::http::StatusCode::ACCEPTED,

@@ -1,8 +1,7 @@
 //! The route's "self path unavailable → poll": a node serving neither WebSocket nor SSE, at
-//! start or after a reload, and a draining node, send clients to polling.
+//! start or after a reload, sends clients to polling.
 
 use serde_json::Value;
-use understudy::failover::Path;
 
 use crate::support::*;
 
@@ -45,19 +44,4 @@ async fn no_websocket_and_no_sse_means_poll_from_start_and_after_a_reload() {
         .await;
     assert_eq!(status, 200, "{v}");
     route_becomes(&s, "poll").await;
-}
-
-#[tokio::test]
-async fn a_draining_node_sends_clients_to_poll() {
-    let s = Server::from_file(&file(r#"["ws", "sse", "poll"]"#)).await;
-    route_becomes(&s, "self").await;
-    let (status, v) = s
-        .admin_call(reqwest::Method::POST, "/admin/drain", Some(ADMIN), None)
-        .await;
-    assert_eq!(status, 202, "{v}");
-    // The node may be gone already (no connection holds it): read the route it decided.
-    eventually_within(PATIENCE, "route poll", || {
-        s.state.failover.route().path == Path::Poll
-    })
-    .await;
 }
