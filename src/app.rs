@@ -22,7 +22,7 @@ use crate::core::idempotency::IdempotencyLimits;
 use crate::core::{ChannelLimits, Registry, RegistryLimits};
 use crate::engine::redis::RedisEngine;
 use crate::engine::{Engine, EngineError};
-use crate::failover::Failover;
+use crate::failover::{Failover, SelfPath};
 use crate::lifecycle::Lifecycle;
 use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
 use crate::ops::maintenance::Maintenance;
@@ -87,7 +87,7 @@ impl AppState {
                 Engine::shared(registry, shared)
             }
         };
-        Ok(Self {
+        let state = Self {
             maintenance: Maintenance::default(),
             control: Arc::new(Control::default()),
             audit,
@@ -100,7 +100,26 @@ impl AppState {
             lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
             metrics: Metrics::install(),
             config: Arc::new(ArcSwap::from_pointee(config)),
-        })
+        };
+        state.refresh_self_path();
+        Ok(state)
+    }
+
+    /// Tells the route whether understudy's own broadcast can take clients: not when neither
+    /// WebSocket nor SSE is served (`subscribers.transports`). Then the route is `poll` unless a
+    /// vendor is healthy. Called at start and on every reload.
+    ///
+    /// A draining node does not count as unavailable: its clients are told to reconnect to
+    /// another node, whose own broadcast serves them; a `poll` route pushed on the way out would
+    /// move every client of the node down the ladder during each deploy.
+    pub fn refresh_self_path(&self) {
+        let on = self.config.load().subscribers.transports;
+        let available = on.ws || on.sse;
+        self.failover.set_self_path(if available {
+            SelfPath::Available
+        } else {
+            SelfPath::Unavailable
+        });
     }
 }
 
@@ -183,6 +202,9 @@ impl App {
     pub fn build(config: Config, listeners: Listeners) -> Result<Self, StartError> {
         for warning in config.uses_dev_credentials() {
             warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
+        }
+        if let Some(warning) = config.public_vendor_channels() {
+            warn!("{warning}");
         }
         let background = Background::default();
         Ok(Self {

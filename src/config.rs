@@ -168,6 +168,19 @@ impl Config {
         Self::load(None, &|_| None).expect("the embedded configuration is valid")
     }
 
+    /// Why the vendor path is readable without a token, when it is (`vendors.public_channels`
+    /// with a vendor whose channels it makes public).
+    pub fn public_vendor_channels(&self) -> Option<&'static str> {
+        let has_pusher = self
+            .vendors
+            .vendors
+            .iter()
+            .any(|v| matches!(v, crate::vendor::VendorConfig::Pusher(_)));
+        (self.vendors.public_channels && has_pusher).then_some(
+            "vendors.public_channels = true: events go on public Pusher channels that anyone with the app key can read, without an understudy token",
+        )
+    }
+
     /// The shipped development credentials in force.
     pub fn uses_dev_credentials(&self) -> Vec<DevCredential> {
         dev_credentials(
@@ -230,6 +243,7 @@ fn dev_credentials<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vendor::VendorConfig;
 
     #[test]
     fn embedded_defaults_are_the_documented_ones() {
@@ -429,6 +443,26 @@ mod tests {
         let bad = |k: &str| (k == "UNDERSTUDY_VENDOR_URL").then(|| "gopher://x".to_string());
         let err = Config::load(None, &bad).unwrap_err();
         assert!(err.to_string().contains("vendors.urls[0]"), "{err}");
+    }
+
+    #[test]
+    fn vendor_channels_are_private_unless_made_public() {
+        let url = "[vendors]\nurls = [\"pusher://k:s@127.0.0.1:6001/app?tls=false\"]\n";
+        let private = Config::load(Some(url), &|_| None).unwrap();
+        let VendorConfig::Pusher(p) = &private.vendors.vendors[0] else {
+            panic!("a pusher vendor")
+        };
+        assert!(p.private_channels);
+        assert_eq!(private.public_vendor_channels(), None);
+        let public =
+            Config::load(Some(&format!("{url}public_channels = true\n")), &|_| None).unwrap();
+        let VendorConfig::Pusher(p) = &public.vendors.vendors[0] else {
+            panic!("a pusher vendor")
+        };
+        assert!(!p.private_channels);
+        assert!(public
+            .public_vendor_channels()
+            .is_some_and(|w| w.contains("public_channels")));
     }
 
     #[test]

@@ -15,8 +15,8 @@
 //!   Plain Rust, no sockets.
 //! - [`engine`]: memory or Redis: where channels are sequenced, kept and fanned out; with Redis,
 //!   several nodes share them and this node's registry mirrors the channels its clients watch.
-//! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, client.js), the
-//!   wire types, the one error mapping, and per-connection control signals.
+//! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, vendor auth,
+//!   client.js), the wire types, the one error mapping, and per-connection control signals.
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
 //!   metrics.

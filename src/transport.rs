@@ -11,6 +11,7 @@ mod publish;
 mod route;
 mod sse;
 mod subscriber;
+pub mod vendor_auth;
 pub(crate) mod wake;
 pub mod wire;
 pub mod ws;
@@ -35,6 +36,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/channels/{channel}/events", get(poll::poll_one))
         .route("/v1/poll", post(poll::poll_many))
         .route("/v1/route", get(route::get))
+        .route(
+            "/v1/vendor/auth",
+            get(vendor_auth::authorize).post(vendor_auth::authorize),
+        )
         .route("/v1/client.js", get(client_js::script))
         .route("/v1/client.mjs", get(client_js::module))
         .route("/healthz", get(health::healthz))

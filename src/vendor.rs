@@ -14,7 +14,8 @@
 //!   [`realtime::RealtimeError`], liveness settings.
 //! - `config_url`: `pusher://`, `ably://` and `webhook+http(s)://` URLs into [`VendorConfig`].
 //! - `pusher/`, `ably/`, `webhook/`: the adapters, each with `config`, `signing`, `client`,
-//!   `classify` (and `realtime` where the vendor has a realtime protocol).
+//!   `classify` (and `realtime` where the vendor has a realtime protocol); Ably's
+//!   `token_request` signs the TokenRequests subscribers exchange for tokens.
 //! - `lanes`: per-vendor bounded queues per [`Priority`], in-flight limits, one retry under a
 //!   global retry budget.
 
@@ -191,6 +192,9 @@ pub struct PublicInfo {
     pub tls: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// Subscribing needs a credential from `POST /v1/vendor/auth`: Pusher `private-` channels,
+    /// and Ably always (it has no anonymous access).
+    pub private: bool,
 }
 
 /// A realtime vendor behind one interface. Implemented by the Pusher, Ably and webhook adapters

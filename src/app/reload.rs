@@ -119,12 +119,16 @@ impl AppState {
         for warning in config.uses_dev_credentials() {
             tracing::warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
         }
+        if let Some(warning) = config.public_vendor_channels() {
+            tracing::warn!("{warning}");
+        }
         self.engine.registry().set_limits(registry_limits(config));
         self.publishers.store(Arc::new(publisher_keys(config)));
         self.subscribers.store(Arc::new(subscriber_auth(config)));
         self.admins.store(Arc::new(admin_tokens(config)));
         (self.lifecycle).set_timing(config.server.reconnect_jitter, config.server.drain_window);
         self.config.store(Arc::new(reload.config.clone()));
+        self.refresh_self_path();
         let rebuilt = match side {
             Some(side) => Some(self.failover.rebuild(side).await?),
             None => None,

@@ -21,12 +21,28 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenScope {
     patterns: Option<Vec<String>>,
+    /// The token's `exp` (Unix seconds); `None` when subscriber auth is off.
+    expires_at: Option<u64>,
 }
 
 impl TokenScope {
     /// The scope when subscriber auth is off: everything.
     pub fn everything() -> Self {
-        Self { patterns: None }
+        Self {
+            patterns: None,
+            expires_at: None,
+        }
+    }
+
+    /// The token's channel patterns as written; `None` means every channel (auth off).
+    pub fn patterns(&self) -> Option<&[String]> {
+        self.patterns.as_deref()
+    }
+
+    /// When the token expires (Unix seconds); `None` when subscriber auth is off. A grant
+    /// derived from the token (a vendor token) must not outlive it.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
     }
 
     pub fn allows(&self, channel: &ChannelName) -> bool {
@@ -40,6 +56,7 @@ impl TokenScope {
 #[derive(Deserialize)]
 struct Claims {
     channels: Vec<String>,
+    exp: u64,
 }
 
 /// Checks subscriber tokens, or lets everyone in when auth is off.
@@ -95,6 +112,7 @@ impl SubscriberAuth {
             })?;
         Ok(TokenScope {
             patterns: Some(data.claims.channels),
+            expires_at: Some(data.claims.exp),
         })
     }
 }
@@ -139,6 +157,13 @@ mod tests {
         assert!(scope.allows(&ch("lobby")));
         assert!(!scope.allows(&ch("lobby2")));
         assert!(!scope.allows(&ch("clinic-43.waiting-room")));
+        assert_eq!(
+            scope.patterns(),
+            Some(&["clinic-42.*".to_owned(), "lobby".to_owned()][..])
+        );
+        assert!(scope
+            .expires_at()
+            .is_some_and(|exp| exp >= in_an_hour() - 5));
     }
 
     #[test]
@@ -171,6 +196,8 @@ mod tests {
     #[test]
     fn off_means_everything() {
         let a = SubscriberAuth::new(SubscribeAuth::None, &Secret::new(""));
-        assert!(a.check(None).unwrap().allows(&ch("anything")));
+        let scope = a.check(None).unwrap();
+        assert!(scope.allows(&ch("anything")));
+        assert_eq!((scope.patterns(), scope.expires_at()), (None, None));
     }
 }

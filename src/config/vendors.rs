@@ -16,6 +16,10 @@ pub struct Vendors {
     pub vendors: Vec<VendorConfig>,
     /// Channel patterns (exact, or prefix ending in `*`) whose events take the bulk lane.
     pub bulk_channels: Vec<String>,
+    /// Events go on public vendor channels that anyone with the app key can read
+    /// (`vendors.public_channels`). Default `false`: Pusher `private-` channels, authorized by
+    /// `POST /v1/vendor/auth`.
+    pub public_channels: bool,
     pub failover: FailoverConfig,
 }
 
@@ -24,6 +28,7 @@ pub struct Vendors {
 pub(super) struct RawVendors {
     pub(super) urls: Vec<String>,
     bulk_channels: Vec<String>,
+    public_channels: bool,
     connect_timeout_ms: u64,
     request_timeout_ms: u64,
     realtime_queue: usize,
@@ -65,6 +70,10 @@ impl RawVendors {
         let mut vendors = Vec::new();
         for (i, url) in self.urls.iter().enumerate() {
             match VendorConfig::from_url(url) {
+                Ok(VendorConfig::Pusher(mut p)) => {
+                    p.private_channels = !self.public_channels;
+                    vendors.push(VendorConfig::Pusher(p));
+                }
                 Ok(v) => vendors.push(v),
                 Err(e) => errs.push(format!("vendors.urls[{i}]: {e}")),
             }
@@ -145,6 +154,7 @@ impl RawVendors {
         Vendors {
             vendors,
             bulk_channels: self.bulk_channels,
+            public_channels: self.public_channels,
             failover,
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! The ladder is primary vendor → secondary vendor → own broadcast (`self`) → `poll`:
 //! - `auto`: the first `Healthy` vendor in priority order; if none, `self`; if the self path is
-//!   unavailable (the core says so: draining, overloaded), `poll`.
+//!   unavailable (the node serves neither WebSocket nor SSE), `poll`.
 //! - `vendor` (forced): the first `Healthy` vendor, else the primary whatever its health
 //!   (the operator asked for it); `self` when no vendor is configured.
 //! - `self` (forced): `self`, or `poll` when the self path is unavailable.

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::vendor_auth::VendorAuthError;
 use crate::auth::TokenError;
 use crate::core::CoreError;
 
@@ -65,6 +66,8 @@ pub enum ApiError {
         "GET /v1/ws is a WebSocket endpoint and {0}; connect with a WebSocket client (RFC 6455)"
     )]
     NotWebSocket(String),
+    #[error(transparent)]
+    VendorAuth(#[from] VendorAuthError),
 }
 
 impl ApiError {
@@ -86,6 +89,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             AuditUnreadable | ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            VendorAuth(e) => e.status(),
         }
     }
 
@@ -117,6 +121,7 @@ impl ApiError {
             ReloadUnavailable => "reload_unavailable",
             ReloadFailed => "reload_failed",
             NotWebSocket(_) => "not_websocket",
+            VendorAuth(e) => e.code(),
         }
     }
 

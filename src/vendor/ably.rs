@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod realtime;
 pub mod signing;
+pub mod token_request;
 
 pub use client::AblyVendor;
 pub use config::AblyConfig;

@@ -111,6 +111,7 @@ impl Vendor for FakeVendor {
             port: 0,
             tls: false,
             cluster: None,
+            private: false,
         }
     }
 

@@ -149,18 +149,28 @@
 
   // Vendor adapters: adapter(info, sdk, h) -> { sub(ch), unsub(ch), close() }, where info is the
   // route's `vendor`, sdk the page's `vendor` option and h = { event(obj), heartbeat(),
-  // ready(ch), fail(reason) }. `ready` fires whenever the vendor (re)subscribed a channel, so
-  // the client can catch up what the vendor cannot replay.
+  // ready(ch), fail(reason), auth(params) }. `ready` fires whenever the vendor (re)subscribed a
+  // channel, so the client can catch up what the vendor cannot replay. `auth` answers the
+  // vendor credential from POST /v1/vendor/auth (a promise), made with the page's token.
   function pusher(info, sdk, h) {
-    const p = new sdk.Pusher(info.key, {
+    const opts = {
       wsHost: info.host, wsPort: info.port, wssPort: info.port, forceTLS: !!info.tls,
       enabledTransports: ["ws"], cluster: info.cluster || "mt1", disableStats: true,
-    });
-    const name = (ch) => ch.replace(/:/g, ";");
+    };
+    // Private channels: pusher-js asks for each subscription's signature; understudy checks
+    // the page's token and signs only its channels.
+    if (info.private) {
+      opts.channelAuthorization = {
+        customHandler: (q, cb) => h.auth({ socket_id: q.socketId, channel_name: q.channelName })
+          .then((a) => cb(null, a), (e) => cb(e, null)),
+      };
+    }
+    const p = new sdk.Pusher(info.key, opts);
+    const name = (ch) => (info.private ? "private-" : "") + ch.replace(/:/g, ";");
     p.connection.bind("state_change", (s) => {
       if (s.current === "unavailable" || s.current === "failed") h.fail(s.current);
     });
-    p.subscribe("understudy.heartbeat").bind("understudy.heartbeat", () => h.heartbeat());
+    p.subscribe(name("understudy.heartbeat")).bind("understudy.heartbeat", () => h.heartbeat());
     return {
       sub(ch) {
         const s = p.subscribe(name(ch));
@@ -192,6 +202,7 @@
       ready: (ch) => c.fill(ch),
       // The SDK has done its own retrying by the time it gives up: move down.
       fail: () => c.fail("unavailable"),
+      auth: (q) => c.request("/v1/vendor/auth", q),
     });
     const sync = () => diff(held, c.chans(), (ch) => a.sub(ch), (ch) => a.unsub(ch));
     sync();

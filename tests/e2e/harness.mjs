@@ -168,6 +168,8 @@ export class Sockudo {
       SOCKUDO_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB: "10", SOCKUDO_DEFAULT_APP_MAX_EVENT_BATCH_SIZE: "10",
       SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND: "100000",
       PUSH_ALLOW_MEMORY_DRIVERS: "true", RATE_LIMITER_ENABLED: "false", NO_COLOR: "1",
+      // Its Ably protocol too (the key is app-key:app-secret), for the Ably SDK tests.
+      SOCKUDO_ABLY_COMPAT_ENABLED: "true",
     };
     // Run from an empty directory: sockudo reads config/ from its working directory.
     this.child = spawn(SOCKUDO, [], { cwd: this.dir, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -181,6 +183,8 @@ export class Sockudo {
 
   /** The vendor URL understudy is configured with. */
   get url() { return "pusher://app-key:app-secret@127.0.0.1:" + this.port + "/4242?tls=false"; }
+  /** The same server as an Ably vendor. */
+  get ablyUrl() { return "ably://app-key:app-secret@127.0.0.1:" + this.port + "?tls=false"; }
   hang() { this.child.kill("SIGSTOP"); }
   resume() { this.child.kill("SIGCONT"); }
   async stop() { await stopChild(this.child); }

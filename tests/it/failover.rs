@@ -38,7 +38,9 @@ async fn a_hung_vendor_mid_stream_costs_no_event_and_no_publish_latency() {
     let s = Server::with(&config(&vendor.pusher_url())).await;
     wait_for_path(&s, Path::Vendor(0), PATIENCE).await;
 
-    let mut on_vendor = PusherClient::subscribe(vendor.port, &vendor.key, "room").await;
+    let mut on_vendor =
+        PusherClient::subscribe_signed(vendor.port, &vendor.key, &vendor.secret, "private-room")
+            .await;
     let mut ws = ws_connect(&s.ws_url("?channel=room")).await;
     ws_expect(&mut ws, "welcome").await;
     ws_expect(&mut ws, "subscribed").await;

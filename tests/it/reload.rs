@@ -283,8 +283,11 @@ async fn a_vendor_change_rebuilds_the_vendor_side_and_the_forced_mode_stays() {
     );
 
     // Back to auto: the route goes to the new vendor, and events reach its subscribers.
-    let mut on_second = PusherClient::subscribe(second.port, &second.key, "room").await;
-    let mut on_first = PusherClient::subscribe(first.port, &first.key, "room").await;
+    let mut on_second =
+        PusherClient::subscribe_signed(second.port, &second.key, &second.secret, "private-room")
+            .await;
+    let mut on_first =
+        PusherClient::subscribe_signed(first.port, &first.key, &first.secret, "private-room").await;
     let (status, _) = admin(
         &s,
         reqwest::Method::PUT,

@@ -153,7 +153,13 @@ async fn a_stopped_vendor_times_out_on_the_deadline_and_the_lanes_keep_their_bou
 
     // After SIGCONT the vendor delivers again.
     sockudo.resume();
-    let mut client = PusherClient::subscribe(sockudo.port, &sockudo.key, "after").await;
+    let mut client = PusherClient::subscribe_signed(
+        sockudo.port,
+        &sockudo.key,
+        &sockudo.secret,
+        "private-after",
+    )
+    .await;
     lanes.enqueue(event("after", "after-1", Priority::Realtime));
     let got = client
         .next_event(Duration::from_secs(10))
@@ -175,7 +181,13 @@ async fn the_bulk_lane_keeps_delivering_while_the_realtime_lane_is_stuck() {
         ..LaneConfig::default()
     };
     let (lanes, _observations, cancel) = lanes(vendor(&through(&proxy, &sockudo)), config);
-    let mut client = PusherClient::subscribe(sockudo.port, &sockudo.key, "bulk-room").await;
+    let mut client = PusherClient::subscribe_signed(
+        sockudo.port,
+        &sockudo.key,
+        &sockudo.secret,
+        "private-bulk-room",
+    )
+    .await;
     for i in 0..20 {
         lanes.enqueue(event(
             &format!("hang-{i}"),
@@ -252,7 +264,9 @@ async fn a_5xx_burst_is_retried_once_then_counted() {
     assert_eq!(proxy.requests(), 2, "one attempt and one retry, no more");
 
     proxy.set(Fault::Pass);
-    let mut client = PusherClient::subscribe(sockudo.port, &sockudo.key, "room").await;
+    let mut client =
+        PusherClient::subscribe_signed(sockudo.port, &sockudo.key, &sockudo.secret, "private-room")
+            .await;
     lanes.enqueue(event("room", "2", Priority::Realtime));
     assert!(client.next_event(Duration::from_secs(5)).await.is_some());
     cancel.cancel();

@@ -38,9 +38,14 @@ fn event(channel: &str, seq: u64) -> OutboundEvent {
 async fn a_published_event_arrives_on_a_websocket_subscription_intact() {
     let sockudo = Sockudo::start().await;
     let vendor = pusher(&sockudo.pusher_url());
-    // understudy's `:` becomes `;` on Pusher.
-    let mut client =
-        PusherClient::subscribe(sockudo.port, &sockudo.key, "clinic-42;waiting-room").await;
+    // understudy's `:` becomes `;` on Pusher, on a private channel.
+    let mut client = PusherClient::subscribe_signed(
+        sockudo.port,
+        &sockudo.key,
+        &sockudo.secret,
+        "private-clinic-42;waiting-room",
+    )
+    .await;
     let sent = event("clinic-42:waiting-room", 17);
     vendor
         .publish(std::slice::from_ref(&sent))
@@ -52,7 +57,7 @@ async fn a_published_event_arrives_on_a_websocket_subscription_intact() {
         .await
         .expect("the event arrives");
     assert_eq!(got.event, "understudy.event");
-    assert_eq!(got.channel, "clinic-42;waiting-room");
+    assert_eq!(got.channel, "private-clinic-42;waiting-room");
     assert_eq!(
         got.data.as_str(),
         Some(std::str::from_utf8(&sent.frame).unwrap()),
@@ -64,7 +69,9 @@ async fn a_published_event_arrives_on_a_websocket_subscription_intact() {
 async fn batches_through_the_lanes_arrive_complete_and_in_order() {
     let sockudo = Sockudo::start().await;
     let vendor = pusher(&sockudo.pusher_url());
-    let mut client = PusherClient::subscribe(sockudo.port, &sockudo.key, "room").await;
+    let mut client =
+        PusherClient::subscribe_signed(sockudo.port, &sockudo.key, &sockudo.secret, "private-room")
+            .await;
     let (tx, mut observations) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let lanes = Lanes::start(

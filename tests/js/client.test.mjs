@@ -552,3 +552,33 @@ test("a vendor that turns unavailable is left for ws", async (t) => {
   await b.advance(300);
   assert.equal(b.net.sockets.length, 1);
 });
+
+test("vendor: private channels are signed by POST /v1/vendor/auth with the page's token", async (t) => {
+  const route = { ...VENDOR_ROUTE, vendor: { ...PUSHER_INFO, private: true } };
+  const { net, log, sub, flush } = start(t, { route });
+  sub("clinic:7");
+  await flush();
+  const p = net.pusher();
+  assert.deepEqual([...p.channels.keys()].sort(), ["private-clinic;7", "private-understudy.heartbeat"]);
+  const authorize = p.options.channelAuthorization.customHandler;
+  const answers = [];
+  authorize({ socketId: "1.2", channelName: "private-clinic;7" }, (err, a) => answers.push([err, a]));
+  await flush();
+  const r = net.last("/v1/vendor/auth");
+  assert.equal(r.method, "POST");
+  assert.equal(r.headers.Authorization, "Bearer tok");
+  assert.deepEqual(r.body, { socket_id: "1.2", channel_name: "private-clinic;7" });
+  r.respond(200, { auth: "app-key:sig" });
+  await flush();
+  assert.deepEqual(answers, [[null, { auth: "app-key:sig" }]]);
+  // A refusal reaches pusher-js as an error (it then reports subscription_error).
+  authorize({ socketId: "1.2", channelName: "private-other" }, (err, a) => answers.push([err && err.status, a]));
+  await flush();
+  net.last("/v1/vendor/auth").respond(403, { error: { code: "channel_forbidden", message: "no" } });
+  await flush();
+  assert.deepEqual(answers[1], [403, null]);
+  // Events arrive on the private channel as on a public one.
+  p.trigger("private-understudy.heartbeat", "understudy.heartbeat", {});
+  p.trigger("private-clinic;7", "understudy.event", JSON.stringify(ev("clinic:7", "E", 1)));
+  assert.deepEqual(log, ["E:1"]);
+});

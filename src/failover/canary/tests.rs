@@ -185,6 +185,7 @@ impl Vendor for Scripted {
             port: 1,
             tls: false,
             cluster: None,
+            private: false,
         }
     }
 

@@ -187,6 +187,7 @@ impl Vendor for AblyVendor {
             port: self.config.realtime_port(),
             tls: self.config.tls,
             cluster: None,
+            private: true,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::config::{PusherConfig, MAX_BATCH, MAX_CHANNEL_LEN};
 use super::{classify, realtime, signing, wire_channel, wire_event_name};
 use crate::vendor::http::HttpClient;
+use crate::vendor::pusher::max_understudy_channel_len;
 use crate::vendor::realtime::{Arrival, RealtimeConfig, SessionEnd};
 use crate::vendor::{
     BuildError, ErrorClass, OutboundEvent, PublicInfo, Vendor, VendorError, VendorKind,
@@ -71,10 +72,10 @@ impl PusherVendor {
     }
 
     /// Serialises the request body for `events`: a single trigger or a batch.
-    fn body(events: &[OutboundEvent]) -> Result<(bool, Vec<u8>), VendorError> {
+    fn body(events: &[OutboundEvent], private: bool) -> Result<(bool, Vec<u8>), VendorError> {
         let mut channels = Vec::with_capacity(events.len());
         for e in events {
-            channels.push(wire_channel(&e.channel));
+            channels.push(wire_channel(&e.channel, private));
         }
         let mut triggers = Vec::with_capacity(events.len());
         for (e, channel) in events.iter().zip(&channels) {
@@ -96,7 +97,7 @@ impl PusherVendor {
     }
 
     async fn post(&self, events: &[OutboundEvent]) -> Result<(), VendorError> {
-        let (batch, body) = Self::body(events)?;
+        let (batch, body) = Self::body(events, self.config.private_channels)?;
         let path = if batch {
             &self.batch_path
         } else {
@@ -140,6 +141,7 @@ impl Vendor for PusherVendor {
             port: self.config.realtime_port(),
             tls: self.config.tls,
             cluster: self.config.cluster.clone(),
+            private: self.config.private_channels,
         }
     }
 
@@ -161,9 +163,11 @@ impl Vendor for PusherVendor {
                 self.config.max_data_bytes
             )));
         }
-        if event.channel.len() > MAX_CHANNEL_LEN {
+        let max = max_understudy_channel_len(self.config.private_channels);
+        if event.channel.len() > max {
             return Err(reject(format!(
-                "channel name over {MAX_CHANNEL_LEN} characters"
+                "channel name over {max} characters: with the vendor's prefix it would pass \
+                 Pusher's {MAX_CHANNEL_LEN}"
             )));
         }
         Ok(())
@@ -190,9 +194,15 @@ impl Vendor for PusherVendor {
         channel: &'a str,
         arrivals: mpsc::Sender<Arrival>,
     ) -> BoxFuture<'a, SessionEnd> {
+        // The canary signs its own subscription: the secret never leaves the process.
+        let signer = self
+            .config
+            .private_channels
+            .then_some((self.config.key.as_str(), &self.config.secret));
         Box::pin(realtime::session(
             &self.realtime_url,
             channel,
+            signer,
             &self.realtime,
             arrivals,
         ))
@@ -217,11 +227,16 @@ mod tests {
 
     #[test]
     fn single_event_body_maps_channel_and_name() {
-        let (batch, body) = PusherVendor::body(&[event("a:b", r#"{"seq":1}"#)]).unwrap();
+        let (batch, body) = PusherVendor::body(&[event("a:b", r#"{"seq":1}"#)], false).unwrap();
         assert!(!batch);
         assert_eq!(
             String::from_utf8(body).unwrap(),
             r#"{"name":"understudy.event","channel":"a;b","data":"{\"seq\":1}"}"#
+        );
+        let (_, body) = PusherVendor::body(&[event("a:b", "1")], true).unwrap();
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"name":"understudy.event","channel":"private-a;b","data":"1"}"#
         );
     }
 
@@ -229,11 +244,36 @@ mod tests {
     fn several_events_use_the_batch_body() {
         let mut hb = OutboundEvent::heartbeat(5, "h");
         hb.kind = EventKind::Heartbeat;
-        let (batch, body) = PusherVendor::body(&[event("a", "1"), hb]).unwrap();
+        let (batch, body) = PusherVendor::body(&[event("a", "1"), hb], true).unwrap();
         assert!(batch);
         assert_eq!(
             String::from_utf8(body).unwrap(),
-            r#"{"batch":[{"name":"understudy.event","channel":"a","data":"1"},{"name":"understudy.heartbeat","channel":"understudy.heartbeat","data":"{\"type\":\"heartbeat\",\"ts\":5}"}]}"#
+            r#"{"batch":[{"name":"understudy.event","channel":"private-a","data":"1"},{"name":"understudy.heartbeat","channel":"private-understudy.heartbeat","data":"{\"type\":\"heartbeat\",\"ts\":5}"}]}"#
         );
+    }
+
+    #[test]
+    fn channel_names_must_fit_pusher_with_the_private_prefix() {
+        let http = HttpClient::new(&crate::vendor::http::HttpConfig::default()).unwrap();
+        let mut config = PusherConfig::new(
+            "1",
+            "k",
+            crate::vendor::Secret::new("s"),
+            "127.0.0.1",
+            6001,
+            false,
+        );
+        let private =
+            PusherVendor::new(config.clone(), http.clone(), RealtimeConfig::default()).unwrap();
+        config.private_channels = false;
+        let public = PusherVendor::new(config, http, RealtimeConfig::default()).unwrap();
+        let (fits, over) = (event(&"c".repeat(156), "1"), event(&"c".repeat(157), "1"));
+        assert!(private.check(&fits).is_ok());
+        assert!(matches!(
+            private.check(&over),
+            Err(VendorError::Rejected { status: 413, .. })
+        ));
+        assert!(public.check(&over).is_ok());
+        assert!(public.check(&event(&"c".repeat(165), "1")).is_err());
     }
 }

@@ -23,6 +23,10 @@ pub struct PusherConfig {
     pub ws_port: Option<u16>,
     /// Largest event `data` Pusher takes. Default 10 KiB (Pusher's limit).
     pub max_data_bytes: usize,
+    /// Events go on `private-` channels, which only a client signed by the app secret (through
+    /// `POST /v1/vendor/auth`) can subscribe to. Default `true`; `vendors.public_channels` turns
+    /// it off for every Pusher vendor.
+    pub private_channels: bool,
 }
 
 /// Pusher's limit on channel name length.
@@ -47,6 +51,7 @@ impl PusherConfig {
             ws_host: None,
             ws_port: None,
             max_data_bytes: DEFAULT_MAX_DATA_BYTES,
+            private_channels: true,
         }
     }
 

@@ -1,7 +1,8 @@
 //! One Pusher WebSocket protocol 7 session (VENDORS.md §3.3): wait for
-//! `pusher:connection_established` (its `data` is a JSON string), `pusher:subscribe` to a
-//! public channel, wait for `pusher_internal:subscription_succeeded`, then report every event
-//! on the channel. Answers `pusher:ping`, sends `pusher:ping` after silence.
+//! `pusher:connection_established` (its `data` is a JSON string holding the `socket_id`),
+//! `pusher:subscribe` to the channel (a private one with an `auth` the session signs itself
+//! from the app secret), wait for `pusher_internal:subscription_succeeded`, then report every
+//! event on the channel. Answers `pusher:ping`, sends `pusher:ping` after silence.
 
 use std::convert::Infallible;
 
@@ -9,22 +10,28 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::wire_channel;
+use super::{signing, wire_channel};
 use crate::vendor::realtime::{
     report, Arrival, Next, RealtimeConfig, RealtimeError, SessionEnd, Socket,
 };
+use crate::vendor::Secret;
+
+/// The app key and secret that sign a private-channel subscription; `None` for public channels.
+pub(crate) type Signer<'a> = Option<(&'a str, &'a Secret)>;
 
 /// Runs one session until the connection ends.
 pub(crate) async fn session(
     url: &url::Url,
     channel: &str,
+    signer: Signer<'_>,
     config: &RealtimeConfig,
     arrivals: mpsc::Sender<Arrival>,
 ) -> SessionEnd {
     let mut subscribed = false;
     let error = match run(
         url,
-        &wire_channel(channel),
+        &wire_channel(channel, signer.is_some()),
+        signer,
         config,
         &arrivals,
         &mut subscribed,
@@ -48,6 +55,7 @@ pub(crate) async fn session(
 async fn run(
     url: &url::Url,
     channel: &str,
+    signer: Signer<'_>,
     config: &RealtimeConfig,
     arrivals: &mpsc::Sender<Arrival>,
     subscribed: &mut bool,
@@ -56,7 +64,7 @@ async fn run(
     let mut socket = Socket::connect(url, until).await?;
     let result = async {
         // connection_established
-        loop {
+        let socket_id = loop {
             let text = socket
                 .text_until(until)
                 .await?
@@ -65,12 +73,18 @@ async fn run(
                 ))?;
             let msg = parse(&text)?;
             match msg.event.as_str() {
-                "pusher:connection_established" => break,
+                "pusher:connection_established" => break socket_id_of(&msg.data)?,
                 "pusher:error" => return Err(error_of(&msg.data)),
                 _ => {}
             }
-        }
-        let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": channel}});
+        };
+        let subscribe = match signer {
+            Some((key, secret)) => {
+                let auth = signing::channel_auth(key, secret, &socket_id, channel);
+                json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}})
+            }
+            None => json!({"event": "pusher:subscribe", "data": {"channel": channel}}),
+        };
         socket.send_text(subscribe.to_string()).await?;
         loop {
             let text = socket
@@ -152,6 +166,21 @@ fn parse(text: &str) -> Result<Msg, RealtimeError> {
     })
 }
 
+/// The `socket_id` of `pusher:connection_established` (its data is a JSON string).
+fn socket_id_of(data: &Value) -> Result<String, RealtimeError> {
+    let data = match data {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    data.get("socket_id")
+        .and_then(Value::as_str)
+        .filter(|id| signing::is_socket_id(id))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            RealtimeError::Protocol("pusher:connection_established without a socket_id".into())
+        })
+}
+
 fn pong() -> String {
     json!({"event": "pusher:pong", "data": {}}).to_string()
 }
@@ -212,5 +241,7 @@ mod tests {
         let msg = parse(r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":120}"}"#).unwrap();
         assert_eq!(msg.event, "pusher:connection_established");
         assert!(msg.data.is_string());
+        assert_eq!(socket_id_of(&msg.data).unwrap(), "1.2");
+        assert!(socket_id_of(&json!("{}")).is_err());
     }
 }

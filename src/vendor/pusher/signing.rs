@@ -1,7 +1,8 @@
 //! Pusher HTTP API request signing (VENDORS.md §3.1):
 //! `auth_signature = hex(HMAC-SHA256(secret, METHOD\npath\nsorted_query))`, where the sorted
 //! query holds `auth_key`, `auth_timestamp`, `auth_version=1.0`, `body_md5` and any other
-//! parameter, keys lower-cased, values not escaped.
+//! parameter, keys lower-cased, values not escaped. Also the private-channel subscription
+//! signature, `key:hex(HMAC-SHA256(secret, socket_id:channel))`.
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -36,6 +37,24 @@ pub fn hmac_hex(secret: &Secret, message: &[u8]) -> String {
         .expect("HMAC-SHA256 takes keys of any length");
     mac.update(message);
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// The `auth` value that lets the connection `socket_id` subscribe to the private `channel`
+/// (Pusher "channel authorization"): `key:hex(HMAC-SHA256(secret, "socket_id:channel"))`.
+pub fn channel_auth(key: &str, secret: &Secret, socket_id: &str, channel: &str) -> String {
+    let signature = hmac_hex(secret, format!("{socket_id}:{channel}").as_bytes());
+    format!("{key}:{signature}")
+}
+
+/// Whether `socket_id` has the shape Pusher servers give out: `digits.digits`. Anything else is
+/// refused before signing, so a signature is never made over a string that could carry a
+/// second `:`-separated part.
+pub fn is_socket_id(socket_id: &str) -> bool {
+    let Some((a, b)) = socket_id.split_once('.') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    digits(a) && digits(b)
 }
 
 /// The complete signed query string for a `POST` of `body` to `path`.
@@ -131,5 +150,26 @@ mod tests {
             ),
             "58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
         );
+        assert_eq!(
+            channel_auth(
+                "278d425bdf160c739803",
+                &Secret::new("7ad3773142a6692b25b8"),
+                "1234.1234",
+                "private-foobar"
+            ),
+            "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
+        );
+    }
+
+    #[test]
+    fn socket_ids_are_digits_dot_digits() {
+        for ok in ["1234.1234", "0.1", "123456789.987654321"] {
+            assert!(is_socket_id(ok), "{ok}");
+        }
+        for bad in [
+            "", "1234", "1234.", ".1", "1.2.3", "a.1", "1.2:x", " 1.2", "1.2\n", "1.-2",
+        ] {
+            assert!(!is_socket_id(bad), "{bad:?}");
+        }
     }
 }

@@ -55,6 +55,7 @@ impl Vendor for WebhookVendor {
             port: self.config.url.port_or_known_default().unwrap_or(0),
             tls: self.config.url.scheme() == "https",
             cluster: None,
+            private: false,
         }
     }
 

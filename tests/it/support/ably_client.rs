@@ -17,38 +17,57 @@ pub(crate) struct AblyClient {
 impl AblyClient {
     /// Connects with `key` (`name:secret`) and attaches `channel`.
     pub(crate) async fn attach(port: u16, key: &str, channel: &str) -> AblyClient {
+        let mut client = AblyClient::connect(port, ("key", key))
+            .await
+            .expect("CONNECTED");
+        client.try_attach(channel).await.expect("ATTACHED");
+        client
+    }
+
+    /// Opens a realtime connection with one credential parameter (`key` or `accessToken`);
+    /// answers the server's refusal (ERROR, DISCONNECTED, or a close) as `Err`.
+    pub(crate) async fn connect(port: u16, credential: (&str, &str)) -> Result<AblyClient, Value> {
         let mut url = url::Url::parse(&format!("ws://127.0.0.1:{port}/")).expect("url");
+        if !credential.0.is_empty() {
+            url.query_pairs_mut()
+                .append_pair(credential.0, credential.1);
+        }
         url.query_pairs_mut()
-            .append_pair("key", key)
             .append_pair("format", "json")
             .append_pair("v", "6");
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .expect("ably websocket");
+        let ws = match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => ws,
+            Err(e) => return Err(json!({"handshake": e.to_string()})),
+        };
         let mut client = AblyClient { ws };
         loop {
-            let msg = client
-                .next_raw(Duration::from_secs(5))
-                .await
-                .expect("CONNECTED");
-            if msg["action"] == 4 {
-                break;
+            let Some(msg) = client.next_raw(Duration::from_secs(5)).await else {
+                return Err(json!({"closed": "no CONNECTED"}));
+            };
+            match msg["action"].as_u64() {
+                Some(4) => return Ok(client),
+                Some(6 | 8 | 9) => return Err(msg),
+                _ => {}
             }
         }
-        client
-            .ws
+    }
+
+    /// Attaches `channel`; answers a refusal (ERROR or DETACHED with an error) as `Err`.
+    pub(crate) async fn try_attach(&mut self, channel: &str) -> Result<(), Value> {
+        self.ws
             .send(Message::text(
                 json!({"action": 10, "channel": channel}).to_string(),
             ))
             .await
             .expect("attach");
         loop {
-            let msg = client
-                .next_raw(Duration::from_secs(5))
-                .await
-                .expect("ATTACHED");
-            if msg["action"] == 11 && msg["channel"] == channel {
-                return client;
+            let Some(msg) = self.next_raw(Duration::from_secs(5)).await else {
+                return Err(json!({"closed": "no ATTACHED"}));
+            };
+            match msg["action"].as_u64() {
+                Some(11) if msg["channel"] == channel => return Ok(()),
+                Some(9 | 13) => return Err(msg),
+                _ => {}
             }
         }
     }
