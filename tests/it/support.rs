@@ -191,13 +191,30 @@ pub async fn ws_connect(url: &str) -> Ws {
     ws
 }
 
+/// The next frame that is not a Ping or Pong, `None` when the stream ends. The server pings every
+/// heartbeat, so any test that outlasts one sees pings between its messages: a reader that took a
+/// Ping for the end of the stream would fail only on a slow machine.
+pub async fn ws_frame<S>(
+    ws: &mut S,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => return other,
+        }
+    }
+}
+
 /// The next JSON text message whose type is not in `skip` (pings are always skipped).
 async fn ws_next_skipping<S>(ws: &mut S, skip: &[&str]) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let msg = tokio::time::timeout(PATIENCE, ws.next())
+        let msg = tokio::time::timeout(PATIENCE, ws_frame(ws))
             .await
             .expect("a message within the test's patience")
             .expect("socket open")
