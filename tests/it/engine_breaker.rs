@@ -244,3 +244,98 @@ async fn a_slow_redis_costs_a_batch_one_deadline_and_the_rest_is_refused_untried
     let want: Vec<String> = (0..100).map(|i| format!("w-{i}")).collect();
     assert_eq!(ids, want);
 }
+
+/// The metrics are process-wide, so the node runs as its own process: no other test's node can
+/// set the figures checked here.
+#[tokio::test]
+async fn the_breaker_state_and_its_transitions_are_in_the_nodes_metrics() {
+    let redis = Redis::start().await;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("UNDERSTUDY_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_ENGINE_URL", redis.url())
+        .env("UNDERSTUDY_SUBSCRIBE_AUTH", "none")
+        .env("UNDERSTUDY_PUBLISHER_KEYS", KEY)
+        .env(
+            "UNDERSTUDY_AUDIT_DIR",
+            crate::support::scratch_dir("breaker").join("audit"),
+        )
+        .env("UNDERSTUDY_LOG", "warn");
+    let (mut node, base, admin) =
+        tokio::task::spawn_blocking(move || crate::support::spawn_serving_both(cmd))
+            .await
+            .unwrap();
+    let http = reqwest::Client::new();
+    let publish = |id: &'static str| {
+        let (http, url) = (http.clone(), format!("{base}/v1/publish"));
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&item("m", id))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let metrics = || {
+        let (http, url) = (http.clone(), format!("{admin}/metrics"));
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    // Published once Redis is connected (the node connects lazily).
+    let deadline = Instant::now() + PATIENCE;
+    while publish("m-0").await != 202 {
+        assert!(Instant::now() < deadline, "the node never published");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = metrics().await;
+    assert!(
+        m.contains("understudy_engine_breaker{state=\"healthy\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("understudy_engine_breaker{state=\"tripped\"} 0"),
+        "{m}"
+    );
+
+    redis.pause();
+    assert_eq!(publish("m-1").await, 503);
+    assert_eq!(publish("m-2").await, 503);
+    let m = metrics().await;
+    redis.resume();
+    assert!(
+        m.contains("understudy_engine_breaker{state=\"tripped\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("understudy_engine_breaker{state=\"healthy\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("understudy_engine_breaker_transitions_total{to=\"tripped\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("understudy_engine_breaker_refused_total 1"),
+        "{m}"
+    );
+
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let m = metrics().await;
+        if m.contains("understudy_engine_breaker{state=\"healthy\"} 1") {
+            assert!(
+                m.contains("understudy_engine_breaker_transitions_total{to=\"healthy\"} 1"),
+                "{m}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healthy again: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.kill().unwrap();
+    node.wait().unwrap();
+}
