@@ -65,6 +65,8 @@ impl AppState {
     /// Builds the state and starts the vendor side (lanes, canaries, the failover driver) on
     /// `background`, which outlives the connections and stops last.
     pub fn new(config: Config, background: &Background) -> Result<Self, StartError> {
+        // First: what starts below may set a gauge at once, which is lost without a recorder.
+        let metrics = Metrics::install();
         let limits = registry_limits(&config);
         let failover = Failover::build(
             &config.vendors.vendors,
@@ -98,7 +100,7 @@ impl AppState {
             admins: Arc::new(ArcSwap::from_pointee(admin_tokens(&config))),
             origin: Arc::default(),
             lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
-            metrics: Metrics::install(),
+            metrics,
             config: Arc::new(ArcSwap::from_pointee(config)),
         };
         state.refresh_self_path();

@@ -6,9 +6,12 @@
 //! clients watch, and the transports subscribe and read from that mirror exactly as in memory
 //! mode, so resume, replay, slow-consumer handling and long polls behave the same on both.
 
+pub mod breaker;
 pub mod redis;
 
 use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use crate::core::{
     ChannelName, CoreError, EventDraft, Position, Published, Read, ReadFrom, Registry, Subscription,
@@ -22,7 +25,17 @@ pub enum EngineError {
     /// The shared engine could not be reached in time. Nothing was published.
     #[error("the shared engine (Redis) did not answer: {0}; nothing was published or read, retry in a moment")]
     Unavailable(String),
+    /// The breaker is tripped: the call was refused without trying Redis.
+    #[error("the shared engine (Redis) stopped answering {for_ms} ms ago; publishes are refused at once until it answers again; nothing was published, retry in a moment")]
+    Tripped { for_ms: u64 },
+    /// A batch's deadline passed before this item was tried.
+    #[error("the batch's deadline passed before this event was published; nothing was published for it, retry it")]
+    DeadlinePassed,
 }
+
+/// What a client is told to wait, in seconds (`Retry-After`), after `engine_unavailable`: the
+/// breaker probes Redis several times a second, so publishes can resume within it.
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// Channels, sequencing, history and fan-out, local or shared.
 pub struct Engine {
@@ -84,15 +97,25 @@ impl Engine {
     }
 
     /// Sequences the draft on every channel (all or none refused up front) and fans it out.
+    /// `shared` is a deadline several calls share (a batch's, from [`Engine::batch_deadline`]):
+    /// no call outlasts it, and none starts after it.
     pub async fn publish_all(
         &self,
         names: &[ChannelName],
         draft: &EventDraft,
+        shared: Option<Instant>,
     ) -> Result<Vec<Published>, EngineError> {
         match &self.shared {
             None => Ok(self.registry.publish_all(names, draft)?),
-            Some(redis) => redis.publish_all(names, draft).await,
+            Some(redis) => redis.publish_all(names, draft, shared).await,
         }
+    }
+
+    /// The one deadline of a batch starting now: the engine's single-call deadline, so a whole
+    /// batch never holds its caller longer than one publish could. `None` in memory mode, which
+    /// never waits.
+    pub fn batch_deadline(&self) -> Option<Instant> {
+        self.shared.as_ref().map(|r| Instant::now() + r.timeout())
     }
 
     /// Joins the live feed and answers the position in one step.

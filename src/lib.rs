@@ -14,7 +14,8 @@
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
 //! - [`engine`]: memory or Redis: where channels are sequenced, kept and fanned out; with Redis,
-//!   several nodes share them and this node's registry mirrors the channels its clients watch.
+//!   several nodes share them and this node's registry mirrors the channels its clients watch,
+//!   and a breaker refuses publishes at once while Redis does not answer.
 //! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, vendor auth,
 //!   client.js), the wire types, the one error mapping, and per-connection control signals.
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.

@@ -11,8 +11,12 @@
 //!   delivered; a new epoch (Redis lost the data) restarts the mirror, and its clients resume and
 //!   get the `reset` their positions call for. See [`ingest`].
 //! - Every call has a deadline: when Redis cannot answer, a publish fails with
-//!   `engine_unavailable` instead of hanging, and local subscribers keep their connections.
+//!   `engine_unavailable` instead of hanging, and local subscribers keep their connections. A
+//!   batch shares one deadline between its items. After a call goes unanswered, a breaker
+//!   ([`guard`]) refuses publishes at once until Redis answers a probe, so no other caller waits
+//!   out a deadline for the same fault.
 
+mod guard;
 mod ingest;
 pub mod keys;
 pub mod record;
@@ -28,13 +32,20 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::breaker::{Outcome, Policy, Signal};
 use super::EngineError;
 use crate::config::RedisConfig;
 use crate::core::event::now_ms;
 use crate::core::{
     ChannelLimits, ChannelName, Epoch, Event, EventDraft, Installed, Published, Registry, Snapshot,
 };
+pub use guard::BreakerView;
 pub use keys::Keys;
+
+/// The share of the deadline a call must go unanswered to trip the breaker. Redis answers in well
+/// under a millisecond, so half a deadline of silence is a fault, not a slow moment; a call a
+/// batch's deadline cut short sooner is not counted.
+const SILENCE: f64 = 0.5;
 
 /// History and idempotency caps, in the units the scripts take.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +93,8 @@ pub struct RedisEngine {
     canary: broadcast::Sender<Arc<str>>,
     /// The pub/sub connection is up and every mirror has been brought up to date.
     up: AtomicBool,
+    /// Refuses publishes at once after a call went unanswered, until a probe is answered.
+    guard: guard::Guard,
     /// Where this node's URL points, without credentials.
     display: String,
     /// This node, in leases and logs.
@@ -128,15 +141,22 @@ impl RedisEngine {
             control: watch::channel(0).0,
             canary: broadcast::channel(64).0,
             up: AtomicBool::new(false),
+            guard: guard::Guard::new(Policy::default()),
             display: config.display(),
             node: Epoch::random().to_string(),
         });
+        tasks.spawn(guard::run_probes(engine.clone(), cancel.clone()));
         tasks.spawn(ingest::run(engine.clone(), wanted, cancel));
         Ok(engine)
     }
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// The publish breaker's state.
+    pub fn breaker(&self) -> BreakerView {
+        self.guard.view()
     }
 
     /// The Redis URL without credentials.
@@ -219,13 +239,54 @@ impl RedisEngine {
         op: &'static str,
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, EngineError> {
-        let failed = match tokio::time::timeout(self.timeout, call).await {
+        self.bounded_until(op, None, call).await
+    }
+
+    /// [`RedisEngine::bounded`], cut short at `shared` (a batch's deadline) if that comes first.
+    /// The breaker is told of a call that could not reach Redis, and of one that went unanswered
+    /// for at least [`SILENCE`] of the deadline; a call the shared deadline cut short sooner
+    /// proves nothing about Redis.
+    async fn bounded_until<T>(
+        &self,
+        op: &'static str,
+        shared: Option<Instant>,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, EngineError> {
+        let started = Instant::now();
+        let own = started + self.timeout;
+        let until = shared.map_or(own, |at| at.min(own));
+        let (failed, outcome) = match tokio::time::timeout_at(until, call).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => describe(&e),
-            Err(_) => format!("no answer within {} ms", self.timeout.as_millis()),
+            Ok(Err(e)) => (describe(&e), Some(guard::outcome_of(&e))),
+            Err(_) => {
+                let silent = started.elapsed() >= self.timeout.mul_f64(SILENCE);
+                let why = if until < own {
+                    "the batch's deadline passed before Redis answered; the outcome is unknown, \
+                     retry with the same id"
+                        .to_string()
+                } else {
+                    format!("no answer within {} ms", self.timeout.as_millis())
+                };
+                (why, silent.then_some(Outcome::NoAnswer))
+            }
         };
         crate::ops::metrics::Metrics::engine_error(op).increment(1);
+        // The pub/sub connection is the ingest's own: it reconnects it and reports `up`.
+        if let Some(outcome) = outcome.filter(|_| op != "pubsub") {
+            self.guard.signal(Signal::Call(outcome), &self.display);
+        }
         Err(EngineError::Unavailable(failed))
+    }
+
+    /// One PING on the command connection, under the engine's deadline.
+    async fn probe(&self) -> Outcome {
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(self.timeout, ping.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => Outcome::Answered,
+            Ok(Err(e)) => guard::outcome_of(&e),
+            Err(_) => Outcome::NoAnswer,
+        }
     }
 
     /// The caps in force (a configuration reload may change them).
@@ -233,12 +294,20 @@ impl RedisEngine {
         Caps::new(&self.registry.limits().channel)
     }
 
-    /// Sequences the draft on every channel in one script call: all channels or none.
+    /// Sequences the draft on every channel in one script call: all channels or none. Refused
+    /// at once while the breaker is tripped or once `shared` (a batch's deadline) has passed.
     pub async fn publish_all(
         &self,
         names: &[ChannelName],
         draft: &EventDraft,
+        shared: Option<Instant>,
     ) -> Result<Vec<Published>, EngineError> {
+        if let Some(refused) = self.guard.refusal() {
+            return Err(refused);
+        }
+        if shared.is_some_and(|at| at <= Instant::now()) {
+            return Err(EngineError::DeadlinePassed);
+        }
         let ts = now_ms();
         let caps = self.caps();
         let body = record::body(draft);
@@ -260,7 +329,7 @@ impl RedisEngine {
         }
         let mut conn = self.conn.clone();
         let answers: Vec<(String, u64, u8)> = self
-            .bounded("publish", call.invoke_async(&mut conn))
+            .bounded_until("publish", shared, call.invoke_async(&mut conn))
             .await?;
         if answers.len() != names.len() {
             return Err(EngineError::Unavailable(

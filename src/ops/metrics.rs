@@ -28,6 +28,9 @@ pub const HISTORY_BYTES: &str = "understudy_history_bytes";
 pub const ENGINE_UP: &str = "understudy_engine_up";
 pub const ENGINE_RESYNC_TOTAL: &str = "understudy_engine_resyncs_total";
 pub const ENGINE_ERRORS_TOTAL: &str = "understudy_engine_errors_total";
+pub const ENGINE_BREAKER: &str = "understudy_engine_breaker";
+pub const ENGINE_BREAKER_TRANSITIONS_TOTAL: &str = "understudy_engine_breaker_transitions_total";
+pub const ENGINE_BREAKER_REFUSED_TOTAL: &str = "understudy_engine_breaker_refused_total";
 
 /// Transports, as metric label values.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +146,21 @@ impl Metrics {
     /// A call to the shared engine failed or timed out (`op`: publish, load).
     pub fn engine_error(op: &'static str) -> Counter {
         counter!(ENGINE_ERRORS_TOTAL, "op" => op)
+    }
+
+    /// 1 for the publish breaker's current state (`healthy`, `tripped`), 0 for the other.
+    pub fn engine_breaker(state: &'static str) -> Gauge {
+        gauge!(ENGINE_BREAKER, "state" => state)
+    }
+
+    /// The publish breaker entered `to`.
+    pub fn engine_breaker_transition(to: &'static str) -> Counter {
+        counter!(ENGINE_BREAKER_TRANSITIONS_TOTAL, "to" => to)
+    }
+
+    /// A publish refused by the tripped breaker without trying Redis.
+    pub fn engine_breaker_refused() -> Counter {
+        counter!(ENGINE_BREAKER_REFUSED_TOTAL)
     }
 
     /// 1 while the shared engine is connected and every mirror is up to date (always 1 in

@@ -65,16 +65,25 @@ fn vendor_json(v: &VendorStatus, state: &AppState, now: Instant) -> Value {
     })
 }
 
-fn engine_json(state: &AppState) -> Value {
+fn engine_json(state: &AppState, now: Instant) -> Value {
     match state.engine.redis() {
         None => json!({"kind": "memory", "up": true}),
-        Some(r) => json!({
-            "kind": "redis",
-            "up": r.is_up(),
-            "url": r.display(),
-            "node": r.node(),
-            "canary_lease": state.failover.canary_active(),
-        }),
+        Some(r) => {
+            let b = r.breaker();
+            json!({
+                "kind": "redis",
+                "up": r.is_up(),
+                "url": r.display(),
+                "node": r.node(),
+                "canary_lease": state.failover.canary_active(),
+                "breaker": {
+                    "state": b.state.as_str(),
+                    "since": unix_ms(b.since, now),
+                    "reason": b.reason.map(|r| r.as_str()),
+                    "refused": b.refused,
+                },
+            })
+        }
     }
 }
 
@@ -86,7 +95,7 @@ pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
         "route": route_json(&status.route, now),
         "self_path": format!("{:?}", status.self_path),
         "vendors": status.vendors.iter().map(|v| vendor_json(v, state, now)).collect::<Vec<_>>(),
-        "engine": engine_json(state),
+        "engine": engine_json(state, now),
         "channels": stats.channels,
         "history_events": stats.history_events,
         "history_bytes": stats.history_bytes,

@@ -155,9 +155,9 @@ impl From<crate::engine::EngineError> for ApiError {
     fn from(e: crate::engine::EngineError) -> Self {
         match e {
             crate::engine::EngineError::Core(e) => e.into(),
-            e @ crate::engine::EngineError::Unavailable(_) => {
-                Self::EngineUnavailable(e.to_string())
-            }
+            e @ (crate::engine::EngineError::Unavailable(_)
+            | crate::engine::EngineError::Tripped { .. }
+            | crate::engine::EngineError::DeadlinePassed) => Self::EngineUnavailable(e.to_string()),
         }
     }
 }
@@ -176,6 +176,13 @@ impl From<crate::app::reload::ReloadError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         tracing::debug!(code = self.code(), "request refused");
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        if matches!(self, ApiError::EngineUnavailable(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                crate::engine::RETRY_AFTER_SECS.into(),
+            );
+        }
+        response
     }
 }

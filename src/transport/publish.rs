@@ -54,15 +54,20 @@ pub(crate) async fn batch(
         return Err(ApiError::TooManyEvents(max));
     }
     let (mut published, mut failed) = (0, 0);
+    // One deadline for the whole batch, not one per item: a stuck engine costs the caller one
+    // publish's deadline, after which the remaining items are answered at once.
+    let deadline = state.engine.batch_deadline();
+    let mut retry_later = false;
     // In order, one after another: events of a batch on one channel keep the batch's order.
     let mut results: Vec<serde_json::Value> = Vec::with_capacity(batch.events.len());
     for (i, raw) in batch.events.iter().enumerate() {
         let started = Instant::now();
         let outcome = match parse_json::<PublishBody>(raw.get().as_bytes()) {
-            Ok(item) => publish_item(&state, item).await,
+            Ok(item) => publish_item_until(&state, item, deadline).await,
             Err(e) => Err(locate(e, i)),
         };
         record(&state, &outcome, started);
+        retry_later |= matches!(outcome, Err(ApiError::EngineUnavailable(_)));
         results.push(match outcome {
             Ok(mut v) => {
                 published += 1;
@@ -77,7 +82,14 @@ pub(crate) async fn batch(
             }
         });
     }
-    Ok(Json(json!({"published": published, "failed": failed, "results": results})).into_response())
+    let mut response =
+        Json(json!({"published": published, "failed": failed, "results": results})).into_response();
+    if retry_later {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, crate::engine::RETRY_AFTER_SECS.into());
+    }
+    Ok(response)
 }
 
 /// Prefixes a batch item's error with where it is.
@@ -117,6 +129,15 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 pub(crate) async fn publish_item(
     state: &AppState,
     item: PublishBody,
+) -> Result<serde_json::Value, ApiError> {
+    publish_item_until(state, item, None).await
+}
+
+/// [`publish_item`] under a deadline shared with other items (a batch's).
+async fn publish_item_until(
+    state: &AppState,
+    item: PublishBody,
+    deadline: Option<Instant>,
 ) -> Result<serde_json::Value, ApiError> {
     let (channels, multi) = match (item.channel, item.channels) {
         (Some(_), Some(_)) => {
@@ -167,7 +188,10 @@ pub(crate) async fn publish_item(
         }
     };
     let draft = EventDraft::new(Arc::from(item.name), data, item.id.map(Arc::from));
-    let published = state.engine.publish_all(&channels, &draft).await?;
+    let published = state
+        .engine
+        .publish_all(&channels, &draft, deadline)
+        .await?;
     let mut results = Vec::with_capacity(published.len());
     for (ch, p) in channels.iter().zip(&published) {
         if let Some(event) = &p.event {

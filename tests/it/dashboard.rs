@@ -28,9 +28,13 @@ struct Message {
 
 impl Feed {
     async fn open(s: &Server) -> Self {
-        let body = s
-            .http
-            .get(format!("{}/admin/stream", s.admin))
+        Self::open_at(&s.http, &s.admin).await
+    }
+
+    /// The feed of the node whose admin listener is at `admin`.
+    async fn open_at(http: &reqwest::Client, admin: &str) -> Self {
+        let body = http
+            .get(format!("{admin}/admin/stream"))
             .bearer_auth(ADMIN)
             .send()
             .await
@@ -201,21 +205,6 @@ async fn the_feed_sends_a_snapshot_every_second_and_at_once_on_a_mode_change() {
         "two snapshots took {two:?}"
     );
 
-    // Traffic shows up as rates and connections (process-wide figures: at least ours).
-    let mut ws = ws_connect(&s.ws_url("?channel=dash")).await;
-    ws_expect(&mut ws, "welcome").await;
-    for n in 0..20 {
-        s.publish_seq("dash", n).await;
-    }
-    let busy = feed
-        .until("traffic", |v| {
-            v["now"]["published_per_s"].as_f64() > Some(0.0)
-                && v["now"]["delivered_per_s"]["ws"].as_f64() > Some(0.0)
-                && v["now"]["connections"]["ws"].as_i64() >= Some(1)
-        })
-        .await;
-    assert!(busy["status"]["channels"].as_u64() >= Some(1), "{busy}");
-
     // A mode change is sent at once, with who made it.
     let put = s
         .http
@@ -234,6 +223,70 @@ async fn the_feed_sends_a_snapshot_every_second_and_at_once_on_a_mode_change() {
     assert_eq!(changed["status"]["mode"]["set_by"], "alice");
     assert_eq!(changed["status"]["mode"]["reason"], "dashboard test");
     assert!(changed["status"]["mode"]["expires_at"].as_u64().is_some());
+}
+
+/// The figures are process-wide, so the node runs as its own process: traffic from the other
+/// tests in this binary cannot make the check pass.
+#[tokio::test]
+async fn a_fresh_nodes_feed_shows_its_own_traffic_as_rates_and_connections() {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("UNDERSTUDY_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_SUBSCRIBE_AUTH", "none")
+        .env("UNDERSTUDY_PUBLISHER_KEYS", KEY)
+        .env("UNDERSTUDY_ADMIN_TOKEN", ADMIN)
+        .env(
+            "UNDERSTUDY_AUDIT_DIR",
+            scratch_dir("dashboard").join("audit"),
+        )
+        .env("UNDERSTUDY_LOG", "warn");
+    let (mut node, base, admin) = tokio::task::spawn_blocking(move || spawn_serving_both(cmd))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut feed = Feed::open_at(&http, &admin).await;
+    let idle = feed.snapshot().await;
+    assert_eq!(idle["now"]["connections"]["ws"], 0, "{idle}");
+    assert_eq!(idle["now"]["published_per_s"], 0.0, "{idle}");
+
+    let mut ws = ws_connect(&format!(
+        "{}/v1/ws?channel=dash",
+        base.replace("http://", "ws://")
+    ))
+    .await;
+    ws_expect(&mut ws, "welcome").await;
+    ws_expect(&mut ws, "subscribed").await;
+    // Steady traffic, 20 events a second: a connection's delivery tally reaches the totals on its
+    // first delivery after each one-second tick, so a burst followed by silence would not show.
+    let publisher = {
+        let (http, url) = (http.clone(), format!("{base}/v1/publish"));
+        tokio::spawn(async move {
+            for n in 0..400 {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(KEY)
+                    .json(&json!({"channel": "dash", "name": "n", "data": n}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let busy = feed
+        .until("traffic", |v| {
+            v["now"]["published_per_s"].as_f64() > Some(0.0)
+                && v["now"]["delivered_per_s"]["ws"].as_f64() > Some(0.0)
+        })
+        .await;
+    publisher.abort();
+    assert_eq!(busy["now"]["connections"]["ws"], 1, "{busy}");
+    assert_eq!(busy["status"]["channels"], 1, "{busy}");
+    node.kill().unwrap();
+    node.wait().unwrap();
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod cli;
 mod dashboard;
 mod delivery;
 mod demo;
+mod engine_breaker;
 mod failover;
 mod image;
 mod reload;

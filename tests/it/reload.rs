@@ -262,6 +262,9 @@ async fn a_vendor_change_rebuilds_the_vendor_side_and_the_forced_mode_stays() {
     let (_, route_before) = s.get("/v1/route").await;
     assert_eq!(route_before["route"], "self");
 
+    // Time passes between setting the mode and the reload, so an expiry counted again from the
+    // reload would show as that much later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (status, v) = reload(&s, &vendor(&second.pusher_url(), 3)).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["changed"], json!(["vendors"]));
@@ -272,9 +275,10 @@ async fn a_vendor_change_rebuilds_the_vendor_side_and_the_forced_mode_stays() {
     for field in ["mode", "reason", "set_by"] {
         assert_eq!(is[field], was[field], "{field}");
     }
-    // Expiry instants are shown in wall-clock milliseconds, computed at each answer.
+    // Expiry instants are shown in wall-clock milliseconds, computed at each answer from two
+    // clocks read a scheduling delay apart: they may differ by that, never by the second above.
     let drift = is["expires_at"].as_i64().unwrap() - was["expires_at"].as_i64().unwrap();
-    assert!(drift.abs() <= 2, "the same expiry: {was} {is}");
+    assert!(drift.abs() < 500, "the same expiry: {was} {is}");
     let (_, route_after) = s.get("/v1/route").await;
     assert_eq!(route_after["route"], "self");
     assert_eq!(

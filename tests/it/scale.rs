@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::redis::Redis;
-use crate::support::{seqs, ws_connect, ws_expect, ws_next, ws_send, Server, Sse, Ws, PATIENCE};
+use crate::support::{
+    seqs, ws_connect, ws_expect, ws_frame, ws_next, ws_send, Server, Sse, Ws, PATIENCE,
+};
 
 /// A node on `redis` with subscriber auth off and a short engine deadline.
 async fn node(redis: &Redis) -> Server {
@@ -163,7 +165,10 @@ async fn two_nodes_publishing_concurrently_give_every_subscriber_one_contiguous_
     let redis = Redis::start().await;
     // Test clients on a loaded machine may read slower than 2,000 events/s for a moment; a
     // deep buffer keeps them from being cut off as slow, which is not what this test is about.
-    let deep = "[subscribers]\nbuffer_events = 25000\nbuffer_bytes = 67108864\n";
+    // A short heartbeat puts server pings between the events, as a run that outlasts the
+    // default heartbeat on a busy machine would: the collectors must read past them.
+    let deep =
+        "[subscribers]\nbuffer_events = 25000\nbuffer_bytes = 67108864\nheartbeat_ms = 250\n";
     let (a, b) = (node_with(&redis, deep).await, node_with(&redis, deep).await);
     let (ws_a, sa) = subscribe(&a, "hot", None).await;
     let (ws_b, sb) = subscribe(&b, "hot", None).await;
@@ -203,7 +208,9 @@ async fn two_nodes_publishing_concurrently_give_every_subscriber_one_contiguous_
         tokio::spawn(async move {
             let mut got: Vec<(u64, Value)> = Vec::new();
             while got.len() < 20_000 {
-                let msg = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+                let msg = tokio::time::timeout(PATIENCE, ws_frame(&mut ws))
+                    .await
+                    .unwrap();
                 if let Some(Ok(Message::Text(t))) = msg {
                     let v: Value = serde_json::from_str(&t).unwrap();
                     if v["type"] == "event" {

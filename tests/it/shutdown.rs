@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -29,7 +28,10 @@ async fn shutdown_tells_every_connection_to_go_within_the_limit() {
     let bye = ws_expect(&mut ws, "reconnect").await;
     assert_eq!(bye["reason"], "shutdown");
     assert!(bye["retry_ms"].as_u64().unwrap() < 2000);
-    match tokio::time::timeout(PATIENCE, ws.next()).await.unwrap() {
+    match tokio::time::timeout(PATIENCE, ws_frame(&mut ws))
+        .await
+        .unwrap()
+    {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Restart),
         other => panic!("expected close 1012, got {other:?}"),
     }

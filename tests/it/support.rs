@@ -191,13 +191,30 @@ pub async fn ws_connect(url: &str) -> Ws {
     ws
 }
 
+/// The next frame that is not a Ping or Pong, `None` when the stream ends. The server pings every
+/// heartbeat, so any test that outlasts one sees pings between its messages: a reader that took a
+/// Ping for the end of the stream would fail only on a slow machine.
+pub async fn ws_frame<S>(
+    ws: &mut S,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => return other,
+        }
+    }
+}
+
 /// The next JSON text message whose type is not in `skip` (pings are always skipped).
 async fn ws_next_skipping<S>(ws: &mut S, skip: &[&str]) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     loop {
-        let msg = tokio::time::timeout(PATIENCE, ws.next())
+        let msg = tokio::time::timeout(PATIENCE, ws_frame(ws))
             .await
             .expect("a message within the test's patience")
             .expect("socket open")
@@ -353,7 +370,14 @@ pub fn scratch_dir(what: &str) -> std::path::PathBuf {
 /// Starts `understudy serve` as its own process from `cmd` (arguments and environment set by the
 /// caller; stdout is taken here) and answers it with its public base URL, read from the start-up
 /// banner. Stdout is read to its end, since a closed pipe would fail the server's next print.
-pub fn spawn_serving(mut cmd: std::process::Command) -> (std::process::Child, String) {
+pub fn spawn_serving(cmd: std::process::Command) -> (std::process::Child, String) {
+    let (child, public, _admin) = spawn_serving_both(cmd);
+    (child, public)
+}
+
+/// [`spawn_serving`], answering the admin base URL too. A node of its own process has its own
+/// metrics and dashboard totals, which a test can check without another test's traffic in them.
+pub fn spawn_serving_both(mut cmd: std::process::Command) -> (std::process::Child, String, String) {
     use std::io::{BufRead, BufReader};
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
@@ -364,13 +388,21 @@ pub fn spawn_serving(mut cmd: std::process::Command) -> (std::process::Child, St
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
-            if let Some(rest) = line.trim().strip_prefix("public API") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            let line = line.trim();
+            for (i, banner) in ["public API", "admin API"].into_iter().enumerate() {
+                if let Some(rest) = line.strip_prefix(banner) {
+                    let url = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send((i, url));
+                }
             }
         }
     });
-    let base = rx
-        .recv_timeout(PATIENCE)
-        .expect("the public address on stdout");
-    (child, base)
+    let (mut public, mut admin) = (None, None);
+    while public.is_none() || admin.is_none() {
+        let (i, url) = rx
+            .recv_timeout(PATIENCE)
+            .expect("the public and admin addresses on stdout");
+        *(if i == 0 { &mut public } else { &mut admin }) = Some(url);
+    }
+    (child, public.unwrap(), admin.unwrap())
 }

@@ -77,7 +77,7 @@ async fn a_retry_with_the_same_id_is_delivered_once() {
         .await
         .expect("next");
     let mut ids = Vec::new();
-    while let Some(messages) = client.next_messages(Duration::from_millis(1500)).await {
+    while let Some(messages) = client.next_messages(crate::support::PATIENCE).await {
         ids.extend(
             messages
                 .iter()

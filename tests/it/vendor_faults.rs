@@ -116,8 +116,9 @@ async fn a_stopped_vendor_times_out_on_the_deadline_and_the_lanes_keep_their_bou
 
     let first = request(&mut observations).await;
     assert_eq!(first.result, Err(ErrorClass::Timeout));
+    // Without the deadline the request would wait on the frozen vendor until SIGCONT.
     assert!(
-        first.latency >= DEADLINE && first.latency < DEADLINE + Duration::from_millis(300),
+        first.latency >= DEADLINE && first.latency < DEADLINE * 2,
         "{:?}",
         first.latency
     );
@@ -233,7 +234,9 @@ async fn a_killed_vendor_is_refused_at_once() {
         .expect_err("refused");
     assert_eq!(error.class(), ErrorClass::Connect, "{error}");
     assert!(error.retry_allowed() && !error.outcome_unknown());
-    assert!(started.elapsed() < Duration::from_millis(500));
+    // Refused at once: not after the connect deadline, nor the request deadline.
+    let took = started.elapsed();
+    assert!(took < HttpConfig::default().connect_timeout, "{took:?}");
 }
 
 #[tokio::test]
@@ -286,10 +289,8 @@ async fn a_slow_answer_past_the_deadline_is_a_time_out() {
     let took = started.elapsed();
     assert_eq!(error.class(), ErrorClass::Timeout, "{error}");
     assert!(error.outcome_unknown());
-    assert!(
-        took >= DEADLINE && took < DEADLINE + Duration::from_millis(300),
-        "{took:?}"
-    );
+    // Waiting for the answer would take the proxy's 3 s.
+    assert!(took >= DEADLINE && took < DEADLINE * 2, "{took:?}");
 }
 
 #[tokio::test]
@@ -304,5 +305,7 @@ async fn a_connection_that_is_accepted_but_never_answered_times_out() {
         .await
         .expect_err("no answer");
     assert_eq!(error.class(), ErrorClass::Timeout, "{error}");
-    assert!(started.elapsed() < DEADLINE + Duration::from_millis(300));
+    // Without the deadline the call would never end.
+    let took = started.elapsed();
+    assert!(took >= DEADLINE && took < DEADLINE * 2, "{took:?}");
 }

@@ -112,16 +112,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn teed_counters_add_to_the_totals() {
-        // Process-wide: other tests may count too, so compare differences.
-        let before = snapshot();
-        let c = tee(Counter::noop(), Total::Delivered(Transport::Sse));
+    fn teed_counters_add_to_the_counter_and_to_their_own_total() {
+        // The totals are process-wide and other tests count into them too: check the tee on a
+        // cell of its own, and the mapping of each total to its cell, exactly.
+        #[derive(Default)]
+        struct Seen(AtomicU64);
+        impl CounterFn for Seen {
+            fn increment(&self, n: u64) {
+                self.0.fetch_add(n, Ordering::Relaxed);
+            }
+            fn absolute(&self, n: u64) {
+                self.0.store(n, Ordering::Relaxed);
+            }
+        }
+        let seen = Arc::new(Seen::default());
+        let cell: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(0)));
+        let c = Counter::from_arc(Arc::new(Tee {
+            counter: Counter::from_arc(seen.clone()),
+            total: cell,
+        }));
         c.increment(3);
-        tee(Counter::noop(), Total::Reset(Transport::Poll)).increment(1);
-        connection(Transport::Ws, 1);
-        let after = snapshot();
-        assert!(after.delivered[Transport::Sse.index()] >= before.delivered[1] + 3);
-        assert!(after.resets[Transport::Poll.index()] > before.resets[2]);
-        connection(Transport::Ws, -1);
+        assert_eq!(seen.0.load(Ordering::Relaxed), 3);
+        assert_eq!(cell.load(Ordering::Relaxed), 3);
+        assert!(std::ptr::eq(
+            Total::Delivered(Transport::Sse).cell(),
+            &TOTALS.delivered[Transport::Sse.index()]
+        ));
+        assert!(std::ptr::eq(
+            Total::Reset(Transport::Poll).cell(),
+            &TOTALS.resets[Transport::Poll.index()]
+        ));
+        assert!(std::ptr::eq(
+            Total::SlowConsumer(Transport::Ws).cell(),
+            &TOTALS.slow_consumer[Transport::Ws.index()]
+        ));
+        assert!(std::ptr::eq(Total::Published.cell(), &TOTALS.published));
     }
 }
