@@ -192,6 +192,7 @@ impl Vendor for PusherVendor {
     ) -> BoxFuture<'a, SessionEnd> {
         Box::pin(realtime::session(
             &self.realtime_url,
+            self.http.tls(),
             channel,
             &self.realtime,
             arrivals,

@@ -4,6 +4,7 @@
 //! on the channel. Answers `pusher:ping`, sends `pusher:ping` after silence.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -17,6 +18,7 @@ use crate::vendor::realtime::{
 /// Runs one session until the connection ends.
 pub(crate) async fn session(
     url: &url::Url,
+    tls: &Arc<rustls::ClientConfig>,
     channel: &str,
     config: &RealtimeConfig,
     arrivals: mpsc::Sender<Arrival>,
@@ -24,6 +26,7 @@ pub(crate) async fn session(
     let mut subscribed = false;
     let error = match run(
         url,
+        tls,
         &wire_channel(channel),
         config,
         &arrivals,
@@ -47,13 +50,14 @@ pub(crate) async fn session(
 
 async fn run(
     url: &url::Url,
+    tls: &Arc<rustls::ClientConfig>,
     channel: &str,
     config: &RealtimeConfig,
     arrivals: &mpsc::Sender<Arrival>,
     subscribed: &mut bool,
 ) -> Result<Infallible, RealtimeError> {
     let until = Instant::now() + config.handshake_timeout;
-    let mut socket = Socket::connect(url, until).await?;
+    let mut socket = Socket::connect(url, tls, until).await?;
     let result = async {
         // connection_established
         loop {
