@@ -24,3 +24,4 @@ mod transports;
 mod vendor_ably;
 mod vendor_faults;
 mod vendor_pusher;
+mod vendor_tls;
