@@ -175,15 +175,14 @@ impl TlsProblem {
             if let Some(rustls) = e.downcast_ref::<rustls::Error>() {
                 return Some(TlsProblem::classify(rustls));
             }
-            // `io::Error::source` skips the error it wraps; look inside it.
-            if let Some(inner) = e
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                return Some(TlsProblem::classify(inner));
-            }
-            next = e.source();
+            // `io::Error::source` skips the error it wraps (and connectors wrap io errors in io
+            // errors): step into the wrapped one instead.
+            next = match e.downcast_ref::<std::io::Error>() {
+                Some(io) => io
+                    .get_ref()
+                    .map(|inner| inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
         }
         None
     }

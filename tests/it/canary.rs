@@ -217,6 +217,7 @@ async fn the_route_leaves_a_stopped_vendor_and_returns_after_the_hysteresis() {
     })
     .await;
     let detected = route.since - hung_at;
+    eprintln!("hang behind the TLS terminator detected after {detected:?}");
     assert!(
         detected <= Duration::from_millis(3500),
         "detected after {detected:?}"
