@@ -109,7 +109,7 @@ struct Slot {
     window: Window,
     verdict: Verdict,
     last_canary: Option<CanaryObservation>,
-    last_error: Option<LastError>,
+    errors: ErrorTracker,
     transitions: VecDeque<Transition>,
 }
 
@@ -142,7 +142,7 @@ impl Driver {
                 window: Window::default(),
                 verdict: Verdict::Idle,
                 last_canary: None,
-                last_error: None,
+                errors: ErrorTracker::default(),
                 transitions: VecDeque::new(),
             })
             .collect();
@@ -186,9 +186,7 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(index) else {
             return false;
         };
-        if let Some(error) = LastError::of(&observation) {
-            last_error::record(&mut slot.last_error, error, &slot.info.name);
-        }
+        slot.errors.observe(&observation, &slot.info.name);
         match observation {
             Observation::Request(r) => {
                 slot.window.record(
@@ -335,7 +333,7 @@ impl Driver {
             };
             slot.health = old.health.clone();
             slot.transitions = old.transitions.clone();
-            slot.last_error = old.last_error.clone();
+            slot.errors = ErrorTracker::carried(old.last_error.clone());
             slot.last_canary = old
                 .last_canary
                 .clone()
@@ -382,7 +380,7 @@ impl Driver {
                     window: s.window.summary(now, &self.window),
                     verdict: s.verdict,
                     last_canary: s.last_canary.clone(),
-                    last_error: s.last_error.clone(),
+                    last_error: s.errors.last().cloned(),
                     transitions: s.transitions.clone(),
                 })
                 .collect(),
@@ -400,6 +398,7 @@ mod last_error;
 mod run;
 mod telemetry;
 
+use last_error::ErrorTracker;
 pub use last_error::LastError;
 pub use run::{run, DriverInputs, DriverOutputs};
 use telemetry::{log_route, log_transition, record_canary};
