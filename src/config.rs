@@ -466,6 +466,46 @@ mod tests {
     }
 
     #[test]
+    fn a_vendor_ca_file_is_read_at_load_and_its_problems_listed() {
+        let dir = std::env::temp_dir().join(format!("understudy-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        std::fs::write(&good, params.self_signed(&key).unwrap().pem()).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+
+        let env = |k: &str| (k == "UNDERSTUDY_VENDOR_CA_FILE").then(|| good.display().to_string());
+        let c = Config::load(None, &env).unwrap();
+        let ca = c.vendors.failover.http.ca.expect("the bundle is loaded");
+        assert_eq!((ca.path(), ca.len()), (good.as_path(), 1));
+        assert!(Config::embedded().vendors.failover.http.ca.is_none());
+
+        let file = format!(
+            "[vendors]\nca_file = {:?}\n[history]\nmax_events = 0\n",
+            dir.join("missing.pem").display().to_string()
+        );
+        let err = Config::load(Some(&file), &|_| None).unwrap_err();
+        assert_eq!(err.0.len(), 2, "every problem at once: {err}");
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.starts_with("vendors.ca_file: ")
+                    && e.contains("missing.pem: cannot be read")),
+            "{err}"
+        );
+        let file = format!("[vendors]\nca_file = {:?}\n", empty.display().to_string());
+        let err = Config::load(Some(&file), &|_| None).unwrap_err();
+        assert!(
+            err.to_string().contains("empty.pem: no certificate in it"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn vendor_defaults_detect_a_hang_within_three_seconds() {
         let f = Config::embedded().vendors.failover;
         let canary = f.canary.expect("the canary is on by default");

@@ -9,7 +9,10 @@
 //! - `error`: [`VendorError`], [`ErrorClass`], [`Party`], [`Retry`]: who failed and whether a
 //!   retry is allowed.
 //! - `secret`: [`Secret`], a credential whose `Debug` never prints it.
-//! - `http`: [`http::HttpClient`], the pooled HTTP client with connect and request time-outs.
+//! - `http`: [`http::HttpClient`], the pooled HTTP client with connect and request time-outs; it
+//!   holds the side's TLS client configuration, which realtime sockets use too.
+//! - `tls`: that configuration (platform roots plus `vendors.ca_file`) and
+//!   [`tls::TlsProblem`], what a failed handshake means.
 //! - `realtime`: the vendor's own WebSocket (for the canary): [`realtime::Arrival`],
 //!   [`realtime::RealtimeError`], liveness settings.
 //! - `config_url`: `pusher://`, `ably://` and `webhook+http(s)://` URLs into [`VendorConfig`].
@@ -29,6 +32,7 @@ pub mod lanes;
 pub mod pusher;
 pub mod realtime;
 pub mod secret;
+pub mod tls;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -301,6 +305,8 @@ pub fn build(
 pub enum BuildError {
     #[error("building the vendor HTTP client: {0}")]
     HttpClient(String),
+    #[error("building the vendor TLS configuration: {0}")]
+    Tls(String),
     #[error("vendor {vendor}: invalid endpoint: {message}")]
     Endpoint { vendor: String, message: String },
 }

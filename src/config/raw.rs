@@ -183,6 +183,9 @@ impl Raw {
         if let Some(url) = env("UNDERSTUDY_VENDOR_URL") {
             self.vendors.urls = vec![url];
         }
+        if let Some(path) = env("UNDERSTUDY_VENDOR_CA_FILE") {
+            self.vendors.ca_file = path;
+        }
         if let Some(keys) = env("UNDERSTUDY_PUBLISHER_KEYS") {
             self.auth.publisher_keys = comma_list(&keys);
         }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::failover::{CanaryConfig, FailoverConfig, RouteConfig, Thresholds, WindowConfig};
 use crate::vendor::http::HttpConfig;
 use crate::vendor::lanes::{LaneConfig, RetryBudgetConfig};
+use crate::vendor::tls::CaBundle;
 use crate::vendor::VendorConfig;
 
 /// Vendors in priority order and how events are forwarded and judged.
@@ -27,6 +28,8 @@ pub struct Vendors {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawVendors {
     pub(super) urls: Vec<String>,
+    /// PEM CA bundle trusted for vendor TLS besides the platform's; empty: none.
+    pub(super) ca_file: String,
     bulk_channels: Vec<String>,
     public_channels: bool,
     connect_timeout_ms: u64,
@@ -78,6 +81,14 @@ impl RawVendors {
                 Err(e) => errs.push(format!("vendors.urls[{i}]: {e}")),
             }
         }
+        // Read now, so a missing or wrong file stops start-up (or a reload) with its problem
+        // named, instead of failing every handshake later.
+        let ca = match self.ca_file.trim() {
+            "" => None,
+            path => CaBundle::read(std::path::Path::new(path))
+                .map_err(|e| errs.push(format!("vendors.ca_file: {e}")))
+                .ok(),
+        };
         for (key, v) in [
             ("vendors.realtime_queue", self.realtime_queue),
             ("vendors.bulk_queue", self.bulk_queue),
@@ -109,6 +120,7 @@ impl RawVendors {
             http: HttpConfig {
                 connect_timeout: ms(self.connect_timeout_ms),
                 request_timeout: ms(self.request_timeout_ms),
+                ca,
                 ..defaults.http
             },
             lanes: LaneConfig {

@@ -154,8 +154,9 @@ fn jittered(delay: Duration, jitter: f64) -> Duration {
 #[derive(Debug, Default)]
 struct Session {
     subscribed: bool,
-    /// The last session ended in a refusal (bad key, unknown app).
-    refused: bool,
+    /// The last session ended in a way only an operator can fix (a refusal, a TLS failure):
+    /// what a round reports instead of "not subscribed".
+    fatal: Option<CanaryFailure>,
 }
 
 impl Session {
@@ -164,13 +165,13 @@ impl Session {
             Arrival::Subscribed => {
                 *self = Session {
                     subscribed: true,
-                    refused: false,
+                    fatal: None,
                 }
             }
             Arrival::Ended { error } => {
                 *self = Session {
                     subscribed: false,
-                    refused: error.is_fatal(),
+                    fatal: CanaryFailure::of_session_end(error),
                 }
             }
             Arrival::Message { .. } => {}
@@ -237,14 +238,15 @@ async fn round(
         let until = Instant::now() + config.deadline;
         while !session.subscribed {
             match tokio::time::timeout_at(until, arrivals.recv()).await {
-                Ok(Some(arrival)) => session.apply(&arrival),
+                Ok(Some(arrival)) => {
+                    session.apply(&arrival);
+                    // Waiting cannot help: the next session waits out the longest back-off.
+                    if let Some(failure) = session.fatal {
+                        return lost(failure);
+                    }
+                }
                 Ok(None) | Err(_) => {
-                    let failure = if session.refused {
-                        CanaryFailure::Refused
-                    } else {
-                        CanaryFailure::NotSubscribed
-                    };
-                    return lost(failure);
+                    return lost(session.fatal.unwrap_or(CanaryFailure::NotSubscribed));
                 }
             }
         }
@@ -259,11 +261,7 @@ async fn round(
                 class: ErrorClass::Timeout,
             })
         }
-        Ok(Err(error)) => {
-            return lost(CanaryFailure::PublishFailed {
-                class: error.class(),
-            })
-        }
+        Ok(Err(error)) => return lost(CanaryFailure::of_publish(&error)),
         Ok(Ok(())) => {}
     }
     loop {

@@ -71,6 +71,8 @@ pub struct VendorStatus {
     pub window: WindowSummary,
     pub verdict: Verdict,
     pub last_canary: Option<CanaryObservation>,
+    /// The newest failure of a request or a canary round, with its cause.
+    pub last_error: Option<LastError>,
     /// The latest transitions, oldest first (at most [`TRANSITIONS_KEPT`]).
     pub transitions: VecDeque<Transition>,
 }
@@ -107,6 +109,7 @@ struct Slot {
     window: Window,
     verdict: Verdict,
     last_canary: Option<CanaryObservation>,
+    errors: ErrorTracker,
     transitions: VecDeque<Transition>,
 }
 
@@ -139,6 +142,7 @@ impl Driver {
                 window: Window::default(),
                 verdict: Verdict::Idle,
                 last_canary: None,
+                errors: ErrorTracker::default(),
                 transitions: VecDeque::new(),
             })
             .collect();
@@ -182,6 +186,7 @@ impl Driver {
         let Some(slot) = self.slots.get_mut(index) else {
             return false;
         };
+        slot.errors.observe(&observation, &slot.info.name);
         match observation {
             Observation::Request(r) => {
                 slot.window.record(
@@ -328,6 +333,7 @@ impl Driver {
             };
             slot.health = old.health.clone();
             slot.transitions = old.transitions.clone();
+            slot.errors = ErrorTracker::carried(old.last_error.clone());
             slot.last_canary = old
                 .last_canary
                 .clone()
@@ -374,6 +380,7 @@ impl Driver {
                     window: s.window.summary(now, &self.window),
                     verdict: s.verdict,
                     last_canary: s.last_canary.clone(),
+                    last_error: s.errors.last().cloned(),
                     transitions: s.transitions.clone(),
                 })
                 .collect(),
@@ -387,9 +394,12 @@ impl Driver {
     }
 }
 
+mod last_error;
 mod run;
 mod telemetry;
 
+use last_error::ErrorTracker;
+pub use last_error::LastError;
 pub use run::{run, DriverInputs, DriverOutputs};
 use telemetry::{log_route, log_transition, record_canary};
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::vendor::{ErrorClass, Priority};
+use crate::vendor::realtime::RealtimeError;
+use crate::vendor::tls::TlsProblem;
+use crate::vendor::{ErrorClass, Priority, VendorError};
 
 /// A fact about one vendor, identified by its index in the configured priority order.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +40,9 @@ pub struct RequestObservation {
     /// When the request finished.
     pub at: Instant,
     pub result: Result<(), ErrorClass>,
+    /// For a failure, the error as an operator reads it (no URL, no secret), for
+    /// `/admin/status` and the log. `None` for a success.
+    pub message: Option<String>,
 }
 
 /// One canary round.
@@ -74,6 +79,8 @@ pub enum CanaryFailure {
     PublishFailed { class: ErrorClass },
     /// The REST publish succeeded but the event never arrived: the vendor is dropping deliveries.
     NotDelivered,
+    /// The TLS handshake (realtime or REST) failed: a configuration error an operator must fix.
+    Tls { problem: TlsProblem },
 }
 
 impl CanaryFailure {
@@ -83,15 +90,54 @@ impl CanaryFailure {
             CanaryFailure::Refused => "refused",
             CanaryFailure::PublishFailed { .. } => "publish_failed",
             CanaryFailure::NotDelivered => "not_delivered",
+            CanaryFailure::Tls { .. } => "tls",
+        }
+    }
+
+    /// The fatal failure a realtime session's end stands for, if it is fatal.
+    pub fn of_session_end(error: &RealtimeError) -> Option<CanaryFailure> {
+        match error {
+            RealtimeError::Tls { problem, .. } => Some(CanaryFailure::Tls { problem: *problem }),
+            e if e.is_fatal() => Some(CanaryFailure::Refused),
+            _ => None,
+        }
+    }
+
+    /// A failed canary publish.
+    pub fn of_publish(error: &VendorError) -> CanaryFailure {
+        match error {
+            VendorError::Tls { problem, .. } => CanaryFailure::Tls { problem: *problem },
+            e => CanaryFailure::PublishFailed { class: e.class() },
         }
     }
 
     /// Whether this failure alone means the vendor cannot work until an operator acts.
     pub fn is_fatal(self) -> bool {
         match self {
-            CanaryFailure::Refused => true,
+            CanaryFailure::Refused | CanaryFailure::Tls { .. } => true,
             CanaryFailure::PublishFailed { class } => class.is_fatal(),
             CanaryFailure::NotSubscribed | CanaryFailure::NotDelivered => false,
+        }
+    }
+}
+
+/// What an operator reads about a lost canary.
+impl std::fmt::Display for CanaryFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CanaryFailure::NotSubscribed => {
+                f.write_str("canary: the vendor's realtime connection did not subscribe in time")
+            }
+            CanaryFailure::Refused => f.write_str(
+                "canary: the vendor's realtime side refused understudy (bad key, unknown or disabled app)",
+            ),
+            CanaryFailure::PublishFailed { class } => {
+                write!(f, "canary: the publish failed ({class})")
+            }
+            CanaryFailure::NotDelivered => {
+                f.write_str("canary: published but not delivered within the deadline")
+            }
+            CanaryFailure::Tls { problem } => problem.fmt(f),
         }
     }
 }

@@ -60,6 +60,13 @@ fn vendor_json(v: &VendorStatus, state: &AppState, now: Instant) -> Value {
         "verdict": format!("{:?}", v.verdict),
         "window": v.window,
         "last_canary": v.last_canary.as_ref().map(|c| json!({"at": unix_ms(c.at, now), "result": c.result})),
+        "last_error": v.last_error.as_ref().map(|e| json!({
+            "at": unix_ms(e.at, now),
+            "source": e.source,
+            "kind": e.kind,
+            "fatal": e.fatal,
+            "message": e.message,
+        })),
         "transitions": transitions,
         "lanes": lanes,
     })

@@ -25,6 +25,9 @@ pub enum ErrorClass {
     TokenExpired,
     /// Bad credentials, disabled app, unknown app (401, 403, Ably 40101/40160/403xx).
     Config,
+    /// The TLS handshake failed: a certificate not trusted or not for this host, or no TLS on
+    /// the port. A configuration error like `Config`, kept apart so it can be told and counted.
+    Tls,
     /// The request itself is wrong (400, 413): understudy's bug, a retry cannot help.
     Request,
     /// An answer understudy cannot interpret (e.g. 2xx with an error body without a usable code,
@@ -36,7 +39,7 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Every class, in declaration order (for tables and counters).
-    pub const ALL: [ErrorClass; 10] = [
+    pub const ALL: [ErrorClass; 11] = [
         ErrorClass::Timeout,
         ErrorClass::Connect,
         ErrorClass::Transport,
@@ -44,6 +47,7 @@ impl ErrorClass {
         ErrorClass::RateLimited,
         ErrorClass::TokenExpired,
         ErrorClass::Config,
+        ErrorClass::Tls,
         ErrorClass::Request,
         ErrorClass::Protocol,
         ErrorClass::Internal,
@@ -59,6 +63,7 @@ impl ErrorClass {
             ErrorClass::RateLimited => "rate_limited",
             ErrorClass::TokenExpired => "token_expired",
             ErrorClass::Config => "config",
+            ErrorClass::Tls => "tls",
             ErrorClass::Request => "request",
             ErrorClass::Protocol => "protocol",
             ErrorClass::Internal => "internal",
@@ -74,7 +79,10 @@ impl ErrorClass {
             | ErrorClass::Unavailable
             | ErrorClass::RateLimited
             | ErrorClass::Protocol => Party::Vendor,
-            ErrorClass::TokenExpired | ErrorClass::Config | ErrorClass::Request => Party::Client,
+            ErrorClass::TokenExpired
+            | ErrorClass::Config
+            | ErrorClass::Tls
+            | ErrorClass::Request => Party::Client,
             ErrorClass::Internal => Party::Internal,
         }
     }
@@ -86,6 +94,7 @@ impl ErrorClass {
             ErrorClass::Timeout | ErrorClass::Transport => Retry::UnknownOutcome,
             ErrorClass::TokenExpired => Retry::AfterRenew,
             ErrorClass::Config
+            | ErrorClass::Tls
             | ErrorClass::Request
             | ErrorClass::Protocol
             | ErrorClass::Internal => Retry::Never,
@@ -100,7 +109,7 @@ impl ErrorClass {
 
     /// Whether this failure alone means the vendor cannot work until an operator acts.
     pub fn is_fatal(self) -> bool {
-        matches!(self, ErrorClass::Config)
+        matches!(self, ErrorClass::Config | ErrorClass::Tls)
     }
 }
 
@@ -154,6 +163,12 @@ pub enum VendorError {
         code: Option<u32>,
         message: String,
     },
+    /// The TLS handshake failed; `detail` is the error chain (no URL, no secret).
+    #[error("{problem} ({detail})")]
+    Tls {
+        problem: super::tls::TlsProblem,
+        detail: String,
+    },
     #[error("internal error before sending: {0}")]
     Internal(String),
 }
@@ -165,6 +180,7 @@ impl VendorError {
             VendorError::Connect(_) => ErrorClass::Connect,
             VendorError::Transport(_) => ErrorClass::Transport,
             VendorError::Rejected { class, .. } => *class,
+            VendorError::Tls { .. } => ErrorClass::Tls,
             VendorError::Internal(_) => ErrorClass::Internal,
         }
     }
@@ -216,6 +232,7 @@ mod tests {
             (ErrorClass::RateLimited, Party::Vendor, Retry::Safe),
             (ErrorClass::TokenExpired, Party::Client, Retry::AfterRenew),
             (ErrorClass::Config, Party::Client, Retry::Never),
+            (ErrorClass::Tls, Party::Client, Retry::Never),
             (ErrorClass::Request, Party::Client, Retry::Never),
             (ErrorClass::Protocol, Party::Vendor, Retry::Never),
             (ErrorClass::Internal, Party::Internal, Retry::Never),

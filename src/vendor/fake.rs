@@ -35,6 +35,8 @@ pub(crate) enum Realtime {
     None,
     Working,
     Refused,
+    /// Every session fails its TLS handshake: the certificate's CA is not trusted.
+    Untrusted,
 }
 
 pub(crate) struct FakeVendor {
@@ -187,6 +189,17 @@ impl Vendor for FakeVendor {
                     let error = RealtimeError::Refused {
                         code: 4001,
                         message: "App does not exist".into(),
+                    };
+                    return SessionEnd {
+                        subscribed: false,
+                        error,
+                    };
+                }
+                Realtime::Untrusted => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let error = RealtimeError::Tls {
+                        problem: crate::vendor::tls::TlsProblem::UnknownIssuer,
+                        detail: "invalid peer certificate: UnknownIssuer".into(),
                     };
                     return SessionEnd {
                         subscribed: false,

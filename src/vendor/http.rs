@@ -1,12 +1,16 @@
 //! The pooled HTTP client every adapter shares: connect time-out, whole-request time-out,
-//! bounded response bodies, no redirects, and the mapping of transport failures to
-//! [`VendorError`] (connect failures are "not delivered", time-outs are "unknown outcome").
+//! bounded response bodies, no redirects, TLS from the side's one rustls configuration
+//! ([`super::tls`], kept here so realtime sockets use the same), and the mapping of transport
+//! failures to [`VendorError`] (connect failures are "not delivered", time-outs are "unknown
+//! outcome", TLS failures are configuration errors).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::HeaderMap;
 
+use super::tls::{self, CaBundle, TlsProblem};
 use super::{BuildError, VendorError};
 
 /// HTTP settings for vendor requests.
@@ -22,6 +26,8 @@ pub struct HttpConfig {
     pub pool_max_idle_per_host: usize,
     /// Answer bodies are read up to this many bytes (the rest is ignored). Default 64 KiB.
     pub max_response_bytes: usize,
+    /// CA certificates trusted besides the platform's (`vendors.ca_file`). Default none.
+    pub ca: Option<CaBundle>,
 }
 
 impl Default for HttpConfig {
@@ -32,6 +38,7 @@ impl Default for HttpConfig {
             pool_idle_timeout: Duration::from_secs(60),
             pool_max_idle_per_host: 32,
             max_response_bytes: 64 * 1024,
+            ca: None,
         }
     }
 }
@@ -45,16 +52,28 @@ pub struct Answer {
 }
 
 /// The shared, pooled client. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    /// The TLS configuration `client` was built with; realtime sockets use it too.
+    tls: Arc<rustls::ClientConfig>,
     request_timeout: Duration,
     max_response_bytes: usize,
 }
 
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HttpClient {
     pub fn new(config: &HttpConfig) -> Result<Self, BuildError> {
+        let tls = tls::client_config(config.ca.as_ref())?;
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_idle_timeout(config.pool_idle_timeout)
@@ -65,9 +84,15 @@ impl HttpClient {
             .map_err(|e| BuildError::HttpClient(e.to_string()))?;
         Ok(HttpClient {
             client,
+            tls,
             request_timeout: config.request_timeout,
             max_response_bytes: config.max_response_bytes,
         })
+    }
+
+    /// The TLS client configuration, for the vendor's realtime sockets.
+    pub fn tls(&self) -> &Arc<rustls::ClientConfig> {
+        &self.tls
     }
 
     /// The configured whole-request time-out.
@@ -124,7 +149,12 @@ async fn read_bounded(
 /// Maps a reqwest failure. The URL is stripped: it can carry signatures.
 pub(crate) fn map_error(error: reqwest::Error, request_timeout: Duration) -> VendorError {
     let error = error.without_url();
-    if error.is_builder() {
+    if let Some(problem) = TlsProblem::of(&error) {
+        VendorError::Tls {
+            problem,
+            detail: error_chain(&error),
+        }
+    } else if error.is_builder() {
         VendorError::Internal(error_chain(&error))
     } else if error.is_connect() {
         VendorError::Connect(error_chain(&error))

@@ -3,6 +3,7 @@
 //! ([`RealtimeConfig`]) and the small WebSocket wrapper ([`Socket`]) the Pusher and Ably
 //! sessions share. Each session is one connection; reconnecting with back-off is the caller's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -10,7 +11,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use super::tls::TlsProblem;
 
 /// Liveness settings of a realtime session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +66,9 @@ pub enum RealtimeError {
     Unsupported,
     #[error("could not connect: {0}")]
     Connect(String),
+    /// The TLS handshake failed: a configuration error (see [`TlsProblem`]).
+    #[error("{problem} ({detail})")]
+    Tls { problem: TlsProblem, detail: String },
     #[error("no {0} within the handshake time-out")]
     HandshakeTimeout(&'static str),
     /// The vendor refused us in a way a reconnect cannot fix (bad key, unknown app, disabled).
@@ -83,7 +89,7 @@ impl RealtimeError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            RealtimeError::Refused { .. } | RealtimeError::Unsupported
+            RealtimeError::Refused { .. } | RealtimeError::Tls { .. } | RealtimeError::Unsupported
         )
     }
 }
@@ -107,12 +113,28 @@ pub(crate) enum Next {
 }
 
 impl Socket {
-    /// Opens the WebSocket, bounded by `until`.
-    pub(crate) async fn connect(url: &url::Url, until: Instant) -> Result<Socket, RealtimeError> {
-        let handshake = tokio_tungstenite::connect_async(url.as_str());
+    /// Opens the WebSocket, bounded by `until`; a `wss://` URL goes through `tls` (the side's one
+    /// client configuration), a `ws://` one is plain.
+    pub(crate) async fn connect(
+        url: &url::Url,
+        tls: &Arc<rustls::ClientConfig>,
+        until: Instant,
+    ) -> Result<Socket, RealtimeError> {
+        let handshake = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            None,
+            false,
+            Some(Connector::Rustls(tls.clone())),
+        );
         match tokio::time::timeout_at(until, handshake).await {
             Err(_) => Err(RealtimeError::HandshakeTimeout("WebSocket handshake")),
-            Ok(Err(e)) => Err(RealtimeError::Connect(strip_query(&e.to_string()))),
+            Ok(Err(e)) => Err(match TlsProblem::of(&e) {
+                Some(problem) => RealtimeError::Tls {
+                    problem,
+                    detail: strip_query(&e.to_string()),
+                },
+                None => RealtimeError::Connect(strip_query(&e.to_string())),
+            }),
             Ok(Ok((ws, _))) => Ok(Socket {
                 ws,
                 last_rx: Instant::now(),
@@ -236,50 +258,4 @@ pub(crate) async fn report(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_are_redacted() {
-        assert_eq!(
-            strip_query("HTTP error: 401 for ws://h/?key=a:b rest"),
-            "HTTP error: 401 for ws://h/?<redacted> rest"
-        );
-        assert_eq!(strip_query("plain"), "plain");
-    }
-
-    /// `wss://` builds a rustls client config (a crypto provider is compiled in) and fails
-    /// cleanly, without a panic, when the peer does not speak TLS.
-    #[tokio::test]
-    async fn tls_websockets_fail_cleanly_against_a_non_tls_peer() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                drop(socket);
-            }
-        });
-        let url = url::Url::parse(&format!("wss://127.0.0.1:{port}/?key=a:secret")).unwrap();
-        let error = Socket::connect(&url, Instant::now() + Duration::from_secs(2))
-            .await
-            .err()
-            .expect("no TLS peer");
-        assert!(matches!(error, RealtimeError::Connect(_)), "{error:?}");
-        assert!(!error.to_string().contains("secret"));
-    }
-
-    #[test]
-    fn refused_is_fatal_closed_is_not() {
-        assert!(RealtimeError::Refused {
-            code: 4001,
-            message: String::new()
-        }
-        .is_fatal());
-        assert!(!RealtimeError::Closed {
-            code: 4200,
-            reason: String::new()
-        }
-        .is_fatal());
-        assert!(!RealtimeError::Dead.is_fatal());
-    }
-}
+mod tests;

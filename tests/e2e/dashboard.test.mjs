@@ -42,7 +42,7 @@ test("the dashboard shows the route and flips the mode with a reason, an expiry 
   { timeout: 120000 }, async () => {
     const withVendor = Sockudo.available();
     if (withVendor) await vendor.start("dashboard");
-    await server.start(withVendor ? { UNDERSTUDY_VENDOR_URL: vendor.url } : {});
+    await server.start(withVendor ? { UNDERSTUDY_VENDOR_URL: vendor.url, UNDERSTUDY_VENDOR_CA_FILE: vendor.caFile } : {});
     if (withVendor) await until("the vendor route", async () => (await server.route()).route === "vendor", 30000, 200);
     const before = (await server.route()).route;
     const target = before === "vendor" ? "self" : "poll";

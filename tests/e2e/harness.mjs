@@ -3,10 +3,12 @@
 // first). Every process it starts is stopped by `cleanup()` (and on exit, whatever happens).
 // Screenshots and logs go to artifacts/e2e/.
 
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
+import { createHash, X509Certificate } from "node:crypto";
 import { once } from "node:events";
-import { existsSync, mkdirSync, writeFileSync, createWriteStream, mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, mkdirSync, writeFileSync, readFileSync, createWriteStream, mkdtempSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { tmpdir, homedir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -153,7 +155,79 @@ export class Understudy {
   }
 }
 
-/** sockudo, the Pusher-compatible vendor server (shared/VENDORS.md §5.2), on a free port. */
+/**
+ * A CA and a server certificate for 127.0.0.1 (IP SAN) and localhost, made with `openssl` once
+ * per test file in a temporary directory. `caFile` is what understudy trusts
+ * (`UNDERSTUDY_VENDOR_CA_FILE`); `spki` (base64 SHA-256 of the server key's SubjectPublicKeyInfo)
+ * is what Chromium trusts, and only that key (`--ignore-certificate-errors-spki-list`).
+ */
+export function testCertificates() {
+  if (testCertificates.made) return testCertificates.made;
+  const dir = mkdtempSync(join(tmpdir(), "understudy-e2e-tls-"));
+  const at = (f) => join(dir, f);
+  const openssl = (...args) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+  openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", at("ca.key"), "-out", at("ca.pem"),
+    "-days", "2", "-subj", "/CN=understudy e2e test CA",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
+  openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", at("server.key"), "-out", at("server.csr"),
+    "-subj", "/CN=127.0.0.1");
+  writeFileSync(at("server.ext"), [
+    "basicConstraints=CA:FALSE",
+    "keyUsage=critical,digitalSignature,keyEncipherment",
+    "extendedKeyUsage=serverAuth",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "",
+  ].join("\n"));
+  openssl("x509", "-req", "-in", at("server.csr"), "-CA", at("ca.pem"), "-CAkey", at("ca.key"),
+    "-CAcreateserial", "-out", at("server.pem"), "-days", "2", "-extfile", at("server.ext"));
+  const cert = readFileSync(at("server.pem"));
+  const spkiDer = new X509Certificate(cert).publicKey.export({ type: "spki", format: "der" });
+  testCertificates.made = {
+    caFile: at("ca.pem"),
+    key: readFileSync(at("server.key")),
+    cert,
+    spki: createHash("sha256").update(spkiDer).digest("base64"),
+  };
+  return testCertificates.made;
+}
+
+/**
+ * A TLS terminator on a free 127.0.0.1 port (node's `tls`), proxying bytes to a plain port, with
+ * the certificate of `testCertificates()`: the vendor's TLS edge.
+ */
+export class TlsTerminator {
+  async start(upstreamPort) {
+    const { key, cert } = testCertificates();
+    this.sockets = new Set();
+    this.server = createTlsServer({ key, cert }, (client) => {
+      const upstream = connect(upstreamPort, "127.0.0.1");
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => { client.destroy(); upstream.destroy(); });
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    this.server.listen(0, "127.0.0.1");
+    await once(this.server, "listening");
+    this.port = this.server.address().port;
+    return this;
+  }
+
+  async stop() {
+    if (!this.server) return;
+    for (const s of this.sockets) s.destroy();
+    this.server.close();
+    this.server = null;
+  }
+}
+
+/**
+ * sockudo, the Pusher-compatible vendor server (shared/VENDORS.md §5.2), on a free port, behind
+ * a TLS terminator: `url` is over TLS (as hosted vendors are) and `caFile` is the CA understudy
+ * must be given.
+ */
 export class Sockudo {
   static available() { return existsSync(SOCKUDO); }
 
@@ -178,24 +252,32 @@ export class Sockudo {
     this.child.stderr.pipe(log, { end: false });
     children.add(this.child);
     await until("sockudo /up", async () => (await fetch("http://127.0.0.1:" + this.port + "/up")).ok, 15000);
+    this.tls = await new TlsTerminator().start(this.port);
     return this;
   }
 
-  /** The vendor URL understudy is configured with. */
-  get url() { return "pusher://app-key:app-secret@127.0.0.1:" + this.port + "/4242?tls=false"; }
-  /** The same server as an Ably vendor. */
-  get ablyUrl() { return "ably://app-key:app-secret@127.0.0.1:" + this.port + "?tls=false"; }
+  /** The vendor URL understudy is configured with: TLS (the default) on the terminator. */
+  get url() { return "pusher://app-key:app-secret@127.0.0.1:" + this.tls.port + "/4242"; }
+  /** The same server as an Ably vendor, TLS on the same terminator. */
+  get ablyUrl() { return "ably://app-key:app-secret@127.0.0.1:" + this.tls.port; }
+  /** The PEM file of the CA that signed the terminator's certificate. */
+  get caFile() { return testCertificates().caFile; }
+  /** SIGSTOP: sockudo hangs behind its terminator, which keeps accepting. */
   hang() { this.child.kill("SIGSTOP"); }
   resume() { this.child.kill("SIGCONT"); }
-  async stop() { await stopChild(this.child); }
+  async stop() {
+    if (this.tls) await this.tls.stop();
+    await stopChild(this.child);
+  }
 }
 
-export async function launchBrowser() {
+/** `extraArgs`: more Chromium switches, e.g. `--ignore-certificate-errors-spki-list=<spki>`. */
+export async function launchBrowser(extraArgs = []) {
   assert.ok(existsSync(CHROMIUM), CHROMIUM + " is missing: apt-get install chromium (scripts/test does)");
   return chromium.launch({
     executablePath: CHROMIUM,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
+      "--disable-component-update", "--disable-sync", ...extraArgs],
   });
 }
 

@@ -1,18 +1,19 @@
-// The vendor path, against a real sockudo (Pusher protocol) and the page's own pusher-js (served
-// by understudy at /demo/vendor/pusher.min.js from node_modules):
+// The vendor path, against a real sockudo (Pusher protocol) behind a TLS terminator, and the
+// page's own pusher-js (served by understudy at /demo/vendor/pusher.min.js from node_modules)
+// connecting over wss://. understudy trusts the test CA through UNDERSTUDY_VENDOR_CA_FILE;
+// Chromium trusts only the terminator's key (--ignore-certificate-errors-spki-list):
 //   (1) a check-in appears on the waiting room within 1 s on the vendor path;
 //   (2) the vendor hangs (SIGSTOP): check-ins keep appearing within 5 s of the hang starting,
 //       nothing lost or shown twice, and the badge shows the fallback;
 //   (4) the vendor comes back (SIGCONT): the board returns to the vendor path within the window
 //       the route announces, still with nothing lost or doubled.
-// These need understudy to forward events to the vendor configured by UNDERSTUDY_VENDOR_URL and
-// to announce it on GET /v1/route; until a server does, the suite is skipped with the reason.
+// A missing component (sockudo, a route) fails the suite: scripts/test installs them all.
 
-import { describe, it, after } from "node:test";
+import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
   Understudy, Sockudo, SOCKUDO, launchBrowser, openPage, until, waitForTickets, waitForBadge,
-  checkInSeen, assertDeliveredOnce, screenshot, cleanup,
+  checkInSeen, assertDeliveredOnce, screenshot, cleanup, testCertificates,
 } from "./harness.mjs";
 
 const vendor = new Sockudo();
@@ -23,25 +24,23 @@ const server = new Understudy("vendor", {}, "[vendors]\nheartbeat_ms = 800\nmove
 let browser, board, kiosk;
 after(() => cleanup(browser, server, vendor));
 
-async function whyNot() {
-  if (!Sockudo.available()) return "sockudo is not installed at " + SOCKUDO + " (scripts/test installs it)";
+before(async () => {
+  assert.ok(Sockudo.available(), "sockudo is not installed at " + SOCKUDO + " (scripts/test installs it)");
   await vendor.start("vendor");
-  await server.start({ UNDERSTUDY_VENDOR_URL: vendor.url });
-  if (!(await server.route())) return "waits for the vendor path: GET /v1/route answers 404 (understudy must announce the route and forward events to UNDERSTUDY_VENDOR_URL)";
-  return null;
-}
-const skip = await whyNot();
-if (skip) await cleanup(server, vendor);
+  await server.start({ UNDERSTUDY_VENDOR_URL: vendor.url, UNDERSTUDY_VENDOR_CA_FILE: vendor.caFile });
+  assert.ok(await server.route(), "GET /v1/route must answer: understudy announces the route");
+});
 
 async function routeIs(path, ms) {
   await until("GET /v1/route to say " + path, async () => (await server.route()).route === path, ms, 200);
   return server.route();
 }
 
-describe("the vendor path", { skip: skip || false }, () => {
+describe("the vendor path, over TLS", () => {
   it("(1) a check-in appears within 1 s on the vendor path", { timeout: 60000 }, async () => {
     const route = await routeIs("vendor", 30000);
-    browser = await launchBrowser();
+    assert.equal(route.vendor.tls, true, "browsers are told to use TLS: " + JSON.stringify(route));
+    browser = await launchBrowser(["--ignore-certificate-errors-spki-list=" + testCertificates().spki]);
     kiosk = await openPage(browser, "vendor-kiosk", server.base + "/demo/kiosk");
     board = await openPage(browser, "vendor", server.base + "/demo/waiting-room");
     await waitForBadge(board, "Live via vendor", 10000 + 2 * route.vendor_heartbeat_ms);

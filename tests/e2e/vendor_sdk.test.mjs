@@ -36,7 +36,7 @@ async function publish(server, ticket) {
 async function startBoth(vendor, server, url) {
   if (!Sockudo.available()) return "sockudo is not installed at " + SOCKUDO + " (scripts/test installs it)";
   await vendor.start(server.name);
-  await server.start({ UNDERSTUDY_VENDOR_URL: url(vendor) });
+  await server.start({ UNDERSTUDY_VENDOR_URL: url(vendor), UNDERSTUDY_VENDOR_CA_FILE: vendor.caFile });
   await until("the route to the vendor", async () => (await server.route()).route === "vendor", 30000, 100);
   return null;
 }

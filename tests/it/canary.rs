@@ -1,5 +1,6 @@
-//! The canary and the whole failover pipeline against the real server: healthy vendors,
-//! a SIGSTOPped vendor, a vendor that accepts but never delivers, refused credentials.
+//! The canary and the whole failover pipeline against the real server over TLS: healthy
+//! vendors, a SIGSTOPped vendor (behind its TLS terminator), a vendor that accepts but never
+//! delivers, refused credentials.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,10 +120,7 @@ async fn the_ably_canary_sees_a_healthy_vendor_and_detects_a_stopped_one() {
 async fn accepted_but_never_delivered_is_caught_by_the_canary() {
     let sockudo = Sockudo::start().await;
     let proxy = FaultProxy::start(sockudo.port).await;
-    let url = format!(
-        "pusher://{}:{}@127.0.0.1:{}/{}?tls=false&ws_port={}",
-        sockudo.key, sockudo.secret, proxy.port, sockudo.app_id, sockudo.port
-    );
+    let url = crate::vendor_faults::through(&proxy, &sockudo);
     let (mut rx, cancel) = start(pusher(&url));
     healthy_rounds(&mut rx, 2).await;
     proxy.set(Fault::Accept(200, "{}"));
@@ -179,6 +177,7 @@ async fn the_route_leaves_a_stopped_vendor_and_returns_after_the_hysteresis() {
             min_dwell: Duration::from_secs(3),
             ..Thresholds::default()
         },
+        http: crate::support::tls::http_config(),
         ..FailoverConfig::default()
     };
     let vendors = [VendorConfig::from_url(&sockudo.pusher_url()).unwrap()];
@@ -218,6 +217,7 @@ async fn the_route_leaves_a_stopped_vendor_and_returns_after_the_hysteresis() {
     })
     .await;
     let detected = route.since - hung_at;
+    eprintln!("hang behind the TLS terminator detected after {detected:?}");
     assert!(
         detected <= Duration::from_millis(3500),
         "detected after {detected:?}"

@@ -20,7 +20,8 @@ const CONT_AT: u64 = 550;
 
 fn config(vendor_url: &str) -> String {
     format!(
-        "[auth]\nsubscribe = \"none\"\n[vendors]\nurls = [\"{vendor_url}\"]\nmin_dwell_ms = 2000\nrecover_after = 3\nmove_back_jitter_ms = 3000\n"
+        "[auth]\nsubscribe = \"none\"\n[vendors]\nurls = [\"{vendor_url}\"]\n{}min_dwell_ms = 2000\nrecover_after = 3\nmove_back_jitter_ms = 3000\n",
+        crate::support::tls::ca_file_toml()
     )
 }
 

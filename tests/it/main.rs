@@ -29,3 +29,4 @@ mod vendor_ably;
 mod vendor_auth;
 mod vendor_faults;
 mod vendor_pusher;
+mod vendor_tls;

@@ -243,7 +243,10 @@ async fn a_vendor_change_rebuilds_the_vendor_side_and_the_forced_mode_stays() {
     let vendor = |url: &str, recover_after: u32| {
         file(
             "key-0123456789abcdef",
-            &format!("[vendors]\nurls = [\"{url}\"]\nrecover_after = {recover_after}\n"),
+            &format!(
+                "[vendors]\nurls = [\"{url}\"]\n{}recover_after = {recover_after}\n",
+                crate::support::tls::ca_file_toml()
+            ),
         )
     };
     let s = Server::from_file(&vendor(&first.pusher_url(), 5)).await;

@@ -525,8 +525,9 @@ async fn one_node_at_a_time_runs_the_canary_and_every_node_sees_its_verdict() {
     let redis = Redis::start().await;
     let sockudo = crate::support::sockudo::Sockudo::start().await;
     let vendor = format!(
-        "[vendors]\nurls = [\"{}\"]\ncanary_interval_ms = 200\n",
-        sockudo.pusher_url()
+        "[vendors]\nurls = [\"{}\"]\n{}canary_interval_ms = 200\n",
+        sockudo.pusher_url(),
+        crate::support::tls::ca_file_toml()
     );
     let mut nodes = vec![
         admin_node_with(&redis, &vendor).await,

@@ -6,6 +6,7 @@ pub(crate) mod fault_proxy;
 pub(crate) mod pusher_client;
 pub(crate) mod redis;
 pub(crate) mod sockudo;
+pub(crate) mod tls;
 
 use std::time::Duration;
 

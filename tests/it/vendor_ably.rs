@@ -1,10 +1,10 @@
-//! The Ably adapter against a real Ably-compatible server (sockudo's `ably-compat`).
+//! The Ably adapter against a real Ably-compatible server (sockudo's `ably-compat`), over TLS.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use understudy::vendor::http::{HttpClient, HttpConfig};
+use understudy::vendor::http::HttpClient;
 use understudy::vendor::realtime::RealtimeConfig;
 use understudy::vendor::{self, ErrorClass, OutboundEvent, Party, Priority, Vendor, VendorConfig};
 
@@ -12,7 +12,7 @@ use crate::support::ably_client::AblyClient;
 use crate::support::sockudo::Sockudo;
 
 pub(crate) fn ably(url: &str) -> Arc<dyn Vendor> {
-    let http = HttpClient::new(&HttpConfig::default()).expect("http client");
+    let http = HttpClient::new(&crate::support::tls::http_config()).expect("http client");
     let config = VendorConfig::from_url(url).expect("vendor url");
     vendor::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
 }

@@ -13,7 +13,10 @@ use crate::support::sockudo::Sockudo;
 use crate::support::*;
 
 fn config(vendor_url: &str, extra: &str) -> String {
-    format!("[vendors]\nurls = [\"{vendor_url}\"]\n{extra}")
+    format!(
+        "[vendors]\nurls = [\"{vendor_url}\"]\n{}{extra}",
+        crate::support::tls::ca_file_toml()
+    )
 }
 
 /// `POST /v1/vendor/auth` as pusher-js sends it: a form, the token as a bearer.

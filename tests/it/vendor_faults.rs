@@ -1,5 +1,6 @@
-//! Vendor faults against the real server: SIGSTOP (a hung vendor), kill (refused), and a
-//! fault-injecting proxy for 5xx bursts, slow answers and one-lane hangs.
+//! Vendor faults against the real server over TLS: SIGSTOP (a hung vendor behind its TLS
+//! terminator), kill (refused), and a fault-injecting proxy (behind a terminator of its own) for
+//! 5xx bursts, slow answers and one-lane hangs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use understudy::failover::{Observation, RequestObservation};
-use understudy::vendor::http::{HttpClient, HttpConfig};
+use understudy::vendor::http::HttpClient;
 use understudy::vendor::lanes::{DropReason, LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
 use understudy::vendor::realtime::RealtimeConfig;
 use understudy::vendor::{self, ErrorClass, OutboundEvent, Priority, Vendor, VendorConfig};
@@ -22,9 +23,9 @@ use crate::support::sockudo::Sockudo;
 const DEADLINE: Duration = Duration::from_secs(1);
 
 fn vendor(url: &str) -> Arc<dyn Vendor> {
-    let http = HttpClient::new(&HttpConfig {
+    let http = HttpClient::new(&understudy::vendor::http::HttpConfig {
         request_timeout: DEADLINE,
-        ..HttpConfig::default()
+        ..crate::support::tls::http_config()
     })
     .expect("http client");
     vendor::build(
@@ -35,11 +36,11 @@ fn vendor(url: &str) -> Arc<dyn Vendor> {
     .expect("adapter")
 }
 
-/// The Pusher URL of `sockudo` with its REST side sent through `proxy`.
-fn through(proxy: &FaultProxy, sockudo: &Sockudo) -> String {
+/// The Pusher URL of `sockudo` with its REST side sent through `proxy` (both over TLS).
+pub(crate) fn through(proxy: &FaultProxy, sockudo: &Sockudo) -> String {
     format!(
-        "pusher://{}:{}@127.0.0.1:{}/{}?tls=false&ws_port={}",
-        sockudo.key, sockudo.secret, proxy.port, sockudo.app_id, sockudo.port
+        "pusher://{}:{}@127.0.0.1:{}/{}?ws_port={}",
+        sockudo.key, sockudo.secret, proxy.tls.port, sockudo.app_id, sockudo.tls.port
     )
 }
 
@@ -227,6 +228,8 @@ async fn a_killed_vendor_is_refused_at_once() {
     let mut sockudo = Sockudo::start().await;
     let vendor = vendor(&sockudo.pusher_url());
     sockudo.kill();
+    // Let the terminator's accept task see its abort and close the listener.
+    tokio::task::yield_now().await;
     let started = Instant::now();
     let error = vendor
         .publish(&[event("room", "1", Priority::Realtime)])

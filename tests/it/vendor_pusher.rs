@@ -1,4 +1,4 @@
-//! The Pusher adapter against a real Pusher-compatible server (sockudo).
+//! The Pusher adapter against a real Pusher-compatible server (sockudo), over TLS.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use understudy::vendor::http::{HttpClient, HttpConfig};
+use understudy::vendor::http::HttpClient;
 use understudy::vendor::lanes::{LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
 use understudy::vendor::realtime::RealtimeConfig;
 use understudy::vendor::{self, ErrorClass, OutboundEvent, Party, Priority, Vendor, VendorConfig};
@@ -16,7 +16,7 @@ use crate::support::pusher_client::PusherClient;
 use crate::support::sockudo::Sockudo;
 
 pub(crate) fn pusher(url: &str) -> Arc<dyn Vendor> {
-    let http = HttpClient::new(&HttpConfig::default()).expect("http client");
+    let http = HttpClient::new(&crate::support::tls::http_config()).expect("http client");
     let config = VendorConfig::from_url(url).expect("vendor url");
     vendor::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
 }

@@ -140,6 +140,31 @@ async fn a_refused_realtime_connection_is_reported_as_refused() {
     cancel.cancel();
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_untrusted_certificate_is_a_fatal_tls_failure_told_at_once() {
+    let vendor = FakeVendor::new("v", 1, Realtime::Untrusted);
+    let (mut rx, cancel) = start(vendor.clone());
+    let started = Instant::now();
+    let (result, at) = next(&mut rx).await;
+    let failure = CanaryFailure::Tls {
+        problem: crate::vendor::tls::TlsProblem::UnknownIssuer,
+    };
+    assert_eq!(result, CanaryResult::Lost { failure });
+    assert!(failure.is_fatal());
+    // As soon as the session ends, not at the end of the round's deadline.
+    assert!(
+        at - started < Duration::from_millis(100),
+        "{:?}",
+        at - started
+    );
+    assert_eq!(
+        serde_json::to_string(&result).unwrap(),
+        r#"{"outcome":"lost","failure":{"reason":"tls","problem":"unknown_issuer"}}"#
+    );
+    assert_eq!(vendor.publishes(), 0);
+    cancel.cancel();
+}
+
 #[test]
 fn jitter_only_lengthens_the_delay() {
     let d = Duration::from_millis(100);

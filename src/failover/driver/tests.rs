@@ -182,6 +182,38 @@ async fn dropped_deliveries_are_caught_by_the_canary_alone() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_untrusted_certificate_takes_the_vendor_down_at_once_with_its_cause_in_status() {
+    let vendor = FakeVendor::new("primary", 10, Realtime::Untrusted);
+    let (failover, cancel) = start(std::slice::from_ref(&vendor));
+    let mut rx = failover.watch_route();
+    route_until(&mut rx, SEC, |r| r.path == Path::SelfHosted).await;
+    let status = failover.watch_status().borrow().clone();
+    let v = &status.vendors[0];
+    assert_eq!(v.health.state, State::Down);
+    let failure = CanaryFailure::Tls {
+        problem: crate::vendor::tls::TlsProblem::UnknownIssuer,
+    };
+    assert_eq!(
+        v.transitions.front().map(|t| t.reason),
+        Some(TransitionReason::Fatal {
+            signal: crate::failover::machine::FatalSignal::Canary { failure }
+        })
+    );
+    let last = v.last_error.as_ref().expect("the cause is kept");
+    assert_eq!(
+        (last.source, last.kind, last.fatal),
+        ("canary", "tls", true)
+    );
+    assert!(
+        last.message
+            .starts_with("TLS certificate not trusted (UnknownIssuer): set vendors.ca_file"),
+        "{}",
+        last.message
+    );
+    cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_secondary_vendor_takes_over_and_hands_back() {
     let primary = FakeVendor::new("primary", 10, Realtime::Working);
     let secondary = FakeVendor::new("secondary", 10, Realtime::Working);

@@ -69,7 +69,8 @@ pub fn qualifies_for_fallback(error: &VendorError, server_is_cloudfront: bool) -
         VendorError::Rejected { status, .. } => {
             (500..=504).contains(status) || (*status >= 400 && server_is_cloudfront)
         }
-        VendorError::Internal(_) => false,
+        // Another host of the same vendor presents a certificate from the same CA.
+        VendorError::Tls { .. } | VendorError::Internal(_) => false,
     }
 }
 

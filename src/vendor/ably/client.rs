@@ -230,6 +230,7 @@ impl Vendor for AblyVendor {
     ) -> BoxFuture<'a, SessionEnd> {
         Box::pin(realtime::session(
             &self.realtime_url,
+            self.http.tls(),
             channel,
             &self.realtime,
             arrivals,

@@ -4,6 +4,7 @@
 //! silence it sends a HEARTBEAT (0), which the server echoes.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -26,12 +27,13 @@ const MESSAGE: u64 = 15;
 /// Runs one session until the connection ends.
 pub(crate) async fn session(
     url: &url::Url,
+    tls: &Arc<rustls::ClientConfig>,
     channel: &str,
     config: &RealtimeConfig,
     arrivals: mpsc::Sender<Arrival>,
 ) -> SessionEnd {
     let mut subscribed = false;
-    let error = match run(url, channel, config, &arrivals, &mut subscribed).await {
+    let error = match run(url, tls, channel, config, &arrivals, &mut subscribed).await {
         Ok(never) => match never {},
         Err(error) => error,
     };
@@ -40,13 +42,14 @@ pub(crate) async fn session(
 
 async fn run(
     url: &url::Url,
+    tls: &Arc<rustls::ClientConfig>,
     channel: &str,
     config: &RealtimeConfig,
     arrivals: &mpsc::Sender<Arrival>,
     subscribed: &mut bool,
 ) -> Result<Infallible, RealtimeError> {
     let until = Instant::now() + config.handshake_timeout;
-    let mut socket = Socket::connect(url, until).await?;
+    let mut socket = Socket::connect(url, tls, until).await?;
     let attach = json!({"action": ATTACH, "channel": channel}).to_string();
     let result = async {
         loop {

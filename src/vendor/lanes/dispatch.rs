@@ -118,6 +118,7 @@ async fn attempt(
         latency,
         at,
         result: classified,
+        message: result.as_ref().err().map(VendorError::to_string),
     });
     if shared.observations.try_send(observation).is_err() {
         shared.counters.observation_lost();

@@ -73,9 +73,9 @@ struct PriorityCounters {
     m_enqueued: Counter,
     m_delivered: Counter,
     m_dropped: [Counter; 5],
-    m_failed: [Counter; 10],
+    m_failed: [Counter; ErrorClass::ALL.len()],
     m_requests_ok: Counter,
-    m_requests_err: [Counter; 10],
+    m_requests_err: [Counter; ErrorClass::ALL.len()],
     m_latency: Histogram,
 }
 
@@ -131,7 +131,7 @@ pub(crate) struct Counters {
     priorities: [PriorityCounters; 2],
     retries: AtomicU64,
     retries_denied: AtomicU64,
-    failed_by_class: [AtomicU64; 10],
+    failed_by_class: [AtomicU64; ErrorClass::ALL.len()],
     observations_lost: AtomicU64,
     m_retries: Counter,
     m_retries_denied: Counter,

@@ -201,6 +201,7 @@ impl Vendor for PusherVendor {
             .then_some((self.config.key.as_str(), &self.config.secret));
         Box::pin(realtime::session(
             &self.realtime_url,
+            self.http.tls(),
             channel,
             signer,
             &self.realtime,

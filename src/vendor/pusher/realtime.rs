@@ -5,6 +5,7 @@
 //! event on the channel. Answers `pusher:ping`, sends `pusher:ping` after silence.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -22,6 +23,7 @@ pub(crate) type Signer<'a> = Option<(&'a str, &'a Secret)>;
 /// Runs one session until the connection ends.
 pub(crate) async fn session(
     url: &url::Url,
+    tls: &Arc<rustls::ClientConfig>,
     channel: &str,
     signer: Signer<'_>,
     config: &RealtimeConfig,
@@ -30,6 +32,7 @@ pub(crate) async fn session(
     let mut subscribed = false;
     let error = match run(
         url,
+        tls,
         &wire_channel(channel, signer.is_some()),
         signer,
         config,
@@ -54,6 +57,7 @@ pub(crate) async fn session(
 
 async fn run(
     url: &url::Url,
+    tls: &Arc<rustls::ClientConfig>,
     channel: &str,
     signer: Signer<'_>,
     config: &RealtimeConfig,
@@ -61,7 +65,7 @@ async fn run(
     subscribed: &mut bool,
 ) -> Result<Infallible, RealtimeError> {
     let until = Instant::now() + config.handshake_timeout;
-    let mut socket = Socket::connect(url, until).await?;
+    let mut socket = Socket::connect(url, tls, until).await?;
     let result = async {
         // connection_established
         let socket_id = loop {

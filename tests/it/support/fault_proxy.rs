@@ -1,6 +1,8 @@
 //! A small fault-injecting HTTP proxy on 127.0.0.1:0, speaking real HTTP (axum): it forwards
-//! requests to an upstream (sockudo) or, on demand, answers with an error status, hangs,
-//! answers slowly, or accepts without forwarding (REST accepted, never delivered).
+//! requests to an upstream (sockudo's plain port) or, on demand, answers with an error status,
+//! hangs, answers slowly, or accepts without forwarding (REST accepted, never delivered).
+//! understudy reaches it over TLS, through a [`TlsTerminator`] in front of it (`tls_port`), as
+//! it reaches a vendor.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,6 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
+
+use super::tls::TlsTerminator;
 
 /// What the proxy does with the next requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,7 +42,8 @@ struct Shared {
 
 /// A running proxy; it stops with the test's runtime.
 pub(crate) struct FaultProxy {
-    pub(crate) port: u16,
+    /// TLS in front of the proxy's plain port: what vendor URLs name.
+    pub(crate) tls: TlsTerminator,
     shared: Arc<Shared>,
 }
 
@@ -59,7 +64,10 @@ impl FaultProxy {
             .expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        FaultProxy { port, shared }
+        FaultProxy {
+            tls: TlsTerminator::start(port).await,
+            shared,
+        }
     }
 
     pub(crate) fn set(&self, fault: Fault) {

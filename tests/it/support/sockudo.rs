@@ -2,6 +2,11 @@
 //! free 127.0.0.1 port, with its own app id, key and secret, started from an empty temporary
 //! directory (so no `config/` is read), stopped and removed on drop.
 //!
+//! sockudo serves plain TCP; a [`TlsTerminator`] in front of it gives the vendor URLs understudy
+//! uses, over TLS by default (`tls=true`, a certificate from the run's CA, which understudy is
+//! given as `vendors.ca_file`), as hosted vendors are only reached over TLS. The plain port is
+//! for the tests' own subscribers and for tests that need it.
+//!
 //! The binary is `$UNDERSTUDY_SOCKUDO`, else
 //! `${XDG_CACHE_HOME:-$HOME/.cache}/understudy/sockudo-5.2.0/bin/sockudo`. A missing binary
 //! fails the test with the install command; it never skips.
@@ -13,10 +18,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::tls::TlsTerminator;
+
 /// A running sockudo.
 pub(crate) struct Sockudo {
     child: Child,
+    /// sockudo's own, plain port.
     pub(crate) port: u16,
+    /// TLS in front of `port`.
+    pub(crate) tls: TlsTerminator,
     pub(crate) app_id: String,
     pub(crate) key: String,
     pub(crate) secret: String,
@@ -120,6 +130,7 @@ impl Sockudo {
         let mut sockudo = Sockudo {
             child,
             port,
+            tls: TlsTerminator::start(port).await,
             app_id,
             key,
             secret,
@@ -147,19 +158,28 @@ impl Sockudo {
         }
     }
 
-    /// `pusher://key:secret@127.0.0.1:port/app_id?tls=false`
+    /// `pusher://key:secret@127.0.0.1:tls_port/app_id`: over TLS (the default).
     pub(crate) fn pusher_url(&self) -> String {
         format!(
-            "pusher://{}:{}@127.0.0.1:{}/{}?tls=false",
-            self.key, self.secret, self.port, self.app_id
+            "pusher://{}:{}@127.0.0.1:{}/{}",
+            self.key, self.secret, self.tls.port, self.app_id
         )
     }
 
-    /// `ably://key:secret@127.0.0.1:port?tls=false` (sockudo's Ably key is `app-key:app-secret`).
+    /// `ably://key:secret@127.0.0.1:tls_port` over TLS (sockudo's Ably key is
+    /// `app-key:app-secret`).
     pub(crate) fn ably_url(&self) -> String {
         format!(
-            "ably://{}:{}@127.0.0.1:{}?tls=false",
-            self.key, self.secret, self.port
+            "ably://{}:{}@127.0.0.1:{}",
+            self.key, self.secret, self.tls.port
+        )
+    }
+
+    /// `pusher://key:secret@127.0.0.1:port/app_id?tls=false`: sockudo's own plain port.
+    pub(crate) fn plain_pusher_url(&self) -> String {
+        format!(
+            "pusher://{}:{}@127.0.0.1:{}/{}?tls=false",
+            self.key, self.secret, self.port, self.app_id
         )
     }
 
@@ -188,8 +208,10 @@ impl Sockudo {
         self.stopped = false;
     }
 
-    /// Kills the process: connections are refused from now on.
+    /// Kills the process and stops its TLS terminator: connections are refused from now on
+    /// (the terminator's listener closes once its task is next polled).
     pub(crate) fn kill(&mut self) {
+        self.tls.stop();
         if self.stopped {
             self.resume();
         }
