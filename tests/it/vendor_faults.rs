@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use understudy::failover::{Observation, RequestObservation};
-use understudy::vendor::http::HttpClient;
+use understudy::vendor::http::{HttpClient, HttpConfig};
 use understudy::vendor::lanes::{DropReason, LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
 use understudy::vendor::realtime::RealtimeConfig;
 use understudy::vendor::{self, ErrorClass, OutboundEvent, Priority, Vendor, VendorConfig};
@@ -23,7 +23,7 @@ use crate::support::sockudo::Sockudo;
 const DEADLINE: Duration = Duration::from_secs(1);
 
 fn vendor(url: &str) -> Arc<dyn Vendor> {
-    let http = HttpClient::new(&understudy::vendor::http::HttpConfig {
+    let http = HttpClient::new(&HttpConfig {
         request_timeout: DEADLINE,
         ..crate::support::tls::http_config()
     })
