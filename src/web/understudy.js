@@ -200,6 +200,11 @@
       if (ws) { ws.onclose = ws.onmessage = null; try { ws.close(); } catch (e) { /* already gone */ } }
     };
     const fail = (why) => { if (!dead) { close(); h.fail(why); } };
+    const token = () => h.auth({})
+      .then((tr) => h.fetch((info.tls ? "https://" : "http://") + host + "/keys/" + encodeURIComponent(tr.keyName) + "/requestToken", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(tr),
+      }))
+      .then((td) => td.token);
     const on = (m) => {
       const ch = m.channel, ours = ch === HB || held.has(ch);
       if (m.action === 4) { live = true; [HB].concat(Array.from(held)).forEach((c) => send({ action: 10, channel: c })); }
@@ -214,15 +219,15 @@
       else if ((m.action === 9 && ch) || (m.action === 13 && m.error)) { if (ours) fail("subscription_error"); }
       else if (m.action === 13 && ours) send({ action: 10, channel: ch });
       else if (m.action === 9) fail("failed");
+      // The vendor asks for a fresh token before this one expires: renew in-band, no reconnect.
+      // If that fails, the expiry's DISCONNECTED reopens the path instead.
+      else if (m.action === 17) token().then((t) => send({ action: 17, auth: { accessToken: t } }), () => {});
       else if (m.action === 6 || m.action === 8) fail("drop");
     };
-    h.auth({})
-      .then((tr) => h.fetch((info.tls ? "https://" : "http://") + host + "/keys/" + encodeURIComponent(tr.keyName) + "/requestToken", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(tr),
-      }))
-      .then((td) => {
+    token()
+      .then((t) => {
         if (dead) return;
-        ws = new h.WebSocket((info.tls ? "wss://" : "ws://") + host + "/?access_token=" + encodeURIComponent(td.token) +
+        ws = new h.WebSocket((info.tls ? "wss://" : "ws://") + host + "/?access_token=" + encodeURIComponent(t) +
           "&format=json&v=6&heartbeats=true&echo=false");
         ws.onmessage = (e) => { const m = parse(e.data); if (m) on(m); };
         ws.onclose = () => fail("drop");

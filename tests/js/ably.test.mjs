@@ -151,6 +151,17 @@ test("ably dropped after a stable spell: reconnects with a fresh token and catch
   assert.equal(net.ws(), b, "no WebSocket to understudy was needed");
 });
 
+test("ably: the vendor's AUTH request renews the token in-band, on the same socket", async (t) => {
+  const { net, log, flush, a } = await onAbly(t, { epoch: "E", seq: 0 });
+  a.recv({ action: 17 });
+  const b = await net.ablyToken(flush, "tk-2");
+  assert.equal(b, a, "no new socket");
+  assert.deepEqual(a.sent.pop(), { action: 17, auth: { accessToken: "tk-2" } });
+  assert.ok(!a.closed);
+  a.event(ev("a", "E", 1));
+  assert.deepEqual(log, ["E:1"]);
+});
+
 test("ably: a closed socket before it proved itself moves down", async (t) => {
   const { net, sub, advance, flush } = start(t, { route: ABLY_ROUTE, opts: NO_SDK });
   sub("a");
