@@ -183,7 +183,65 @@
       close() { p.disconnect(); },
     };
   }
-  const adapters = { pusher };
+
+  // Ably without its SDK: a subscribe-only client of the JSON realtime protocol (no ACKs, no
+  // msgSerial), so pages need no ably-js (docs/client.md says why). The TokenRequest from
+  // POST /v1/vendor/auth is exchanged at the vendor's REST endpoint, which Ably serves on the
+  // realtime host, for a token that opens the WebSocket. Reconnecting is left to the ladder: a
+  // dropped connection (token expiry included) reopens the path with a fresh token.
+  const HB = "understudy.heartbeat";
+  function ably(info, sdk, h) {
+    const host = info.host + ":" + info.port, held = new Set();
+    let ws = null, live = false, dead = false;
+    const send = (m) => { if (live) ws.send(JSON.stringify(m)); };
+    const close = () => {
+      dead = true;
+      live = false;
+      if (ws) { ws.onclose = ws.onmessage = null; try { ws.close(); } catch (e) { /* already gone */ } }
+    };
+    const fail = (why) => { if (!dead) { close(); h.fail(why); } };
+    const token = () => h.auth({})
+      .then((tr) => h.fetch((info.tls ? "https://" : "http://") + host + "/keys/" + encodeURIComponent(tr.keyName) + "/requestToken", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(tr),
+      }))
+      .then((td) => td.token);
+    const on = (m) => {
+      const ch = m.channel, ours = ch === HB || held.has(ch);
+      if (m.action === 4) { live = true; [HB].concat(Array.from(held)).forEach((c) => send({ action: 10, channel: c })); }
+      else if (m.action === 11 && ch !== HB && held.has(ch)) h.ready(ch);
+      else if (m.action === 15 && ours) {
+        (m.messages || []).forEach((x) => {
+          if (ch === HB) h.heartbeat();
+          else { const e = parse(x.data); if (e) h.event(e); }
+        });
+      }
+      // A refused attach comes as a channel ERROR or a DETACHED with an error (40160 and kin).
+      else if ((m.action === 9 && ch) || (m.action === 13 && m.error)) { if (ours) fail("subscription_error"); }
+      else if (m.action === 13 && ours) send({ action: 10, channel: ch });
+      else if (m.action === 9) fail("failed");
+      // The vendor asks for a fresh token before this one expires: renew in-band, no reconnect.
+      // If that fails, the expiry's DISCONNECTED reopens the path instead.
+      else if (m.action === 17) token().then((t) => send({ action: 17, auth: { accessToken: t } }), () => {});
+      else if (m.action === 6 || m.action === 8) fail("drop");
+    };
+    token()
+      .then((t) => {
+        if (dead) return;
+        ws = new h.WebSocket((info.tls ? "wss://" : "ws://") + host + "/?access_token=" + encodeURIComponent(t) +
+          "&format=json&v=6&heartbeats=true&echo=false");
+        ws.onmessage = (e) => { const m = parse(e.data); if (m) on(m); };
+        ws.onclose = () => fail("drop");
+      })
+      .catch(() => fail("failed"));
+    return {
+      sub(ch) { held.add(ch); send({ action: 10, channel: ch }); },
+      unsub(ch) { held.delete(ch); send({ action: 12, channel: ch }); },
+      close,
+    };
+  }
+  // Built-in adapters speak the protocol themselves: they need no SDK from the page.
+  ably.builtin = true;
+  const adapters = { pusher, ably };
 
   // Subscribe what is wanted and not held, unsubscribe what is held and no longer wanted.
   function diff(held, want, add, del) {
@@ -200,9 +258,12 @@
       event: (m) => c.msg(m),
       heartbeat: () => { c.opened(); c.heard(); },
       ready: (ch) => c.fill(ch),
-      // The SDK has done its own retrying by the time it gives up: move down.
-      fail: () => c.fail("unavailable"),
+      // An SDK has done its own retrying by the time it gives up: move down. A built-in
+      // adapter's dropped connection is a drop, which the ladder retries once it had been stable.
+      fail: (why) => c.fail(why === "drop" ? "drop" : "unavailable"),
       auth: (q) => c.request("/v1/vendor/auth", q),
+      fetch: (u, init) => c.fetchJson(u, init),
+      WebSocket: c.WebSocket,
     });
     const sync = () => diff(held, c.chans(), (ch) => a.sub(ch), (ch) => a.unsub(ch));
     sync();
@@ -376,27 +437,34 @@
       return base + path + (q.length ? "?" + q.join("&") : "");
     }
 
-    // fetch with a deadline; `ctl` (optional) receives an abort() for the caller.
-    function request(path, body, ms, ctl) {
+    // fetch with a deadline, answering the JSON body. `init` may be a function answering the
+    // init (or a promise of it) inside the deadline; `ctl` (optional) receives an abort().
+    function fetchJson(u, init, ms, ctl) {
       return new Promise((resolve, reject) => {
         const ac = g.AbortController ? new AbortController() : null;
         const fail = (e) => { ct(t); if (ac) ac.abort(); reject(e); };
         const t = st(() => fail(new Error("timeout")), ms || o.connectTimeoutMs);
         if (ctl) ctl.abort = () => fail(new Error("aborted"));
-        (path === "/v1/route" ? Promise.resolve() : token()).then((tk) => {
-          const headers = {};
-          if (body) headers["Content-Type"] = "application/json";
-          if (tk) headers.Authorization = "Bearer " + tk;
-          return fetchF(base + path, {
-            method: body ? "POST" : "GET", headers, body: body ? JSON.stringify(body) : undefined,
-            signal: ac ? ac.signal : undefined, cache: "no-store",
-          });
-        }).then((res) => res.json().catch(() => ({})).then((j) => {
+        Promise.resolve(typeof init === "function" ? init() : init).then((i) => fetchF(u, Object.assign({
+          signal: ac ? ac.signal : undefined, cache: "no-store",
+        }, i))).then((res) => res.json().catch(() => ({})).then((j) => {
           if (res.ok) return j;
           const err = j.error || {};
-          if (res.status === 401 || res.status === 403) emit("error", { status: res.status, code: err.code, message: err.message });
-          throw Object.assign(new Error(err.message || "HTTP " + res.status), { status: res.status, code: err.code });
+          throw Object.assign(new Error(err.message || "HTTP " + res.status), { status: res.status, code: err.code, info: err.message });
         })).then((j) => { ct(t); resolve(j); }, fail);
+      });
+    }
+
+    // A request to understudy, with the page's token as the bearer.
+    function request(path, body, ms, ctl) {
+      return fetchJson(base + path, () => (path === "/v1/route" ? Promise.resolve() : token()).then((tk) => {
+        const headers = {};
+        if (body) headers["Content-Type"] = "application/json";
+        if (tk) headers.Authorization = "Bearer " + tk;
+        return { method: body ? "POST" : "GET", headers, body: body ? JSON.stringify(body) : undefined };
+      }), ms, ctl).catch((e) => {
+        if (e.status === 401 || e.status === 403) emit("error", { status: e.status, code: e.code, message: e.info });
+        throw e;
       });
     }
 
@@ -498,7 +566,7 @@
       const guard = (f) => function () { if (alive()) return f.apply(null, arguments); };
       paths[step] = p;
       const c = {
-        o, now, random, request, url, token, chans, pos, WebSocket: WebSocketC, EventSource: EventSourceC,
+        o, now, random, request, fetchJson, url, token, chans, pos, WebSocket: WebSocketC, EventSource: EventSourceC,
         route: () => route,
         sleep: (ms) => new Promise((r) => st(r, ms)),
         hb: (ms) => { if (ms > 0) p.hb = ms; },
@@ -550,8 +618,10 @@
       status();
     }
 
+    // `vendor: false` keeps a page off every vendor, built-in adapters included.
     function hasVendor() {
-      return !!(route.vendor && adapters[route.vendor.kind] && o.vendor);
+      const a = route.vendor && adapters[route.vendor.kind];
+      return !!a && o.vendor !== false && (a.builtin ? !!(WebSocketC && fetchF) : !!o.vendor);
     }
 
     // Spread route-driven changes over [0, jitter_ms) so clients do not move all at once.

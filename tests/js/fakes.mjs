@@ -8,6 +8,12 @@ export const ROUTE = {
   heartbeat_ms: 15000, vendor_heartbeat_ms: 5000, changed_at: T0, jitter_ms: 5000,
 };
 export const PUSHER_INFO = { kind: "pusher", key: "app-key", host: "127.0.0.1", port: 6001, tls: false, cluster: "mt1" };
+export const ABLY_INFO = { kind: "ably", key: "app-key", host: "127.0.0.1", port: 6001, tls: false, private: true };
+// What POST /v1/vendor/auth answers for Ably: a signed TokenRequest (values are placeholders).
+export const TOKEN_REQUEST = {
+  keyName: "app-key", ttl: 600000, capability: '{"clinic:*":["subscribe"],"understudy.heartbeat":["subscribe"]}',
+  timestamp: T0, nonce: "n0", mac: "m0",
+};
 
 export function ev(channel, epoch, seq, extra) {
   return { type: "event", channel, seq, epoch, id: `${epoch}-${seq}`, name: "n", data: { seq }, ts: T0, ...extra };
@@ -46,6 +52,17 @@ export class Net {
       recv(m) { this.onmessage && this.onmessage({ data: JSON.stringify(m) }); }
       drop(code = 1006) { this.readyState = 3; this.onclose && this.onclose({ code }); }
       subs() { return this.sent.filter((m) => m.type === "subscribe"); }
+      // Ably's JSON realtime protocol, server side (VENDORS.md §2.2).
+      connected() {
+        this.readyState = 1;
+        this.onopen && this.onopen();
+        this.recv({ action: 4, connectionId: "a1", connectionDetails: { connectionKey: "k1", maxIdleInterval: 15000 } });
+      }
+      attaches() { return this.sent.filter((m) => m.action === 10).map((m) => m.channel); }
+      attached(channel) { this.recv({ action: 11, channel, flags: 0 }); }
+      publish(channel, name, data) { this.recv({ action: 15, channel, messages: [{ id: "m", name, data, timestamp: Date.now() }] }); }
+      heartbeat() { this.publish("understudy.heartbeat", "understudy.heartbeat", JSON.stringify({ type: "heartbeat", ts: Date.now() })); }
+      event(e) { this.publish(e.channel, e.name, JSON.stringify(e)); }
     };
 
     this.EventSource = class FakeEventSource {
@@ -118,6 +135,16 @@ export class Net {
   pending(path) { return this.requests.filter((r) => !r.done && (!path || r.path === path)); }
   last(path) { const r = this.requests.filter((x) => x.path === path); return r[r.length - 1]; }
   ws() { return this.sockets[this.sockets.length - 1]; }
+  ably() { return this.sockets.filter((s) => s.url.includes("access_token=")).pop(); }
+  // Answers the Ably token exchange: POST /v1/vendor/auth, then the vendor's requestToken.
+  async ablyToken(flush, token = "tk-1") {
+    await flush();
+    this.last("/v1/vendor/auth").respond(200, TOKEN_REQUEST);
+    await flush();
+    this.last("/keys/app-key/requestToken").respond(200, { token, keyName: "app-key", issued: T0, expires: T0 + 600000 });
+    await flush();
+    return this.ably();
+  }
   es() { return this.sources[this.sources.length - 1]; }
   pusher() { return this.pushers[this.pushers.length - 1]; }
 }

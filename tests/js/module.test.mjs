@@ -13,6 +13,8 @@ test("a classic <script> gets the global Understudy", () => {
   assert.equal(typeof ctx.Understudy.connect, "function");
   assert.equal(typeof ctx.Understudy._internal.ChannelCursor, "function");
   assert.equal(typeof ctx.Understudy.adapters.pusher, "function");
+  assert.equal(typeof ctx.Understudy.adapters.ably, "function");
+  assert.equal(ctx.Understudy.adapters.ably.builtin, true, "Ably needs no SDK from the page");
 });
 
 test("the classic file has no module syntax, and parses as a script", () => {

@@ -78,6 +78,7 @@
     const params = new URLSearchParams(location.search);
     const opts = { url: "", token: DemoStatus.token };
     TUNABLE.forEach((k) => { const v = Number(params.get(k)); if (v > 0) opts[k] = v; });
+    // Pusher's SDK when the page has it; an Ably vendor needs none (the client's built-in adapter).
     if (window.Pusher) opts.vendor = { Pusher: window.Pusher };
     const since = await reload();
     const rt = Understudy.connect(opts);
