@@ -34,6 +34,8 @@ pub mod config;
 pub mod core;
 pub mod engine;
 pub mod failover;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod ops;
 pub mod telemetry;

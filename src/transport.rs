@@ -1,13 +1,13 @@
 //! The public API's edges: publish, WebSocket, SSE and polling. Each handler decodes, makes one
 //! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
 
-mod body;
+pub(crate) mod body;
 mod client_js;
 pub mod control;
 pub mod error;
 pub mod health;
 mod poll;
-mod publish;
+pub(crate) mod publish;
 mod route;
 mod sse;
 mod subscriber;

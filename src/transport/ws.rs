@@ -27,6 +27,11 @@ use tracing::{debug, Instrument};
 use self::frames::EventWriter;
 use self::handshake::Handshake;
 
+#[cfg(fuzzing)]
+pub(crate) use self::frames::fuzz_frames;
+#[cfg(fuzzing)]
+pub(crate) use self::handshake::Handshake as FuzzHandshake;
+
 use super::control::{Signal, Signals};
 use super::subscriber::{self, Feed, FeedItem, Heartbeats, Outgoing};
 use super::wake::WakeFlag;

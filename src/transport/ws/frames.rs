@@ -115,6 +115,38 @@ impl EventWriter {
     }
 }
 
+/// For the `ws_frames` fuzz target: frames written for any payloads read back, through
+/// tungstenite's own header parser, as the same unmasked final text frames of the same lengths.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_frames(data: &[u8]) {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+    // Payloads are the input cut at 0xff; one starting with 0xfe is stretched past the 16-bit
+    // length form, so all three length encodings are reached.
+    let (mut frames, mut lens) = (Vec::new(), Vec::new());
+    for chunk in data.split(|b| *b == 0xff) {
+        let payload: Vec<u8> = if chunk.first() == Some(&0xfe) {
+            chunk.iter().cycle().take(70_000).copied().collect()
+        } else {
+            chunk.to_vec()
+        };
+        let (h, n) = header(payload.len());
+        frames.extend_from_slice(&h[..n]);
+        frames.extend_from_slice(&payload);
+        lens.push(payload.len());
+    }
+    let mut cursor = std::io::Cursor::new(&frames[..]);
+    for len in lens {
+        let (h, length) = FrameHeader::parse(&mut cursor)
+            .expect("a valid header")
+            .expect("a whole header");
+        assert!(h.is_final && h.mask.is_none() && h.opcode == OpCode::Data(Data::Text));
+        assert_eq!(length as usize, len);
+        cursor.set_position(cursor.position() + length);
+    }
+    assert_eq!(cursor.position() as usize, frames.len());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,158 @@
+//! Entry points for the `cargo fuzz` targets in `fuzz/` (compiled only with `--cfg fuzzing`).
+//! Each takes arbitrary input, runs one of the parsers that face the network or the operator the
+//! way a request would, and asserts what must hold whatever the input: no panic, the limits
+//! checked, a round trip where there is one, a JSON error where there is an error, no secret in
+//! an error message.
+
+use std::sync::OnceLock;
+
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+
+use crate::auth::token::SubscriberAuth;
+use crate::config::{Config, Secret, SubscribeAuth};
+use crate::core::channel_name::ChannelName;
+use crate::core::cursor::Cursor;
+use crate::transport::ApiError;
+use crate::vendor::VendorConfig;
+
+/// Cursor items a connection may carry in the fuzz runs (`subscribers.max_channels_per_connection`).
+const MAX_ITEMS: usize = 100;
+
+/// `Last-Event-ID` and `?cursor=`: a cursor parses within its item limit, and what it encodes
+/// parses back to itself.
+pub fn cursor(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(cursor) = Cursor::parse(text, MAX_ITEMS) {
+        let encoded = cursor.encode();
+        let again = Cursor::parse(&encoded, MAX_ITEMS).expect("an encoded cursor parses");
+        assert_eq!(again, cursor, "{encoded}");
+        assert!(encoded.split(',').filter(|i| !i.is_empty()).count() <= MAX_ITEMS);
+    }
+}
+
+/// Channel names and scope patterns: a name that parses is within the documented alphabet and
+/// length and matches itself and `*`; matching never panics.
+pub fn channel_names(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (name, pattern) = text.split_once('\n').unwrap_or((text, "*"));
+    if let Ok(channel) = ChannelName::parse(name) {
+        assert_eq!(channel.as_str(), name);
+        assert!(!name.is_empty() && name.len() <= crate::core::channel_name::MAX_CHANNEL_NAME_LEN);
+        assert!(name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '@' | '-')));
+        assert!(channel.matches(name) && channel.matches("*"));
+        let _ = channel.matches(pattern);
+    }
+}
+
+/// Subscriber tokens: nothing that was not signed with the secret is accepted, and checking
+/// never panics, whatever the header, claims or signature.
+pub fn subscriber_token(data: &[u8]) {
+    static AUTH: OnceLock<SubscriberAuth> = OnceLock::new();
+    let auth = AUTH.get_or_init(|| {
+        SubscriberAuth::new(SubscribeAuth::Jwt, &Secret::new("fuzz-subscriber-secret-0123456789"))
+    });
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    assert!(auth.check(Some(text)).is_err(), "an unsigned token was accepted: {text:?}");
+}
+
+/// Vendor URLs: parsing never panics, and the secret in the URL's userinfo never shows in the
+/// error or in the parsed configuration's debug output.
+pub fn vendor_url(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let secret = url::Url::parse(text)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+        .and_then(|p| percent_encoding::percent_decode_str(&p).decode_utf8().ok().map(|p| p.into_owned()))
+        // A secret that is also spelled elsewhere in the URL may show there.
+        .filter(|p| p.len() >= 8 && text.matches(p.as_str()).count() == 1);
+    let shown = match VendorConfig::from_url(text) {
+        Ok(config) => format!("{config:?}"),
+        Err(e) => e.to_string(),
+    };
+    if let Some(secret) = secret {
+        assert!(!shown.contains(&secret), "the secret shows in {shown:?}");
+    }
+}
+
+/// Configuration files: loading never panics and lists at least one problem when it refuses.
+pub fn config_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Err(e) = Config::load(Some(text), &|_| None) {
+        assert!(!e.0.is_empty() && e.0.iter().all(|m| !m.is_empty()));
+    }
+}
+
+/// The WebSocket opening handshake: a request head is either refused with the JSON error shape
+/// (400 `not_websocket` naming the problem) or reaches the upgrade, never a panic.
+pub fn ws_handshake(mut parts: Parts) {
+    use axum::extract::FromRequestParts;
+    let refused = futures_util::FutureExt::now_or_never(
+        crate::transport::ws::FuzzHandshake::from_request_parts(&mut parts, &()),
+    )
+    .expect("the handshake checks without waiting");
+    // There is no connection to upgrade here, so even a valid head ends with a refusal.
+    let Err(e) = refused else {
+        panic!("a head without a connection was accepted")
+    };
+    assert_json_error(e);
+}
+
+/// Server event frames: see `transport::ws::fuzz_frames`.
+pub fn ws_frames(data: &[u8]) {
+    crate::transport::ws::fuzz_frames(data);
+}
+
+/// A publish body, parsed and published on a node of its own (memory engine, no vendor): every
+/// refusal is the JSON error shape; every acceptance publishes each channel once.
+pub fn publish_body(data: &[u8]) {
+    static NODE: OnceLock<(tokio::runtime::Runtime, crate::app::AppState)> = OnceLock::new();
+    let (rt, state) = NODE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let state = rt.block_on(async {
+            let config = Config::load(Some("[auth]\nsubscribe = \"none\"\n"), &|_| None)
+                .expect("the fuzz configuration is valid");
+            crate::app::AppState::new(config, &crate::app::Background::default())
+                .expect("a node starts")
+        });
+        (rt, state)
+    });
+    let item = match crate::transport::body::parse_json::<crate::transport::wire::PublishBody>(data)
+    {
+        Ok(item) => item,
+        Err(e) => return assert_json_error(e),
+    };
+    match rt.block_on(crate::transport::publish::publish_item(state, item)) {
+        Ok(answer) => assert!(answer.is_object(), "{answer}"),
+        Err(e) => assert_json_error(e),
+    }
+}
+
+fn assert_json_error(e: ApiError) {
+    let response = e.into_response();
+    let status = response.status();
+    assert!(status.is_client_error() || status.is_server_error(), "{status}");
+    assert_eq!(
+        response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "{status}"
+    );
+}
