@@ -3,6 +3,7 @@
 //! configuration is reported in full before any port is bound.
 
 mod audit;
+mod connections;
 mod engine;
 mod raw;
 mod reload;
@@ -13,6 +14,7 @@ mod vendors;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use connections::ConnectionLimits;
 pub use engine::{EngineConfig, RedisConfig};
 pub use raw::Raw;
 pub use reload::Reload;
@@ -60,6 +62,8 @@ pub struct Server {
     pub reconnect_jitter: Duration,
     pub drain_window: Duration,
     pub cors_allow_origins: Vec<String>,
+    /// Deadlines and caps that keep idle or hostile connections from holding the listeners.
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,11 @@
 //! The public API's edges: publish, WebSocket, SSE and polling. Each handler decodes, makes one
 //! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
 
+pub mod admission;
 mod body;
 mod client_js;
 pub mod control;
+pub mod deadline;
 pub mod error;
 pub mod health;
 mod poll;

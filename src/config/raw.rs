@@ -46,6 +46,11 @@ struct RawServer {
     reconnect_jitter_ms: u64,
     drain_window_ms: u64,
     cors_allow_origins: Vec<String>,
+    header_read_timeout_ms: u64,
+    body_read_timeout_ms: u64,
+    max_connections: usize,
+    max_connections_per_address: usize,
+    admin_max_connections: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +329,16 @@ impl Raw {
             self.subscribers.long_poll_max_ms as usize,
             30_000,
         );
+        let connections = super::connections::validate(
+            super::connections::RawConnections {
+                header_read_timeout_ms: self.server.header_read_timeout_ms,
+                body_read_timeout_ms: self.server.body_read_timeout_ms,
+                max_connections: self.server.max_connections,
+                max_connections_per_address: self.server.max_connections_per_address,
+                admin_max_connections: self.server.admin_max_connections,
+            },
+            &mut errs,
+        );
         let vendors = self.vendors.validate(&mut errs);
         let audit = self.audit.validate(&mut errs);
         let engine = self.engine.validate(&mut errs);
@@ -343,6 +358,7 @@ impl Raw {
                 reconnect_jitter: ms(self.server.reconnect_jitter_ms),
                 drain_window: ms(self.server.drain_window_ms),
                 cors_allow_origins: self.server.cors_allow_origins,
+                connections,
             },
             log: Log {
                 filter: self.log.filter,

@@ -51,6 +51,8 @@ pub enum ApiError {
     TransportDisabled(&'static str),
     #[error("request body could not be read")]
     BodyUnreadable,
+    #[error("the request body did not arrive within {} ms (server.body_read_timeout_ms); send it whole and promptly", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
     #[error("{0}")]
     EngineUnavailable(String),
     #[error("the audit trail could not be read; see the server log")]
@@ -76,6 +78,7 @@ impl ApiError {
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | BodyUnreadable
             | NotWebSocket(_) => StatusCode::BAD_REQUEST,
@@ -111,6 +114,7 @@ impl ApiError {
             ShuttingDown => "shutting_down",
             TransportDisabled(_) => "transport_disabled",
             BodyUnreadable => "body_unreadable",
+            BodyTimeout(_) => "body_timeout",
             AuditUnreadable => "audit_unreadable",
             EngineUnavailable(_) => "engine_unavailable",
             ConfigInvalid(_) => "config_invalid",

@@ -14,6 +14,7 @@ mod dashboard;
 mod delivery;
 mod demo;
 mod failover;
+mod hostile;
 mod reload;
 mod resume;
 mod scale;

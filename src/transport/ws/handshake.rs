@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::transport::admission::Permit;
+use crate::transport::deadline::Guarded;
 use crate::transport::wake::GatedRead;
 use crate::transport::ApiError;
 
@@ -62,7 +64,8 @@ impl Handshake {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let Some((stream, read)) = into_tcp(upgraded) else {
+            // The permit holds the connection's place on the listener while the session runs.
+            let Some((stream, _permit, read)) = into_tcp(upgraded) else {
                 tracing::error!("a WebSocket upgrade did not come from a TCP listener");
                 return;
             };
@@ -85,10 +88,14 @@ impl Handshake {
     }
 }
 
-/// The TCP stream under an upgrade and any bytes hyper read past the request.
-fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
-    let parts = upgraded.downcast::<TokioIo<GatedRead<TcpStream>>>().ok()?;
-    Some((parts.io.into_inner().into_inner(), parts.read_buf.to_vec()))
+/// The TCP stream under an upgrade, its listener permit, and any bytes hyper read past the
+/// request. The session sets its own write deadlines, so the socket leaves its guard.
+fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Permit, Vec<u8>)> {
+    let parts = upgraded
+        .downcast::<TokioIo<Guarded<GatedRead<TcpStream>>>>()
+        .ok()?;
+    let (gated, permit) = parts.io.into_inner().into_parts();
+    Some((gated.into_inner(), permit, parts.read_buf.to_vec()))
 }
 
 fn header_is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {
