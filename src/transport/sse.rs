@@ -50,7 +50,8 @@ pub(crate) async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .or_else(|| subscriber::query_values(&pairs, "cursor").next());
-    let resume = Cursor::parse(last_id.unwrap_or(""))?;
+    let max_channels = state.config.load().subscribers.max_channels_per_connection;
+    let resume = Cursor::parse(last_id.unwrap_or(""), max_channels)?;
 
     let cfg = state.config.load().subscribers.clone();
     let mut conn = Connection {
@@ -69,8 +70,9 @@ pub(crate) async fn stream(
     let mut first = BytesMut::new();
     let _ = write!(first, "retry: {}\n\n", cfg.sse_retry.as_millis());
     let mut replayed = 0;
+    let resume = resume.by_channel();
     for ch in channels {
-        let since: Option<Position> = resume.get(&ch).cloned();
+        let since: Option<Position> = resume.get(&ch).map(|p| (*p).clone());
         let sub = state.engine.subscribe(&ch, since.as_ref()).await?;
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Sse);
         replayed += opening.len() as u64 - 1;
