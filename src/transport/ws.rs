@@ -50,6 +50,12 @@ const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 const CLIENT_READ_CHUNK: usize = 512;
 /// Most events gathered into one write.
 const WRITE_BATCH: usize = 64;
+/// How long a closing connection may go without the peer taking a byte before it is dropped
+/// (at least; the write deadline if longer). A cut slow consumer is owed whole frames and its
+/// 4008 close: a client busy elsewhere for a few seconds still gets them.
+const CLOSE_STALL: Duration = Duration::from_secs(10);
+/// The longest a closing connection is kept for its close frame, however steadily it reads.
+const CLOSE_LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -174,6 +180,12 @@ impl Session {
             Err(Fault::Socket(_)) => End::ClientGone,
         };
         debug!(end = end.as_str(), "websocket closed");
+        // Only a cut slow consumer is given time for its close: the other ends come from a peer
+        // that reads (or a node leaving, whose drain has its own limit).
+        let (stall, limit) = match end {
+            End::Slow => (self.write_timeout.max(CLOSE_STALL), CLOSE_LIMIT),
+            _ => (Duration::from_secs(1), Duration::from_secs(1)),
+        };
         let close = match end {
             End::ClientGone => return,
             End::Slow => {
@@ -199,11 +211,25 @@ impl Session {
             code: CloseCode::from(close.0),
             reason: Utf8Bytes::from_static(close.1),
         }));
-        // A stuck peer must not hold the task: the close gets a short deadline. Event bytes the
-        // socket has not taken yet go first: the close frame must not split one.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            self.events.drain(self.socket.get_ref()).await?;
-            self.socket.send(frame).await.map_err(Fault::from)
+        // The channels are let go at once; only the socket stays for the goodbye. Frames the peer
+        // has not begun are dropped (they are in history), the rest of one it has begun goes out,
+        // then the close frame: the peer sees whole frames only. A peer that takes nothing for
+        // `stall` is dropped; one reading steadily is kept at most `limit`.
+        self.feed = Feed::default();
+        self.events.cut();
+        let _ = tokio::time::timeout(limit, async {
+            while self.events.backlog() > 0 {
+                let before = self.events.backlog();
+                let step = self.events.drain_some(self.socket.get_ref());
+                match tokio::time::timeout(stall, step).await {
+                    Ok(Ok(())) if self.events.backlog() < before => {}
+                    _ => return Err(Fault::Slow),
+                }
+            }
+            match tokio::time::timeout(stall, self.socket.send(frame)).await {
+                Ok(r) => r.map_err(Fault::from),
+                Err(_) => Err(Fault::Slow),
+            }
         })
         .await;
     }
@@ -214,9 +240,9 @@ impl Session {
             conn_id: &self.conn_id,
             heartbeat_ms: heartbeat.as_millis() as u64,
         };
-        self.socket.feed(text(welcome.to_bytes())).await?;
+        self.feed(text(welcome.to_bytes())).await?;
         let route = super::route::message(&self.state, &self.state.failover.route());
-        self.socket.feed(text(route)).await?;
+        self.feed(text(route)).await?;
         for ch in initial {
             if let Some(end) = self.subscribe(ch, None).await? {
                 return Ok(end);
@@ -258,8 +284,8 @@ impl Session {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
                     }
-                    self.socket.feed(Message::Ping(Bytes::new())).await?;
-                    self.socket.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes())).await?;
+                    self.feed(Message::Ping(Bytes::new())).await?;
+                    self.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes())).await?;
                     self.flush().await?;
                 }
             }
@@ -336,8 +362,18 @@ impl Session {
     }
 
     async fn send_now(&mut self, bytes: Bytes) -> Result<(), Fault> {
-        self.socket.feed(text(bytes)).await?;
+        self.feed(text(bytes)).await?;
         self.flush().await
+    }
+
+    /// Queues a message in tungstenite within the write deadline: past `write_buffer_size` a feed
+    /// writes to the socket, and a peer that does not read must not hold it (a replay of a long
+    /// history is many feeds).
+    async fn feed(&mut self, msg: Message) -> Result<(), Fault> {
+        match tokio::time::timeout(self.write_timeout, self.socket.feed(msg)).await {
+            Ok(r) => r.map_err(Fault::from),
+            Err(_) => Err(Fault::Slow),
+        }
     }
 
     async fn on_client_message(&mut self, text: &str) -> Result<Option<End>, Fault> {
@@ -414,7 +450,7 @@ impl Session {
         self.feed.insert(sub);
         let mut replayed = 0;
         for Outgoing { bytes, .. } in opening {
-            self.socket.feed(text(bytes)).await?;
+            self.feed(text(bytes)).await?;
             replayed += 1;
         }
         self.delivered.add(replayed - 1);
