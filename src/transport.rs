@@ -24,6 +24,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub(crate) use body::{parse_json, read_json_body};
 pub use error::ApiError;
+pub(crate) use error::ApiPath;
 pub(crate) use publish::publish_item;
 
 use crate::app::AppState;

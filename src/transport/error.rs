@@ -39,6 +39,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("{0}")]
     InvalidCursor(String),
+    #[error("the path could not be read ({0}); percent-encode it as UTF-8")]
+    InvalidPath(String),
     #[error("at most {0} channels per publish; split the publish")]
     TooManyChannels(usize),
     #[error("a batch holds 1 to {0} events; split the batch")]
@@ -80,8 +82,8 @@ impl ApiError {
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | BodyUnreadable
-            | NotWebSocket(_) => StatusCode::BAD_REQUEST,
+            InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | InvalidPath(_)
+            | BodyUnreadable | NotWebSocket(_) => StatusCode::BAD_REQUEST,
             InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_)
             | ConfigInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReloadUnavailable => StatusCode::CONFLICT,
@@ -108,6 +110,7 @@ impl ApiError {
             InvalidChannel(_) => "invalid_channel",
             InvalidQuery(_) => "invalid_query",
             InvalidCursor(_) => "invalid_cursor",
+            InvalidPath(_) => "invalid_path",
             TooManyChannels(_) => "too_many_channels",
             TooManyEvents(_) => "too_many_events",
             ChannelLimit(_) => "channel_limit_reached",
@@ -137,6 +140,18 @@ impl ApiError {
         body
     }
 }
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        Self::InvalidPath(e.body_text())
+    }
+}
+
+/// `axum::extract::Path` whose refusals (a segment that is not UTF-8 once decoded, a number that
+/// is not one) answer in the JSON error shape like everything else, not axum's plain text.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub(crate) T);
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {

@@ -46,10 +46,17 @@ pub(crate) async fn stream(
             "name at least one channel: /v1/sse?channel=a&channel=b".into(),
         ));
     }
-    let last_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| subscriber::query_values(&pairs, "cursor").next());
+    // A Last-Event-ID that is not text is a broken cursor, not an absent one: dropping it would
+    // silently start live and lose the client's position.
+    let from_header = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::InvalidCursor(
+                "Last-Event-ID is not ASCII text; pass back the last SSE id unchanged".into(),
+            )
+        })?),
+        None => None,
+    };
+    let last_id = from_header.or_else(|| subscriber::query_values(&pairs, "cursor").next());
     let max_channels = state.config.load().subscribers.max_channels_per_connection;
     let resume = Cursor::parse(last_id.unwrap_or(""), max_channels)?;
 

@@ -95,6 +95,9 @@ pub(crate) async fn upgrade(
 
 /// Why a session ended.
 enum End {
+    /// The client broke the protocol (bad framing, a message too big, invalid UTF-8): it is told
+    /// why with a close frame (1002, 1009 or 1007) before the connection ends.
+    Violation(u16, &'static str),
     ClientGone,
     Slow,
     Silent,
@@ -197,6 +200,7 @@ impl Session {
             }
             End::Silent => (1001, "no pong within two heartbeat intervals"),
             End::Policy => (CLOSE_POLICY, "too many subscriptions on one connection"),
+            End::Violation(code, why) => (code, why),
             End::Goodbye => {
                 let retry_ms = self.state.lifecycle.retry_hint_ms();
                 let msg = ServerMessage::Reconnect {
@@ -263,7 +267,11 @@ impl Session {
                 incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();
-                    match msg? {
+                    let msg = match msg {
+                        Ok(msg) => msg,
+                        Err(e) => return violation(e),
+                    };
+                    match msg {
                         Message::Text(t) => {
                             if let Some(end) = self.on_client_message(t.as_str()).await? {
                                 return Ok(end);
@@ -480,6 +488,7 @@ impl End {
             End::Silent => "silent",
             End::Goodbye => "goodbye",
             End::Policy => "policy",
+            End::Violation(..) => "protocol_violation",
         }
     }
 }
@@ -499,6 +508,21 @@ async fn recv(
         })
     })
     .await
+}
+
+/// A read error that the client caused ends the session with a close code saying so; anything
+/// else (a reset, an I/O error) is the connection gone.
+fn violation(e: tungstenite::Error) -> Result<End, Fault> {
+    use tungstenite::Error;
+    match e {
+        Error::Protocol(_) => Ok(End::Violation(1002, "protocol violation")),
+        Error::Capacity(_) => Ok(End::Violation(
+            1009,
+            "message too big: client messages are at most 16 KiB",
+        )),
+        Error::Utf8(_) => Ok(End::Violation(1007, "text message is not UTF-8")),
+        other => Err(Fault::Socket(other)),
+    }
 }
 
 /// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.

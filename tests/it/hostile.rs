@@ -3,3 +3,4 @@
 //! server to still serving everyone else, and to a clear answer for the offender.
 
 mod connections;
+mod input;

@@ -43,6 +43,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
             .get(header::SEC_WEBSOCKET_KEY)
             .cloned()
             .ok_or_else(|| refuse("Sec-WebSocket-Key is missing"))?;
+        if !valid_key(key.as_bytes()) {
+            return Err(refuse(
+                "Sec-WebSocket-Key is not 16 bytes in base64 (RFC 6455 section 4.1)",
+            ));
+        }
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -98,6 +103,15 @@ fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Permit, Vec<u8>)> {
     Some((gated.into_inner(), permit, parts.read_buf.to_vec()))
 }
 
+/// A key is a random 16-byte value in base64: 24 characters ending in `==`.
+fn valid_key(key: &[u8]) -> bool {
+    use base64::Engine;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|k| k.len() == 16)
+}
+
 fn header_is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {
     headers
         .get(name)
@@ -115,6 +129,20 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_16_byte_base64_key_is_valid() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            &b""[..],
+            b"x",
+            b"not base64 at all!!!!!!!",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZQ==x",
+        ] {
+            assert!(!valid_key(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn connection_tokens_are_matched_whole_and_without_case() {
