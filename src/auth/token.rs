@@ -21,12 +21,27 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenScope {
     patterns: Option<Vec<String>>,
+    /// When the token stops being accepted (its `exp` plus the leeway), in Unix seconds; `None`
+    /// when subscriber auth is off. An open connection is closed then (it was checked only at
+    /// connect before, and kept subscribing after its token expired).
+    expires_at: Option<u64>,
 }
 
 impl TokenScope {
     /// The scope when subscriber auth is off: everything.
     pub fn everything() -> Self {
-        Self { patterns: None }
+        Self {
+            patterns: None,
+            expires_at: None,
+        }
+    }
+
+    /// How long the token is still good for, from `now_ms` (Unix milliseconds); `None` when it
+    /// never expires (auth off).
+    pub fn remaining(&self, now_ms: u64) -> Option<std::time::Duration> {
+        self.expires_at.map(|at| {
+            std::time::Duration::from_millis((at.saturating_mul(1000)).saturating_sub(now_ms))
+        })
     }
 
     pub fn allows(&self, channel: &ChannelName) -> bool {
@@ -40,6 +55,7 @@ impl TokenScope {
 #[derive(Deserialize)]
 struct Claims {
     channels: Vec<String>,
+    exp: u64,
 }
 
 /// Checks subscriber tokens, or lets everyone in when auth is off.
@@ -95,6 +111,7 @@ impl SubscriberAuth {
             })?;
         Ok(TokenScope {
             patterns: Some(data.claims.channels),
+            expires_at: Some(data.claims.exp.saturating_add(self.validation.leeway)),
         })
     }
 }

@@ -68,6 +68,7 @@ pub(crate) async fn stream(
         delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),
         signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
+        scope,
         done: false,
         settled: false,
         buf: BytesMut::new(),
@@ -151,6 +152,8 @@ struct Connection {
     delivered: BatchedCounter,
     signals: Signals,
     state: AppState,
+    /// What the subscriber token grants, and until when.
+    scope: crate::auth::TokenScope,
     done: bool,
     /// The last chunk left every source pending (each will wake the task when it has more).
     settled: bool,
@@ -244,6 +247,17 @@ impl Connection {
             return false;
         }
         while self.heartbeats.poll_beat(cx).is_ready() {
+            // The token is checked at each heartbeat: one that expired ends the stream, and the
+            // client fetches a fresh one before it reconnects.
+            if self
+                .scope
+                .remaining(now_ms())
+                .is_some_and(|left| left.is_zero())
+            {
+                self.done = true;
+                self.write_reconnect(out, "token_expired");
+                return false;
+            }
             self.write_heartbeat(out);
         }
         true

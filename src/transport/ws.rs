@@ -40,6 +40,9 @@ use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code: the subscriber token expired while the connection was open; fetch a fresh one
+/// and reconnect (resuming from your position).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// Close code: server restart or drain.
 pub const CLOSE_RESTART: u16 = 1012;
 /// Close code: policy violation (too many subscriptions).
@@ -95,6 +98,8 @@ pub(crate) async fn upgrade(
 
 /// Why a session ended.
 enum End {
+    /// The subscriber token expired (checked at each heartbeat).
+    TokenExpired,
     /// The client broke the protocol (bad framing, a message too big, invalid UTF-8): it is told
     /// why with a close frame (1002, 1009 or 1007) before the connection ends.
     Violation(u16, &'static str),
@@ -201,6 +206,10 @@ impl Session {
             End::Silent => (1001, "no pong within two heartbeat intervals"),
             End::Policy => (CLOSE_POLICY, "too many subscriptions on one connection"),
             End::Violation(code, why) => (code, why),
+            End::TokenExpired => (
+                CLOSE_TOKEN_EXPIRED,
+                "token_expired: fetch a fresh token, reconnect and resume",
+            ),
             End::Goodbye => {
                 let retry_ms = self.state.lifecycle.retry_hint_ms();
                 let msg = ServerMessage::Reconnect {
@@ -291,6 +300,11 @@ impl Session {
                 () = heartbeats.beat() => {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
+                    }
+                    // Checked here, not by a timer of its own: a heartbeat's lateness is fine,
+                    // a timer polled beside every delivered event is not.
+                    if self.scope.remaining(now_ms()).is_some_and(|left| left.is_zero()) {
+                        return Ok(End::TokenExpired);
                     }
                     self.feed(Message::Ping(Bytes::new())).await?;
                     self.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes())).await?;
@@ -489,6 +503,7 @@ impl End {
             End::Goodbye => "goodbye",
             End::Policy => "policy",
             End::Violation(..) => "protocol_violation",
+            End::TokenExpired => "token_expired",
         }
     }
 }
