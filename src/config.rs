@@ -6,6 +6,7 @@ mod audit;
 mod connections;
 mod engine;
 mod raw;
+mod redact;
 mod reload;
 mod secret;
 mod source;
@@ -290,6 +291,27 @@ mod tests {
         assert!(canary.interval + canary.deadline <= Duration::from_secs(3));
         assert_eq!(f.http.connect_timeout, Duration::from_millis(500));
         assert_eq!(f.lanes.request_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn zero_or_absurd_intervals_are_refused() {
+        let file = "[vendors]\ncanary_interval_ms = 0\nwindow_ms = 0\nrequest_timeout_ms = 86400000\n[server]\nheader_read_timeout_ms = 0\nmax_connections = 0\n";
+        let err = Config::load(Some(file), &|_| None).unwrap_err();
+        for key in [
+            "vendors.canary_interval_ms = 0",
+            "vendors.window_ms = 0",
+            "vendors.request_timeout_ms = 86400000",
+            "server.header_read_timeout_ms = 0",
+            "server.max_connections must",
+        ] {
+            assert!(err.to_string().contains(key), "{key} in {err}");
+        }
+        // A turned-off canary's interval is not looked at.
+        assert!(Config::load(
+            Some("[vendors]\ncanary = false\ncanary_interval_ms = 0\n"),
+            &|_| None
+        )
+        .is_ok());
     }
 
     #[test]

@@ -149,10 +149,10 @@ impl Raw {
     pub fn parse(file: Option<&str>) -> Result<Self, String> {
         let mut table: toml::Table = EMBEDDED.parse().expect("embedded configuration parses");
         if let Some(text) = file {
-            let over: toml::Table = text.parse().map_err(|e| format!("not valid TOML: {e}"))?;
+            let over: toml::Table = text.parse().map_err(|e| super::redact::syntax(&e, text))?;
             merge(&mut table, over);
         }
-        Raw::deserialize(table).map_err(|e| e.to_string().trim().to_string())
+        Raw::deserialize(table).map_err(|e| super::redact::shape(&e.to_string()))
     }
 
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
