@@ -2,6 +2,7 @@
 //! caps, oversized cursors, subscribers creating channels, and malformed input. Each test holds the
 //! server to still serving everyone else, and to a clear answer for the offender.
 
+mod admin_flood;
 mod connections;
 mod input;
 mod tokens;
