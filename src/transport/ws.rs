@@ -53,6 +53,8 @@ const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 const CLIENT_READ_CHUNK: usize = 512;
 /// Most events gathered into one write.
 const WRITE_BATCH: usize = 64;
+/// The least kernel send buffer a WebSocket gets, whatever `subscribers.buffer_bytes` says.
+const MIN_SEND_BUFFER: usize = 64 * 1024;
 /// How long a closing connection may go without the peer taking a byte before it is dropped
 /// (at least; the write deadline if longer). A cut slow consumer is owed whole frames and its
 /// 4008 close: a client busy elsewhere for a few seconds still gets them.
@@ -162,6 +164,11 @@ impl Session {
         conn_id: String,
     ) -> Self {
         let subscribers = state.config.load().subscribers.clone();
+        // The kernel's send buffer is capped at the connection's own buffer: left to autotune it
+        // grows to megabytes, which a slow consumer must read through before it can see its 4008
+        // close (a client reading 64 KB/s took a minute), and which no slow-consumer check sees.
+        let _ = socket2::SockRef::from(socket.get_ref())
+            .set_send_buffer_size(subscribers.buffer_bytes.max(MIN_SEND_BUFFER));
         Self {
             socket,
             events: EventWriter::default(),

@@ -5,4 +5,5 @@
 mod admin_flood;
 mod connections;
 mod input;
+mod slow_reader;
 mod tokens;
