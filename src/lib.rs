@@ -16,7 +16,8 @@
 //! - [`engine`]: memory or Redis: where channels are sequenced, kept and fanned out; with Redis,
 //!   several nodes share them and this node's registry mirrors the channels its clients watch.
 //! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, client.js), the
-//!   wire types, the one error mapping, and per-connection control signals.
+//!   wire types, the one error mapping, per-connection control signals, and what every
+//!   connection is held to (listener caps in `admission`, read and write deadlines in `deadline`).
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
 //!   metrics.
