@@ -28,6 +28,7 @@ use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
 use crate::ops::maintenance::Maintenance;
 use crate::ops::{self, Metrics};
 use crate::transport;
+use crate::transport::admission::{self, Admission, Listener};
 use crate::transport::control::Control;
 use crate::vendor::BuildError;
 
@@ -59,6 +60,36 @@ pub struct AppState {
     pub maintenance: Maintenance,
     /// Nudges every open connection on a route change or a goodbye.
     pub control: Arc<Control>,
+    /// Open connections against each listener's caps (fixed at start).
+    pub admission: Admissions,
+}
+
+/// The listeners' admissions: caps in force and open connections.
+#[derive(Clone, Debug)]
+pub struct Admissions {
+    pub public: Arc<Admission>,
+    pub admin: Arc<Admission>,
+}
+
+impl Admissions {
+    /// The configured caps, lowered to fit the descriptor limit (raised to the hard limit first).
+    fn new(limits: &crate::config::ConnectionLimits) -> Self {
+        let nofile = admission::raise_descriptor_limit();
+        let (public, admin) =
+            admission::effective_caps(limits.max_connections, limits.admin_max_connections, nofile);
+        if public < limits.max_connections {
+            warn!(
+                nofile,
+                configured = limits.max_connections,
+                in_force = public,
+                "the descriptor limit lowers server.max_connections"
+            );
+        }
+        Self {
+            public: Admission::new(Listener::Public, public, limits.max_connections_per_address),
+            admin: Admission::new(Listener::Admin, admin, 0),
+        }
+    }
 }
 
 impl AppState {
@@ -101,6 +132,8 @@ impl AppState {
             origin: Arc::default(),
             lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
             metrics,
+            // After the recorder is installed: it sets the caps' gauges.
+            admission: Admissions::new(&config.server.connections),
             config: Arc::new(ArcSwap::from_pointee(config)),
         };
         state.refresh_self_path();
@@ -271,14 +304,20 @@ impl App {
         // The listeners keep answering while connections leave (readiness says 503, new streams
         // are refused); they close once the connections are gone or at the limit.
         let close_listeners = CancellationToken::new();
+        let gate = |admission: &Arc<Admission>| serve::Gate {
+            admission: admission.clone(),
+            config: state.config.clone(),
+        };
         let public = tokio::spawn(serve::serve(
             listeners.public,
             transport::router(state.clone()),
+            gate(&state.admission.public),
             close_listeners.clone(),
         ));
         let admin = tokio::spawn(serve::serve(
             listeners.admin,
             ops::admin::router(state.clone()),
+            gate(&state.admission.admin),
             close_listeners.clone(),
         ));
 

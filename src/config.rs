@@ -3,8 +3,10 @@
 //! configuration is reported in full before any port is bound.
 
 mod audit;
+mod connections;
 mod engine;
 mod raw;
+mod redact;
 mod reload;
 mod secret;
 mod source;
@@ -13,6 +15,7 @@ mod vendors;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use connections::ConnectionLimits;
 pub use engine::{EngineConfig, RedisConfig};
 pub use raw::Raw;
 pub use reload::Reload;
@@ -62,6 +65,8 @@ pub struct Server {
     pub cors_allow_origins: Vec<String>,
     /// Origins whose pages may call the admin API from a browser; empty: none.
     pub admin_cors_allow_origins: Vec<String>,
+    /// Deadlines and caps that keep idle or hostile connections from holding the listeners.
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -512,6 +517,27 @@ mod tests {
         assert!(canary.interval + canary.deadline <= Duration::from_secs(3));
         assert_eq!(f.http.connect_timeout, Duration::from_millis(500));
         assert_eq!(f.lanes.request_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn zero_or_absurd_intervals_are_refused() {
+        let file = "[vendors]\ncanary_interval_ms = 0\nwindow_ms = 0\nrequest_timeout_ms = 86400000\n[server]\nheader_read_timeout_ms = 0\nmax_connections = 0\n";
+        let err = Config::load(Some(file), &|_| None).unwrap_err();
+        for key in [
+            "vendors.canary_interval_ms = 0",
+            "vendors.window_ms = 0",
+            "vendors.request_timeout_ms = 86400000",
+            "server.header_read_timeout_ms = 0",
+            "server.max_connections must",
+        ] {
+            assert!(err.to_string().contains(key), "{key} in {err}");
+        }
+        // A turned-off canary's interval is not looked at.
+        assert!(Config::load(
+            Some("[vendors]\ncanary = false\ncanary_interval_ms = 0\n"),
+            &|_| None
+        )
+        .is_ok());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The public API's edges: publish, WebSocket, SSE and polling. Each handler decodes, makes one
 //! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
 
+pub mod admission;
 pub(crate) mod body;
 mod client_js;
 pub mod control;
+pub mod deadline;
 pub mod error;
 pub mod health;
 mod poll;
@@ -23,6 +25,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub(crate) use body::{parse_json, read_json_body};
 pub use error::ApiError;
+pub(crate) use error::ApiPath;
 pub(crate) use publish::publish_item;
 
 use crate::app::AppState;

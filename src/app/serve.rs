@@ -9,26 +9,71 @@
 //!   every wake-up, once per delivered event.
 //! - The same goes for the socket's read side ([`GatedRead`]), which hyper checks on every poll
 //!   while a response streams.
+//!
+//! Every connection is admitted against the listener's caps first (a refused one is answered
+//! `503 too_many_connections` on the socket and closed at once, see `transport::admission`), and
+//! then held to deadlines: hyper's header read timeout (which also bounds a kept-alive
+//! connection's idle time), a whole-body deadline on every request body, and a write deadline on
+//! the socket (`transport::deadline`). Deadlines are read from the configuration at each accept.
 
 use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use axum::http::Request;
 use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use tracing::error;
 
+use crate::config::Config;
+use crate::ops::metrics::Metrics;
+use crate::transport::admission::{self, Admission, Permit};
+use crate::transport::deadline::{DeadlineBody, Guarded};
 use crate::transport::wake::{GatedRead, WakeFlag};
+
+/// What a listener admits and the configuration its deadlines are read from.
+pub(crate) struct Gate {
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) config: Arc<ArcSwap<Config>>,
+}
+
+/// One connection's deadlines, read at its accept.
+#[derive(Clone, Copy)]
+struct Deadlines {
+    header: Duration,
+    body: Duration,
+    write: Duration,
+}
+
+impl Gate {
+    fn deadlines(&self) -> Deadlines {
+        let config = self.config.load();
+        Deadlines {
+            header: config.server.connections.header_read_timeout,
+            body: config.server.connections.body_read_timeout,
+            write: config.subscribers.write_timeout,
+        }
+    }
+}
 
 /// Serves `listener` until `close` is cancelled; then stops accepting, asks every open connection
 /// to finish (idle ones close, a response in flight completes) and returns once all are gone.
-pub(crate) async fn serve(listener: TcpListener, router: Router, close: CancellationToken) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    gate: Gate,
+    close: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -36,9 +81,19 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, close: Cancella
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
-                connections.spawn(connection(stream, router.clone(), close.clone()));
-            }
+            Ok((stream, peer)) => match gate.admission.admit(peer.ip()) {
+                Ok(permit) => {
+                    let deadlines = gate.deadlines();
+                    connections.spawn(connection(
+                        stream,
+                        permit,
+                        deadlines,
+                        router.clone(),
+                        close.clone(),
+                    ));
+                }
+                Err(why) => admission::refuse(stream, why),
+            },
             Err(e) => on_accept_error(e).await,
         }
     }
@@ -46,20 +101,31 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, close: Cancella
     connections.wait().await;
 }
 
-async fn connection(stream: TcpStream, router: Router, close: CancellationToken) {
+async fn connection(
+    stream: TcpStream,
+    permit: Permit,
+    deadlines: Deadlines,
+    router: Router,
+    close: CancellationToken,
+) {
+    let body_limit = deadlines.body;
+    let service = router.map_request(move |req: Request<Incoming>| {
+        req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_limit)))
+    });
+    let io = Guarded::new(GatedRead::new(stream), deadlines.write, permit);
     let conn = http1::Builder::new()
         .writev(false)
-        .serve_connection(
-            TokioIo::new(GatedRead::new(stream)),
-            TowerToHyperService::new(router),
-        )
+        .timer(TokioTimer::new())
+        .header_read_timeout(deadlines.header)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
         .with_upgrades();
     let mut conn = pin!(conn);
     let mut closing = pin!(close.cancelled_owned());
     let mut wake = WakeFlag::default();
     let mut asked = false;
-    // The connection's errors are the client's (reset, malformed request): nothing to act on.
-    let _ = poll_fn(|cx| {
+    // The connection's errors are the client's (reset, malformed request, a missed deadline):
+    // nothing to act on but counting the header deadline (the others count themselves).
+    let served = poll_fn(|cx| {
         if !asked && wake.poll(cx, |cx| closing.as_mut().poll(cx)).is_ready() {
             asked = true;
             conn.as_mut().graceful_shutdown();
@@ -67,6 +133,11 @@ async fn connection(stream: TcpStream, router: Router, close: CancellationToken)
         conn.as_mut().poll(cx)
     })
     .await;
+    if let Err(e) = served {
+        if e.is_timeout() {
+            Metrics::connection_timed_out("header").increment(1);
+        }
+    }
 }
 
 /// Resets and refusals are the peer's; anything else (out of file descriptors) is the node's:

@@ -43,6 +43,16 @@ impl TokenScope {
     /// derived from the token (a vendor token) must not outlive it.
     pub fn expires_at(&self) -> Option<u64> {
         self.expires_at
+
+    }
+
+    /// How long the token is still good for, from `now_ms` (Unix milliseconds); `None` when it
+    /// never expires (auth off). An open connection is closed then: it was checked only at
+    /// connect before, and kept subscribing after its token expired.
+    pub fn remaining(&self, now_ms: u64) -> Option<std::time::Duration> {
+        self.expires_at.map(|at| {
+            std::time::Duration::from_millis((at.saturating_mul(1000)).saturating_sub(now_ms))
+        })
     }
 
     pub fn allows(&self, channel: &ChannelName) -> bool {

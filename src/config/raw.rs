@@ -47,6 +47,11 @@ struct RawServer {
     drain_window_ms: u64,
     cors_allow_origins: Vec<String>,
     admin_cors_allow_origins: Vec<String>,
+    header_read_timeout_ms: u64,
+    body_read_timeout_ms: u64,
+    max_connections: usize,
+    max_connections_per_address: usize,
+    admin_max_connections: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,10 +150,10 @@ impl Raw {
     pub fn parse(file: Option<&str>) -> Result<Self, String> {
         let mut table: toml::Table = EMBEDDED.parse().expect("embedded configuration parses");
         if let Some(text) = file {
-            let over: toml::Table = text.parse().map_err(|e| format!("not valid TOML: {e}"))?;
+            let over: toml::Table = text.parse().map_err(|e| super::redact::syntax(&e, text))?;
             merge(&mut table, over);
         }
-        Raw::deserialize(table).map_err(|e| e.to_string().trim().to_string())
+        Raw::deserialize(table).map_err(|e| super::redact::shape(&e.to_string()))
     }
 
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
@@ -358,6 +363,16 @@ impl Raw {
             self.subscribers.long_poll_max_ms as usize,
             30_000,
         );
+        let connections = super::connections::validate(
+            super::connections::RawConnections {
+                header_read_timeout_ms: self.server.header_read_timeout_ms,
+                body_read_timeout_ms: self.server.body_read_timeout_ms,
+                max_connections: self.server.max_connections,
+                max_connections_per_address: self.server.max_connections_per_address,
+                admin_max_connections: self.server.admin_max_connections,
+            },
+            &mut errs,
+        );
         let vendors = self.vendors.validate(&mut errs);
         let audit = self.audit.validate(&mut errs);
         let engine = self.engine.validate(&mut errs);
@@ -378,6 +393,7 @@ impl Raw {
                 drain_window: ms(self.server.drain_window_ms),
                 cors_allow_origins: self.server.cors_allow_origins,
                 admin_cors_allow_origins: self.server.admin_cors_allow_origins,
+                connections,
             },
             log: Log {
                 filter: self.log.filter,

@@ -78,6 +78,30 @@ impl Config {
         ) {
             new.server.admin_cors_allow_origins = old.server.admin_cors_allow_origins.clone();
         }
+        // The caps are fixed when the listeners' admissions are built; the deadlines are read at
+        // each accept and apply to new connections.
+        let (a, b) = (old.server.connections, &mut new.server.connections);
+        for (key, old_cap, new_cap) in [
+            (
+                "server.max_connections",
+                a.max_connections,
+                &mut b.max_connections,
+            ),
+            (
+                "server.max_connections_per_address",
+                a.max_connections_per_address,
+                &mut b.max_connections_per_address,
+            ),
+            (
+                "server.admin_max_connections",
+                a.admin_max_connections,
+                &mut b.admin_max_connections,
+            ),
+        ] {
+            if keep(key, old_cap != *new_cap) {
+                *new_cap = old_cap;
+            }
+        }
         keep("log.filter", old.log.filter != new.log.filter);
         keep("log.format", old.log.format != new.log.format);
         new.log = old.log.clone();

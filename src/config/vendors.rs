@@ -67,6 +67,17 @@ impl std::fmt::Debug for RawVendors {
     }
 }
 
+/// Longest period or deadline of a check that must keep happening: an hour.
+const MAX_INTERVAL_MS: u64 = 3_600_000;
+/// Longest dwell, jitter or heartbeat: a day.
+const MAX_DAY_MS: u64 = 86_400_000;
+
+fn interval(key: &str, v: u64, max: u64, errs: &mut Vec<String>) {
+    if !(1..=max).contains(&v) {
+        errs.push(format!("{key} = {v} must be between 1 and {max}"));
+    }
+}
+
 impl RawVendors {
     pub(super) fn validate(self, errs: &mut Vec<String>) -> Vendors {
         let ms = Duration::from_millis;
@@ -94,17 +105,55 @@ impl RawVendors {
             ("vendors.bulk_queue", self.bulk_queue),
             ("vendors.realtime_in_flight", self.realtime_in_flight),
             ("vendors.bulk_in_flight", self.bulk_in_flight),
-            (
-                "vendors.connect_timeout_ms",
-                self.connect_timeout_ms as usize,
-            ),
-            (
-                "vendors.request_timeout_ms",
-                self.request_timeout_ms as usize,
-            ),
         ] {
             if v == 0 {
                 errs.push(format!("{key} must be greater than 0"));
+            }
+        }
+        // Intervals that drive timers: 0 would spin or panic a timer (tokio refuses a zero
+        // period), and more than an hour means the check never happens in practice.
+        if self.canary {
+            for (key, v) in [
+                ("vendors.canary_interval_ms", self.canary_interval_ms),
+                ("vendors.canary_deadline_ms", self.canary_deadline_ms),
+            ] {
+                interval(key, v, MAX_INTERVAL_MS, errs);
+            }
+        }
+        for (key, v, max) in [
+            ("vendors.window_ms", self.window_ms, MAX_INTERVAL_MS),
+            (
+                "vendors.connect_timeout_ms",
+                self.connect_timeout_ms,
+                MAX_INTERVAL_MS,
+            ),
+            (
+                "vendors.request_timeout_ms",
+                self.request_timeout_ms,
+                MAX_INTERVAL_MS,
+            ),
+            (
+                "vendors.max_queue_age_ms",
+                self.max_queue_age_ms,
+                MAX_INTERVAL_MS,
+            ),
+            (
+                "vendors.window_slow_p99_ms",
+                self.window_slow_p99_ms,
+                MAX_INTERVAL_MS,
+            ),
+            ("vendors.min_dwell_ms", self.min_dwell_ms, MAX_DAY_MS),
+        ] {
+            interval(key, v, max, errs);
+        }
+        for (key, v) in [
+            ("vendors.heartbeat_ms", self.heartbeat_ms),
+            ("vendors.move_back_jitter_ms", self.move_back_jitter_ms),
+            ("vendors.move_away_jitter_ms", self.move_away_jitter_ms),
+        ] {
+            // 0 is allowed here: no heartbeat, no jitter.
+            if v > MAX_DAY_MS {
+                errs.push(format!("{key} = {v} must be at most {MAX_DAY_MS} (a day)"));
             }
         }
         for (key, v) in [

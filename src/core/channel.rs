@@ -2,7 +2,7 @@
 //! fan-out. Publishing, subscribing and reading all take the channel's one short lock, which is
 //! what makes "snapshot history and join live" a single step with no gap and no duplicate.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +48,9 @@ pub struct Channel {
     name: ChannelName,
     shared: Arc<Shared>,
     state: Mutex<State>,
+    /// Created by a subscribe or a read and not published to since: counted against the
+    /// registry's bound for such channels, not against the publishers' (see `Registry`).
+    unpublished: AtomicBool,
 }
 
 struct State {
@@ -180,12 +183,24 @@ impl Channel {
                 last_active: now,
                 reclaimed: false,
             }),
+            unpublished: AtomicBool::new(false),
         };
         if !snapshot.events.is_empty() {
             ch.restart(snapshot, now)
                 .expect("a channel being built is not reclaimed");
         }
         ch
+    }
+
+    /// Marks a channel just created by a subscribe or a read.
+    pub(crate) fn mark_unpublished(self) -> Self {
+        self.unpublished.store(true, Ordering::Relaxed);
+        self
+    }
+
+    /// Clears the unpublished mark; true if it was set (the caller then uncounts it once).
+    pub(crate) fn take_unpublished(&self) -> bool {
+        self.unpublished.load(Ordering::Relaxed) && self.unpublished.swap(false, Ordering::AcqRel)
     }
 
     pub fn name(&self) -> &ChannelName {

@@ -1,6 +1,12 @@
 //! SSE cursors: the positions of several channels in one string, `channel~epoch~seq` items joined
 //! with `,`. Neither separator can occur in a channel name or an epoch.
+//!
+//! A cursor comes from the client (`Last-Event-ID`), so parsing it is bounded before any work:
+//! the items are counted first (one pass over the bytes) and a cursor with more than the caller's
+//! limit is refused whole; the rest is one pass with a hash set for repeated channels, so the cost
+//! is linear in the length of the text.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::{ChannelName, CoreError, Epoch, Position};
@@ -12,9 +18,22 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    pub fn parse(s: &str) -> Result<Self, CoreError> {
+    /// Parses a cursor of at most `max_items` items (a connection's channel limit: a position
+    /// for any further channel could never be used).
+    pub fn parse(s: &str, max_items: usize) -> Result<Self, CoreError> {
+        let items = s.split(',').filter(|i| !i.is_empty());
+        let count = items.clone().count();
+        if count > max_items {
+            return Err(CoreError::InvalidCursor(format!(
+                "the cursor holds {count} positions, more than the {max_items} channels a connection may have; pass back the last SSE id of this connection unchanged"
+            )));
+        }
         let mut cursor = Self::default();
-        for item in s.split(',').filter(|i| !i.is_empty()) {
+        cursor.entries.reserve(count);
+        // Where each channel sits in `entries`: a later item for the same channel replaces the
+        // earlier one without a scan.
+        let mut at: HashMap<&str, usize> = HashMap::with_capacity(count);
+        for item in items {
             let mut parts = item.split('~');
             let (Some(ch), Some(epoch), Some(seq), None) =
                 (parts.next(), parts.next(), parts.next(), parts.next())
@@ -28,13 +47,19 @@ impl Cursor {
             let seq = seq
                 .parse::<u64>()
                 .map_err(|_| invalid(item, "the seq must be a whole number"))?;
-            cursor.set(
-                channel,
-                Position {
-                    epoch: Epoch::from_client(epoch),
-                    seq,
-                },
-            );
+            let position = Position {
+                epoch: Epoch::from_client(epoch),
+                seq,
+            };
+            #[cfg(test)]
+            probes::count();
+            match at.get(ch) {
+                Some(&i) => cursor.entries[i].1 = position,
+                None => {
+                    at.insert(ch, cursor.entries.len());
+                    cursor.entries.push((channel, position));
+                }
+            }
         }
         Ok(cursor)
     }
@@ -46,8 +71,11 @@ impl Cursor {
             .map(|(_, p)| p)
     }
 
+    /// Sets a channel's position. Searched from the newest entry: a connection opening its
+    /// channels sets each one (and its replayed events) right after adding it, so opening many
+    /// channels stays linear.
     pub fn set(&mut self, channel: ChannelName, position: Position) {
-        match self.entries.iter_mut().find(|(c, _)| *c == channel) {
+        match self.entries.iter_mut().rev().find(|(c, _)| *c == channel) {
             Some((_, p)) => *p = position,
             None => self.entries.push((channel, position)),
         }
@@ -73,6 +101,11 @@ impl Cursor {
                 },
             )),
         }
+    }
+
+    /// The positions by channel, for looking many channels up at once.
+    pub fn by_channel(&self) -> HashMap<&ChannelName, &Position> {
+        self.entries.iter().map(|(c, p)| (c, p)).collect()
     }
 
     pub fn remove(&mut self, channel: &ChannelName) {
@@ -108,6 +141,25 @@ fn invalid(item: &str, why: &str) -> CoreError {
     ))
 }
 
+/// Counts the lookups a parse makes for repeated channels, so a test can hold it to linear work
+/// without timing it.
+#[cfg(test)]
+mod probes {
+    use std::cell::Cell;
+
+    thread_local! {
+        static PROBES: Cell<usize> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count() {
+        PROBES.with(|p| p.set(p.get() + 1));
+    }
+
+    pub(super) fn take() -> usize {
+        PROBES.with(|p| p.replace(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,7 +181,7 @@ mod tests {
         c.set(ChannelName::parse("b:x@y").unwrap(), pos("zz9", 0));
         let text = c.encode();
         assert_eq!(text, "clinic-42.room~abc123~17,b:x@y~zz9~0");
-        assert_eq!(Cursor::parse(&text).unwrap(), c);
+        assert_eq!(Cursor::parse(&text, 10).unwrap(), c);
     }
 
     #[test]
@@ -151,10 +203,36 @@ mod tests {
     fn rejects_malformed_items() {
         for bad in ["a~e", "a~e~x", "a b~e~1", "a~e~1~2", "a~~1", "a~e-1~1"] {
             assert!(
-                matches!(Cursor::parse(bad), Err(CoreError::InvalidCursor(_))),
+                matches!(Cursor::parse(bad, 10), Err(CoreError::InvalidCursor(_))),
                 "{bad}"
             );
         }
-        assert_eq!(Cursor::parse("").unwrap(), Cursor::default());
+        assert_eq!(Cursor::parse("", 10).unwrap(), Cursor::default());
+    }
+
+    fn items(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("ch-{i}~e{i}~{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    #[test]
+    fn a_cursor_over_the_limit_is_refused_before_any_item_is_parsed() {
+        probes::take();
+        let err = Cursor::parse(&items(30_000), 10_000).unwrap_err();
+        assert!(err.to_string().contains("30000 positions"), "{err}");
+        assert_eq!(probes::take(), 0, "no item was parsed");
+    }
+
+    #[test]
+    fn a_max_size_cursor_parses_in_linear_steps_and_a_later_item_wins() {
+        probes::take();
+        let c = Cursor::parse(&items(10_000), 10_000).unwrap();
+        assert_eq!(c.entries.len(), 10_000);
+        // One lookup per item: a scan of the entries per item was 50 million comparisons.
+        assert_eq!(probes::take(), 10_000);
+        let c = Cursor::parse("a~e~1,b~e~2,a~f~3", 3).unwrap();
+        assert_eq!(c.encode(), "a~f~3,b~e~2");
     }
 }

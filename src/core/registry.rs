@@ -1,6 +1,12 @@
 //! The registry of channels on this node: lookup and creation, and the background upkeep that
 //! trims history and reclaims idle channels without holding any lock the hot path waits on for
 //! longer than one channel's trim.
+//!
+//! Subscribers cannot deny publishers: a channel created by a subscribe or a read (a poll) is
+//! *unpublished* until something is published to it, and unpublished channels count against a
+//! bound of their own (`max_channels` of them). A publish creating a channel counts only the
+//! channels that have been published to, so a subscriber that opens or polls thousands of empty
+//! channels is refused itself (`channel_limit_reached`) and never takes a publisher's place.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -49,6 +55,15 @@ pub struct Registry {
     max_channels: AtomicUsize,
     /// Channels reclaimed since start.
     reclaimed: AtomicUsize,
+    /// Channels in the map created by a subscribe or a read and not published to since.
+    unpublished: AtomicUsize,
+}
+
+/// Who is about to create a channel: each counts against its own bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creator {
+    Publisher,
+    Subscriber,
 }
 
 impl Registry {
@@ -75,11 +90,17 @@ impl Registry {
             }),
             max_channels: AtomicUsize::new(limits.max_channels),
             reclaimed: AtomicUsize::new(0),
+            unpublished: AtomicUsize::new(0),
         }
     }
 
     /// The channel, created if new. The map guard is dropped before the caller locks the channel.
-    fn channel(&self, name: &ChannelName, now: Instant) -> Result<Arc<Channel>, CoreError> {
+    fn channel(
+        &self,
+        name: &ChannelName,
+        now: Instant,
+        by: Creator,
+    ) -> Result<Arc<Channel>, CoreError> {
         if let Some(ch) = self.channels.get(name) {
             return Ok(ch.clone());
         }
@@ -87,25 +108,38 @@ impl Registry {
             return Err(CoreError::NotMirrored(name.to_string()));
         }
         let max_channels = self.max_channels.load(Ordering::Relaxed);
-        if self.channels.len() >= max_channels {
+        let unpublished = self.unpublished.load(Ordering::Relaxed);
+        let counted = match by {
+            Creator::Publisher => self.channels.len().saturating_sub(unpublished),
+            Creator::Subscriber => unpublished,
+        };
+        if counted >= max_channels {
             return Err(CoreError::ChannelLimit(max_channels));
         }
-        Ok(self
-            .channels
-            .entry(name.clone())
-            .or_insert_with(|| Arc::new(Channel::new(name.clone(), self.shared.clone(), now)))
-            .clone())
+        let entry = self.channels.entry(name.clone()).or_insert_with(|| {
+            let ch = Channel::new(name.clone(), self.shared.clone(), now);
+            Arc::new(match by {
+                Creator::Publisher => ch,
+                Creator::Subscriber => {
+                    // Counted under the map's shard lock, once per channel created.
+                    self.unpublished.fetch_add(1, Ordering::Relaxed);
+                    ch.mark_unpublished()
+                }
+            })
+        });
+        Ok(entry.clone())
     }
 
     /// Runs `op` on the channel, looking it up again if it was reclaimed in between.
     fn with_channel<T>(
         &self,
         name: &ChannelName,
+        by: Creator,
         mut op: impl FnMut(&Channel, Instant) -> Result<T, Reclaimed>,
     ) -> Result<T, CoreError> {
         loop {
             let now = Instant::now();
-            let ch = self.channel(name, now)?;
+            let ch = self.channel(name, now, by)?;
             if let Ok(out) = op(&ch, now) {
                 return Ok(out);
             }
@@ -115,7 +149,13 @@ impl Registry {
     /// Sequences the event, appends it to history and hands it to live subscribers.
     pub fn publish(&self, name: &ChannelName, draft: &EventDraft) -> Result<Published, CoreError> {
         let ts = now_ms();
-        self.with_channel(name, |ch, now| ch.publish(draft, ts, now))
+        self.with_channel(name, Creator::Publisher, |ch, now| {
+            let published = ch.publish(draft, ts, now)?;
+            if ch.take_unpublished() {
+                self.unpublished.fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(published)
+        })
     }
 
     /// Publishes one draft to several channels. Every channel is looked up (and created) first,
@@ -127,7 +167,7 @@ impl Registry {
     ) -> Result<Vec<Published>, CoreError> {
         let now = Instant::now();
         for name in names {
-            self.channel(name, now)?;
+            self.channel(name, now, Creator::Publisher)?;
         }
         names.iter().map(|n| self.publish(n, draft)).collect()
     }
@@ -138,7 +178,9 @@ impl Registry {
         name: &ChannelName,
         since: Option<&Position>,
     ) -> Result<Subscription, CoreError> {
-        self.with_channel(name, |ch, now| ch.subscribe(since, now))
+        self.with_channel(name, Creator::Subscriber, |ch, now| {
+            ch.subscribe(since, now)
+        })
     }
 
     /// Reads events for a poll; with `watch`, also joins the live feed when there is nothing yet.
@@ -149,7 +191,9 @@ impl Registry {
         limit: usize,
         watch: bool,
     ) -> Result<Read, CoreError> {
-        self.with_channel(name, |ch, now| ch.read(from, limit, watch, now))
+        self.with_channel(name, Creator::Subscriber, |ch, now| {
+            ch.read(from, limit, watch, now)
+        })
     }
 
     /// Installs a mirror channel at a snapshot, or brings an installed one up to it: events past
@@ -240,6 +284,9 @@ impl Registry {
                     .remove_if(ch.name(), |_, c| c.try_reclaim(now))
                     .is_some()
             {
+                if ch.take_unpublished() {
+                    self.unpublished.fetch_sub(1, Ordering::Relaxed);
+                }
                 reclaimed += 1;
             }
         }
@@ -466,6 +513,32 @@ mod tests {
             (1..=11).collect::<Vec<_>>(),
             "the subscriber missed nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn subscribers_creating_channels_never_take_a_publishers_place() {
+        let r = Registry::new(limits(10));
+        for i in 0..10 {
+            r.subscribe(&ch(&format!("s{i}")), None).unwrap();
+        }
+        assert_eq!(
+            r.read(&ch("s10"), &ReadFrom::Head, 10, false).unwrap_err(),
+            CoreError::ChannelLimit(10),
+            "subscribers are held to their own bound"
+        );
+        for i in 0..10 {
+            r.publish(&ch(&format!("p{i}")), &draft(None)).unwrap();
+        }
+        assert_eq!(
+            r.publish(&ch("p10"), &draft(None)).unwrap_err(),
+            CoreError::ChannelLimit(10)
+        );
+        // Publishing to a channel a subscriber created moves it to the publishers' count (an
+        // existing channel is never refused), which makes room for a subscriber.
+        assert_eq!(r.unpublished.load(Ordering::Relaxed), 10);
+        r.publish(&ch("s0"), &draft(None)).unwrap();
+        assert_eq!(r.unpublished.load(Ordering::Relaxed), 9);
+        r.subscribe(&ch("s10"), None).unwrap();
     }
 
     #[tokio::test]

@@ -87,12 +87,16 @@ impl FromRequestParts<AppState> for Admin {
         match name {
             Some(name) => Ok(Admin(name)),
             None => {
-                tracing::warn!(path = %parts.uri.path(), "admin call refused: missing or unknown token");
-                state.audit.record(
+                // Sampled: a flood of refused calls must not rotate the trail (or the log) away.
+                let (method, path) = (parts.method.as_str(), parts.uri.path());
+                let written = state.audit.record_refusal(|refusals| {
                     AuditEntry::new("unknown", AuditAction::AdminRejected)
-                        .with_details(json!({"method": parts.method.as_str(), "path": parts.uri.path(), "status": 401}))
-                        .with_reason("missing or unknown admin token"),
-                );
+                        .with_details(json!({"method": method, "path": path, "status": 401, "refusals": refusals}))
+                        .with_reason("missing or unknown admin token")
+                });
+                if written {
+                    tracing::warn!(%path, "admin call refused: missing or unknown token (further refusals within 10 s are counted, not logged)");
+                }
                 Err(ApiError::AdminUnauthorized)
             }
         }

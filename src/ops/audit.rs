@@ -53,6 +53,7 @@ mod line;
 mod outcome;
 mod read;
 mod report;
+pub mod sampled;
 mod segments;
 #[cfg(test)]
 pub(crate) mod testdir;
@@ -72,6 +73,9 @@ pub use error::AuditError;
 pub use read::{read, tail, MAX_READ_LIMIT};
 
 use writer::{Message, Writer};
+
+/// Every refused admin call, sampled or not.
+pub const ADMIN_REFUSED_TOTAL: &str = "understudy_admin_refused_total";
 
 /// Starts the audit writer.
 #[derive(Debug)]
@@ -93,6 +97,7 @@ impl Audit {
             tx: Some(tx),
             counters: counters.clone(),
             dir: Some(Arc::from(config.dir.as_path())),
+            refusals: Arc::default(),
         };
         let task = tokio::spawn(Writer::new(rx, config, counters).run());
         (handle, task)
@@ -107,6 +112,8 @@ pub struct AuditHandle {
     counters: Arc<Counters>,
     /// `None` for a disabled handle.
     dir: Option<Arc<Path>>,
+    /// Refused admin calls, sampled.
+    refusals: Arc<sampled::Sampler>,
 }
 
 impl AuditHandle {
@@ -116,6 +123,21 @@ impl AuditHandle {
             tx: None,
             counters: Arc::default(),
             dir: None,
+            refusals: Arc::default(),
+        }
+    }
+
+    /// Records a refused admin call, sampled: every refusal is counted, and at most one entry
+    /// per [`sampled::SAMPLE_WINDOW`] is written, built by `entry` from the number of refusals it
+    /// stands for. Answers whether an entry was written (callers log only then).
+    pub fn record_refusal(&self, entry: impl FnOnce(u64) -> AuditEntry) -> bool {
+        metrics::counter!(ADMIN_REFUSED_TOTAL).increment(1);
+        match self.refusals.note(tokio::time::Instant::now()) {
+            Some(n) => {
+                self.record(entry(n));
+                true
+            }
+            None => false,
         }
     }
 

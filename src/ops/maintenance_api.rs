@@ -1,6 +1,6 @@
 //! `/admin/maintenance`: schedule, list and cancel planned maintenance windows.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -13,7 +13,7 @@ use super::maintenance::{Asked, MaintenanceError};
 use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::failover::{Mode, ModeSetting};
-use crate::transport::{parse_json, read_json_body, ApiError};
+use crate::transport::{parse_json, read_json_body, ApiError, ApiPath};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,7 +99,7 @@ pub(crate) async fn schedule(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Admin(name): Admin,
-    Path(id): Path<u64>,
+    ApiPath(id): ApiPath<u64>,
 ) -> Result<impl IntoResponse, ApiError> {
     let window = super::cluster::change_schedule(&state, |schedule| schedule.cancel(id))
         .await?

@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::RegistryStats;
+use crate::transport::admission::Listener;
 
 pub mod totals;
 
@@ -31,6 +32,10 @@ pub const ENGINE_ERRORS_TOTAL: &str = "understudy_engine_errors_total";
 pub const ENGINE_BREAKER: &str = "understudy_engine_breaker";
 pub const ENGINE_BREAKER_TRANSITIONS_TOTAL: &str = "understudy_engine_breaker_transitions_total";
 pub const ENGINE_BREAKER_REFUSED_TOTAL: &str = "understudy_engine_breaker_refused_total";
+pub const LISTENER_CONNECTIONS: &str = "understudy_listener_connections";
+pub const CONNECTION_CAP: &str = "understudy_connection_cap";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "understudy_connections_refused_total";
+pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "understudy_connections_timed_out_total";
 
 /// Transports, as metric label values.
 #[derive(Debug, Clone, Copy)]
@@ -167,6 +172,26 @@ impl Metrics {
     /// memory mode).
     pub fn engine_up() -> Gauge {
         gauge!(ENGINE_UP)
+    }
+
+    /// Connections open on a listener (HTTP, SSE and WebSocket alike).
+    pub fn listener_connections(listener: Listener) -> Gauge {
+        gauge!(LISTENER_CONNECTIONS, "listener" => listener.as_str())
+    }
+
+    /// A listener's cap in force; `scope`: "listener" or "address" (0: no per-address cap).
+    pub fn connection_cap(listener: Listener, scope: &'static str) -> Gauge {
+        gauge!(CONNECTION_CAP, "listener" => listener.as_str(), "scope" => scope)
+    }
+
+    /// Connections refused at the accept; `reason`: listener_full or address_full.
+    pub fn connection_refused(listener: Listener, reason: &'static str) -> Counter {
+        counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => listener.as_str(), "reason" => reason)
+    }
+
+    /// Connections closed for missing a deadline; `stage`: header, body or write.
+    pub fn connection_timed_out(stage: &'static str) -> Counter {
+        counter!(CONNECTIONS_TIMED_OUT_TOTAL, "stage" => stage)
     }
 
     /// Counts a connection for as long as the guard lives.

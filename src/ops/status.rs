@@ -109,5 +109,6 @@ pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
         "maintenance": state.maintenance.schedule.lock().list(),
         "draining": state.lifecycle.is_draining(),
         "open_connections": state.lifecycle.open_connections(),
+        "listeners": [state.admission.public.status(), state.admission.admin.status()],
     })
 }

@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use super::deadline::BodyTimedOut;
 use super::ApiError;
 
 /// Checks the content type and reads at most `limit` bytes.
@@ -30,14 +31,21 @@ pub(crate) async fn read_json_body(
         return Err(ApiError::PayloadTooLarge(limit));
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if e.into_inner()
-            .downcast_ref::<http_body_util::LengthLimitError>()
+        let e = e.into_inner();
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
             .is_some()
         {
-            ApiError::PayloadTooLarge(limit)
-        } else {
-            ApiError::BodyUnreadable
+            return ApiError::PayloadTooLarge(limit);
         }
+        // The deadline's error sits under the body's own wrappers.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
+        while let Some(c) = cause {
+            if let Some(BodyTimedOut(limit)) = c.downcast_ref::<BodyTimedOut>() {
+                return ApiError::BodyTimeout(*limit);
+            }
+            cause = c.source();
+        }
+        ApiError::BodyUnreadable
     })
 }
 

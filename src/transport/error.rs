@@ -40,6 +40,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("{0}")]
     InvalidCursor(String),
+    #[error("the path could not be read ({0}); percent-encode it as UTF-8")]
+    InvalidPath(String),
     #[error("at most {0} channels per publish; split the publish")]
     TooManyChannels(usize),
     #[error("a batch holds 1 to {0} events; split the batch")]
@@ -52,6 +54,8 @@ pub enum ApiError {
     TransportDisabled(&'static str),
     #[error("request body could not be read")]
     BodyUnreadable,
+    #[error("the request body did not arrive within {} ms (server.body_read_timeout_ms); send it whole and promptly", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
     #[error("{0}")]
     EngineUnavailable(String),
     #[error("the audit trail could not be read; see the server log")]
@@ -79,9 +83,10 @@ impl ApiError {
             NotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | BodyUnreadable
-            | NotWebSocket(_) => StatusCode::BAD_REQUEST,
+            InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | InvalidPath(_)
+            | BodyUnreadable | NotWebSocket(_) => StatusCode::BAD_REQUEST,
             InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_)
             | ConfigInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReloadUnavailable => StatusCode::CONFLICT,
@@ -109,12 +114,14 @@ impl ApiError {
             InvalidChannel(_) => "invalid_channel",
             InvalidQuery(_) => "invalid_query",
             InvalidCursor(_) => "invalid_cursor",
+            InvalidPath(_) => "invalid_path",
             TooManyChannels(_) => "too_many_channels",
             TooManyEvents(_) => "too_many_events",
             ChannelLimit(_) => "channel_limit_reached",
             ShuttingDown => "shutting_down",
             TransportDisabled(_) => "transport_disabled",
             BodyUnreadable => "body_unreadable",
+            BodyTimeout(_) => "body_timeout",
             AuditUnreadable => "audit_unreadable",
             EngineUnavailable(_) => "engine_unavailable",
             ConfigInvalid(_) => "config_invalid",
@@ -138,6 +145,18 @@ impl ApiError {
         body
     }
 }
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        Self::InvalidPath(e.body_text())
+    }
+}
+
+/// `axum::extract::Path` whose refusals (a segment that is not UTF-8 once decoded, a number that
+/// is not one) answer in the JSON error shape like everything else, not axum's plain text.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub(crate) T);
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {

@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 
 use super::body::{parse_json, read_json_body};
+use super::error::ApiPath;
 use super::subscriber::{self, query_values};
 use super::wire::PollBody;
 use super::ApiError;
@@ -26,7 +27,7 @@ const MAX_POLL_CHANNELS: usize = 100;
 
 pub(crate) async fn poll_one(
     State(state): State<AppState>,
-    Path(channel): Path<String>,
+    ApiPath(channel): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

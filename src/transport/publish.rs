@@ -161,6 +161,14 @@ async fn publish_item_until(
         .iter()
         .map(|c| ChannelName::parse(c))
         .collect::<Result<Vec<_>, _>>()?;
+    // A channel listed twice would be published twice under one id (two seqs); say so instead.
+    let mut seen = std::collections::HashSet::with_capacity(channels.len());
+    if let Some(twice) = channels.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(ApiError::InvalidField(format!(
+            "field channels lists {:?} more than once; list each channel once",
+            twice.as_str()
+        )));
+    }
     if item.name.is_empty() || item.name.chars().count() > MAX_NAME_LEN {
         return Err(ApiError::InvalidField(format!(
             "field name must be 1 to {MAX_NAME_LEN} characters"

@@ -46,11 +46,19 @@ pub(crate) async fn stream(
             "name at least one channel: /v1/sse?channel=a&channel=b".into(),
         ));
     }
-    let last_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| subscriber::query_values(&pairs, "cursor").next());
-    let resume = Cursor::parse(last_id.unwrap_or(""))?;
+    // A Last-Event-ID that is not text is a broken cursor, not an absent one: dropping it would
+    // silently start live and lose the client's position.
+    let from_header = match headers.get("last-event-id") {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::InvalidCursor(
+                "Last-Event-ID is not ASCII text; pass back the last SSE id unchanged".into(),
+            )
+        })?),
+        None => None,
+    };
+    let last_id = from_header.or_else(|| subscriber::query_values(&pairs, "cursor").next());
+    let max_channels = state.config.load().subscribers.max_channels_per_connection;
+    let resume = Cursor::parse(last_id.unwrap_or(""), max_channels)?;
 
     let cfg = state.config.load().subscribers.clone();
     let mut conn = Connection {
@@ -60,6 +68,7 @@ pub(crate) async fn stream(
         delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),
         signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
+        scope,
         done: false,
         settled: false,
         buf: BytesMut::new(),
@@ -69,8 +78,9 @@ pub(crate) async fn stream(
     let mut first = BytesMut::new();
     let _ = write!(first, "retry: {}\n\n", cfg.sse_retry.as_millis());
     let mut replayed = 0;
+    let resume = resume.by_channel();
     for ch in channels {
-        let since: Option<Position> = resume.get(&ch).cloned();
+        let since: Option<Position> = resume.get(&ch).map(|p| (*p).clone());
         let sub = state.engine.subscribe(&ch, since.as_ref()).await?;
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Sse);
         replayed += opening.len() as u64 - 1;
@@ -142,6 +152,8 @@ struct Connection {
     delivered: BatchedCounter,
     signals: Signals,
     state: AppState,
+    /// What the subscriber token grants, and until when.
+    scope: crate::auth::TokenScope,
     done: bool,
     /// The last chunk left every source pending (each will wake the task when it has more).
     settled: bool,
@@ -235,6 +247,17 @@ impl Connection {
             return false;
         }
         while self.heartbeats.poll_beat(cx).is_ready() {
+            // The token is checked at each heartbeat: one that expired ends the stream, and the
+            // client fetches a fresh one before it reconnects.
+            if self
+                .scope
+                .remaining(now_ms())
+                .is_some_and(|left| left.is_zero())
+            {
+                self.done = true;
+                self.write_reconnect(out, "token_expired");
+                return false;
+            }
             self.write_heartbeat(out);
         }
         true

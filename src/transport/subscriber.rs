@@ -69,21 +69,25 @@ pub(crate) fn channels_from_query(
     pairs: &[(String, String)],
     scope: &TokenScope,
 ) -> Result<Vec<ChannelName>, ApiError> {
+    // Counted before any is parsed, and repeats found with a set: the query is the client's, so
+    // the work stays linear in its length.
+    let max = state.config.load().subscribers.max_channels_per_connection;
+    if query_values(pairs, "channel").count() > max {
+        return Err(ApiError::InvalidQuery(format!(
+            "at most {max} channels per connection; open another connection for the rest"
+        )));
+    }
     let mut out: Vec<ChannelName> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for raw in query_values(pairs, "channel") {
+        if !seen.insert(raw) {
+            continue;
+        }
         let ch = ChannelName::parse(raw)?;
         if !scope.allows(&ch) {
             return Err(ApiError::ChannelForbidden(ch.to_string()));
         }
-        if !out.contains(&ch) {
-            out.push(ch);
-        }
-    }
-    let max = state.config.load().subscribers.max_channels_per_connection;
-    if out.len() > max {
-        return Err(ApiError::InvalidQuery(format!(
-            "at most {max} channels per connection; open another connection for the rest"
-        )));
+        out.push(ch);
     }
     Ok(out)
 }

@@ -45,6 +45,9 @@ use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+/// Close code: the subscriber token expired while the connection was open; fetch a fresh one
+/// and reconnect (resuming from your position).
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// Close code: server restart or drain.
 pub const CLOSE_RESTART: u16 = 1012;
 /// Close code: policy violation (too many subscriptions).
@@ -55,6 +58,14 @@ const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 const CLIENT_READ_CHUNK: usize = 512;
 /// Most events gathered into one write.
 const WRITE_BATCH: usize = 64;
+/// The least kernel send buffer a WebSocket gets, whatever `subscribers.buffer_bytes` says.
+const MIN_SEND_BUFFER: usize = 64 * 1024;
+/// How long a closing connection may go without the peer taking a byte before it is dropped
+/// (at least; the write deadline if longer). A cut slow consumer is owed whole frames and its
+/// 4008 close: a client busy elsewhere for a few seconds still gets them.
+const CLOSE_STALL: Duration = Duration::from_secs(10);
+/// The longest a closing connection is kept for its close frame, however steadily it reads.
+const CLOSE_LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -94,6 +105,11 @@ pub(crate) async fn upgrade(
 
 /// Why a session ended.
 enum End {
+    /// The subscriber token expired (checked at each heartbeat).
+    TokenExpired,
+    /// The client broke the protocol (bad framing, a message too big, invalid UTF-8): it is told
+    /// why with a close frame (1002, 1009 or 1007) before the connection ends.
+    Violation(u16, &'static str),
     ClientGone,
     Slow,
     Silent,
@@ -153,6 +169,11 @@ impl Session {
         conn_id: String,
     ) -> Self {
         let subscribers = state.config.load().subscribers.clone();
+        // The kernel's send buffer is capped at the connection's own buffer: left to autotune it
+        // grows to megabytes, which a slow consumer must read through before it can see its 4008
+        // close (a client reading 64 KB/s took a minute), and which no slow-consumer check sees.
+        let _ = socket2::SockRef::from(socket.get_ref())
+            .set_send_buffer_size(subscribers.buffer_bytes.max(MIN_SEND_BUFFER));
         Self {
             socket,
             events: EventWriter::default(),
@@ -179,6 +200,12 @@ impl Session {
             Err(Fault::Socket(_)) => End::ClientGone,
         };
         debug!(end = end.as_str(), "websocket closed");
+        // Only a cut slow consumer is given time for its close: the other ends come from a peer
+        // that reads (or a node leaving, whose drain has its own limit).
+        let (stall, limit) = match end {
+            End::Slow => (self.write_timeout.max(CLOSE_STALL), CLOSE_LIMIT),
+            _ => (Duration::from_secs(1), Duration::from_secs(1)),
+        };
         let close = match end {
             End::ClientGone => return,
             End::Slow => {
@@ -190,6 +217,11 @@ impl Session {
             }
             End::Silent => (1001, "no pong within two heartbeat intervals"),
             End::Policy => (CLOSE_POLICY, "too many subscriptions on one connection"),
+            End::Violation(code, why) => (code, why),
+            End::TokenExpired => (
+                CLOSE_TOKEN_EXPIRED,
+                "token_expired: fetch a fresh token, reconnect and resume",
+            ),
             End::Goodbye => {
                 let retry_ms = self.state.lifecycle.retry_hint_ms();
                 let msg = ServerMessage::Reconnect {
@@ -204,11 +236,25 @@ impl Session {
             code: CloseCode::from(close.0),
             reason: Utf8Bytes::from_static(close.1),
         }));
-        // A stuck peer must not hold the task: the close gets a short deadline. Event bytes the
-        // socket has not taken yet go first: the close frame must not split one.
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            self.events.drain(self.socket.get_ref()).await?;
-            self.socket.send(frame).await.map_err(Fault::from)
+        // The channels are let go at once; only the socket stays for the goodbye. Frames the peer
+        // has not begun are dropped (they are in history), the rest of one it has begun goes out,
+        // then the close frame: the peer sees whole frames only. A peer that takes nothing for
+        // `stall` is dropped; one reading steadily is kept at most `limit`.
+        self.feed = Feed::default();
+        self.events.cut();
+        let _ = tokio::time::timeout(limit, async {
+            while self.events.backlog() > 0 {
+                let before = self.events.backlog();
+                let step = self.events.drain_some(self.socket.get_ref());
+                match tokio::time::timeout(stall, step).await {
+                    Ok(Ok(())) if self.events.backlog() < before => {}
+                    _ => return Err(Fault::Slow),
+                }
+            }
+            match tokio::time::timeout(stall, self.socket.send(frame)).await {
+                Ok(r) => r.map_err(Fault::from),
+                Err(_) => Err(Fault::Slow),
+            }
         })
         .await;
     }
@@ -219,9 +265,9 @@ impl Session {
             conn_id: &self.conn_id,
             heartbeat_ms: heartbeat.as_millis() as u64,
         };
-        self.socket.feed(text(welcome.to_bytes())).await?;
+        self.feed(text(welcome.to_bytes())).await?;
         let route = super::route::message(&self.state, &self.state.failover.route());
-        self.socket.feed(text(route)).await?;
+        self.feed(text(route)).await?;
         for ch in initial {
             if let Some(end) = self.subscribe(ch, None).await? {
                 return Ok(end);
@@ -242,7 +288,11 @@ impl Session {
                 incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();
-                    match msg? {
+                    let msg = match msg {
+                        Ok(msg) => msg,
+                        Err(e) => return violation(e),
+                    };
+                    match msg {
                         Message::Text(t) => {
                             if let Some(end) = self.on_client_message(t.as_str()).await? {
                                 return Ok(end);
@@ -263,8 +313,13 @@ impl Session {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
                     }
-                    self.socket.feed(Message::Ping(Bytes::new())).await?;
-                    self.socket.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes())).await?;
+                    // Checked here, not by a timer of its own: a heartbeat's lateness is fine,
+                    // a timer polled beside every delivered event is not.
+                    if self.scope.remaining(now_ms()).is_some_and(|left| left.is_zero()) {
+                        return Ok(End::TokenExpired);
+                    }
+                    self.feed(Message::Ping(Bytes::new())).await?;
+                    self.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes())).await?;
                     self.flush().await?;
                 }
             }
@@ -341,8 +396,18 @@ impl Session {
     }
 
     async fn send_now(&mut self, bytes: Bytes) -> Result<(), Fault> {
-        self.socket.feed(text(bytes)).await?;
+        self.feed(text(bytes)).await?;
         self.flush().await
+    }
+
+    /// Queues a message in tungstenite within the write deadline: past `write_buffer_size` a feed
+    /// writes to the socket, and a peer that does not read must not hold it (a replay of a long
+    /// history is many feeds).
+    async fn feed(&mut self, msg: Message) -> Result<(), Fault> {
+        match tokio::time::timeout(self.write_timeout, self.socket.feed(msg)).await {
+            Ok(r) => r.map_err(Fault::from),
+            Err(_) => Err(Fault::Slow),
+        }
     }
 
     async fn on_client_message(&mut self, text: &str) -> Result<Option<End>, Fault> {
@@ -419,7 +484,7 @@ impl Session {
         self.feed.insert(sub);
         let mut replayed = 0;
         for Outgoing { bytes, .. } in opening {
-            self.socket.feed(text(bytes)).await?;
+            self.feed(text(bytes)).await?;
             replayed += 1;
         }
         self.delivered.add(replayed - 1);
@@ -449,6 +514,8 @@ impl End {
             End::Silent => "silent",
             End::Goodbye => "goodbye",
             End::Policy => "policy",
+            End::Violation(..) => "protocol_violation",
+            End::TokenExpired => "token_expired",
         }
     }
 }
@@ -468,6 +535,21 @@ async fn recv(
         })
     })
     .await
+}
+
+/// A read error that the client caused ends the session with a close code saying so; anything
+/// else (a reset, an I/O error) is the connection gone.
+fn violation(e: tungstenite::Error) -> Result<End, Fault> {
+    use tungstenite::Error;
+    match e {
+        Error::Protocol(_) => Ok(End::Violation(1002, "protocol violation")),
+        Error::Capacity(_) => Ok(End::Violation(
+            1009,
+            "message too big: client messages are at most 16 KiB",
+        )),
+        Error::Utf8(_) => Ok(End::Violation(1007, "text message is not UTF-8")),
+        other => Err(Fault::Socket(other)),
+    }
 }
 
 /// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.

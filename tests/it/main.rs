@@ -15,6 +15,7 @@ mod delivery;
 mod demo;
 mod engine_breaker;
 mod failover;
+mod hostile;
 mod image;
 mod reload;
 mod resume;

@@ -45,11 +45,39 @@ thread_local! {
 /// Past this, a thread's scratch buffer is given back after use (a batch of large events).
 const SCRATCH_KEEP: usize = 64 * 1024;
 
+/// The length of the frame at the start of `bytes` (header and payload), from its header: a
+/// frame this module wrote, so the header is whole and unmasked.
+fn frame_len(bytes: &[u8]) -> usize {
+    match bytes[1] & 0x7f {
+        126 => 4 + usize::from(u16::from_be_bytes([bytes[2], bytes[3]])),
+        127 => {
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&bytes[2..10]);
+            10 + u64::from_be_bytes(len) as usize
+        }
+        n => 2 + usize::from(n),
+    }
+}
+
+/// Where the first frame starting at or after `offset` begins, walking frames from the start
+/// of `frames` (which begins with a frame).
+fn next_boundary(frames: &[u8], from: usize, offset: usize) -> usize {
+    let mut at = from;
+    while at < offset {
+        at += frame_len(&frames[at..]);
+    }
+    at
+}
+
 /// Event frames on their way to one connection.
 #[derive(Default)]
 pub(super) struct EventWriter {
     /// Bytes the socket did not take; written before anything else.
     backlog: BytesMut,
+    /// Where the first frame not yet begun on the socket starts in `backlog` (its length when
+    /// none): what comes before it is the rest of a frame the peer has partly received, which
+    /// must go out whole before anything else may, a close frame included.
+    boundary: usize,
 }
 
 impl EventWriter {
@@ -88,8 +116,28 @@ impl EventWriter {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(e) => return Err(e),
         };
-        self.backlog.extend_from_slice(&bytes[sent..]);
+        if sent < bytes.len() {
+            // Only on a partial write: the walk costs a step per frame of the batch.
+            self.boundary = next_boundary(bytes, 0, sent) - sent;
+            self.backlog.extend_from_slice(&bytes[sent..]);
+        }
         Ok(())
+    }
+
+    /// Drops every frame the peer has not begun to receive, keeping the rest of one it has: a
+    /// connection being closed sends that rest, then its close frame, and the peer sees only whole
+    /// frames. What is dropped is in history; the client resumes from its position.
+    pub(super) fn cut(&mut self) {
+        self.backlog.truncate(self.boundary);
+    }
+
+    /// Marks `n` backlog bytes as sent.
+    fn advance(&mut self, n: usize) {
+        if n > self.boundary {
+            self.boundary = next_boundary(&self.backlog, self.boundary, n);
+        }
+        self.boundary -= n;
+        self.backlog.advance(n);
     }
 
     /// Bytes waiting for the socket.
@@ -97,16 +145,33 @@ impl EventWriter {
         self.backlog.len()
     }
 
+    /// Returns once the socket has taken some of the backlog (or there is none).
+    pub(super) async fn drain_some(&mut self, stream: &TcpStream) -> io::Result<()> {
+        while !self.backlog.is_empty() {
+            stream.writable().await?;
+            match stream.try_write(&self.backlog) {
+                Ok(n) => {
+                    self.advance(n);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Returns once the socket has taken the whole backlog.
     pub(super) async fn drain(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.backlog.is_empty() {
             stream.writable().await?;
             match stream.try_write(&self.backlog) {
-                Ok(n) => self.backlog.advance(n),
+                Ok(n) => self.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
+        self.boundary = 0;
         // A long stall may have grown it; keep a connection's idle footprint small.
         if self.backlog.capacity() > 16 * 1024 {
             self.backlog = BytesMut::new();
@@ -176,6 +241,42 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         (accepted.unwrap().0, client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_cut_keeps_the_rest_of_the_frame_begun_and_drops_the_frames_not_begun() {
+        let (server, mut client) = pair().await;
+        let mut writer = EventWriter::default();
+        let big = Bytes::from(vec![b'x'; 256 * 1024]);
+        let small = Bytes::from_static(b"{\"n\":1}");
+        for _ in 0..40 {
+            writer.send(&server, [&big[..], &small[..]]).unwrap();
+        }
+        assert!(writer.backlog() > 0, "the unread socket filled up");
+        writer.cut();
+        let kept = writer.backlog();
+        assert!(
+            kept < 10 + big.len(),
+            "at most the rest of one frame is kept"
+        );
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        writer.drain(&server).await.unwrap();
+        drop(server);
+        let got = reader.await.unwrap();
+        // The peer got whole frames only: walking headers lands exactly on the end.
+        let mut at = 0;
+        let mut frames = 0;
+        while at < got.len() {
+            assert_eq!(got[at], 0x81, "a frame starts at {at}");
+            at += frame_len(&got[at..]);
+            frames += 1;
+        }
+        assert_eq!(at, got.len(), "no frame is cut short");
+        assert!(frames < 80, "frames not begun were dropped");
     }
 
     #[tokio::test]

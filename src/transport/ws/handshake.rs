@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::transport::admission::Permit;
+use crate::transport::deadline::Guarded;
 use crate::transport::wake::GatedRead;
 use crate::transport::ApiError;
 
@@ -41,6 +43,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
             .get(header::SEC_WEBSOCKET_KEY)
             .cloned()
             .ok_or_else(|| refuse("Sec-WebSocket-Key is missing"))?;
+        if !valid_key(key.as_bytes()) {
+            return Err(refuse(
+                "Sec-WebSocket-Key is not 16 bytes in base64 (RFC 6455 section 4.1)",
+            ));
+        }
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -62,7 +69,8 @@ impl Handshake {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            let Some((stream, read)) = into_tcp(upgraded) else {
+            // The permit holds the connection's place on the listener while the session runs.
+            let Some((stream, _permit, read)) = into_tcp(upgraded) else {
                 tracing::error!("a WebSocket upgrade did not come from a TCP listener");
                 return;
             };
@@ -85,10 +93,23 @@ impl Handshake {
     }
 }
 
-/// The TCP stream under an upgrade and any bytes hyper read past the request.
-fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Vec<u8>)> {
-    let parts = upgraded.downcast::<TokioIo<GatedRead<TcpStream>>>().ok()?;
-    Some((parts.io.into_inner().into_inner(), parts.read_buf.to_vec()))
+/// The TCP stream under an upgrade, its listener permit, and any bytes hyper read past the
+/// request. The session sets its own write deadlines, so the socket leaves its guard.
+fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Permit, Vec<u8>)> {
+    let parts = upgraded
+        .downcast::<TokioIo<Guarded<GatedRead<TcpStream>>>>()
+        .ok()?;
+    let (gated, permit) = parts.io.into_inner().into_parts();
+    Some((gated.into_inner(), permit, parts.read_buf.to_vec()))
+}
+
+/// A key is a random 16-byte value in base64: 24 characters ending in `==`.
+fn valid_key(key: &[u8]) -> bool {
+    use base64::Engine;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|k| k.len() == 16)
 }
 
 fn header_is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {
@@ -108,6 +129,20 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_16_byte_base64_key_is_valid() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            &b""[..],
+            b"x",
+            b"not base64 at all!!!!!!!",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZQ==x",
+        ] {
+            assert!(!valid_key(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn connection_tokens_are_matched_whole_and_without_case() {
