@@ -56,12 +56,18 @@ pub fn channel_names(data: &[u8]) {
 pub fn subscriber_token(data: &[u8]) {
     static AUTH: OnceLock<SubscriberAuth> = OnceLock::new();
     let auth = AUTH.get_or_init(|| {
-        SubscriberAuth::new(SubscribeAuth::Jwt, &Secret::new("fuzz-subscriber-secret-0123456789"))
+        SubscriberAuth::new(
+            SubscribeAuth::Jwt,
+            &Secret::new("fuzz-subscriber-secret-0123456789"),
+        )
     });
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    assert!(auth.check(Some(text)).is_err(), "an unsigned token was accepted: {text:?}");
+    assert!(
+        auth.check(Some(text)).is_err(),
+        "an unsigned token was accepted: {text:?}"
+    );
 }
 
 /// Vendor URLs: parsing never panics, and the secret in the URL's userinfo never shows in the
@@ -73,7 +79,12 @@ pub fn vendor_url(data: &[u8]) {
     let secret = url::Url::parse(text)
         .ok()
         .and_then(|u| u.password().map(str::to_owned))
-        .and_then(|p| percent_encoding::percent_decode_str(&p).decode_utf8().ok().map(|p| p.into_owned()))
+        .and_then(|p| {
+            percent_encoding::percent_decode_str(&p)
+                .decode_utf8()
+                .ok()
+                .map(|p| p.into_owned())
+        })
         // A secret that is also spelled elsewhere in the URL may show there.
         .filter(|p| p.len() >= 8 && text.matches(p.as_str()).count() == 1);
     let shown = match VendorConfig::from_url(text) {
@@ -146,7 +157,10 @@ pub fn publish_body(data: &[u8]) {
 fn assert_json_error(e: ApiError) {
     let response = e.into_response();
     let status = response.status();
-    assert!(status.is_client_error() || status.is_server_error(), "{status}");
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status}"
+    );
     assert_eq!(
         response
             .headers()

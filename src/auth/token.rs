@@ -43,7 +43,6 @@ impl TokenScope {
     /// derived from the token (a vendor token) must not outlive it.
     pub fn expires_at(&self) -> Option<u64> {
         self.expires_at
-
     }
 
     /// How long the token is still good for, from `now_ms` (Unix milliseconds); `None` when it
