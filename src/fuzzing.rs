@@ -70,30 +70,45 @@ pub fn subscriber_token(data: &[u8]) {
     );
 }
 
-/// Vendor URLs: parsing never panics, and the secret in the URL's userinfo never shows in the
-/// error or in the parsed configuration's debug output.
+/// Vendor URLs: parsing never panics, and the secret in the URL's userinfo is never echoed in the
+/// error or in the parsed configuration's debug output. Echoed means: the output follows the
+/// secret when the secret changes (text that merely happens to equal it, such as words of the
+/// error message itself, does not count).
 pub fn vendor_url(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let secret = url::Url::parse(text)
-        .ok()
-        .and_then(|u| u.password().map(str::to_owned))
-        .and_then(|p| {
-            percent_encoding::percent_decode_str(&p)
-                .decode_utf8()
-                .ok()
-                .map(|p| p.into_owned())
-        })
-        // A secret that is also spelled elsewhere in the URL may show there.
-        .filter(|p| p.len() >= 8 && text.matches(p.as_str()).count() == 1);
-    let shown = match VendorConfig::from_url(text) {
+    let shown = |text: &str| match VendorConfig::from_url(text) {
         Ok(config) => format!("{config:?}"),
         Err(e) => e.to_string(),
     };
-    if let Some(secret) = secret {
-        assert!(!shown.contains(&secret), "the secret shows in {shown:?}");
+    let output = shown(text);
+    let Some(secret) = url::Url::parse(text)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+        // A secret that is also spelled elsewhere in the URL may show there.
+        .filter(|p| p.len() >= 8 && text.matches(p.as_str()).count() == 1)
+    else {
+        return;
+    };
+    if !output.contains(&secret) {
+        return;
     }
+    let rotated: String = secret
+        .chars()
+        .map(|c| match c {
+            'a'..='y' | 'A'..='Y' | '0'..='8' => char::from(c as u8 + 1),
+            'z' => 'a',
+            'Z' => 'A',
+            '9' => '0',
+            c => c,
+        })
+        .collect();
+    if rotated == secret || text.contains(&rotated) {
+        return;
+    }
+    let changed = shown(&text.replacen(&secret, &rotated, 1));
+    assert!(!changed.contains(&rotated), "the secret is echoed: {output:?}");
 }
 
 /// Configuration files: loading never panics and lists at least one problem when it refuses.
