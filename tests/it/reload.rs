@@ -190,10 +190,16 @@ async fn new_limits_apply_to_new_work_and_start_up_settings_wait_for_a_restart()
     ))
     .await;
     let big = json!({"channel": "room", "name": "n", "data": {"pad": "x".repeat(2000)}});
-    assert_eq!(publish_as(&s.base, "key-0123456789abcdef", big.clone()).await, 413);
+    assert_eq!(
+        publish_as(&s.base, "key-0123456789abcdef", big.clone()).await,
+        413
+    );
     for n in 0..20 {
         let small = json!({"channel": "room", "name": "n", "data": {"n": n}});
-        assert_eq!(publish_as(&s.base, "key-0123456789abcdef", small).await, 202);
+        assert_eq!(
+            publish_as(&s.base, "key-0123456789abcdef", small).await,
+            202
+        );
     }
 
     let (status, v) = reload(
