@@ -550,6 +550,7 @@
       if (r.reset) apply(ch, { events: [], reset: r.reset });
       if (!r.fetch) return;
       if (!owed(s) || m.seq > s.want.seq) s.want = { epoch: m.epoch, seq: m.seq };
+      s.sigTries = 0; // a new signal is news: failed fetches may be retried again
       if (s.filling) s.again = true;
       else fill(ch);
     }
