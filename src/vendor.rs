@@ -51,6 +51,8 @@ pub const HEARTBEAT_CHANNEL: &str = "understudy.heartbeat";
 pub const HEARTBEAT_EVENT: &str = "understudy.heartbeat";
 /// Event name every forwarded event carries on Pusher.
 pub const PUSHER_EVENT_NAME: &str = "understudy.event";
+/// Ably message name of a signal; the publisher's event name stays home with the body.
+pub const SIGNAL_EVENT: &str = "understudy.signal";
 /// Default reserved channel of the canary.
 pub const CANARY_CHANNEL: &str = "understudy.canary";
 /// Event name of canary events.
@@ -126,6 +128,35 @@ impl OutboundEvent {
             name: name.into(),
             id: id.into(),
             frame,
+            priority,
+            kind: EventKind::Event,
+        }
+    }
+
+    /// A signal for a `vendors.signal_only` channel: `{"type":"signal","channel","epoch","seq",
+    /// "id"}` and nothing else, so the event's name and data never leave understudy; clients
+    /// fetch the body from history. It travels as an ordinary event (Pusher `understudy.event`),
+    /// under the event's id so a vendor's de-duplication still works.
+    pub fn signal(
+        channel: &str,
+        epoch: &str,
+        seq: u64,
+        id: impl Into<String>,
+        priority: Priority,
+    ) -> Self {
+        let id = id.into();
+        let frame = serde_json::json!({
+            "type": "signal",
+            "channel": channel,
+            "epoch": epoch,
+            "seq": seq,
+            "id": id,
+        });
+        OutboundEvent {
+            channel: channel.to_owned(),
+            name: SIGNAL_EVENT.to_owned(),
+            frame: Bytes::from(frame.to_string()),
+            id,
             priority,
             kind: EventKind::Event,
         }
@@ -329,4 +360,21 @@ pub(crate) fn unix_ms() -> u64 {
 /// A random 16-hex-character id (canary nonces, heartbeat ids).
 pub(crate) fn random_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_carries_the_position_and_id_and_nothing_else() {
+        let s = OutboundEvent::signal("clinic-1", "e1", 7, "ev-7", Priority::Bulk);
+        let frame: serde_json::Value = serde_json::from_slice(&s.frame).unwrap();
+        assert_eq!(
+            frame,
+            serde_json::json!({"type": "signal", "channel": "clinic-1", "epoch": "e1", "seq": 7, "id": "ev-7"})
+        );
+        assert_eq!((s.name.as_str(), s.id.as_str()), (SIGNAL_EVENT, "ev-7"));
+        assert_eq!((s.kind, s.priority), (EventKind::Event, Priority::Bulk));
+    }
 }

@@ -204,6 +204,10 @@ mod tests {
         let bulk = running.reload(load("[vendors]\nbulk_channels = [\"reports.*\"]\n"));
         assert_eq!(bulk.changed, vec!["vendors"]);
         assert!(!bulk.rebuilds_vendors(&running));
+        let signal = running.reload(load("[vendors]\nsignal_only = [\"clinic-*\"]\n"));
+        assert_eq!(signal.changed, vec!["vendors"]);
+        assert!(!signal.rebuilds_vendors(&running));
+        assert_eq!(signal.config.vendors.signal_only, vec!["clinic-*"]);
         let threshold = running.reload(load("[vendors]\nrecover_after = 9\n"));
         assert!(threshold.rebuilds_vendors(&running));
         let url = running.reload(load(

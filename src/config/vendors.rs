@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::core::ChannelName;
 use crate::failover::{CanaryConfig, FailoverConfig, RouteConfig, Thresholds, WindowConfig};
 use crate::vendor::http::HttpConfig;
 use crate::vendor::lanes::{LaneConfig, RetryBudgetConfig};
@@ -17,6 +18,10 @@ pub struct Vendors {
     pub vendors: Vec<VendorConfig>,
     /// Channel patterns (exact, or prefix ending in `*`) whose events take the bulk lane.
     pub bulk_channels: Vec<String>,
+    /// Channel patterns (exact, or prefix ending in `*`) whose events reach vendors as a signal
+    /// `{type, channel, epoch, seq, id}` only; clients fetch the bodies from understudy's
+    /// history. Validated with [`ChannelName::check_pattern`].
+    pub signal_only: Vec<String>,
     /// Events go on public vendor channels that anyone with the app key can read
     /// (`vendors.public_channels`). Default `false`: Pusher `private-` channels, authorized by
     /// `POST /v1/vendor/auth`.
@@ -31,6 +36,7 @@ pub(super) struct RawVendors {
     /// PEM CA bundle trusted for vendor TLS besides the platform's; empty: none.
     pub(super) ca_file: String,
     bulk_channels: Vec<String>,
+    signal_only: Vec<String>,
     public_channels: bool,
     connect_timeout_ms: u64,
     request_timeout_ms: u64,
@@ -100,6 +106,13 @@ impl RawVendors {
                 .map_err(|e| errs.push(format!("vendors.ca_file: {e}")))
                 .ok(),
         };
+        for (i, pattern) in self.signal_only.iter().enumerate() {
+            if let Err(e) = ChannelName::check_pattern(pattern) {
+                errs.push(format!(
+                    "vendors.signal_only[{i}] = {pattern:?}: {e}; write a channel name or a prefix ending in *"
+                ));
+            }
+        }
         for (key, v) in [
             ("vendors.realtime_queue", self.realtime_queue),
             ("vendors.bulk_queue", self.bulk_queue),
@@ -215,8 +228,33 @@ impl RawVendors {
         Vendors {
             vendors,
             bulk_channels: self.bulk_channels,
+            signal_only: self.signal_only,
             public_channels: self.public_channels,
             failover,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn signal_only_patterns_are_checked_like_token_scopes() {
+        let load = |file: &str| Config::load(Some(file), &|_| None);
+        let ok = load("[vendors]\nsignal_only = [\"clinic-*\", \"lobby\", \"*\"]\n").unwrap();
+        assert_eq!(ok.vendors.signal_only, vec!["clinic-*", "lobby", "*"]);
+        let err = load("[vendors]\nsignal_only = [\"clinic-*\", \"cl*nic\", \"\"]\n")
+            .unwrap_err()
+            .0;
+        assert_eq!(err.len(), 2, "{err:?}");
+        assert!(
+            err[0].starts_with("vendors.signal_only[1] = \"cl*nic\": "),
+            "{err:?}"
+        );
+        assert!(
+            err[1].starts_with("vendors.signal_only[2] = \"\": "),
+            "{err:?}"
+        );
     }
 }

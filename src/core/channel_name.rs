@@ -42,6 +42,17 @@ impl ChannelName {
             None => *self.0 == *pattern,
         }
     }
+
+    /// Checks a pattern as [`ChannelName::matches`] reads it: a channel name, a prefix of one
+    /// followed by `*`, or `*` alone. A `*` anywhere else would never match, so it is refused
+    /// instead of silently matching nothing.
+    pub fn check_pattern(pattern: &str) -> Result<(), CoreError> {
+        match pattern.strip_suffix('*') {
+            Some("") => Ok(()),
+            Some(prefix) => Self::parse(prefix).map(drop),
+            None => Self::parse(pattern).map(drop),
+        }
+    }
 }
 
 fn is_channel_char(c: char) -> bool {
@@ -91,6 +102,17 @@ mod tests {
         let ch = ChannelName::parse("clinic-42.room").unwrap();
         assert!(ch.matches("clinic-42.room") && ch.matches("clinic-42.*") && ch.matches("*"));
         assert!(!ch.matches("clinic-42") && !ch.matches("clinic-43.*"));
+    }
+
+    #[test]
+    fn checks_patterns_as_matches_reads_them() {
+        for ok in ["*", "clinic-*", "clinic-42.room", "a:b@c_*"] {
+            assert!(ChannelName::check_pattern(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["", "**", "clinic*-42", "a b*", "caf\u{e9}*"] {
+            let err = ChannelName::check_pattern(bad).unwrap_err();
+            assert!(matches!(err, CoreError::InvalidChannel(_)), "{bad:?}");
+        }
     }
 
     #[test]

@@ -225,8 +225,8 @@ fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
     if !state.failover.has_vendors() {
         return;
     }
+    let config = state.config.load();
     let priority = priority.unwrap_or_else(|| {
-        let config = state.config.load();
         let bulk = (config.vendors.bulk_channels.iter()).any(|p| event.channel.matches(p));
         if bulk {
             Priority::Bulk
@@ -234,11 +234,24 @@ fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
             Priority::Realtime
         }
     });
-    let _ = state.failover.enqueue(OutboundEvent::new(
-        event.channel.as_str(),
-        &*event.name,
-        &*event.id,
-        event.frame.clone(),
-        priority,
-    ));
+    let signal = (config.vendors.signal_only.iter()).any(|p| event.channel.matches(p));
+    let outbound = if signal {
+        // The body stays home: the vendor learns only that the channel moved on.
+        OutboundEvent::signal(
+            event.channel.as_str(),
+            event.epoch.as_str(),
+            event.seq,
+            &*event.id,
+            priority,
+        )
+    } else {
+        OutboundEvent::new(
+            event.channel.as_str(),
+            &*event.name,
+            &*event.id,
+            event.frame.clone(),
+            priority,
+        )
+    };
+    let _ = state.failover.enqueue(outbound);
 }

@@ -56,6 +56,16 @@
       }
       return { events: this._drain(), reset };
     }
+    // A signal (a vendor event of a signal-only channel: position and id, no body). Answers
+    // whether its body is still to be fetched, and a reset when it moves to a new epoch, the
+    // same as `offer` would for the event itself.
+    signal(m) {
+      let reset = null;
+      if (this.old.indexOf(m.epoch) >= 0) return { fetch: false, reset };
+      if (this.epoch == null) this.init(m.epoch, m.seq - 1);
+      else if (m.epoch !== this.epoch) reset = this._move(m.epoch, m.seq - 1, "epoch_changed");
+      return { fetch: m.seq > this.seq && !this.buf.has(m.seq), reset };
+    }
     // The gap could not be filled: jump to the first buffered event; the page reloads.
     skip() {
       const min = Math.min.apply(null, Array.from(this.buf.keys()));
@@ -412,7 +422,7 @@
     let base = String(o.url).replace(/\/+$/, "");
     if (!/^https?:/.test(base) && g.location) base = new URL(base || "/", g.location.href).href.replace(/\/+$/, "");
 
-    const subs = new Map(); // channel -> { cur, fns, gapT, filling, quiet }
+    const subs = new Map(); // channel -> { cur, fns, gapT, filling, quiet, want, again, sigT, sigTries }
     const pinned = new Set(o.channels || []);
     const paths = [];
     const ladder = new Ladder(random, [!!o.vendor, !!WebSocketC, !!EventSourceC, true]);
@@ -498,23 +508,51 @@
       if (r.next) s.cur.init(r.next.epoch, r.next.seq);
     }
 
-    // Fetch what the live paths missed (a gap, or a vendor that cannot replay).
+    // Whether a signal's event is still to be delivered on this subscription.
+    const owed = (s) => !!s.want && s.want.epoch === s.cur.epoch && s.want.seq > s.cur.seq;
+
+    // Fetch what the live paths missed (a gap, a vendor that cannot replay, or the bodies of
+    // signals). Signals that arrive while a fetch is out are covered by one more round after it.
     async function fill(ch) {
       const s = subs.get(ch);
       if (!s || s.filling) return;
       s.filling = true;
       ct(s.gapT);
       s.gapT = null;
+      ct(s.sigT);
+      s.sigT = null;
+      let failed = false;
       try {
-        for (let i = 0; i < 10 && subs.get(ch) === s; i++) {
-          const p = s.cur.pos;
-          const r = await request("/v1/channels/" + ch + "/events" + (p ? "?epoch=" + p.epoch + "&since=" + p.seq + "&limit=1000" : ""));
-          pollResult(Object.assign({ channel: ch }, r), p);
-          if (!s.cur.gap || !(r.events && r.events.length)) break;
-        }
-      } catch (e) { /* what is still missing is skipped below */ }
+        do {
+          s.again = false;
+          for (let i = 0; i < 10 && subs.get(ch) === s; i++) {
+            const p = s.cur.pos;
+            const r = await request("/v1/channels/" + ch + "/events" + (p ? "?epoch=" + p.epoch + "&since=" + p.seq + "&limit=1000" : ""));
+            pollResult(Object.assign({ channel: ch }, r), p);
+            if (!(s.cur.gap || owed(s)) || !(r.events && r.events.length)) break;
+          }
+        } while (s.again && owed(s) && subs.get(ch) === s);
+      } catch (e) { failed = true; /* what is still missing is skipped below */ }
       s.filling = false;
-      if (s.cur.gap && subs.get(ch) === s) apply(ch, s.cur.skip());
+      if (subs.get(ch) !== s) return;
+      if (s.cur.gap) apply(ch, s.cur.skip());
+      // A signalled body history did not answer (the request failed): ask again a little later,
+      // a few times; a later signal or gap fetches from the same position anyway.
+      if (owed(s) && failed && (s.sigTries = (s.sigTries || 0) + 1) <= 5) s.sigT = st(() => fill(ch), o.gapWaitMs);
+      else if (!owed(s)) { s.want = null; s.sigTries = 0; }
+    }
+
+    // A signal-only channel's event from the vendor: only its position came, the body is in
+    // understudy's history. Coalesced: one fetch from the delivered position covers every
+    // signal that arrived before it answers.
+    function signalled(ch, s, m) {
+      const r = s.cur.signal(m);
+      if (r.reset) apply(ch, { events: [], reset: r.reset });
+      if (!r.fetch) return;
+      if (!owed(s) || m.seq > s.want.seq) s.want = { epoch: m.epoch, seq: m.seq };
+      s.sigTries = 0; // a new signal is news: failed fetches may be retried again
+      if (s.filling) s.again = true;
+      else fill(ch);
     }
 
     function msg(step, m, basis) {
@@ -526,6 +564,7 @@
         if (s) s.fns.forEach((h) => safe(h.onError, m, h));
       } else if (s) {
         if (m.type === "event") apply(m.channel, s.cur.offer(m));
+        else if (m.type === "signal") signalled(m.channel, s, m);
         else if (m.type === "subscribed") { s.quiet = false; s.cur.init(m.epoch, m.seq); }
         else if (m.type === "reset") apply(m.channel, s.cur.reset(m, basis));
       }
@@ -716,6 +755,7 @@
           if (!s.fns.size && !pinned.has(ch) && subs.get(ch) === s) {
             subs.delete(ch);
             ct(s.gapT);
+            ct(s.sigT);
             sync();
           }
         },
@@ -733,7 +773,7 @@
         closed = true;
         [tickT, checkT, routeT, stableT, nextT].forEach((t) => ct(t));
         paths.forEach((p, i) => drop(i));
-        subs.forEach((s) => ct(s.gapT));
+        subs.forEach((s) => { ct(s.gapT); ct(s.sigT); });
         if (doc && doc.removeEventListener) doc.removeEventListener("visibilitychange", onVisible);
         if (win && win.removeEventListener) { win.removeEventListener("online", onOnline); win.removeEventListener("offline", onOffline); }
       },

@@ -30,4 +30,5 @@ mod vendor_ably;
 mod vendor_auth;
 mod vendor_faults;
 mod vendor_pusher;
+mod vendor_signal;
 mod vendor_tls;
