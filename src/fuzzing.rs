@@ -108,7 +108,10 @@ pub fn vendor_url(data: &[u8]) {
         return;
     }
     let changed = shown(&text.replacen(&secret, &rotated, 1));
-    assert!(!changed.contains(&rotated), "the secret is echoed: {output:?}");
+    assert!(
+        !changed.contains(&rotated),
+        "the secret is echoed: {output:?}"
+    );
 }
 
 /// Configuration files: loading never panics and lists at least one problem when it refuses.
