@@ -66,20 +66,6 @@ async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
         s.state.engine.registry().subscriber_count_of("big") == 1
     })
     .await;
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("understudy_slow_consumer_closes_total{transport=\"ws\"} "),
-        "{metrics}"
-    );
-
     // When it reads again it finds whole events, then the slow-consumer close frame: never a
     // frame cut short, never a bare end of the connection.
     let mut seen = Vec::new();
@@ -193,4 +179,77 @@ async fn a_silent_websocket_client_is_closed_and_an_answering_one_is_kept() {
         .unwrap();
     assert_eq!(ev["seq"], 1);
     drop(silent);
+}
+
+/// The close is counted. The counter is process-wide, so the node runs as its own process: a slow
+/// consumer cut by another test in this binary cannot make the check pass.
+#[tokio::test]
+async fn a_cut_slow_consumer_is_counted_once_on_its_node() {
+    let config = scratch_dir("slow-consumer-metrics");
+    std::fs::create_dir_all(&config).unwrap();
+    let file = config.join("understudy.toml");
+    std::fs::write(
+        &file,
+        "[subscribers]\nbuffer_events = 32\nbuffer_bytes = 65536\nwrite_timeout_ms = 300\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_understudy"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .env_clear()
+        .env("UNDERSTUDY_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("UNDERSTUDY_SUBSCRIBE_AUTH", "none")
+        .env("UNDERSTUDY_PUBLISHER_KEYS", KEY)
+        .env("UNDERSTUDY_AUDIT_DIR", config.join("audit"))
+        .env("UNDERSTUDY_LOG", "warn");
+    let (mut node, base, admin) = tokio::task::spawn_blocking(move || spawn_serving_both(cmd))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let closes = || {
+        let (http, url) = (http.clone(), format!("{admin}/metrics"));
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix("understudy_slow_consumer_closes_total{transport=\"ws\"} ")
+                })
+                .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+        }
+    };
+    assert_eq!(closes().await, 0, "a fresh node has cut nobody");
+
+    let addr = base.trim_start_matches("http://").parse().unwrap();
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(addr).await.unwrap();
+    let url = format!("{}/v1/ws?channel=big", base.replace("http://", "ws://"));
+    let (mut stuck, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    ws_expect(&mut stuck, "welcome").await;
+    ws_expect(&mut stuck, "subscribed").await;
+    let pad = "x".repeat(4096);
+    let mut n = 0;
+    // Publish until the node cuts the stuck subscriber (bounded: far more than its buffers hold).
+    while closes().await == 0 {
+        assert!(
+            n < EVENTS,
+            "{EVENTS} events published and the stuck subscriber is still on"
+        );
+        for _ in 0..100 {
+            n += 1;
+            let r = http
+                .post(format!("{base}/v1/publish"))
+                .bearer_auth(KEY)
+                .json(&json!({"channel": "big", "name": "n", "data": {"n": n, "pad": pad}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+        }
+    }
+    assert_eq!(closes().await, 1, "one cut, counted once");
+    node.kill().ok();
+    node.wait().ok();
 }
