@@ -47,9 +47,18 @@ pub enum UrlError {
 impl VendorConfig {
     /// Parses a vendor URL (see the module docs for the forms).
     pub fn from_url(text: &str) -> Result<VendorConfig, UrlError> {
+        // Only what can be a scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`) is
+        // read as one, and only that is ever quoted back: text before a later `://` may hold the
+        // credentials of a garbled URL.
         let scheme = text
             .split_once("://")
             .map(|(s, _)| s.to_ascii_lowercase())
+            .filter(|s| {
+                s.len() <= 32
+                    && s.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            })
             .unwrap_or_default();
         match scheme.as_str() {
             "pusher" => pusher(text).map(VendorConfig::Pusher),
@@ -352,6 +361,10 @@ mod tests {
             ),
             ("ably://k:topsecret@host/path", "invalid `path`"),
             ("webhook+https://host/hook", "missing `?secret=`"),
+            (
+                "ably:\r//k:topsecret-1@host/x.ok+https://hooks.example",
+                "no scheme",
+            ),
             (
                 "pubnub://k:topsecret@host",
                 "unknown vendor scheme `pubnub`",
