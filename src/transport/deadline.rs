@@ -61,15 +61,19 @@ impl<T> Guarded<T> {
                 Poll::Ready(r)
             }
             Poll::Pending => {
-                let at = Instant::now() + self.write_timeout;
+                // The clock is read once per stall, when the deadline is armed, not on every
+                // pending poll while it runs.
+                let timeout = self.write_timeout;
                 let sleep = match &mut self.stalled {
                     Some(sleep) => {
                         if !self.armed {
-                            sleep.as_mut().reset(at);
+                            sleep.as_mut().reset(Instant::now() + timeout);
                         }
                         sleep
                     }
-                    None => self.stalled.insert(Box::pin(tokio::time::sleep_until(at))),
+                    None => self
+                        .stalled
+                        .insert(Box::pin(tokio::time::sleep_until(Instant::now() + timeout))),
                 };
                 self.armed = true;
                 if sleep.as_mut().poll(cx).is_ready() {

@@ -170,6 +170,16 @@ impl Server {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await;
+        r.unwrap().text().await.unwrap()
+    }
+
     /// Starts a GET of `path` in the background (a long poll), answering its JSON body.
     pub fn spawn_get(&self, path: &str) -> JoinHandle<Value> {
         let (http, url) = (self.http.clone(), format!("{}{path}", self.base));

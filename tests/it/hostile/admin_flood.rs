@@ -51,15 +51,7 @@ async fn refused_admin_calls_are_counted_and_sampled_into_the_trail() {
         entries.iter().any(|e| e["action"] == "mode_changed"),
         "the operator's entry is still there"
     );
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     let counted: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("understudy_admin_refused_total "))

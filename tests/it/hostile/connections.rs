@@ -145,15 +145,7 @@ async fn idle_and_trickling_connections_are_cut_and_never_keep_others_out() {
     let (status, v) = answer(&read_to_close(&mut body, PATIENCE).await);
     assert_eq!(status, 408, "{v}");
     assert_eq!(v["error"]["code"], "body_timeout");
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     assert!(
         metrics.contains("understudy_connections_timed_out_total{stage=\"header\"}"),
         "{metrics}"
@@ -220,15 +212,7 @@ async fn connections_past_a_cap_get_a_json_503_and_the_admin_listener_still_answ
         v["listeners"][0],
         json!({"listener": "public", "max_connections": 40, "max_connections_per_address": 20, "open_connections": 40})
     );
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     // Metrics are the test process's (other tests' servers add to them): names and labels only.
     for line in [
         "understudy_connections_refused_total{listener=\"public\",reason=\"address_full\"} ",
