@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::auth::{AdminTokens, PublisherKeys, SubscriberAuth};
+use crate::auth::{AdminTokens, Apps, PublisherKeys, SubscriberAuth};
 use crate::config::{Config, ConfigSource, EngineConfig};
 use crate::core::history::HistoryLimits;
 use crate::core::idempotency::IdempotencyLimits;
@@ -47,6 +47,8 @@ pub struct AppState {
     pub publishers: Arc<ArcSwap<PublisherKeys>>,
     pub subscribers: Arc<ArcSwap<SubscriberAuth>>,
     pub admins: Arc<ArcSwap<AdminTokens>>,
+    /// `[[apps]]` of the Pusher and Ably protocols, by id and by key.
+    pub apps: Arc<ArcSwap<Apps>>,
     /// Where the configuration came from, for reloads.
     pub origin: Arc<reload::ConfigOrigin>,
     pub lifecycle: Lifecycle,
@@ -129,6 +131,7 @@ impl AppState {
             publishers: Arc::new(ArcSwap::from_pointee(publisher_keys(&config))),
             subscribers: Arc::new(ArcSwap::from_pointee(subscriber_auth(&config))),
             admins: Arc::new(ArcSwap::from_pointee(admin_tokens(&config))),
+            apps: Arc::new(ArcSwap::from_pointee(Apps::new(&config.apps))),
             origin: Arc::default(),
             lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
             metrics,

@@ -1,9 +1,12 @@
-//! Who may publish, subscribe and administer: publisher keys, subscriber tokens, admin tokens.
+//! Who may publish, subscribe and administer: publisher keys, subscriber tokens, admin tokens,
+//! and the apps of the Pusher and Ably protocols.
 
 pub mod admin;
+pub mod apps;
 pub mod publisher;
 pub mod token;
 
 pub use admin::{AdminToken, AdminTokens};
+pub use apps::Apps;
 pub use publisher::PublisherKeys;
 pub use token::{SubscriberAuth, TokenError, TokenScope};

@@ -2,6 +2,7 @@
 //! the deploy-time knobs, then validation of everything at once into typed settings. Bad
 //! configuration is reported in full before any port is bound.
 
+mod apps;
 mod audit;
 mod connections;
 mod engine;
@@ -15,6 +16,7 @@ mod vendors;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use apps::{AppConfig, Forward};
 pub use connections::ConnectionLimits;
 pub use engine::{EngineConfig, RedisConfig};
 pub use raw::Raw;
@@ -53,6 +55,8 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Longest planned maintenance window.
     pub max_maintenance_window: Duration,
+    /// `[[apps]]`: Pusher apps and Ably keys served by the drop-in protocols.
+    pub apps: Vec<AppConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

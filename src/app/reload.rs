@@ -126,6 +126,8 @@ impl AppState {
         self.publishers.store(Arc::new(publisher_keys(config)));
         self.subscribers.store(Arc::new(subscriber_auth(config)));
         self.admins.store(Arc::new(admin_tokens(config)));
+        self.apps
+            .store(Arc::new(crate::auth::Apps::new(&config.apps)));
         (self.lifecycle).set_timing(config.server.reconnect_jitter, config.server.drain_window);
         self.config.store(Arc::new(reload.config.clone()));
         self.refresh_self_path();

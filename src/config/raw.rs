@@ -26,6 +26,9 @@ pub struct Raw {
     audit: RawAudit,
     maintenance: RawMaintenance,
     engine: RawEngine,
+    /// `[[apps]]`; none in the embedded file.
+    #[serde(default)]
+    apps: Vec<super::apps::RawApp>,
     /// Environment values that could not be applied; reported by `validate` with the rest.
     #[serde(skip)]
     env_errors: Vec<String>,
@@ -157,6 +160,7 @@ impl Raw {
     }
 
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        super::apps::apply_env(&mut self.apps, env);
         let set = |name: &str, target: &mut String| {
             if let Some(v) = env(name) {
                 *target = v;
@@ -376,6 +380,7 @@ impl Raw {
         let vendors = self.vendors.validate(&mut errs);
         let audit = self.audit.validate(&mut errs);
         let engine = self.engine.validate(&mut errs);
+        let apps = super::apps::validate(self.apps, MIN_SECRET_LEN, &mut errs);
         if self.maintenance.max_window_secs == 0 {
             errs.push("maintenance.max_window_secs must be greater than 0".into());
         }
@@ -430,6 +435,7 @@ impl Raw {
             vendors,
             audit,
             engine,
+            apps,
             max_maintenance_window: Duration::from_secs(self.maintenance.max_window_secs),
             auth: Auth {
                 publisher_keys: self

@@ -53,6 +53,8 @@ impl Config {
             audit: _,
             engine: _,
             max_maintenance_window: _,
+            // Applied at once: a new secret is checked from the next request on.
+            apps: _,
         } = old;
         if keep("engine", old.engine != new.engine) {
             new.engine = old.engine.clone();
