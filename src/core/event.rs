@@ -26,6 +26,9 @@ pub struct Event {
     pub frame: Bytes,
     /// When the event entered history, for age-based trimming.
     pub(crate) stored_at: Instant,
+    /// A Pusher-protocol socket that must not receive this event (the `socket_id` a Pusher
+    /// publisher gave to leave out the client that caused it). Not part of the frame.
+    pub exclude_socket: Option<Arc<str>>,
 }
 
 impl Event {
@@ -58,6 +61,7 @@ impl Event {
             ts,
             frame: Bytes::from(frame),
             stored_at,
+            exclude_socket: draft.exclude_socket.clone(),
         }
     }
 
@@ -97,6 +101,8 @@ pub struct EventDraft {
     pub id: Arc<str>,
     /// Whether `id` came from the publisher and so must be checked against the idempotency window.
     pub idempotent: bool,
+    /// See [`Event::exclude_socket`].
+    pub exclude_socket: Option<Arc<str>>,
 }
 
 impl EventDraft {
@@ -107,6 +113,7 @@ impl EventDraft {
             data,
             idempotent: id.is_some(),
             id: id.unwrap_or_else(generate_id),
+            exclude_socket: None,
         }
     }
 }

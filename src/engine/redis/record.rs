@@ -81,6 +81,8 @@ fn build(
         data: Arc::from(b.data.to_owned()),
         id: id.clone(),
         idempotent: false,
+        // Not carried through Redis yet: a socket_id exclusion holds on the publishing node.
+        exclude_socket: None,
     };
     Ok(Event::build(
         ch.clone(),
