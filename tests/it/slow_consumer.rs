@@ -45,12 +45,42 @@ async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
     });
 
     let pad = "x".repeat(4096);
-    for n in 1..=EVENTS {
-        let (status, _) = s
-            .publish(json!({"channel": "big", "name": "n", "data": {"n": n, "pad": pad}}))
-            .await;
-        assert_eq!(status, 202);
-    }
+    let publishing = async {
+        for n in 1..=EVENTS {
+            let (status, _) = s
+                .publish(json!({"channel": "big", "name": "n", "data": {"n": n, "pad": pad}}))
+                .await;
+            assert_eq!(status, 202);
+        }
+    };
+    // The stuck client reads again as soon as it is cut, while publishing goes on: it is owed its
+    // frames and its close for as long as it keeps taking bytes, but not while it stays silent,
+    // so it must not wait for the rest of the test (slow on a busy machine) before reading.
+    let cut_then_read = async {
+        // The stuck subscriber was dropped by the server, freeing its share of the channel.
+        eventually("the stuck subscriber to be cut off", || {
+            s.state.engine.registry().subscriber_count_of("big") == 1
+        })
+        .await;
+        // When it reads again it finds whole events, then the slow-consumer close frame: never a
+        // frame cut short, never a bare end of the connection.
+        let mut seen = Vec::new();
+        let code = loop {
+            match tokio::time::timeout(PATIENCE, stuck.next()).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => break frame.code,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                    if v["type"] == "event" {
+                        seen.push(v["seq"].as_u64().unwrap());
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!("expected whole frames then a 4008 close, got {other:?}"),
+            }
+        };
+        (code, seen)
+    };
+    let ((), (code, seen)) = tokio::join!(publishing, cut_then_read);
     let got = tokio::time::timeout(PATIENCE, reader)
         .await
         .unwrap()
@@ -61,27 +91,6 @@ async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
         "the healthy subscriber got everything in order"
     );
 
-    // The stuck subscriber was dropped by the server, freeing its share of the channel.
-    eventually("the stuck subscriber to be cut off", || {
-        s.state.engine.registry().subscriber_count_of("big") == 1
-    })
-    .await;
-    // When it reads again it finds whole events, then the slow-consumer close frame: never a
-    // frame cut short, never a bare end of the connection.
-    let mut seen = Vec::new();
-    let code = loop {
-        match tokio::time::timeout(PATIENCE, stuck.next()).await {
-            Ok(Some(Ok(Message::Close(Some(frame))))) => break frame.code,
-            Ok(Some(Ok(Message::Text(t)))) => {
-                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-                if v["type"] == "event" {
-                    seen.push(v["seq"].as_u64().unwrap());
-                }
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("expected whole frames then a 4008 close, got {other:?}"),
-        }
-    };
     assert_eq!(code, CloseCode::from(4008));
     assert!(
         !seen.is_empty() && (seen.len() as u64) < EVENTS,
@@ -111,7 +120,10 @@ async fn a_stuck_subscriber_is_cut_off_and_nobody_else_waits_for_it() {
 
 #[tokio::test]
 async fn a_lagging_sse_subscriber_is_told_to_resume_and_loses_nothing() {
-    let s = Server::with("[auth]\nsubscribe = \"none\"\n[subscribers]\nbuffer_events = 4\n[history]\nmax_events = 5000\n").await;
+    // The write deadline is far off: this test is about the lag (4 events of buffer), and the
+    // stream is not read until every event is published, which on a busy machine can outlast the
+    // default 10 s, after which a stream that takes nothing is dropped without its message.
+    let s = Server::with("[auth]\nsubscribe = \"none\"\n[subscribers]\nbuffer_events = 4\nwrite_timeout_ms = 120000\n[history]\nmax_events = 5000\n").await;
     let mut sse = Sse::open(&s, "?channel=lag", None).await;
     sse.expect("subscribed").await;
     // The stream is not read while far more than the socket buffers hold is published.
@@ -155,7 +167,10 @@ async fn a_lagging_sse_subscriber_is_told_to_resume_and_loses_nothing() {
 
 #[tokio::test]
 async fn a_silent_websocket_client_is_closed_and_an_answering_one_is_kept() {
-    let s = Server::with("[auth]\nsubscribe = \"none\"\n[subscribers]\nheartbeat_ms = 100\n").await;
+    // Two heartbeats without a pong close a client. A second each, not less: the answering
+    // client's reader must get a turn within that window on a busy machine.
+    let s =
+        Server::with("[auth]\nsubscribe = \"none\"\n[subscribers]\nheartbeat_ms = 1000\n").await;
     // tungstenite answers pings while it is being read; this client is read, the other is not.
     let mut alive = ws_connect(&s.ws_url("?channel=hb")).await;
     ws_expect(&mut alive, "welcome").await;
