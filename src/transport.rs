@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 mod poll;
 pub(crate) mod publish;
+mod pusher_ws;
 mod route;
 mod sse;
 mod subscriber;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/publish", post(publish::publish))
         .route("/v1/publish/batch", post(publish::batch))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/app/{key}", get(pusher_ws::upgrade))
         .route("/v1/sse", get(sse::stream))
         .route("/v1/channels/{channel}/events", get(poll::poll_one))
         .route("/v1/poll", post(poll::poll_many))
