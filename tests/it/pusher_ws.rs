@@ -72,9 +72,11 @@ async fn send(ws: &mut Ws, v: Value) {
 
 /// The close code the server ends the socket with, after any text messages it sent first.
 async fn close_code(ws: &mut Ws) -> (u16, Vec<Value>) {
+    // One deadline for the whole wait: a server that keeps pinging but never closes fails too.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut before = Vec::new();
     loop {
-        let msg = tokio::time::timeout(PATIENCE, ws.next())
+        let msg = tokio::time::timeout_at(deadline, ws.next())
             .await
             .expect("a close within the test's patience");
         match msg {
