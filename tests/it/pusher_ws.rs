@@ -370,3 +370,30 @@ async fn a_draining_server_tells_pusher_sockets_to_reconnect_with_4200() {
     let (code, _) = close_code(&mut ws).await;
     assert_eq!(code, 4200);
 }
+
+#[tokio::test]
+async fn the_exclusion_holds_for_a_socket_on_another_node_through_redis() {
+    let redis = crate::support::redis::Redis::start().await;
+    let engine = format!("[engine]\nurl = \"{}\"\n", redis.url());
+    let publisher = Server::with(&config(&engine)).await;
+    let subscriber = Server::with(&config(&engine)).await;
+    let (mut a, a_id) = connect(&subscriber).await;
+    let (mut b, _) = connect(&subscriber).await;
+    for ws in [&mut a, &mut b] {
+        let ok = subscribe(ws, "ward", None).await;
+        assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    }
+    let ch = ChannelName::parse("ward").unwrap();
+    let mut draft = EventDraft::new(
+        Arc::from("moved"),
+        Arc::from(serde_json::value::RawValue::from_string("\"by a\"".into()).unwrap()),
+        None,
+    );
+    draft.exclude_socket = Some(Arc::from(a_id.as_str()));
+    let engine = &publisher.state.engine;
+    engine.publish_all(&[ch], &draft, None).await.unwrap();
+    publish(&publisher, "ward", "after", json!("all")).await;
+    assert_eq!(next_not_ping(&mut b).await["event"], "moved");
+    assert_eq!(next_not_ping(&mut b).await["event"], "after");
+    assert_eq!(next_not_ping(&mut a).await["event"], "after");
+}
