@@ -6,7 +6,7 @@
 //! dialect (`protocol`), the private channel signatures (`channel_auth`), and that Pusher has no
 //! positions: a (re)subscription starts live, with no replay.
 
-mod channel_auth;
+pub(super) mod channel_auth;
 mod protocol;
 
 use std::sync::Arc;

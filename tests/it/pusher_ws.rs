@@ -397,3 +397,73 @@ async fn the_exclusion_holds_for_a_socket_on_another_node_through_redis() {
     assert_eq!(next_not_ping(&mut b).await["event"], "after");
     assert_eq!(next_not_ping(&mut a).await["event"], "after");
 }
+
+/// `POST /v1/vendor/auth` with `app_key` signs for the app on /app/{key}, for the channels of
+/// the page's understudy token only.
+async fn app_auth(server: &Server, form: &[(&str, &str)], token: Option<&str>) -> (u16, Value) {
+    let mut req = server
+        .http
+        .post(format!("{}/v1/vendor/auth", server.base))
+        .form(form);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn vendor_auth_signs_for_an_app_within_the_token_s_channels() {
+    let server = Server::with(&config("")).await;
+    let (mut ws, socket_id) = connect(&server).await;
+    let token = crate::support::token(&["private-clinic-42.*"], 600, crate::support::SECRET);
+    let ask = |channel: &'static str, key: &'static str| {
+        let socket_id = socket_id.clone();
+        let token = token.clone();
+        let server = &server;
+        async move {
+            let form = [
+                ("app_key", key),
+                ("socket_id", socket_id.as_str()),
+                ("channel_name", channel),
+            ];
+            app_auth(server, &form, Some(&token)).await
+        }
+    };
+    let (status, v) = ask("private-clinic-42.room", APP_KEY).await;
+    assert_eq!(status, 200, "{v}");
+    let auth = v["auth"].as_str().unwrap();
+    assert_eq!(auth, sign(&socket_id, "private-clinic-42.room"));
+    let ok = subscribe(&mut ws, "private-clinic-42.room", Some(auth)).await;
+    assert_eq!(
+        ok["event"], "pusher_internal:subscription_succeeded",
+        "{ok}"
+    );
+
+    let (status, v) = ask("private-clinic-43.room", APP_KEY).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("channel_forbidden")),
+        "{v}"
+    );
+    let (status, v) = ask("private-clinic-42.room", "no-such-key").await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("unknown_app")),
+        "{v}"
+    );
+    let (status, v) = ask("clinic-42.room", APP_KEY).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("not_private_channel")),
+        "{v}"
+    );
+    let form = [
+        ("app_key", APP_KEY),
+        ("socket_id", socket_id.as_str()),
+        ("channel_name", "private-clinic-42.room"),
+    ];
+    let (status, v) = app_auth(&server, &form, None).await;
+    assert_eq!(status, 401, "{v}");
+    assert!(!v.to_string().contains(APP_SECRET));
+}

@@ -32,9 +32,9 @@ pub(crate) enum AuthError {
     BadSignature(String),
 }
 
-/// The `auth` value Pusher expects for `channel` on `socket_id`.
-#[cfg(test)]
-fn sign(app: &AppConfig, socket_id: &str, channel: &str) -> String {
+/// The `auth` value Pusher expects for `channel` on `socket_id` (what `POST /v1/vendor/auth`
+/// answers for an app).
+pub(crate) fn sign(app: &AppConfig, socket_id: &str, channel: &str) -> String {
     format!("{}:{}", app.key, hex::encode(mac(app, socket_id, channel)))
 }
 
