@@ -1,4 +1,5 @@
-//! The public API's edges: publish, WebSocket, SSE and polling. Each handler decodes, makes one
+//! The public API's edges: publish, WebSocket (understudy's own and Pusher protocol 7), SSE and
+//! polling. Each handler decodes, makes one
 //! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
 
 pub mod admission;
