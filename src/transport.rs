@@ -1,6 +1,6 @@
 //! The public API's edges: publish, WebSocket (understudy's own and Pusher protocol 7), SSE and
-//! polling. Each handler decodes, makes one
-//! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
+//! polling. Each handler decodes, makes one call into the core, and encodes; JSON shapes live in
+//! `wire` (Pusher's in `pusher_ws`), errors map once in `error`.
 
 pub mod admission;
 pub(crate) mod body;
