@@ -467,3 +467,46 @@ async fn vendor_auth_signs_for_an_app_within_the_token_s_channels() {
     assert_eq!(status, 401, "{v}");
     assert!(!v.to_string().contains(APP_SECRET));
 }
+
+#[tokio::test]
+async fn a_stuck_pusher_socket_is_cut_off_and_a_reading_one_gets_everything() {
+    let server = Server::with(&config(
+        "[subscribers]\nbuffer_events = 4\nwrite_timeout_ms = 300\n[history]\nmax_events = 5000\n",
+    ))
+    .await;
+    let (mut stuck, _) = connect(&server).await;
+    let (mut healthy, _) = connect(&server).await;
+    for ws in [&mut stuck, &mut healthy] {
+        let ok = subscribe(ws, "big", None).await;
+        assert_eq!(ok["event"], "pusher_internal:subscription_succeeded");
+    }
+    assert_eq!(server.state.engine.registry().subscriber_count_of("big"), 2);
+    // Far more than the socket buffers hold, while `stuck` reads nothing.
+    let pad = "x".repeat(4096);
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 300 {
+            let v = next_not_ping(&mut healthy).await;
+            got.push(
+                v["data"]
+                    .as_str()
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        got
+    });
+    for n in 1..=300 {
+        publish(&server, "big", "n", json!(format!("{n}:{pad}"))).await;
+    }
+    let got = reader.await.unwrap();
+    let want: Vec<String> = (1..=300).map(|n| n.to_string()).collect();
+    assert_eq!(got, want, "the reading socket got every event in order");
+    crate::support::eventually("the stuck socket to be cut off", || {
+        server.state.engine.registry().subscriber_count_of("big") == 1
+    })
+    .await;
+}
