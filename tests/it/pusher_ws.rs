@@ -497,16 +497,19 @@ async fn a_stuck_pusher_socket_is_cut_off_and_a_reading_one_gets_everything() {
                     .to_string(),
             );
         }
-        got
+        (got, healthy)
     });
     for n in 1..=300 {
         publish(&server, "big", "n", json!(format!("{n}:{pad}"))).await;
     }
-    let got = reader.await.unwrap();
+    let (got, mut healthy) = reader.await.unwrap();
     let want: Vec<String> = (1..=300).map(|n| n.to_string()).collect();
     assert_eq!(got, want, "the reading socket got every event in order");
+    // The reading socket is still open, so the one subscriber left is it.
     crate::support::eventually("the stuck socket to be cut off", || {
         server.state.engine.registry().subscriber_count_of("big") == 1
     })
     .await;
+    publish(&server, "big", "n", json!("301:")).await;
+    assert_eq!(next_not_ping(&mut healthy).await["data"], "301:");
 }
