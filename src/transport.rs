@@ -1,5 +1,6 @@
-//! The public API's edges: publish, WebSocket, SSE and polling. Each handler decodes, makes one
-//! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
+//! The public API's edges: publish, WebSocket (understudy's own and Pusher protocol 7), SSE and
+//! polling. Each handler decodes, makes one call into the core, and encodes; JSON shapes live in
+//! `wire` (Pusher's in `pusher_ws`), errors map once in `error`.
 
 pub mod admission;
 pub(crate) mod body;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod health;
 mod poll;
 pub(crate) mod publish;
+mod pusher_ws;
 mod route;
 mod sse;
 mod subscriber;
@@ -35,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/publish", post(publish::publish))
         .route("/v1/publish/batch", post(publish::batch))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/app/{key}", get(pusher_ws::upgrade))
         .route("/v1/sse", get(sse::stream))
         .route("/v1/channels/{channel}/events", get(poll::poll_one))
         .route("/v1/poll", post(poll::poll_many))

@@ -1,6 +1,6 @@
 //! Events, the drafts publishers hand in, positions clients hold, and why a position can be void.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -29,6 +29,10 @@ pub struct Event {
     /// A Pusher-protocol socket that must not receive this event (the `socket_id` a Pusher
     /// publisher gave to leave out the client that caused it). Not part of the frame.
     pub exclude_socket: Option<Arc<str>>,
+    /// The event as a Pusher protocol message, serialised by the first `/app/{key}` socket that
+    /// sends it and shared by the rest (see `transport::pusher_ws`); empty until then, so events
+    /// no Pusher-protocol socket receives cost nothing.
+    pub pusher_frame: OnceLock<Bytes>,
 }
 
 impl Event {
@@ -62,6 +66,7 @@ impl Event {
             frame: Bytes::from(frame),
             stored_at,
             exclude_socket: draft.exclude_socket.clone(),
+            pusher_frame: OnceLock::new(),
         }
     }
 

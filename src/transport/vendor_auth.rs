@@ -4,6 +4,9 @@
 //! later than the token. The vendor secret never leaves the server. docs/protocol.md, "Vendor
 //! channel authorization".
 //!
+//! With `app_key`, it signs instead for an `[[apps]]` app on understudy's own Pusher-protocol
+//! socket (`/app/{key}`), with the app's secret: for pages that have no auth endpoint of their own.
+//!
 //! The request is what the vendor SDKs send by default: pusher-js `channelAuthorization` posts a
 //! form (`socket_id`, `channel_name`, plus its `params`); ably-js `authUrl` sends `authParams`
 //! as a query (GET) or a form (POST). JSON bodies are accepted too. The token comes as
@@ -37,6 +40,8 @@ pub enum VendorAuthError {
     NoVendor,
     #[error("no vendor named {0:?} is configured; name one from vendors.urls (name or kind)")]
     UnknownVendor(String),
+    #[error("no app has the key {0:?}; name one of [[apps]]")]
+    UnknownApp(String),
     #[error("vendor {0:?} has no realtime subscriptions to authorize")]
     NotSubscribable(String),
     #[error("missing parameter {0}; send it in the form or JSON body, or in the query")]
@@ -55,7 +60,7 @@ impl VendorAuthError {
     pub fn status(&self) -> StatusCode {
         use VendorAuthError::*;
         match self {
-            NoVendor | UnknownVendor(_) => StatusCode::NOT_FOUND,
+            NoVendor | UnknownVendor(_) | UnknownApp(_) => StatusCode::NOT_FOUND,
             NotSubscribable(_) => StatusCode::CONFLICT,
             MissingParam(_) | InvalidSocketId(_) | NotPrivate(_) => StatusCode::BAD_REQUEST,
             UnsupportedBody => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -68,6 +73,7 @@ impl VendorAuthError {
         match self {
             NoVendor => "no_vendor",
             UnknownVendor(_) => "unknown_vendor",
+            UnknownApp(_) => "unknown_app",
             NotSubscribable(_) => "vendor_not_subscribable",
             MissingParam(_) => "missing_param",
             InvalidSocketId(_) => "invalid_socket_id",
@@ -114,6 +120,10 @@ pub(crate) async fn authorize(
         .subscribers
         .load()
         .check(params.get("token").or(bearer))?;
+    if let Some(app_key) = params.get("app_key").filter(|k| !k.is_empty()) {
+        let answer = app_auth(&state, app_key, &scope, &params)?;
+        return Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response());
+    }
     let vendor = choose(&state, params.get("vendor"))?;
     let answer = match &vendor {
         VendorConfig::Pusher(c) => pusher_auth(c, &scope, &params)?,
@@ -223,6 +233,36 @@ fn pusher_auth(
         return Err(ApiError::ChannelForbidden(channel.to_string()));
     }
     let auth = signing::channel_auth(&config.key, &config.secret, socket_id, wire);
+    Ok(json!({ "auth": auth }))
+}
+
+/// `{"auth":"key:signature"}` for a private channel of an app on `/app/{key}`, signed with the
+/// app's secret. There the channel's understudy name is the Pusher name itself (`private-`
+/// included), so that is the name the token must cover.
+fn app_auth(
+    state: &AppState,
+    app_key: &str,
+    scope: &TokenScope,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let app = state
+        .apps
+        .load()
+        .by_key(app_key)
+        .ok_or_else(|| VendorAuthError::UnknownApp(app_key.chars().take(64).collect()))?;
+    let socket_id = params.require("socket_id")?;
+    if !signing::is_socket_id(socket_id) {
+        return Err(VendorAuthError::InvalidSocketId(socket_id.chars().take(40).collect()).into());
+    }
+    let wire = params.require("channel_name")?;
+    if !wire.starts_with("private-") || wire.starts_with("private-encrypted-") {
+        return Err(VendorAuthError::NotPrivate(wire.chars().take(200).collect()).into());
+    }
+    let channel = ChannelName::parse(wire)?;
+    if !scope.allows(&channel) {
+        return Err(ApiError::ChannelForbidden(channel.to_string()));
+    }
+    let auth = super::pusher_ws::channel_auth::sign(&app, socket_id, wire);
     Ok(json!({ "auth": auth }))
 }
 

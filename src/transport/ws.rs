@@ -3,8 +3,8 @@
 //! bytes behind a frame header, written straight to the socket (`frames`); several ready events
 //! go out in one write.
 
-mod frames;
-mod handshake;
+pub(super) mod frames;
+pub(super) mod handshake;
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -53,19 +53,19 @@ pub const CLOSE_RESTART: u16 = 1012;
 /// Close code: policy violation (too many subscriptions).
 pub const CLOSE_POLICY: u16 = 1008;
 /// Largest message a client may send.
-const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+pub(super) const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Bytes read from a client per read call.
-const CLIENT_READ_CHUNK: usize = 512;
+pub(super) const CLIENT_READ_CHUNK: usize = 512;
 /// Most events gathered into one write.
-const WRITE_BATCH: usize = 64;
+pub(super) const WRITE_BATCH: usize = 64;
 /// The least kernel send buffer a WebSocket gets, whatever `subscribers.buffer_bytes` says.
-const MIN_SEND_BUFFER: usize = 64 * 1024;
+pub(super) const MIN_SEND_BUFFER: usize = 64 * 1024;
 /// How long a closing connection may go without the peer taking a byte before it is dropped
 /// (at least; the write deadline if longer). A cut slow consumer is owed whole frames and its
 /// 4008 close: a client busy elsewhere for a few seconds still gets them.
-const CLOSE_STALL: Duration = Duration::from_secs(10);
+pub(super) const CLOSE_STALL: Duration = Duration::from_secs(10);
 /// The longest a closing connection is kept for its close frame, however steadily it reads.
-const CLOSE_LIMIT: Duration = Duration::from_secs(30);
+pub(super) const CLOSE_LIMIT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
@@ -80,16 +80,8 @@ pub(crate) async fn upgrade(
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let initial = subscriber::channels_from_query(&state, &pairs, &scope)?;
-    let buffer_bytes = state.config.load().subscribers.buffer_bytes;
     let token = state.lifecycle.track();
-    let config = WebSocketConfig::default()
-        // tungstenite zero-fills up to this many bytes before every read attempt; client
-        // messages are small. Its write buffer carries control messages only.
-        .read_buffer_size(CLIENT_READ_CHUNK)
-        .write_buffer_size(4 * 1024)
-        .max_write_buffer_size(buffer_bytes)
-        .max_message_size(Some(MAX_CLIENT_MESSAGE))
-        .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+    let config = socket_config(&state);
     Ok(ws.accept(config, move |socket| {
         let conn_id = format!("{:016x}", rand::random::<u64>());
         let span = tracing::debug_span!("ws", conn_id = %conn_id);
@@ -101,6 +93,27 @@ pub(crate) async fn upgrade(
         }
         .instrument(span)
     }))
+}
+
+/// tungstenite's settings for a subscriber socket (`/v1/ws` and `/app/{key}`).
+pub(super) fn socket_config(state: &AppState) -> WebSocketConfig {
+    let buffer_bytes = state.config.load().subscribers.buffer_bytes;
+    WebSocketConfig::default()
+        // tungstenite zero-fills up to this many bytes before every read attempt; client
+        // messages are small. Its write buffer carries control messages only.
+        .read_buffer_size(CLIENT_READ_CHUNK)
+        .write_buffer_size(4 * 1024)
+        .max_write_buffer_size(buffer_bytes)
+        .max_message_size(Some(MAX_CLIENT_MESSAGE))
+        .max_frame_size(Some(MAX_CLIENT_MESSAGE))
+}
+
+/// Caps the kernel's send buffer of a subscriber socket at its own buffer: left to autotune it
+/// grows to megabytes, which a slow consumer must read through before it can see its close (a
+/// client reading 64 KB/s took a minute), and which no slow-consumer check sees.
+pub(super) fn cap_send_buffer(socket: &WebSocketStream<TcpStream>, buffer_bytes: usize) {
+    let _ = socket2::SockRef::from(socket.get_ref())
+        .set_send_buffer_size(buffer_bytes.max(MIN_SEND_BUFFER));
 }
 
 /// Why a session ended.
@@ -119,7 +132,7 @@ enum End {
 
 /// Why a session failed.
 #[derive(Debug)]
-enum Fault {
+pub(super) enum Fault {
     Socket(tungstenite::Error),
     /// The client did not take what was written within the write deadline.
     Slow,
@@ -169,11 +182,7 @@ impl Session {
         conn_id: String,
     ) -> Self {
         let subscribers = state.config.load().subscribers.clone();
-        // The kernel's send buffer is capped at the connection's own buffer: left to autotune it
-        // grows to megabytes, which a slow consumer must read through before it can see its 4008
-        // close (a client reading 64 KB/s took a minute), and which no slow-consumer check sees.
-        let _ = socket2::SockRef::from(socket.get_ref())
-            .set_send_buffer_size(subscribers.buffer_bytes.max(MIN_SEND_BUFFER));
+        cap_send_buffer(&socket, subscribers.buffer_bytes);
         Self {
             socket,
             events: EventWriter::default(),
@@ -232,31 +241,10 @@ impl Session {
                 (CLOSE_RESTART, "server restarting: reconnect and resume")
             }
         };
-        let frame = Message::Close(Some(CloseFrame {
-            code: CloseCode::from(close.0),
-            reason: Utf8Bytes::from_static(close.1),
-        }));
-        // The channels are let go at once; only the socket stays for the goodbye. Frames the peer
-        // has not begun are dropped (they are in history), the rest of one it has begun goes out,
-        // then the close frame: the peer sees whole frames only. A peer that takes nothing for
-        // `stall` is dropped; one reading steadily is kept at most `limit`.
+        // The channels are let go at once; only the socket stays for the goodbye.
         self.feed = Feed::default();
-        self.events.cut();
-        let _ = tokio::time::timeout(limit, async {
-            while self.events.backlog() > 0 {
-                let before = self.events.backlog();
-                let step = self.events.drain_some(self.socket.get_ref());
-                match tokio::time::timeout(stall, step).await {
-                    Ok(Ok(())) if self.events.backlog() < before => {}
-                    _ => return Err(Fault::Slow),
-                }
-            }
-            match tokio::time::timeout(stall, self.socket.send(frame)).await {
-                Ok(r) => r.map_err(Fault::from),
-                Err(_) => Err(Fault::Slow),
-            }
-        })
-        .await;
+        let frame = close_frame(close);
+        self::close(&mut self.socket, &mut self.events, frame, stall, limit).await;
     }
 
     async fn serve(&mut self, initial: Vec<ChannelName>) -> Result<End, Fault> {
@@ -290,7 +278,7 @@ impl Session {
                     self.last_heard = Instant::now();
                     let msg = match msg {
                         Ok(msg) => msg,
-                        Err(e) => return violation(e),
+                        Err(e) => return violation(e).map(|(code, why)| End::Violation(code, why)),
                     };
                     match msg {
                         Message::Text(t) => {
@@ -364,35 +352,12 @@ impl Session {
 
     /// Waits until the socket has taken every event byte, within the write deadline.
     async fn drain_events(&mut self) -> Result<(), Fault> {
-        if self.events.backlog() == 0 {
-            return Ok(());
-        }
-        let drain = self.events.drain(self.socket.get_ref());
-        match tokio::time::timeout(self.write_timeout, drain).await {
-            Ok(r) => r.map_err(Fault::from),
-            Err(_) => Err(Fault::Slow),
-        }
+        drain_events(&self.socket, &mut self.events, self.write_timeout).await
     }
 
-    /// Flushes tungstenite within the write deadline; a peer that does not read is a slow
-    /// consumer. Most flushes complete at once: only one that has to wait pays for a timer.
     async fn flush(&mut self) -> Result<(), Fault> {
         self.unflushed = false;
-        let mut flush = self.socket.flush();
-        if let Some(done) = poll_fn(|cx| {
-            Poll::Ready(match flush.poll_unpin(cx) {
-                Poll::Ready(r) => Some(r),
-                Poll::Pending => None,
-            })
-        })
-        .await
-        {
-            return done.map_err(Fault::from);
-        }
-        match tokio::time::timeout(self.write_timeout, flush).await {
-            Ok(r) => r.map_err(Fault::from),
-            Err(_) => Err(Fault::Slow),
-        }
+        flush(&mut self.socket, self.write_timeout).await
     }
 
     async fn send_now(&mut self, bytes: Bytes) -> Result<(), Fault> {
@@ -400,14 +365,8 @@ impl Session {
         self.flush().await
     }
 
-    /// Queues a message in tungstenite within the write deadline: past `write_buffer_size` a feed
-    /// writes to the socket, and a peer that does not read must not hold it (a replay of a long
-    /// history is many feeds).
     async fn feed(&mut self, msg: Message) -> Result<(), Fault> {
-        match tokio::time::timeout(self.write_timeout, self.socket.feed(msg)).await {
-            Ok(r) => r.map_err(Fault::from),
-            Err(_) => Err(Fault::Slow),
-        }
+        feed(&mut self.socket, msg, self.write_timeout).await
     }
 
     async fn on_client_message(&mut self, text: &str) -> Result<Option<End>, Fault> {
@@ -520,10 +479,99 @@ impl End {
     }
 }
 
+/// A close frame with a code and a reason.
+pub(super) fn close_frame((code, reason): (u16, &'static str)) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from_static(reason),
+    }))
+}
+
+/// Ends a connection with `frame`. Event frames the peer has not begun are dropped (they are in
+/// history), the rest of one it has begun goes out, then the close frame: the peer sees whole
+/// frames only. A peer that takes nothing for `stall` is dropped; one reading steadily is kept
+/// at most `limit`.
+pub(super) async fn close(
+    socket: &mut WebSocketStream<TcpStream>,
+    events: &mut EventWriter,
+    frame: Message,
+    stall: Duration,
+    limit: Duration,
+) {
+    events.cut();
+    let _ = tokio::time::timeout(limit, async {
+        while events.backlog() > 0 {
+            let before = events.backlog();
+            let step = events.drain_some(socket.get_ref());
+            match tokio::time::timeout(stall, step).await {
+                Ok(Ok(())) if events.backlog() < before => {}
+                _ => return Err(Fault::Slow),
+            }
+        }
+        match tokio::time::timeout(stall, socket.send(frame)).await {
+            Ok(r) => r.map_err(Fault::from),
+            Err(_) => Err(Fault::Slow),
+        }
+    })
+    .await;
+}
+
+/// Waits until the socket has taken every event byte, within the write deadline.
+pub(super) async fn drain_events(
+    socket: &WebSocketStream<TcpStream>,
+    events: &mut EventWriter,
+    write_timeout: Duration,
+) -> Result<(), Fault> {
+    if events.backlog() == 0 {
+        return Ok(());
+    }
+    match tokio::time::timeout(write_timeout, events.drain(socket.get_ref())).await {
+        Ok(r) => r.map_err(Fault::from),
+        Err(_) => Err(Fault::Slow),
+    }
+}
+
+/// Flushes tungstenite within the write deadline; a peer that does not read is a slow
+/// consumer. Most flushes complete at once: only one that has to wait pays for a timer.
+pub(super) async fn flush(
+    socket: &mut WebSocketStream<TcpStream>,
+    write_timeout: Duration,
+) -> Result<(), Fault> {
+    let mut flush = socket.flush();
+    if let Some(done) = poll_fn(|cx| {
+        Poll::Ready(match flush.poll_unpin(cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+    })
+    .await
+    {
+        return done.map_err(Fault::from);
+    }
+    match tokio::time::timeout(write_timeout, flush).await {
+        Ok(r) => r.map_err(Fault::from),
+        Err(_) => Err(Fault::Slow),
+    }
+}
+
+/// Queues a message in tungstenite within the write deadline: past `write_buffer_size` a feed
+/// writes to the socket, and a peer that does not read must not hold it (a replay of a long
+/// history is many feeds).
+pub(super) async fn feed(
+    socket: &mut WebSocketStream<TcpStream>,
+    msg: Message,
+    write_timeout: Duration,
+) -> Result<(), Fault> {
+    match tokio::time::timeout(write_timeout, socket.feed(msg)).await {
+        Ok(r) => r.map_err(Fault::from),
+        Err(_) => Err(Fault::Slow),
+    }
+}
+
 /// The client's next message. The socket is read only once it has woken the task: a session
 /// wakes once per delivered event, and a read attempt through tungstenite costs more than writing
 /// the event. A read may leave tungstenite with a reply to send: `unflushed` says so.
-async fn recv(
+pub(super) async fn recv(
     socket: &mut WebSocketStream<TcpStream>,
     reads: &mut WakeFlag,
     unflushed: &mut bool,
@@ -539,20 +587,17 @@ async fn recv(
 
 /// A read error that the client caused ends the session with a close code saying so; anything
 /// else (a reset, an I/O error) is the connection gone.
-fn violation(e: tungstenite::Error) -> Result<End, Fault> {
+pub(super) fn violation(e: tungstenite::Error) -> Result<(u16, &'static str), Fault> {
     use tungstenite::Error;
     match e {
-        Error::Protocol(_) => Ok(End::Violation(1002, "protocol violation")),
-        Error::Capacity(_) => Ok(End::Violation(
-            1009,
-            "message too big: client messages are at most 16 KiB",
-        )),
-        Error::Utf8(_) => Ok(End::Violation(1007, "text message is not UTF-8")),
+        Error::Protocol(_) => Ok((1002, "protocol violation")),
+        Error::Capacity(_) => Ok((1009, "message too big: client messages are at most 16 KiB")),
+        Error::Utf8(_) => Ok((1007, "text message is not UTF-8")),
         other => Err(Fault::Socket(other)),
     }
 }
 
 /// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.
-fn text(bytes: Bytes) -> Message {
+pub(super) fn text(bytes: Bytes) -> Message {
     Message::Text(Utf8Bytes::try_from(bytes).expect("server frames are UTF-8 JSON"))
 }

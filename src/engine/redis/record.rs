@@ -1,6 +1,7 @@
 //! How an event is written into Redis and read back. The publish script stores `seq ts body` in
 //! the history and publishes `epoch seq ts body`, where `body` is `{"id","name","data"}` as JSON;
-//! each node builds the wire frame from it once, for all its subscribers.
+//! each node builds the wire frame from it once, for all its subscribers. A body may also carry
+//! `exclude_socket` (a Pusher `socket_id` to leave out), so the exclusion holds on every node.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,6 +22,9 @@ struct Body<'a> {
     name: Cow<'a, str>,
     #[serde(borrow)]
     data: &'a RawValue,
+    /// Absent in bodies without one (and in those written before it existed).
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    exclude_socket: Option<Cow<'a, str>>,
 }
 
 /// The body of a draft, as the publish script stores it.
@@ -29,6 +33,7 @@ pub fn body(draft: &EventDraft) -> String {
         id: Cow::Borrowed(&draft.id),
         name: Cow::Borrowed(&draft.name),
         data: &draft.data,
+        exclude_socket: draft.exclude_socket.as_deref().map(Cow::Borrowed),
     })
     .expect("a body serialises: strings and valid JSON")
 }
@@ -81,8 +86,7 @@ fn build(
         data: Arc::from(b.data.to_owned()),
         id: id.clone(),
         idempotent: false,
-        // Not carried through Redis yet: a socket_id exclusion holds on the publishing node.
-        exclude_socket: None,
+        exclude_socket: b.exclude_socket.map(|s| Arc::from(s.as_ref())),
     };
     Ok(Event::build(
         ch.clone(),
@@ -130,6 +134,29 @@ mod tests {
         let member = format!("7 1000 {}", body(&draft));
         let ev = from_member(&ch, &Epoch::from_client("ep1"), member.as_bytes()).unwrap();
         assert_eq!(ev.frame, local.frame);
+    }
+
+    #[test]
+    fn a_socket_exclusion_is_carried_and_a_body_without_one_reads_as_none() {
+        let ch = ChannelName::parse("room").unwrap();
+        let mut draft = EventDraft::new(
+            Arc::from("n"),
+            Arc::from(RawValue::from_string("\"x\"".into()).unwrap()),
+            None,
+        );
+        let plain = body(&draft);
+        assert!(!plain.contains("exclude_socket"), "{plain}");
+        let ev = from_message(&ch, format!("ep1 1 1000 {plain}").as_bytes()).unwrap();
+        assert_eq!(ev.exclude_socket, None);
+        draft.exclude_socket = Some(Arc::from("123.456"));
+        let member = format!("1 1000 {}", body(&draft));
+        let ev = from_member(&ch, &Epoch::from_client("ep1"), member.as_bytes()).unwrap();
+        assert_eq!(ev.exclude_socket.as_deref(), Some("123.456"));
+        let message = format!("ep1 1 1000 {}", body(&draft));
+        let ev = from_message(&ch, message.as_bytes()).unwrap();
+        assert_eq!(ev.exclude_socket.as_deref(), Some("123.456"));
+        // Not part of what subscribers see.
+        assert!(!std::str::from_utf8(&ev.frame).unwrap().contains("123.456"));
     }
 
     #[test]

@@ -71,7 +71,7 @@ fn next_boundary(frames: &[u8], from: usize, offset: usize) -> usize {
 
 /// Event frames on their way to one connection.
 #[derive(Default)]
-pub(super) struct EventWriter {
+pub(crate) struct EventWriter {
     /// Bytes the socket did not take; written before anything else.
     backlog: BytesMut,
     /// Where the first frame not yet begun on the socket starts in `backlog` (its length when
@@ -83,7 +83,7 @@ pub(super) struct EventWriter {
 impl EventWriter {
     /// Sends `events` as text frames, in order, without waiting: what the socket does not take
     /// now goes to the backlog.
-    pub(super) fn send<'a>(
+    pub(crate) fn send<'a>(
         &mut self,
         stream: &TcpStream,
         events: impl IntoIterator<Item = &'a [u8]>,
@@ -127,7 +127,7 @@ impl EventWriter {
     /// Drops every frame the peer has not begun to receive, keeping the rest of one it has: a
     /// connection being closed sends that rest, then its close frame, and the peer sees only whole
     /// frames. What is dropped is in history; the client resumes from its position.
-    pub(super) fn cut(&mut self) {
+    pub(crate) fn cut(&mut self) {
         self.backlog.truncate(self.boundary);
     }
 
@@ -141,12 +141,12 @@ impl EventWriter {
     }
 
     /// Bytes waiting for the socket.
-    pub(super) fn backlog(&self) -> usize {
+    pub(crate) fn backlog(&self) -> usize {
         self.backlog.len()
     }
 
     /// Returns once the socket has taken some of the backlog (or there is none).
-    pub(super) async fn drain_some(&mut self, stream: &TcpStream) -> io::Result<()> {
+    pub(crate) async fn drain_some(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.backlog.is_empty() {
             stream.writable().await?;
             match stream.try_write(&self.backlog) {
@@ -162,7 +162,7 @@ impl EventWriter {
     }
 
     /// Returns once the socket has taken the whole backlog.
-    pub(super) async fn drain(&mut self, stream: &TcpStream) -> io::Result<()> {
+    pub(crate) async fn drain(&mut self, stream: &TcpStream) -> io::Result<()> {
         while !self.backlog.is_empty() {
             stream.writable().await?;
             match stream.try_write(&self.backlog) {
