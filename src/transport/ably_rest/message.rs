@@ -205,10 +205,12 @@ fn decode_data(data: Data, encoding: Option<&str>) -> Result<Arc<RawValue>, Ably
                 "data is {kind}; send a string, binary, or a JSON object or array"
             )))
         }
-        Data::Json(_) if !steps.is_empty() => return Err(invalid(format!(
+        Data::Json(_) if !steps.is_empty() => {
+            return Err(invalid(format!(
             "data is a JSON structure but encoding is {:?}; send the encoded text, or no encoding",
             encoding.unwrap_or_default()
-        ))),
+        )))
+        }
         other => other,
     };
     for step in steps.iter().rev() {
