@@ -1,7 +1,9 @@
 //! The Ably REST ingress (`POST /channels/{channel}/messages`, `POST /keys/{keyName}/requestToken`)
 //! over real sockets: every refusal answers Ably's status, code and body and publishes nothing;
-//! message ids are idempotency keys. `sdk` drives the official Ably SDKs against it.
+//! message ids are idempotency keys. `sdk` drives the official Ably SDKs against it; `forward`
+//! checks what reaches a real vendor.
 
+mod forward;
 mod sdk;
 
 use base64::Engine as _;
@@ -41,7 +43,7 @@ pub(crate) fn ably_jwt(key: &str, secret: &str, capability: &str, iat: u64, exp:
     .unwrap()
 }
 
-fn basic(key: &str, secret: &str) -> String {
+pub(crate) fn basic(key: &str, secret: &str) -> String {
     let raw = format!("{key}:{secret}");
     format!(
         "Basic {}",
@@ -71,7 +73,12 @@ async fn post(
     (status, r.json().await.unwrap_or(Value::Null), code)
 }
 
-async fn publish_json(s: &Server, channel: &str, auth: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn publish_json(
+    s: &Server,
+    channel: &str,
+    auth: &str,
+    body: Value,
+) -> (u16, Value) {
     let path = format!("/channels/{channel}/messages");
     let (status, v, _) = post(
         s,
