@@ -1,8 +1,9 @@
 //! The Ably REST ingress (`POST /channels/{channel}/messages`, `POST /keys/{keyName}/requestToken`)
 //! over real sockets: every refusal answers Ably's status, code and body and publishes nothing;
 //! message ids are idempotency keys. `sdk` drives the official Ably SDKs against it; `forward`
-//! checks what reaches a real vendor.
+//! checks what reaches a real vendor; `engine` a Redis engine that does not answer.
 
+mod engine;
 mod forward;
 mod sdk;
 
