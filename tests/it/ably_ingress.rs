@@ -1,11 +1,13 @@
 //! The Ably REST ingress (`POST /channels/{channel}/messages`, `POST /keys/{keyName}/requestToken`)
 //! over real sockets: every refusal answers Ably's status, code and body and publishes nothing;
 //! message ids are idempotency keys. `sdk` drives the official Ably SDKs against it; `forward`
-//! checks what reaches a real vendor; `engine` a Redis engine that does not answer.
+//! checks what reaches a real vendor; `engine` a Redis engine that does not answer;
+//! `token` the `requestToken` exchange.
 
 mod engine;
 mod forward;
 mod sdk;
+mod token;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -53,7 +55,7 @@ pub(crate) fn basic(key: &str, secret: &str) -> String {
 }
 
 /// A POST with `auth` as the Authorization header and a body of `content_type`.
-async fn post(
+pub(crate) async fn post(
     s: &Server,
     path: &str,
     auth: Option<&str>,
@@ -102,7 +104,12 @@ pub(crate) async fn history(s: &Server, channel: &str) -> Vec<Value> {
 }
 
 /// Asserts `got` is Ably's error answer with `status` and `code`, and names nothing secret.
-fn assert_refused(what: &str, got: (u16, Value, Option<String>), status: u16, code: u64) {
+pub(crate) fn assert_refused(
+    what: &str,
+    got: (u16, Value, Option<String>),
+    status: u16,
+    code: u64,
+) {
     let (st, body, header) = got;
     assert_eq!(
         (st, body["error"]["code"].as_u64()),
@@ -340,96 +347,4 @@ async fn a_message_id_publishes_once_and_the_answer_has_a_serial_per_message() {
     for want in &events {
         assert_eq!(&ws_expect(&mut ws, "event").await, want);
     }
-}
-
-#[tokio::test]
-async fn request_token_issues_a_jwt_once_per_signed_request() {
-    let s = Server::with(&apps_toml()).await;
-    let ts = now_s() * 1000;
-    let nonce = "0123456789abcdef";
-    let text = format!("{APP_KEY}\n60000\n{{\"ward-4\":[\"publish\"]}}\n\n{ts}\n{nonce}\n");
-    let mac = understudy::vendor::ably::token_request::mac(APP_SECRET, &text);
-    let request = json!({"keyName": APP_KEY, "ttl": 60000, "capability": "{\"ward-4\":[\"publish\"]}",
-        "timestamp": ts, "nonce": nonce, "mac": mac});
-    let path = format!("/keys/{APP_KEY}/requestToken");
-    let (status, details, _) = post(
-        &s,
-        &path,
-        None,
-        "application/json",
-        request.to_string().into(),
-    )
-    .await;
-    assert_eq!(status, 200, "{details}");
-    assert_eq!(details["keyName"], APP_KEY);
-    assert_eq!(details["capability"], "{\"ward-4\":[\"publish\"]}");
-    assert_eq!(
-        details["expires"].as_u64().unwrap() - details["issued"].as_u64().unwrap(),
-        60000
-    );
-    let token = format!("Bearer {}", details["token"].as_str().unwrap());
-    assert_eq!(
-        publish_json(&s, "ward-4", &token, json!({"name": "n"}))
-            .await
-            .0,
-        201
-    );
-    assert_eq!(
-        publish_json(&s, "ward-5", &token, json!({"name": "n"}))
-            .await
-            .0,
-        403
-    );
-
-    let replay = post(
-        &s,
-        &path,
-        None,
-        "application/json",
-        request.to_string().into(),
-    )
-    .await;
-    assert_refused("a replayed request", replay, 401, 40105);
-    let mut tampered = request.clone();
-    tampered["ttl"] = json!(86_400_000);
-    tampered["nonce"] = json!("fedcba9876543210");
-    let bad_mac = post(
-        &s,
-        &path,
-        None,
-        "application/json",
-        tampered.to_string().into(),
-    )
-    .await;
-    assert_refused("a mac that does not match", bad_mac, 401, 40101);
-    let stale_ts = ts - 10 * 60 * 1000;
-    let text = format!("{APP_KEY}\n\n\n\n{stale_ts}\n{nonce}\n");
-    let stale = json!({"keyName": APP_KEY, "timestamp": stale_ts, "nonce": nonce,
-        "mac": understudy::vendor::ably::token_request::mac(APP_SECRET, &text)});
-    let stale = post(
-        &s,
-        &path,
-        None,
-        "application/json",
-        stale.to_string().into(),
-    )
-    .await;
-    assert_refused("a stale timestamp", stale, 401, 40104);
-    let unknown = post(
-        &s,
-        "/keys/no.such/requestToken",
-        None,
-        "application/json",
-        b"{}".to_vec(),
-    )
-    .await;
-    assert_refused("an unknown key", unknown, 404, 40400);
-    // Unsigned parameters take the key's own Basic auth, and nothing less.
-    let params = json!({"ttl": 5000}).to_string().into_bytes();
-    let unsigned = post(&s, &path, None, "application/json", params.clone()).await;
-    assert_refused("unsigned without Basic", unsigned, 401, 40101);
-    let key = basic(APP_KEY, APP_SECRET);
-    let (status, details, _) = post(&s, &path, Some(&key), "application/json", params).await;
-    assert_eq!(status, 200, "{details}");
-    assert_eq!(details["capability"], "{\"*\":[\"*\"]}");
 }
