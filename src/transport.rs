@@ -2,7 +2,7 @@
 //! handler decodes, makes one call into the core, and encodes; JSON shapes live in `wire`, errors
 //! map once in `error` (the Ably ingress's in `ably_rest::error`, in Ably's terms).
 
-mod ably_rest;
+pub(crate) mod ably_rest;
 pub mod admission;
 pub(crate) mod body;
 mod client_js;

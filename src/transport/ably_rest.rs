@@ -14,8 +14,8 @@
 //! - `app_publish`: publishing an app's event and forwarding it as the app says.
 
 mod app_publish;
-mod error;
-mod message;
+pub(crate) mod error;
+pub(crate) mod message;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
