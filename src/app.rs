@@ -49,6 +49,9 @@ pub struct AppState {
     pub admins: Arc<ArcSwap<AdminTokens>>,
     /// `[[apps]]` of the Pusher and Ably protocols, by id and by key.
     pub apps: Arc<ArcSwap<Apps>>,
+    /// Nonces of the Ably TokenRequests exchanged recently; kept across reloads, so a reload
+    /// does not make a used request good again.
+    pub ably_nonces: Arc<crate::auth::ably::Nonces>,
     /// Where the configuration came from, for reloads.
     pub origin: Arc<reload::ConfigOrigin>,
     pub lifecycle: Lifecycle,
@@ -132,6 +135,7 @@ impl AppState {
             subscribers: Arc::new(ArcSwap::from_pointee(subscriber_auth(&config))),
             admins: Arc::new(ArcSwap::from_pointee(admin_tokens(&config))),
             apps: Arc::new(ArcSwap::from_pointee(Apps::new(&config.apps))),
+            ably_nonces: Arc::default(),
             origin: Arc::default(),
             lifecycle: Lifecycle::new(config.server.reconnect_jitter, config.server.drain_window),
             metrics,

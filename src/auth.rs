@@ -1,6 +1,7 @@
 //! Who may publish, subscribe and administer: publisher keys, subscriber tokens, admin tokens,
-//! and the apps of the Pusher and Ably protocols.
+//! the apps of the Pusher and Ably protocols, and Ably's keys and tokens for the Ably REST ingress.
 
+pub mod ably;
 pub mod admin;
 pub mod apps;
 pub mod publisher;

@@ -188,3 +188,88 @@ fn assert_json_error(e: ApiError) {
         "{status}"
     );
 }
+
+/// The Ably REST ingress's message bodies (the first byte picks JSON or msgpack): a body that
+/// decodes holds 1 to the allowed number of messages, whatever is stored is JSON within the
+/// name limit, and every refusal is one of Ably's codes with its status.
+pub fn ably_body(data: &[u8]) {
+    use crate::transport::ably_rest::{message, Format};
+    const MAX: usize = 50;
+    static KEY: OnceLock<crate::auth::ably::Credential> = OnceLock::new();
+    let credential = KEY.get_or_init(|| crate::auth::ably::Credential {
+        app: std::sync::Arc::new(ably_app()),
+        capability: None,
+        client_id: Some("kiosk-1".into()),
+    });
+    let Some((first, body)) = data.split_first() else {
+        return;
+    };
+    let format = if first & 1 == 1 {
+        Format::Msgpack
+    } else {
+        Format::Json
+    };
+    let outcome = message::decode(format, body, MAX).and_then(|messages| {
+        assert!(!messages.is_empty() && messages.len() <= MAX);
+        message::prepare(messages, credential)
+    });
+    match outcome {
+        Ok(prepared) => {
+            for p in prepared {
+                serde_json::from_str::<serde_json::Value>(p.data.get())
+                    .expect("stored data is JSON");
+                assert!(p.name.chars().count() <= 200);
+            }
+        }
+        Err(e) => {
+            let (status, code) = e.status_and_code();
+            assert!((40000..60000).contains(&code) && u32::from(status.as_u16()) == code / 100);
+            assert_eq!(e.body()["error"]["code"], code);
+        }
+    }
+}
+
+/// Ably credentials: any `Authorization` header, and any token request body (JSON or msgpack),
+/// is answered without a panic, and no refusal quotes the secret.
+pub fn ably_auth(data: &[u8]) {
+    use crate::auth::ably::{authenticate, Nonces, TokenRequestBody};
+    static APPS: OnceLock<(crate::auth::Apps, Nonces)> = OnceLock::new();
+    let (apps, nonces) = APPS.get_or_init(|| {
+        (
+            crate::auth::Apps::new(&[ably_app()]),
+            Nonces::with_capacity(64),
+        )
+    });
+    let now = 1_700_000_000_000;
+    let check = |e: crate::auth::ably::AblyAuthError| {
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains(ABLY_SECRET), "{text}");
+    };
+    if let Ok(header) = std::str::from_utf8(data) {
+        if let Err(e) = authenticate(apps, Some(header), now) {
+            check(e);
+        }
+    }
+    let request = serde_json::from_slice::<TokenRequestBody>(data)
+        .ok()
+        .or_else(|| rmp_serde::from_slice::<TokenRequestBody>(data).ok());
+    if let Some(request) = request {
+        let app = apps.by_key(ABLY_KEY).expect("the app");
+        match request.check_signed(&app, nonces, now) {
+            Ok(grant) => assert!(grant.ttl_ms >= 1),
+            Err(e) => check(e),
+        }
+    }
+}
+
+const ABLY_KEY: &str = "clinic.app1";
+const ABLY_SECRET: &str = "fuzz-secret-0123456789";
+
+fn ably_app() -> crate::config::AppConfig {
+    crate::config::AppConfig {
+        id: "1".into(),
+        key: ABLY_KEY.into(),
+        secret: Secret::new(ABLY_SECRET),
+        forward: crate::config::Forward::None,
+    }
+}

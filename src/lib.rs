@@ -10,15 +10,17 @@
 //!   `app::reload` applies a re-read configuration (SIGHUP, `POST /admin/reload`).
 //! - [`config`]: the embedded default file, overrides, validation into typed settings, the
 //!   source a node re-reads, and what a reload changes.
-//! - [`auth`]: publisher keys, subscriber tokens, named admin tokens.
+//! - [`auth`]: publisher keys, subscriber tokens, named admin tokens, the `[[apps]]` of the
+//!   Pusher and Ably protocols, and Ably keys and tokens (`auth::ably`).
 //! - [`core`]: channel names, events, sequencing, epochs, history, idempotency, cursors, registry.
 //!   Plain Rust, no sockets.
 //! - [`engine`]: memory or Redis: where channels are sequenced, kept and fanned out; with Redis,
 //!   several nodes share them and this node's registry mirrors the channels its clients watch,
 //!   and a breaker refuses publishes at once while Redis does not answer.
-//! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, vendor auth,
-//!   client.js, and Pusher protocol 7 for pusher-js on `/app/{key}` in `pusher_ws`), the wire types, the one error mapping, per-connection control signals, and what
-//!   every connection is held to (listener caps in `admission`, read and write deadlines in
+//! - [`transport`]: the public API's edges (publish, the Ably REST ingress, WebSocket, SSE,
+//!   poll, route, vendor auth, client.js, and Pusher protocol 7 for pusher-js on `/app/{key}` in
+//!   `pusher_ws`), the wire types, the one error mapping, per-connection control signals, and
+//!   what every connection is held to (listener caps in `admission`, read and write deadlines in
 //!   `deadline`).
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,

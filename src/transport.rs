@@ -1,7 +1,9 @@
-//! The public API's edges: publish, WebSocket (understudy's own and Pusher protocol 7), SSE and
-//! polling. Each handler decodes, makes one call into the core, and encodes; JSON shapes live in
-//! `wire` (Pusher's in `pusher_ws`), errors map once in `error`.
+//! The public API's edges: publish (and the Ably REST ingress), WebSocket (understudy's own and
+//! Pusher protocol 7), SSE and polling. Each handler decodes, makes one call into the core, and
+//! encodes; JSON shapes live in `wire` (Pusher's in `pusher_ws`), errors map once in `error` (the
+//! Ably ingress's in `ably_rest::error`, in Ably's terms).
 
+pub(crate) mod ably_rest;
 pub mod admission;
 pub(crate) mod body;
 mod client_js;
@@ -46,6 +48,14 @@ pub fn router(state: AppState) -> Router {
             "/v1/vendor/auth",
             get(vendor_auth::authorize).post(vendor_auth::authorize),
         )
+        .route(
+            "/channels/{channel}/messages",
+            post(ably_rest::publish).fallback(ably_rest::method_not_allowed),
+        )
+        .route(
+            "/keys/{key_name}/requestToken",
+            post(ably_rest::request_token).fallback(ably_rest::method_not_allowed),
+        )
         .route("/v1/client.js", get(client_js::script))
         .route("/v1/client.mjs", get(client_js::module))
         .route("/healthz", get(health::healthz))
@@ -74,8 +84,15 @@ fn cors(state: &AppState) -> CorsLayer {
             header::CONTENT_TYPE,
             header::IF_NONE_MATCH,
             HeaderName::from_static("last-event-id"),
+            // What ably-js sends with a REST publish from a page.
+            HeaderName::from_static("x-ably-version"),
+            HeaderName::from_static("ably-agent"),
         ])
-        .expose_headers([header::ETAG])
+        .expose_headers([
+            header::ETAG,
+            HeaderName::from_static("x-ably-errorcode"),
+            HeaderName::from_static("x-ably-errormessage"),
+        ])
         .max_age(std::time::Duration::from_secs(600))
 }
 

@@ -1,5 +1,5 @@
-//! Reading a JSON request body: content type, size limit, then parsing with errors that name the
-//! line, column or field at fault.
+//! Reading a request body: content type, size limit and read deadline, then parsing JSON with
+//! errors that name the line, column or field at fault.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
@@ -23,6 +23,15 @@ pub(crate) async fn read_json_body(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
+    read_body(headers, body, limit).await
+}
+
+/// Reads at most `limit` bytes of any content type (the caller has checked it).
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -221,7 +221,7 @@ async fn publish_item_until(
 
 /// Hands a new event to the vendor lanes. Synchronous: the lanes never make a publisher wait,
 /// and what they shed is still in history and on the own broadcast.
-fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
+pub(crate) fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
     if !state.failover.has_vendors() {
         return;
     }

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod ably_ingress;
 mod admin;
 mod audit;
 mod bad_input;

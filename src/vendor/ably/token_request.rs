@@ -51,12 +51,16 @@ impl TokenRequest {
         nonce: String,
     ) -> TokenRequest {
         let client_id = String::new();
-        let text =
-            format!("{key_name}\n{ttl_ms}\n{capability}\n{client_id}\n{timestamp_ms}\n{nonce}\n");
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC-SHA256 takes keys of any length");
-        mac.update(text.as_bytes());
-        let mac = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let ttl = ttl_ms.to_string();
+        let text = signed_text(
+            key_name,
+            &ttl,
+            &capability,
+            &client_id,
+            timestamp_ms,
+            &nonce,
+        );
+        let mac = mac(secret.expose(), &text);
         TokenRequest {
             key_name: key_name.to_owned(),
             ttl: ttl_ms,
@@ -67,6 +71,29 @@ impl TokenRequest {
             mac,
         }
     }
+}
+
+/// The text a TokenRequest's `mac` signs: every field followed by `\n`, an absent `ttl`,
+/// `capability` or `clientId` as the empty string. The one canonical form, used to sign requests
+/// for the vendor here and to check the requests Ably SDKs send to understudy's own
+/// `/keys/{keyName}/requestToken` (`auth::ably`).
+pub fn signed_text(
+    key_name: &str,
+    ttl: &str,
+    capability: &str,
+    client_id: &str,
+    timestamp_ms: u64,
+    nonce: &str,
+) -> String {
+    format!("{key_name}\n{ttl}\n{capability}\n{client_id}\n{timestamp_ms}\n{nonce}\n")
+}
+
+/// `base64(HMAC-SHA256(secret, text))`, the `mac` of a TokenRequest.
+pub fn mac(secret: &str, text: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC-SHA256 takes keys of any length");
+    mac.update(text.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// The capability JSON that lets a client subscribe to `patterns` and `extra` names, nothing
