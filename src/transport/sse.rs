@@ -59,6 +59,7 @@ pub(crate) async fn stream(
     let last_id = from_header.or_else(|| subscriber::query_values(&pairs, "cursor").next());
     let max_channels = state.config.load().subscribers.max_channels_per_connection;
     let resume = Cursor::parse(last_id.unwrap_or(""), max_channels)?;
+    subscriber::admit_new(&state, Transport::Sse)?;
 
     let cfg = state.config.load().subscribers.clone();
     let mut conn = Connection {

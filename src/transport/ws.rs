@@ -80,6 +80,7 @@ pub(crate) async fn upgrade(
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let initial = subscriber::channels_from_query(&state, &pairs, &scope)?;
+    subscriber::admit_new(&state, Transport::Ws)?;
     let buffer_bytes = state.config.load().subscribers.buffer_bytes;
     let token = state.lifecycle.track();
     let config = WebSocketConfig::default()
