@@ -8,6 +8,7 @@ pub mod control;
 pub mod deadline;
 pub mod error;
 pub mod health;
+pub mod later;
 mod poll;
 pub(crate) mod publish;
 mod route;

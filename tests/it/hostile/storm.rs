@@ -152,3 +152,58 @@ async fn refused_subscribers_are_told_waits_spread_over_the_jitter_window() {
     let (min, max) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
     assert!(max - min > 1000, "{waits:?}");
 }
+
+#[tokio::test]
+async fn browsers_are_told_in_band_what_they_could_not_read_from_a_503() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = Server::with(&config(1, 0)).await;
+    let mut open = Vec::new();
+    for _ in 0..BURST {
+        open.push(try_ws(&s, "b").await.expect("within the burst"));
+    }
+    // A browser's handshake carries Origin: accepted, then closed with 1013 and the wait.
+    let mut req = s.ws_url("?channel=b").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("origin", "https://screens.example.com".parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(req).await.unwrap();
+    assert_eq!(response.status(), 101);
+    let frame = tokio::time::timeout(PATIENCE, ws_frame(&mut ws))
+        .await
+        .unwrap()
+        .expect("a frame")
+        .unwrap();
+    let Message::Close(Some(close)) = frame else {
+        panic!("expected a close frame, got {frame:?}");
+    };
+    assert_eq!(u16::from(close.code), 1013);
+    let reason: Value = serde_json::from_str(&close.reason).unwrap();
+    assert_eq!(reason["code"], "reconnect_later");
+    assert!((1..=1000).contains(&reason["retry_after_ms"].as_u64().unwrap()));
+
+    // A browser's EventSource (Sec-Fetch-Mode): a stream with retry: and a reconnect message.
+    let r = s
+        .http
+        .get(format!("{}/v1/sse?channel=b", s.base))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let body = r.text().await.unwrap();
+    let (retry, data) = body.split_once('\n').unwrap();
+    let retry_ms: u64 = retry.strip_prefix("retry: ").unwrap().parse().unwrap();
+    let msg: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+    assert_eq!(
+        msg,
+        json!({"type": "reconnect", "reason": "reconnect_later", "retry_ms": retry_ms})
+    );
+    // Both were refused, not admitted.
+    let (_, v) = s
+        .admin_call(reqwest::Method::GET, "/admin/status", Some(ADMIN), None)
+        .await;
+    assert_eq!(v["listeners"][0]["new_subscribers"]["refused"], 2, "{v}");
+    drop(open);
+}
