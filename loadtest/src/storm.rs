@@ -61,8 +61,9 @@ pub(crate) struct StormArgs {
     /// Seconds of publishing after every subscriber is back.
     #[arg(long, default_value_t = 3.0, value_parser = crate::parse_duration_secs)]
     after: f64,
-    /// Subscribers opening their first connection at once.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Subscribers opening their first connection at once. A refused one keeps its place while
+    /// it waits out `retry_after_ms`, so this bounds the first connects' rate as well.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     connect_concurrency: u32,
     /// Seconds the whole run may take; what is not done by then fails the run.
     #[arg(long, default_value_t = 110.0, value_parser = crate::parse_duration_secs)]
