@@ -82,7 +82,11 @@ for run in $(seq "$RUNS"); do
   load=$(cut -d' ' -f1 /proc/loadavg)
   echo "== storm run $run (load $load)" >&2
   line=$(UNDERSTUDY_PUBLISHER_KEY=$KEY timeout 130 "$BIN/understudy-loadtest" storm \
-    --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json "${EXTRA[@]}") || true
+    --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json \
+    --samples-file "$OUT/publishes-$run.txt" "${EXTRA[@]}") || true
+  # The server's own view: publish handling time and the admission counters.
+  curl -fsS "http://127.0.0.1:$ADMIN/metrics" 2>/dev/null \
+    | grep -E '^understudy_(publish_duration_seconds|new_subscribers_total)' > "$OUT/metrics-$run.txt" || true
   stop_server
   echo "{\"run\":$run,\"load_before\":$load,\"rate\":$RATE,\"burst\":$BURST,\"jitter_ms\":$JITTER,\"result\":${line:-null}}" >> "$RESULTS"
   echo "$line" | cut -c1-400 >&2
@@ -111,6 +115,8 @@ figs = [
     ("duplicated", lambda r: r["duplicated"]),
     ("out of order", lambda r: r["out_of_order"]),
     ("server cpu storm (s)", lambda r: r["server_cpu_us_storm"] and r["server_cpu_us_storm"] / 1e6),
+    ("loadtest cpu storm (s)", lambda r: r.get("loadtest_cpu_us_storm") and r["loadtest_cpu_us_storm"] / 1e6),
+    ("other procs cpu storm (s)", lambda r: r.get("others_cpu_us_storm") is not None and (r["others_cpu_us_storm"] - (r.get("loadtest_cpu_us_storm") or 0)) / 1e6),
 ]
 print(f"{len(res)} runs of {len(rows)}; pass: {[r['pass'] for r in res]}")
 for name, f in figs:

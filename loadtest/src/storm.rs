@@ -20,7 +20,7 @@ use crate::client::{Connector, Transport};
 use crate::fanout::pacer::{self, PublishLog};
 use crate::fanout::subscriber::{self, Anomalies, Ready, Resumes, Shared, Spec};
 use crate::fanout::Tally;
-use crate::proc_stats::{sample_opt, Proc};
+use crate::proc_stats::{sample_opt, CpuWindow, Proc};
 use crate::report::{self, progress};
 use crate::stats::{histogram, unix_micros, Percentiles};
 use crate::target::Target;
@@ -71,6 +71,10 @@ pub(crate) struct StormArgs {
     /// The run fails when publish p99 during the storm exceeds this many milliseconds.
     #[arg(long, default_value_t = 50.0)]
     max_publish_p99_ms: f64,
+    /// Write every publish as `ms_since_storm latency_us` to this file, to see when in the
+    /// storm publishes were slow.
+    #[arg(long)]
+    samples_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -98,6 +102,10 @@ struct Summary {
     unexpected: u64,
     anomalies: Anomalies,
     server_cpu_us_storm: Option<u64>,
+    /// This tool's CPU over the same window.
+    loadtest_cpu_us_storm: Option<u64>,
+    /// CPU of every other process on the machine (this tool included) over the same window.
+    others_cpu_us_storm: Option<u64>,
     failures: Vec<String>,
 }
 
@@ -201,19 +209,30 @@ pub(crate) async fn run(args: StormArgs, json_only: bool) -> Result<bool> {
         args.payload_bytes as usize,
     )?;
     let stop_publishing = Arc::new(AtomicBool::new(false));
-    let pacer = tokio::spawn(pacer::run_until(
-        publisher,
-        channels.clone(),
-        args.rate,
-        deadline.saturating_duration_since(Instant::now()),
-        pacer::auto_publishers(args.rate),
-        stop_publishing.clone(),
-    ));
+    // The publishers run on a thread and runtime of their own, as a backend is a process of its
+    // own: in the subscribers' runtime a publish answer would wait behind thousands of
+    // reconnecting tasks, and the figure would measure this tool instead of the server.
+    let pacer = {
+        let (channels, stop) = (channels.clone(), stop_publishing.clone());
+        let (rate, workers) = (args.rate, pacer::auto_publishers(args.rate));
+        let until = deadline.saturating_duration_since(Instant::now());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            anyhow::Ok(runtime.block_on(pacer::run_until(
+                publisher, channels, rate, until, workers, stop,
+            )))
+        })
+    };
     tokio::time::sleep(Duration::from_secs_f64(args.before)).await;
 
     // The storm.
     let server = args.common.server_pid.map(Proc::Pid);
     let cpu_before = sample_opt(server);
+    let self_before = sample_opt(Some(Proc::SelfProc));
+    let watched: Vec<Proc> = server.into_iter().collect();
+    let machine = CpuWindow::start(&watched);
     let storm_at = Instant::now();
     let storm_us = unix_micros();
     let _ = storm_tx.send(true);
@@ -241,6 +260,10 @@ pub(crate) async fn run(args: StormArgs, json_only: bool) -> Result<bool> {
     };
     let back_us = unix_micros();
     let cpu_back = sample_opt(server);
+    let self_back = sample_opt(Some(Proc::SelfProc));
+    // CPU of every process but the server (this tool included) over the storm: the machine is
+    // two cores, and what else ran there shows in every latency figure.
+    let others_storm = machine.others_since(&watched);
     if let Some(t) = all_back {
         progress(
             json_only,
@@ -249,7 +272,9 @@ pub(crate) async fn run(args: StormArgs, json_only: bool) -> Result<bool> {
     }
     tokio::time::sleep(Duration::from_secs_f64(args.after)).await;
     stop_publishing.store(true, Ordering::Relaxed);
-    let log = pacer.await?;
+    let log = tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the publishing thread panicked"))??;
 
     // Every delivery in, then the accounts.
     let expected_total = expected(&log, n);
@@ -308,6 +333,17 @@ pub(crate) async fn run(args: StormArgs, json_only: bool) -> Result<bool> {
         }
     }
     let publish_storm = Percentiles::of(&during);
+    if let Some(path) = &args.samples_file {
+        let lines: String = log
+            .samples
+            .iter()
+            .map(|&(sent_us, latency_us)| {
+                let at_ms = (sent_us as f64 - storm_us as f64) / 1000.0;
+                format!("{at_ms:.1} {latency_us}\n")
+            })
+            .collect();
+        std::fs::write(path, lines)?;
+    }
     let mut anomalies = Anomalies::default();
     for o in outcomes {
         anomalies.absorb(o.anomalies, 10);
@@ -347,6 +383,8 @@ pub(crate) async fn run(args: StormArgs, json_only: bool) -> Result<bool> {
         unexpected: tally.unexpected,
         anomalies,
         server_cpu_us_storm: cpu_before.zip(cpu_back).map(|(a, b)| b.cpu_us - a.cpu_us),
+        loadtest_cpu_us_storm: self_before.zip(self_back).map(|(a, b)| b.cpu_us - a.cpu_us),
+        others_cpu_us_storm: others_storm,
         failures,
     };
     report::emit(json_only, &human(&summary), &summary);
@@ -400,8 +438,11 @@ fn human(s: &Summary) -> Vec<String> {
         ),
     ];
     if let Some(cpu) = s.server_cpu_us_storm {
+        let show = |c: Option<u64>| c.map_or_else(|| "?".to_owned(), |c| c.to_string());
         lines.push(format!(
-            "server cpu        {cpu} µs from the storm until all were back"
+            "cpu in the storm  server {cpu} µs, this tool {} µs, all but the server {} µs",
+            show(s.loadtest_cpu_us_storm),
+            show(s.others_cpu_us_storm),
         ));
     }
     if s.anomalies.total() > 0 {
