@@ -18,8 +18,8 @@
 //!   and a breaker refuses publishes at once while Redis does not answer.
 //! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, vendor auth,
 //!   client.js), the wire types, the one error mapping, per-connection control signals, and what
-//!   every connection is held to (listener caps in `admission`, read and write deadlines in
-//!   `deadline`).
+//!   every connection is held to (listener caps and the new-subscriber rate in `admission`,
+//!   read and write deadlines in `deadline`, refusals a browser can read in `later`).
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
 //!   metrics.
