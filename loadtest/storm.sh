@@ -9,14 +9,15 @@
 # BENCH_BIN=<dir> re-uses the binaries in <dir> (an earlier OUT_DIR/bin) instead of building.
 set -euo pipefail
 
-RUNS=${1:-3}
-OUT=${2:-artifacts/storm-$(date +%Y%m%d-%H%M%S)}
-RATE=${3:-2000}
-BURST=${4:-1000}
-JITTER=${5:-2000}
-shift $(( $# > 5 ? 5 : $# )) || true
+POS=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do POS+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 EXTRA=("$@")
+RUNS=${POS[0]:-3}
+OUT=${POS[1]:-artifacts/storm-$(date +%Y%m%d-%H%M%S)}
+RATE=${POS[2]:-2000}
+BURST=${POS[3]:-1000}
+JITTER=${POS[4]:-2000}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${BENCH_PORT:-18580}
