@@ -74,6 +74,9 @@ pub struct AppState {
 pub struct Admissions {
     pub public: Arc<Admission>,
     pub admin: Arc<Admission>,
+    /// The public listener's rate of new subscriber connections; its limit is read from the
+    /// configuration at each admission, so a reload applies at once.
+    pub new_subscribers: Arc<admission::NewSubscribers>,
 }
 
 impl Admissions {
@@ -93,6 +96,7 @@ impl Admissions {
         Self {
             public: Admission::new(Listener::Public, public, limits.max_connections_per_address),
             admin: Admission::new(Listener::Admin, admin, 0),
+            new_subscribers: Arc::default(),
         }
     }
 }

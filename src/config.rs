@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn zero_or_absurd_intervals_are_refused() {
-        let file = "[vendors]\ncanary_interval_ms = 0\nwindow_ms = 0\nrequest_timeout_ms = 86400000\n[server]\nheader_read_timeout_ms = 0\nmax_connections = 0\n";
+        let file = "[vendors]\ncanary_interval_ms = 0\nwindow_ms = 0\nrequest_timeout_ms = 86400000\n[server]\nheader_read_timeout_ms = 0\nmax_connections = 0\nnew_subscribers_burst = 0\nreconnect_later_jitter_ms = 3600000\n";
         let err = Config::load(Some(file), &|_| None).unwrap_err();
         for key in [
             "vendors.canary_interval_ms = 0",
@@ -533,6 +533,8 @@ mod tests {
             "vendors.request_timeout_ms = 86400000",
             "server.header_read_timeout_ms = 0",
             "server.max_connections must",
+            "server.new_subscribers_burst must be at least 1",
+            "server.reconnect_later_jitter_ms = 3600000",
         ] {
             assert!(err.to_string().contains(key), "{key} in {err}");
         }

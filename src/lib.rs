@@ -20,8 +20,8 @@
 //! - [`transport`]: the public API's edges (publish, the Ably REST ingress, WebSocket, SSE,
 //!   poll, route, vendor auth, client.js, and Pusher protocol 7 for pusher-js on `/app/{key}` in
 //!   `pusher_ws`), the wire types, the one error mapping, per-connection control signals, and
-//!   what every connection is held to (listener caps in `admission`, read and write deadlines in
-//!   `deadline`).
+//!   what every connection is held to (listener caps and the new-subscriber rate in `admission`,
+//!   read and write deadlines in `deadline`, refusals a browser can read in `later`).
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
 //!   metrics.

@@ -11,6 +11,7 @@ pub mod control;
 pub mod deadline;
 pub mod error;
 pub mod health;
+pub mod later;
 mod poll;
 pub(crate) mod publish;
 mod pusher_ws;

@@ -17,6 +17,11 @@ use tokio::time::Instant;
 use crate::target::Target;
 use message::ServerMessage;
 
+/// `503 reconnect_later` answers one open may take before it gives up; every run is bounded.
+const MAX_REFUSALS: u32 = 100;
+/// The longest wait a refusal may ask for before the open gives up.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 /// Connections per client source address before the next one (127.0.0.2, ..) is used: one
 /// (source IP, destination) pair has about 28k ephemeral ports.
 const CONNS_PER_SOURCE_IP: usize = 20_000;
@@ -166,6 +171,46 @@ impl Connector {
     /// the one channel is subscribed from that position: a WS `subscribe` message with `since`,
     /// or an SSE `cursor`.
     pub(crate) async fn open(
+        &self,
+        index: usize,
+        channels: &[&str],
+        resume: Option<Resume<'_>>,
+    ) -> Result<(Connection, Duration)> {
+        let (conn, took, _) = self.open_admitted(index, channels, resume).await?;
+        Ok((conn, took))
+    }
+
+    /// [`Connector::open`], coming back after the wait each `503 reconnect_later` names (the
+    /// server admits new subscribers at a bounded rate) until admitted; also answers how many
+    /// refusals it took. The time returned is the admitted attempt's.
+    pub(crate) async fn open_admitted(
+        &self,
+        index: usize,
+        channels: &[&str],
+        resume: Option<Resume<'_>>,
+    ) -> Result<(Connection, Duration, u32)> {
+        let mut refusals = 0;
+        loop {
+            let err = match self.open_once(index, channels, resume).await {
+                Ok((conn, took)) => return Ok((conn, took, refusals)),
+                Err(e) => e,
+            };
+            let wait = err
+                .downcast_ref::<ws::Refused>()
+                .and_then(|r| r.retry_after_ms)
+                .map(Duration::from_millis);
+            match wait {
+                Some(wait) if refusals < MAX_REFUSALS && wait <= MAX_RETRY_AFTER => {
+                    refusals += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Some(_) => return Err(err.context(format!("gave up after {refusals} refusals"))),
+                None => return Err(err),
+            }
+        }
+    }
+
+    async fn open_once(
         &self,
         index: usize,
         channels: &[&str],

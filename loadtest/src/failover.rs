@@ -428,7 +428,7 @@ pub(crate) async fn run(args: FailoverArgs, json_only: bool) -> Result<bool> {
                 permits.clone(),
                 ready_tx.clone(),
                 stop_rx.clone(),
-                None,
+                subscriber::Resumes::Never,
             ))
         })
         .collect();

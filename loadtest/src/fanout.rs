@@ -223,7 +223,9 @@ pub(crate) async fn run(args: FanoutArgs, json_only: bool) -> Result<bool> {
                 permits.clone(),
                 ready_tx.clone(),
                 stop_rx.clone(),
-                args.resume_every.map(Duration::from_secs_f64),
+                args.resume_every.map_or(subscriber::Resumes::Never, |s| {
+                    subscriber::Resumes::Every(Duration::from_secs_f64(s))
+                }),
             ))
         })
         .collect();

@@ -13,6 +13,8 @@
 //! - `conns`: idle WebSocket connections and RSS per connection
 //! - `publish`: publish throughput
 //! - `failover`: the vendor hung mid-stream (SIGSTOP/SIGCONT), detection and recovery
+//! - `storm`: every subscriber drops and reconnects within a second; admission, publish
+//!   latency and lossless resume
 //! - `stats`: percentiles and the per-subscriber seq ledger
 //! - `proc_stats`: CPU time and RSS from /proc; `nofile`: RLIMIT_NOFILE
 //! - `report`: human lines plus a one-line JSON summary
@@ -27,6 +29,7 @@ mod publish;
 mod publisher;
 mod report;
 mod stats;
+mod storm;
 mod target;
 
 use std::process::ExitCode;
@@ -54,6 +57,9 @@ enum Command {
     /// Subscribers on the own broadcast while the vendor process is hung (SIGSTOP) and resumed:
     /// detection and recovery times, publish latency, loss, lane bounds and server RSS.
     Failover(failover::FailoverArgs),
+    /// N WebSocket subscribers drop and reconnect within a window while publishing goes on:
+    /// time until all are back, refusals, publish latency in the storm, loss.
+    Storm(storm::StormArgs),
 }
 
 /// Options every subcommand takes.
@@ -108,6 +114,7 @@ fn main() -> ExitCode {
             Command::Conns(args) => conns::run(args, json).await,
             Command::Publish(args) => publish::run(args, json).await,
             Command::Failover(args) => failover::run(args, json).await,
+            Command::Storm(args) => storm::run(args, json).await,
         }
     });
     // Subscriber tasks may still be closing sockets; do not wait for them.
@@ -180,6 +187,17 @@ mod tests {
         assert!(
             Cli::try_parse_from(["x", "fanout", "--subscribers", "1", "--peer-pid", "12"]).is_err()
         );
+    }
+
+    #[test]
+    fn parses_a_storm_command_line() {
+        let cli =
+            Cli::try_parse_from(["x", "storm", "--window", "1", "--deadline", "100"]).unwrap();
+        let Command::Storm(_) = cli.command else {
+            panic!("not a storm");
+        };
+        assert!(Cli::try_parse_from(["x", "storm", "--subscribers", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "storm", "--deadline", "9999"]).is_err());
     }
 
     #[test]

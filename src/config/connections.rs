@@ -1,9 +1,11 @@
 //! The connection keys of `[server]`: read deadlines and connection caps, validated into
 //! [`ConnectionLimits`]. A connection that sends nothing, or sends a byte a second, must not hold
 //! a descriptor for long; a flood of them must not take the descriptors the node needs to answer
-//! everyone else.
+//! everyone else; a storm of reconnecting subscribers must not starve the publish path.
 
 use std::time::Duration;
+
+use crate::transport::admission::RateLimit;
 
 /// The `[server]` connection keys as written.
 pub(super) struct RawConnections {
@@ -12,6 +14,9 @@ pub(super) struct RawConnections {
     pub(super) max_connections: usize,
     pub(super) max_connections_per_address: usize,
     pub(super) admin_max_connections: usize,
+    pub(super) max_new_subscribers_per_second: u32,
+    pub(super) new_subscribers_burst: u32,
+    pub(super) reconnect_later_jitter_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,10 +35,16 @@ pub struct ConnectionLimits {
     /// Open connections on the admin listener, counted apart so that a flood of public
     /// connections never keeps `/readyz` and `/metrics` from answering.
     pub admin_max_connections: usize,
+    /// New WebSocket and SSE subscribers admitted per second on the public listener, the rest
+    /// told to come back later (`503 reconnect_later`). Read at each admission: a reload applies
+    /// at once.
+    pub new_subscribers: RateLimit,
 }
 
 /// Longest deadline accepted: beyond an hour a deadline protects nothing.
 const MAX_DEADLINE_MS: u64 = 3_600_000;
+/// Widest retry window accepted for a refused subscriber.
+const MAX_JITTER_MS: u64 = 60_000;
 
 pub(super) fn validate(raw: RawConnections, errs: &mut Vec<String>) -> ConnectionLimits {
     for (key, v) in [
@@ -60,11 +71,27 @@ pub(super) fn validate(raw: RawConnections, errs: &mut Vec<String>) -> Connectio
             raw.max_connections_per_address, raw.max_connections
         ));
     }
+    if raw.max_new_subscribers_per_second > 0 && raw.new_subscribers_burst == 0 {
+        errs.push(
+            "server.new_subscribers_burst must be at least 1 while server.max_new_subscribers_per_second is set: with no room in the bucket nobody is admitted".into(),
+        );
+    }
+    if raw.reconnect_later_jitter_ms > MAX_JITTER_MS {
+        errs.push(format!(
+            "server.reconnect_later_jitter_ms = {} must be at most {MAX_JITTER_MS}: clients told to wait longer than a minute look like an outage",
+            raw.reconnect_later_jitter_ms
+        ));
+    }
     ConnectionLimits {
         header_read_timeout: Duration::from_millis(raw.header_read_timeout_ms),
         body_read_timeout: Duration::from_millis(raw.body_read_timeout_ms),
         max_connections: raw.max_connections,
         max_connections_per_address: raw.max_connections_per_address,
         admin_max_connections: raw.admin_max_connections,
+        new_subscribers: RateLimit {
+            per_second: raw.max_new_subscribers_per_second,
+            burst: raw.new_subscribers_burst,
+            jitter: Duration::from_millis(raw.reconnect_later_jitter_ms),
+        },
     }
 }

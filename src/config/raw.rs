@@ -55,6 +55,9 @@ struct RawServer {
     max_connections: usize,
     max_connections_per_address: usize,
     admin_max_connections: usize,
+    max_new_subscribers_per_second: u32,
+    new_subscribers_burst: u32,
+    reconnect_later_jitter_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -374,6 +377,9 @@ impl Raw {
                 max_connections: self.server.max_connections,
                 max_connections_per_address: self.server.max_connections_per_address,
                 admin_max_connections: self.server.admin_max_connections,
+                max_new_subscribers_per_second: self.server.max_new_subscribers_per_second,
+                new_subscribers_burst: self.server.new_subscribers_burst,
+                reconnect_later_jitter_ms: self.server.reconnect_later_jitter_ms,
             },
             &mut errs,
         );

@@ -36,6 +36,7 @@ pub const LISTENER_CONNECTIONS: &str = "understudy_listener_connections";
 pub const CONNECTION_CAP: &str = "understudy_connection_cap";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "understudy_connections_refused_total";
 pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "understudy_connections_timed_out_total";
+pub const NEW_SUBSCRIBERS_TOTAL: &str = "understudy_new_subscribers_total";
 
 /// Transports, as metric label values.
 #[derive(Debug, Clone, Copy)]
@@ -187,6 +188,12 @@ impl Metrics {
     /// Connections refused at the accept; `reason`: listener_full or address_full.
     pub fn connection_refused(listener: Listener, reason: &'static str) -> Counter {
         counter!(CONNECTIONS_REFUSED_TOTAL, "listener" => listener.as_str(), "reason" => reason)
+    }
+
+    /// A new WebSocket or SSE subscriber passed through the admission rate; `outcome`:
+    /// admitted or refused (answered `503 reconnect_later`).
+    pub fn new_subscriber(transport: Transport, outcome: &'static str) -> Counter {
+        counter!(NEW_SUBSCRIBERS_TOTAL, "transport" => transport.as_str(), "outcome" => outcome)
     }
 
     /// Connections closed for missing a deadline; `stage`: header, body or write.

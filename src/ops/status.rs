@@ -94,6 +94,14 @@ fn engine_json(state: &AppState, now: Instant) -> Value {
     }
 }
 
+/// The public listener's caps, with the rate of new subscriber connections beside them.
+fn public_listener_json(state: &AppState) -> Value {
+    let limit = state.config.load().server.connections.new_subscribers;
+    let mut v = json!(state.admission.public.status());
+    v["new_subscribers"] = json!(state.admission.new_subscribers.status(&limit));
+    v
+}
+
 pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
     let now = Instant::now();
     let stats = state.engine.registry().stats();
@@ -109,6 +117,6 @@ pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
         "maintenance": state.maintenance.schedule.lock().list(),
         "draining": state.lifecycle.is_draining(),
         "open_connections": state.lifecycle.open_connections(),
-        "listeners": [state.admission.public.status(), state.admission.admin.status()],
+        "listeners": [public_listener_json(state), state.admission.admin.status()],
     })
 }

@@ -2,7 +2,12 @@
 //! from one client address. A connection past either cap is answered at the accept with a short
 //! `503 too_many_connections` JSON response written straight on the socket, then closed: no task
 //! is spawned and its descriptor is given back at once. The caps in force take the process's
-//! descriptor limit into account (see [`effective_caps`]).
+//! descriptor limit into account (see [`effective_caps`]). New subscriber connections are also
+//! admitted at a bounded rate (`rate`).
+
+mod rate;
+
+pub use rate::{retry_after, NewSubscribers, NewSubscribersStatus, RateLimit};
 
 use std::collections::HashMap;
 use std::io;

@@ -50,6 +50,8 @@ pub enum ApiError {
     ChannelLimit(String),
     #[error("this node is shutting down; retry on another node or in a moment")]
     ShuttingDown,
+    #[error("too many subscribers are connecting at once (server.max_new_subscribers_per_second); reconnect after retry_after_ms and resume from your position")]
+    ReconnectLater(std::time::Duration),
     #[error("the {0} transport is turned off on this server (subscribers.transports); connect with another one")]
     TransportDisabled(&'static str),
     #[error("request body could not be read")]
@@ -90,9 +92,8 @@ impl ApiError {
             InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_)
             | ConfigInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReloadUnavailable => StatusCode::CONFLICT,
-            ChannelLimit(_) | ShuttingDown | TransportDisabled(_) | EngineUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ChannelLimit(_) | ShuttingDown | ReconnectLater(_) | TransportDisabled(_)
+            | EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuditUnreadable | ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
             VendorAuth(e) => e.status(),
         }
@@ -119,6 +120,7 @@ impl ApiError {
             TooManyEvents(_) => "too_many_events",
             ChannelLimit(_) => "channel_limit_reached",
             ShuttingDown => "shutting_down",
+            ReconnectLater(_) => "reconnect_later",
             TransportDisabled(_) => "transport_disabled",
             BodyUnreadable => "body_unreadable",
             BodyTimeout(_) => "body_timeout",
@@ -140,6 +142,9 @@ impl ApiError {
         match self {
             ApiError::ChannelForbidden(ch) => body["error"]["channel"] = json!(ch),
             ApiError::ConfigInvalid(errors) => body["error"]["errors"] = json!(errors),
+            ApiError::ReconnectLater(wait) => {
+                body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64)
+            }
             _ => {}
         }
         body
@@ -196,11 +201,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         tracing::debug!(code = self.code(), "request refused");
         let mut response = (self.status(), Json(self.body())).into_response();
-        if matches!(self, ApiError::EngineUnavailable(_)) {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                crate::engine::RETRY_AFTER_SECS.into(),
-            );
+        let retry_after = match self {
+            ApiError::EngineUnavailable(_) => Some(crate::engine::RETRY_AFTER_SECS),
+            // Whole seconds, rounded up: a client reading only the header never comes back
+            // before `retry_after_ms`.
+            ApiError::ReconnectLater(wait) => Some(wait.as_millis().div_ceil(1000).max(1) as u64),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }

@@ -61,6 +61,12 @@ pub(crate) async fn upgrade(
         )),
         (Some(app), Some(_)) => Ok(app),
     };
+    // New sockets share /v1/ws's admission rate. pusher-js backs off and retries on 4100, so a
+    // reconnect storm of pusher-js pages is spread out the same way.
+    let opening = opening.and_then(|app| match subscriber::admit_new(&state, Transport::Ws) {
+        Ok(()) => Ok(app),
+        Err(_) => Err((code::OVER_CAPACITY, "Over capacity: reconnect later")),
+    });
     let token = state.lifecycle.track();
     let config = ws::socket_config(&state);
     Ok(ws.accept(config, move |socket| {

@@ -17,6 +17,7 @@ use http_body::{Body as HttpBody, Frame};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::control::{Signal, Signals};
+use super::later;
 use super::subscriber::{self, Feed, FeedItem, Heartbeats};
 use super::wake::WakeFlag;
 use super::wire::ServerMessage;
@@ -59,6 +60,14 @@ pub(crate) async fn stream(
     let last_id = from_header.or_else(|| subscriber::query_values(&pairs, "cursor").next());
     let max_channels = state.config.load().subscribers.max_channels_per_connection;
     let resume = Cursor::parse(last_id.unwrap_or(""), max_channels)?;
+    match subscriber::admit_new(&state, Transport::Sse) {
+        Ok(()) => {}
+        // A browser's EventSource cannot read a refused answer: it is told in the stream.
+        Err(ApiError::ReconnectLater(wait)) if later::from_browser(&headers) => {
+            return Ok(later::sse_response(wait));
+        }
+        Err(e) => return Err(e),
+    }
 
     let cfg = state.config.load().subscribers.clone();
     let mut conn = Connection {

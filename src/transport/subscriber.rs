@@ -49,6 +49,19 @@ pub(crate) fn enabled(state: &AppState, transport: Transport) -> Result<(), ApiE
     }
 }
 
+/// Admits a new WebSocket or SSE subscriber at the listener's rate
+/// (`server.max_new_subscribers_per_second`), or tells it when to come back. Called once the
+/// request is known to be valid and before any subscribe or replay: a malformed or unauthorised
+/// request gets its own answer and takes no place, and a refused one has cost nothing yet.
+pub(crate) fn admit_new(state: &AppState, transport: Transport) -> Result<(), ApiError> {
+    let limit = state.config.load().server.connections.new_subscribers;
+    state
+        .admission
+        .new_subscribers
+        .admit(&limit, transport)
+        .map_err(ApiError::ReconnectLater)
+}
+
 /// Checks the subscriber token from `?token=` or `Authorization: Bearer`.
 pub(crate) fn authorize(
     state: &AppState,

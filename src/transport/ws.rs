@@ -33,6 +33,7 @@ pub(crate) use self::frames::fuzz_frames;
 pub(crate) use self::handshake::Handshake as FuzzHandshake;
 
 use super::control::{Signal, Signals};
+use super::later;
 use super::subscriber::{self, Feed, FeedItem, Heartbeats, Outgoing};
 use super::wake::WakeFlag;
 use super::wire::{ClientMessage, ServerMessage};
@@ -80,8 +81,20 @@ pub(crate) async fn upgrade(
     let pairs = subscriber::query_pairs(query.as_deref());
     let scope = subscriber::authorize(&state, &pairs, &headers)?;
     let initial = subscriber::channels_from_query(&state, &pairs, &scope)?;
+    let admitted = subscriber::admit_new(&state, Transport::Ws);
     let token = state.lifecycle.track();
     let config = socket_config(&state);
+    match admitted {
+        Ok(()) => {}
+        // A browser cannot read a refused handshake: it is told in the close frame instead.
+        Err(ApiError::ReconnectLater(wait)) if later::from_browser(&headers) => {
+            return Ok(ws.accept(config, move |socket| async move {
+                let _token = token;
+                later::close_websocket(socket, wait).await;
+            }));
+        }
+        Err(e) => return Err(e),
+    }
     Ok(ws.accept(config, move |socket| {
         let conn_id = format!("{:016x}", rand::random::<u64>());
         let span = tracing::debug_span!("ws", conn_id = %conn_id);

@@ -15,6 +15,12 @@
     try { return typeof s === "string" ? JSON.parse(s) : s; } catch (e) { return null; }
   }
 
+  // A wait the server named (retry_after_ms, Retry-After, a reconnect message), or null. It is
+  // already jittered by the server; capped so that a bad value cannot park a page for ever.
+  function laterMs(ms) {
+    return typeof ms === "number" && ms >= 0 && isFinite(ms) ? Math.min(ms, 300000) : null;
+  }
+
   // Capped exponential back-off with full jitter. The 100 ms floor keeps a run of tiny random
   // draws from turning into a tight loop when every attempt fails at once.
   function backoff(n, random) {
@@ -304,7 +310,13 @@
         if (m.type === "reconnect") retry = m.retry_ms;
         c.msg(m, basis.get(m.channel));
       };
-      ws.onclose = (e) => c.fail(retry != null || e.code === 1012 || e.code === 4008 ? "retry" : "drop", retry);
+      ws.onclose = (e) => {
+        // 1013: the server admits new connections at a bounded rate and named a wait (a
+        // reconnect storm); come back then, on this same step.
+        const later = e.code === 1013 ? laterMs((parse(e.reason) || {}).retry_after_ms) : null;
+        if (later != null) retry = later;
+        c.fail(retry != null || e.code === 1012 || e.code === 4008 ? "retry" : "drop", retry);
+      };
     }).catch(() => c.fail("connect"));
     return {
       sync,
@@ -339,6 +351,7 @@
       es.onmessage = (e) => {
         const m = parse(e.data);
         if (!m) return;
+        // Also how a refused stream is told to come back later (reason "reconnect_later").
         if (m.type === "reconnect") retry = m.retry_ms || 0;
         c.msg(m, basis.get(m.channel));
       };
@@ -388,7 +401,7 @@
           if (resync) pause = 0;
           else {
             if (++errs >= 2 && mode === 1) mode = 2;
-            pause = backoff(errs, c.random);
+            pause = e.retryMs != null ? Math.max(e.retryMs, 100) : backoff(errs, c.random);
           }
         }
         resync = false;
@@ -460,7 +473,10 @@
         }, i))).then((res) => res.json().catch(() => ({})).then((j) => {
           if (res.ok) return j;
           const err = j.error || {};
-          throw Object.assign(new Error(err.message || "HTTP " + res.status), { status: res.status, code: err.code, info: err.message });
+          // The server's wait: retry_after_ms in the body, else Retry-After in seconds.
+          const ra = res.headers && res.headers.get ? parseFloat(res.headers.get("retry-after")) : NaN;
+          const retryMs = laterMs(err.retry_after_ms != null ? err.retry_after_ms : ra * 1000);
+          throw Object.assign(new Error(err.message || "HTTP " + res.status), { status: res.status, code: err.code, info: err.message, retryMs });
         })).then((j) => { ct(t); resolve(j); }, fail);
       });
     }

@@ -81,11 +81,15 @@ async function stopChild(child, signal = "SIGTERM", ms = 8000) {
  * backend's list survives and only understudy's in-memory epoch changes.
  */
 export class Understudy {
-  /** `toml`: more lines for the config file, e.g. "[vendors]\nheartbeat_ms = 800". */
-  constructor(name, env = {}, toml = "") {
+  /**
+   * `toml`: more lines for the config file, e.g. "[vendors]\nheartbeat_ms = 800";
+   * `serverToml`: more keys of its [server] table.
+   */
+  constructor(name, env = {}, toml = "", serverToml = "") {
     this.name = name;
     this.env = env;
     this.toml = toml;
+    this.serverToml = serverToml;
     this.dir = mkdtempSync(join(tmpdir(), "understudy-e2e-"));
     this.configFile = join(this.dir, "understudy.toml");
   }
@@ -102,6 +106,7 @@ export class Understudy {
       "drain_window_ms = 1000",
       // The demo's ops page (on the public listener) sets the mode through the admin listener.
       "admin_cors_allow_origins = [" + JSON.stringify(this.base) + "]",
+      this.serverToml,
       "[demo]",
       "state_file = " + JSON.stringify(join(this.dir, "waiting-room.json")),
       this.toml,

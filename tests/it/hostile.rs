@@ -6,4 +6,5 @@ mod admin_flood;
 mod connections;
 mod input;
 mod slow_reader;
+mod storm;
 mod tokens;

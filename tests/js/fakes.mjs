@@ -50,7 +50,7 @@ export class Net {
         this.recv({ type: "welcome", conn_id: "c1", heartbeat_ms: heartbeatMs });
       }
       recv(m) { this.onmessage && this.onmessage({ data: JSON.stringify(m) }); }
-      drop(code = 1006) { this.readyState = 3; this.onclose && this.onclose({ code }); }
+      drop(code = 1006, reason = "") { this.readyState = 3; this.onclose && this.onclose({ code, reason }); }
       subs() { return this.sent.filter((m) => m.type === "subscribe"); }
       // Ably's JSON realtime protocol, server side (VENDORS.md §2.2).
       connected() {
@@ -86,10 +86,11 @@ export class Net {
       const req = {
         method: init.method, url, path: u.pathname, query: u.searchParams, headers: init.headers,
         body: init.body ? JSON.parse(init.body) : null, at: Date.now(), done: false,
-        respond(status, json) {
+        respond(status, json, headers = {}) {
           if (req.done) return;
           req.done = true;
-          resolve({ ok: status >= 200 && status < 300, status, json: async () => json });
+          const get = (k) => (k.toLowerCase() in headers ? String(headers[k.toLowerCase()]) : null);
+          resolve({ ok: status >= 200 && status < 300, status, headers: { get }, json: async () => json });
         },
         fail(err = new TypeError("network")) {
           if (req.done) return;
@@ -102,7 +103,7 @@ export class Net {
       const a = this.auto.get(`${req.method} ${req.path}`);
       if (a) {
         const out = a(req);
-        if (out) req.respond(out[0], out[1]);
+        if (out) req.respond(out[0], out[1], out[2]);
       }
     });
 

@@ -22,8 +22,8 @@ impl SseConnection {
             .context("SSE request failed")?;
         let status = response.status();
         if status.as_u16() != 200 {
-            let body = response.text().await.unwrap_or_default();
-            bail!("SSE answered {status}: {body}");
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(super::ws::Refused::of(status.as_u16(), &body).into());
         }
         let content_type = response
             .headers()

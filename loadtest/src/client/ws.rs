@@ -122,23 +122,64 @@ impl WsConnection {
     }
 }
 
-/// Turns an HTTP refusal of the upgrade into its status and body, which carry the server's
+/// An HTTP answer instead of `101`: its status and the server's `{"error":{..}}` body. A
+/// `503 reconnect_later` carries the wait the server asked for.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) status: u16,
+    /// `error.retry_after_ms` of a `reconnect_later` refusal.
+    pub(crate) retry_after_ms: Option<u64>,
+    pub(crate) body: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused with {}: {}", self.status, self.body)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Refused {
+    pub(crate) fn of(status: u16, body: &[u8]) -> Self {
+        let retry_after_ms = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .filter(|v| v["error"]["code"] == "reconnect_later")
+            .and_then(|v| v["error"]["retry_after_ms"].as_u64());
+        Self {
+            status,
+            retry_after_ms,
+            body: String::from_utf8_lossy(body).chars().take(300).collect(),
+        }
+    }
+}
+
+/// Turns an HTTP refusal of the upgrade into a [`Refused`] error, which carries the server's
 /// `{"error":{"code":..}}`.
 fn describe_handshake_error(e: tokio_tungstenite::tungstenite::Error) -> anyhow::Error {
     use tokio_tungstenite::tungstenite::Error;
     match e {
-        Error::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default()
-                .into_owned();
-            anyhow::anyhow!(
-                "WebSocket upgrade refused with {}: {body}",
-                response.status()
-            )
-        }
+        Error::Http(response) => anyhow::Error::new(Refused::of(
+            response.status().as_u16(),
+            response.body().as_deref().unwrap_or_default(),
+        )),
         other => anyhow::anyhow!("WebSocket handshake failed: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnect_later_refusal_carries_its_wait() {
+        let r = Refused::of(
+            503,
+            br#"{"error":{"code":"reconnect_later","message":"m","retry_after_ms":1234}}"#,
+        );
+        assert_eq!((r.status, r.retry_after_ms), (503, Some(1234)));
+        let r = Refused::of(503, br#"{"error":{"code":"shutting_down","message":"m"}}"#);
+        assert_eq!(r.retry_after_ms, None);
+        assert_eq!(Refused::of(502, b"<html>").retry_after_ms, None);
     }
 }

@@ -3,7 +3,7 @@
 //! concurrent keep-alive publishers takes it next. Records the seqs the server assigned.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +11,12 @@ use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
 use crate::publisher::{Outcome, Publisher};
-use crate::stats::histogram;
+use crate::stats::{histogram, unix_micros};
 
 /// Notes about failed publishes kept for the report.
 const MAX_NOTES: usize = 5;
+/// Publishes whose send time is kept with their latency, for figures over part of a run.
+const MAX_SAMPLES: usize = 1_000_000;
 
 /// What the server acknowledged on one channel.
 #[derive(Debug, Default)]
@@ -36,6 +38,9 @@ pub(crate) struct PublishLog {
     pub(crate) latency: Histogram<u64>,
     /// How late each request started against its deadline, µs.
     pub(crate) lateness: Histogram<u64>,
+    /// (send time in Unix µs, latency in µs) of the first [`MAX_SAMPLES`] publishes, so a
+    /// report can take the latency of a window of the run (`storm`).
+    pub(crate) samples: Vec<(u64, u64)>,
     /// First send to last answer.
     pub(crate) elapsed: Duration,
     pub(crate) notes: Vec<String>,
@@ -50,6 +55,7 @@ impl PublishLog {
             statuses: BTreeMap::new(),
             latency: histogram(),
             lateness: histogram(),
+            samples: Vec::new(),
             elapsed: Duration::ZERO,
             notes: Vec::new(),
         }
@@ -105,6 +111,8 @@ impl PublishLog {
             .expect("histograms share bounds");
         let room = MAX_NOTES.saturating_sub(self.notes.len());
         self.notes.extend(other.notes.into_iter().take(room));
+        let room = MAX_SAMPLES.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.into_iter().take(room));
     }
 }
 
@@ -121,12 +129,30 @@ pub(crate) async fn run(
     duration: Duration,
     workers: usize,
 ) -> PublishLog {
+    let never = Arc::new(AtomicBool::new(false));
+    run_until(publisher, channels, rate, duration, workers, never).await
+}
+
+/// [`run`], ending early once `stop` is set (the publishes in flight are answered first).
+pub(crate) async fn run_until(
+    publisher: Publisher,
+    channels: Arc<[Arc<str>]>,
+    rate: f64,
+    duration: Duration,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+) -> PublishLog {
     let total = (rate * duration.as_secs_f64()).round() as u64;
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + Duration::from_millis(5);
     let tasks: Vec<_> = (0..workers.max(1))
         .map(|_| {
-            let (publisher, channels, next) = (publisher.clone(), channels.clone(), next.clone());
+            let (publisher, channels, next, stop) = (
+                publisher.clone(),
+                channels.clone(),
+                next.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move {
                 let mut log = PublishLog::new(channels.len());
                 let mut session = publisher.session();
@@ -137,12 +163,20 @@ pub(crate) async fn run(
                     }
                     let due = start + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due).await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
                     let sent = Instant::now();
+                    let sent_us = unix_micros();
                     log.lateness
                         .saturating_record((sent - due).as_micros() as u64);
                     let channel_idx = (i % channels.len() as u64) as usize;
                     let outcome = session.publish(&channels[channel_idx]).await;
-                    log.record(channel_idx, outcome, sent.elapsed());
+                    let latency = sent.elapsed();
+                    if log.samples.len() < MAX_SAMPLES {
+                        log.samples.push((sent_us, latency.as_micros() as u64));
+                    }
+                    log.record(channel_idx, outcome, latency);
                 }
                 log
             })
@@ -155,7 +189,12 @@ pub(crate) async fn run(
             Err(e) => all.notes.push(format!("publisher task failed: {e}")),
         }
     }
-    // The last event is due at (total-1)/rate; count the whole scheduled window at least.
-    all.elapsed = start.elapsed().max(duration);
+    // The last event is due at (total-1)/rate; count the whole scheduled window at least
+    // (or until the stop, when stopped early).
+    all.elapsed = if stop.load(Ordering::Relaxed) {
+        start.elapsed()
+    } else {
+        start.elapsed().max(duration)
+    };
     all
 }

@@ -1,5 +1,6 @@
 //! One fan-out subscriber task: connect, wait for `subscribed`, then account every event of
-//! its channel by `seq` (and its latency by `data.t`) until told to stop.
+//! its channel by `seq` (and its latency by `data.t`) until told to stop. It may drop its
+//! connection and resume on a new one ([`Resumes`]): every so often, or once in a storm.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) mark_us: AtomicU64,
     /// `route` messages received: (Unix µs, route), at most [`MAX_ROUTE_NOTES`].
     pub(crate) routes: Mutex<Vec<(u64, String)>>,
+    /// Subscribers back (resumed and `subscribed` again) after a storm's drop.
+    pub(crate) back: AtomicU64,
 }
 
 /// Route messages kept across all subscribers.
@@ -39,6 +42,7 @@ impl Shared {
             delivered: AtomicU64::new(0),
             mark_us: AtomicU64::new(u64::MAX),
             routes: Mutex::new(Vec::new()),
+            back: AtomicU64::new(0),
         }
     }
 
@@ -117,6 +121,29 @@ impl Anomalies {
     }
 }
 
+/// When a subscriber drops its connection and resumes on a new one.
+pub(crate) enum Resumes {
+    Never,
+    /// That often, the first one staggered by index over one period.
+    Every(Duration),
+    /// Once, when `signal` turns true: after a random delay in `[0, window)` the socket is
+    /// dropped (no close handshake, as when a node restarts) and a new one resumes from the
+    /// last seq, obeying `503 reconnect_later` waits.
+    Storm {
+        signal: watch::Receiver<bool>,
+        window: Duration,
+    },
+}
+
+/// How a subscriber came back from a storm.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StormReturn {
+    /// When it was `subscribed` again.
+    pub(crate) back_at: Instant,
+    /// `503 reconnect_later` answers before it was admitted.
+    pub(crate) refusals: u32,
+}
+
 /// What a subscriber hands back at the end.
 pub(crate) struct Outcome {
     pub(crate) channel_idx: usize,
@@ -126,13 +153,14 @@ pub(crate) struct Outcome {
     pub(crate) resumes: u64,
     /// When (Unix µs) the first event published at or after [`Shared::mark_us`] arrived.
     pub(crate) first_after_mark_us: Option<u64>,
+    /// Set once it came back from a storm ([`Resumes::Storm`]).
+    pub(crate) storm: Option<StormReturn>,
 }
 
 /// Runs one subscriber. `permits` bounds how many connect at once; the permit is held until
 /// `subscribed` arrives. Returns `None` if it never got subscribed (reported through `ready`).
-/// With `resume_every`, the subscriber drops its connection that often (staggered by index)
-/// and resumes on a new one from the last seq it saw: replay and live events must still add up
-/// to every event exactly once.
+/// With [`Resumes`], the subscriber drops its connection and resumes on a new one from the last
+/// seq it saw: replay and live events must still add up to every event exactly once.
 pub(crate) async fn run(
     spec: Spec,
     connector: Connector,
@@ -140,12 +168,14 @@ pub(crate) async fn run(
     permits: Arc<Semaphore>,
     ready: mpsc::UnboundedSender<Ready>,
     mut stop: watch::Receiver<bool>,
-    resume_every: Option<Duration>,
+    resumes: Resumes,
 ) -> Option<Outcome> {
     let permit = permits.acquire_owned().await.ok()?;
     let started = Instant::now();
     let subscribed = async {
-        let (mut conn, _) = connector.open(spec.index, &[&spec.channel], None).await?;
+        let (mut conn, _, _) = connector
+            .open_admitted(spec.index, &[&spec.channel], None)
+            .await?;
         let (epoch, head) = conn.await_subscribed(&spec.channel).await?;
         anyhow::Ok((conn, epoch, head))
     };
@@ -172,15 +202,37 @@ pub(crate) async fn run(
         anomalies: Anomalies::default(),
         resumes: 0,
         first_after_mark_us: None,
+        storm: None,
+    };
+    let (resume_every, mut storm) = match resumes {
+        Resumes::Never => (None, None),
+        Resumes::Every(p) => (Some(p), None),
+        Resumes::Storm { signal, window } => (None, Some((signal, window))),
     };
     // The first resume is staggered over one period so resumes do not all land at once.
     let mut next_resume =
         resume_every.map(|p| Instant::now() + p + p.mul_f64((spec.index % 97) as f64 / 97.0));
     loop {
         let resume_at = next_resume.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        let storm_signal = async {
+            match &mut storm {
+                Some((signal, _)) => {
+                    let _ = signal.wait_for(|on| *on).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         let resume_now = tokio::select! {
             biased;
             _ = stop.changed() => break,
+            () = storm_signal => {
+                let (_, window) = storm.take().expect("a storm was armed");
+                // Each client drops at its own random moment in the window; it keeps reading
+                // until then, as a client does until its socket dies.
+                let drop_at = Instant::now() + window.mul_f64(rand_unit(spec.index));
+                next_resume = Some(drop_at);
+                false
+            }
             () = tokio::time::sleep_until(resume_at), if next_resume.is_some() => true,
             incoming = conn.next() => match incoming {
                 Ok(Incoming::Message(bytes, sse_id)) => {
@@ -198,9 +250,24 @@ pub(crate) async fn run(
             },
         };
         if resume_now {
-            conn.close().await;
+            let storming = resume_every.is_none();
+            if storming {
+                // The socket dies: no close handshake.
+                drop(conn);
+            } else {
+                conn.close().await;
+            }
             match reader.resume(&connector).await {
-                Ok(new_conn) => conn = new_conn,
+                Ok((new_conn, refusals)) => {
+                    conn = new_conn;
+                    if storming {
+                        reader.storm = Some(StormReturn {
+                            back_at: Instant::now(),
+                            refusals,
+                        });
+                        shared.back.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Err(e) => {
                     reader.closed(CloseInfo {
                         code: None,
@@ -226,6 +293,7 @@ struct Reader<'a> {
     anomalies: Anomalies,
     resumes: u64,
     first_after_mark_us: Option<u64>,
+    storm: Option<StormReturn>,
 }
 
 impl Reader<'_> {
@@ -236,26 +304,28 @@ impl Reader<'_> {
             anomalies: self.anomalies,
             resumes: self.resumes,
             first_after_mark_us: self.first_after_mark_us,
+            storm: self.storm,
         }
     }
 
-    /// Opens a new connection resuming from the last seq seen, and checks the server confirms
-    /// it in the same epoch.
-    async fn resume(&mut self, connector: &Connector) -> anyhow::Result<Connection> {
+    /// Opens a new connection resuming from the last seq seen (coming back after each
+    /// `reconnect_later` wait), and checks the server confirms it in the same epoch. Answers
+    /// the connection and the refusals it took.
+    async fn resume(&mut self, connector: &Connector) -> anyhow::Result<(Connection, u32)> {
         let channel: &str = &self.spec.channel;
         let at = Resume {
             epoch: &self.epoch,
             seq: self.ledger.max_seen(),
         };
-        let (mut conn, _) = connector
-            .open(self.spec.index, &[channel], Some(at))
+        let (mut conn, _, refusals) = connector
+            .open_admitted(self.spec.index, &[channel], Some(at))
             .await?;
         let (epoch, _head) = conn.await_subscribed(channel).await?;
         if epoch != self.epoch {
             anyhow::bail!("resumed into epoch {epoch}, subscribed in {}", self.epoch);
         }
         self.resumes += 1;
-        Ok(conn)
+        Ok((conn, refusals))
     }
 
     fn handle(&mut self, bytes: &[u8], sse_id: Option<&[u8]>) {
@@ -357,6 +427,16 @@ impl Reader<'_> {
         self.anomalies
             .note(|| format!("stream ended early (code {:?}): {}", info.code, info.reason));
     }
+}
+
+/// A draw in `[0, 1)` for subscriber `index`: a hash of the index and the clock, so that each
+/// run spreads its clients differently without a random-number crate.
+fn rand_unit(index: usize) -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_usize(index);
+    h.write_u64(unix_micros());
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Whether an SSE `id:` is the one-channel cursor `channel~epoch~seq`, without allocating.
