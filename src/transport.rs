@@ -2,6 +2,7 @@
 //! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
 
 pub mod admission;
+pub(crate) mod app_publish;
 pub(crate) mod body;
 mod client_js;
 pub mod control;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod health;
 mod poll;
 pub(crate) mod publish;
+pub mod pusher_http;
 mod route;
 mod sse;
 mod subscriber;
@@ -23,6 +25,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub(crate) use app_publish::publish_app_event;
 pub(crate) use body::{parse_json, read_json_body};
 pub use error::ApiError;
 pub(crate) use error::ApiPath;
@@ -34,6 +37,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/publish", post(publish::publish))
         .route("/v1/publish/batch", post(publish::batch))
+        .route("/apps/{app_id}/events", post(pusher_http::events))
+        .route(
+            "/apps/{app_id}/batch_events",
+            post(pusher_http::batch_events),
+        )
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/sse", get(sse::stream))
         .route("/v1/channels/{channel}/events", get(poll::poll_one))
