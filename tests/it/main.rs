@@ -17,6 +17,7 @@ mod engine_breaker;
 mod failover;
 mod hostile;
 mod image;
+mod pusher_ingress;
 mod reload;
 mod resume;
 mod scale;
