@@ -17,7 +17,8 @@
 //!   several nodes share them and this node's registry mirrors the channels its clients watch,
 //!   and a breaker refuses publishes at once while Redis does not answer.
 //! - [`transport`]: the public API's edges (publish, WebSocket, SSE, poll, route, vendor auth,
-//!   client.js), the wire types, the one error mapping, per-connection control signals, and what
+//!   client.js, the Pusher HTTP API in `pusher_http`, and `app_publish`, the one call every
+//!   `[[apps]]` ingress makes to publish), the wire types, the one error mapping, per-connection control signals, and what
 //!   every connection is held to (listener caps in `admission`, read and write deadlines in
 //!   `deadline`).
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.

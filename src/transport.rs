@@ -1,5 +1,7 @@
-//! The public API's edges: publish, WebSocket, SSE and polling. Each handler decodes, makes one
-//! call into the core, and encodes; JSON shapes live in `wire`, errors map once in `error`.
+//! The public API's edges: publish, WebSocket, SSE and polling, and the Pusher HTTP API
+//! (`pusher_http`) for apps; `app_publish` is the one call every app ingress publishes through.
+//! Each handler decodes, makes one call into the core, and encodes; JSON shapes live in `wire`,
+//! errors map once in `error`.
 
 pub mod admission;
 pub(crate) mod app_publish;
