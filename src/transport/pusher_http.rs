@@ -32,6 +32,7 @@ use super::wire::pusher_http::{PusherBatch, PusherTrigger};
 use super::{read_json_body, ApiError, ApiPath};
 use crate::app::AppState;
 use crate::config::AppConfig;
+use crate::core::ChannelName;
 use trigger::{Trigger, MAX_BATCH, MAX_BODY_BYTES, MAX_DATA_BYTES};
 
 /// Why a Pusher HTTP API request is refused, with the statuses the Pusher SDKs expect.
@@ -148,12 +149,10 @@ pub(crate) async fn batch_events(
     if !triggers.iter().any(|t| t.subscription_count) {
         return Ok(Json(json!({})).into_response());
     }
+    // A batch item has one channel.
     let items: Vec<Value> = (triggers.iter())
         .map(|t| match t.subscription_count {
-            true => counts(&state, t)
-                .as_object_mut()
-                .and_then(|m| m.values_mut().next().map(Value::take))
-                .unwrap_or_else(|| json!({})),
+            true => subscription_count(&state, &t.channels[0]),
             false => json!({}),
         })
         .collect();
@@ -191,17 +190,20 @@ async fn authenticate(
     Ok((app, bytes))
 }
 
-/// `{"<channel>":{"subscription_count":n},..}`: understudy subscribers of each channel on this
-/// node (with the Redis engine, other nodes' subscribers are not counted).
+/// `{"<channel>":{"subscription_count":n},..}` for an event's channels.
 fn counts(state: &AppState, trigger: &Trigger) -> Value {
-    let registry = state.engine.registry();
-    let mut channels = Map::new();
-    for channel in &trigger.channels {
-        let n = registry.subscriber_count_of(channel.as_str());
-        channels.insert(
-            channel.as_str().to_owned(),
-            json!({ "subscription_count": n }),
-        );
-    }
+    let channels: Map<String, Value> = (trigger.channels.iter())
+        .map(|c| (c.as_str().to_owned(), subscription_count(state, c)))
+        .collect();
     Value::Object(channels)
+}
+
+/// `{"subscription_count":n}`: understudy subscribers of the channel on this node (with the
+/// Redis engine, other nodes' subscribers are not counted).
+fn subscription_count(state: &AppState, channel: &ChannelName) -> Value {
+    let n = state
+        .engine
+        .registry()
+        .subscriber_count_of(channel.as_str());
+    json!({ "subscription_count": n })
 }

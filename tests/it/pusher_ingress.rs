@@ -126,7 +126,7 @@ async fn signed_events_and_batches_arrive_on_ws_sse_and_poll_in_order() {
     .await;
     assert_eq!((status, answer), (200, json!({})));
     let batch = json!({"batch": [
-        {"channel": "orders-7", "name": "order.shipped", "data": "{\"n\":2}"},
+        {"channel": "orders-7", "name": "order.shipped", "data": "{\"n\":2}", "info": "subscription_count"},
         {"channel": "orders-7", "name": "order.shipped", "data": "{\"n\":3}"},
         {"channel": "orders-8", "name": "order.shipped", "data": "plain text 4"},
         {"channel": "orders-7", "name": "order.closed", "data": "{\"n\":5}"},
@@ -134,7 +134,13 @@ async fn signed_events_and_batches_arrive_on_ws_sse_and_poll_in_order() {
     let (status, answer) = Signed::default()
         .post(&s, "batch_events", batch.to_string().as_bytes())
         .await;
-    assert_eq!((status, answer), (200, json!({})));
+    assert_eq!(
+        (status, answer),
+        (
+            200,
+            json!({"batch": [{"subscription_count": 2}, {}, {}, {}]})
+        )
+    );
     let (status, answer) = trigger(
         &s,
         json!({"name": "order.noted", "channel": "orders-7", "data": "6", "info": "subscription_count"}),
