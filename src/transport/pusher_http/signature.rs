@@ -5,6 +5,8 @@
 //! constant time. The HMAC and the string to sign are the vendor adapter's own
 //! (`vendor::pusher::signing`), so signing and checking cannot drift apart.
 
+use std::borrow::Cow;
+
 use crate::vendor::pusher::signing;
 
 /// How far `auth_timestamp` may be from the server's clock, either way (Pusher's 600 s).
@@ -53,19 +55,20 @@ pub(crate) fn check(
     secret: &[u8],
     now: u64,
 ) -> Result<(), SignatureError> {
-    // Decoded values: the string to sign holds them unescaped (VENDORS.md §3.1).
-    let mut params: Vec<(String, String)> = Vec::new();
+    // Decoded values: the string to sign holds them unescaped (VENDORS.md §3.1). They borrow
+    // from the query unless they had escapes.
+    let mut params: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::with_capacity(6);
     for (k, v) in url::form_urlencoded::parse(request.query.as_bytes()) {
         if params.iter().any(|(seen, _)| *seen == k) {
             return Err(SignatureError::Repeated(k.chars().take(40).collect()));
         }
-        params.push((k.into_owned(), v.into_owned()));
+        params.push((k, v));
     }
     let get = |name: &'static str| {
         params
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
             .ok_or(SignatureError::Missing(name))
     };
     let presented = get("auth_signature")?;
@@ -89,7 +92,7 @@ pub(crate) fn check(
     let signed: Vec<(&str, &str)> = params
         .iter()
         .filter(|(k, _)| k != "auth_signature")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
         .collect();
     let message = signing::string_to_sign(request.method, request.path, &signed);
     if signing::signature_matches(secret, message.as_bytes(), presented) {
