@@ -3,8 +3,14 @@
 # on loopback ports 18480/19490 (BENCH_PORT, BENCH_ADMIN_PORT), and prints medians. Usage:
 #   loadtest/bench.sh [RUNS] [OUT_DIR] [NAME...]
 # RUNS defaults to 3; OUT_DIR to ./artifacts/bench-<time>; NAMEs pick benchmarks
-# (a-ws a-sse b c d; default all). Each run waits until the machine is quiet (other
-# processes below 15% CPU) so a concurrent build does not skew the figures.
+# (a-ws a-sse b c d; default all; e-v1 and e-pusher compare /v1/publish with the Pusher HTTP
+# API at the same load). Each run waits until the machine is quiet (other processes below 15%
+# CPU) so a concurrent build does not skew the figures.
+# BENCH_QUIET_WAIT (default 300) bounds the seconds a run waits for a quiet machine, and
+# BENCH_ATTEMPTS (default 6) how often a disturbed run is redone; on a machine shared with
+# other work, lower both and read other_cpu_ms in the summary.
+# BENCH_INTERLEAVE=1 runs the NAMEs in turn within each round (e-v1, e-pusher, e-v1, ...)
+# instead of all runs of one NAME first, so a slow drift of the machine hits both alike.
 # BENCH_BIN=<dir> re-uses the understudy and understudy-loadtest binaries in <dir> (e.g. an
 # earlier OUT_DIR/bin) instead of building.
 set -euo pipefail
@@ -39,7 +45,19 @@ declare -A ARGS=(
   [b]="fanout --transport ws --subscribers 1000 --channels 100 --rate 2000 --duration 10"
   [c]="conns --connections 10000 --hold 20"
   [d]="publish --concurrency 16 --duration 10 --channels 10"
+  [e-v1]="publish --concurrency 16 --duration 8 --channels 10"
+  [e-pusher]="publish --via pusher --concurrency 16 --duration 8 --channels 10"
 )
+
+# The Pusher app `publish --via pusher` publishes as (the loadtest's defaults).
+CONFIG="$OUT/understudy.toml"
+cat > "$CONFIG" <<'TOML'
+[[apps]]
+id = "loadtest"
+key = "loadtest-key"
+secret = "loadtest-secret-0123456789"
+forward = "none"
+TOML
 
 # Busy fraction of all CPUs over one second, from /proc/stat.
 busy() {
@@ -54,7 +72,7 @@ busy() {
 
 wait_quiet() {
   local waited=0 b
-  while b=$(busy); [ "$b" -ge 15 ] && [ $waited -lt 300 ]; do
+  while b=$(busy); [ "$b" -ge 15 ] && [ $waited -lt "${BENCH_QUIET_WAIT:-300}" ]; do
     echo "  machine ${b}% busy; waiting" >&2
     sleep 4
     waited=$((waited + 5))
@@ -89,7 +107,7 @@ start_server() {
   ulimit -n "$(ulimit -Hn)"
   UNDERSTUDY_LISTEN=127.0.0.1:$PORT UNDERSTUDY_ADMIN_LISTEN=127.0.0.1:$ADMIN \
   UNDERSTUDY_SUBSCRIBE_AUTH=none UNDERSTUDY_PUBLISHER_KEYS=$KEY UNDERSTUDY_LOG=warn \
-    "$BIN/understudy" serve > "$OUT/server-$1.log" 2>&1 &
+    "$BIN/understudy" serve --config "$CONFIG" > "$OUT/server-$1.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do
     kill -0 "$SERVER_PID" 2>/dev/null || break
@@ -108,25 +126,30 @@ start_server() {
 } > "$OUT/machine.txt"
 
 RESULTS="$OUT/results.jsonl"
-for name in "${NAMES[@]}"; do
-  for run in $(seq "$RUNS"); do
-    for attempt in 1 2 3 4 5 6; do
-      b=$(wait_quiet)
-      start_server "$name-$run"
-      sleep 0.5
-      echo "== $name run $run attempt $attempt (machine ${b}% busy before)" >&2
-      # shellcheck disable=SC2086
-      line=$(UNDERSTUDY_PUBLISHER_KEY=$KEY "$BIN/understudy-loadtest" ${ARGS[$name]} \
-        --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json) || true
-      stop_server
-      # Redo a run during which other processes used over 0.5 s of CPU.
-      other=$(printf '%s' "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("other_cpu_us") or 0)' 2>/dev/null || echo 0)
-      [ "$other" -le 500000 ] && break
-      echo "  other processes used ${other} µs of CPU during the run; redoing it" >&2
-    done
-    echo "{\"bench\":\"$name\",\"run\":$run,\"attempts\":$attempt,\"busy_before_pct\":$b,\"result\":${line:-null}}" >> "$RESULTS"
-    echo "$line" | cut -c1-300 >&2
+PLAN=()
+if [ "${BENCH_INTERLEAVE:-0}" = 1 ]; then
+  for run in $(seq "$RUNS"); do for name in "${NAMES[@]}"; do PLAN+=("$name $run"); done; done
+else
+  for name in "${NAMES[@]}"; do for run in $(seq "$RUNS"); do PLAN+=("$name $run"); done; done
+fi
+for step in "${PLAN[@]}"; do
+  read -r name run <<< "$step"
+  for attempt in $(seq "${BENCH_ATTEMPTS:-6}"); do
+    b=$(wait_quiet)
+    start_server "$name-$run"
+    sleep 0.5
+    echo "== $name run $run attempt $attempt (machine ${b}% busy before)" >&2
+    # shellcheck disable=SC2086
+    line=$(UNDERSTUDY_PUBLISHER_KEY=$KEY "$BIN/understudy-loadtest" ${ARGS[$name]} \
+      --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json) || true
+    stop_server
+    # Redo a run during which other processes used over 0.5 s of CPU.
+    other=$(printf '%s' "$line" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("other_cpu_us") or 0)' 2>/dev/null || echo 0)
+    [ "$other" -le 500000 ] && break
+    echo "  other processes used ${other} µs of CPU during the run; redoing it" >&2
   done
+  echo "{\"bench\":\"$name\",\"run\":$run,\"attempts\":$attempt,\"busy_before_pct\":$b,\"result\":${line:-null}}" >> "$RESULTS"
+  echo "$line" | cut -c1-300 >&2
 done
 
 python3 "$ROOT/loadtest/bench_summary.py" "$RESULTS" | tee "$OUT/summary.txt"

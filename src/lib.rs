@@ -17,11 +17,13 @@
 //! - [`engine`]: memory or Redis: where channels are sequenced, kept and fanned out; with Redis,
 //!   several nodes share them and this node's registry mirrors the channels its clients watch,
 //!   and a breaker refuses publishes at once while Redis does not answer.
-//! - [`transport`]: the public API's edges (publish, the Ably REST ingress, WebSocket, SSE,
-//!   poll, route, vendor auth, client.js, and Pusher protocol 7 for pusher-js on `/app/{key}` in
-//!   `pusher_ws`), the wire types, the one error mapping, per-connection control signals, and
-//!   what every connection is held to (listener caps and the new-subscriber rate in `admission`,
-//!   read and write deadlines in `deadline`, refusals a browser can read in `later`).
+//! - [`transport`]: the public API's edges (publish; the `[[apps]]` ingresses, the Pusher HTTP
+//!   API in `pusher_http` and the Ably REST ingress in `ably_rest`, and `app_publish`, the one
+//!   call they publish through; WebSocket, SSE, poll, route, vendor auth, client.js, and Pusher
+//!   protocol 7 for pusher-js on `/app/{key}` in `pusher_ws`), the wire types, the one error
+//!   mapping, per-connection control signals, and what every connection is held to (listener caps
+//!   and the new-subscriber rate in `admission`, read and write deadlines in `deadline`, refusals a
+//!   browser can read in `later`).
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
 //!   metrics.

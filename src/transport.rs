@@ -1,10 +1,12 @@
-//! The public API's edges: publish (and the Ably REST ingress), WebSocket (understudy's own and
-//! Pusher protocol 7), SSE and polling. Each handler decodes, makes one call into the core, and
-//! encodes; JSON shapes live in `wire` (Pusher's in `pusher_ws`), errors map once in `error` (the
-//! Ably ingress's in `ably_rest::error`, in Ably's terms).
+//! The public API's edges: publish, WebSocket (understudy's own and Pusher protocol 7), SSE and
+//! polling, and for `[[apps]]` the Pusher HTTP API (`pusher_http`) and the Ably REST ingress
+//! (`ably_rest`), which publish through `app_publish`. Each handler decodes, makes one call into
+//! the core, and encodes; JSON shapes live in `wire` (Pusher's WebSocket frames in `pusher_ws`),
+//! errors map once in `error` (the Ably ingress's in `ably_rest::error`, in Ably's terms).
 
 pub(crate) mod ably_rest;
 pub mod admission;
+pub(crate) mod app_publish;
 pub(crate) mod body;
 mod client_js;
 pub mod control;
@@ -14,6 +16,7 @@ pub mod health;
 pub mod later;
 mod poll;
 pub(crate) mod publish;
+pub mod pusher_http;
 mod pusher_ws;
 mod route;
 mod sse;
@@ -28,6 +31,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub(crate) use app_publish::publish_app_event;
 pub(crate) use body::{parse_json, read_json_body};
 pub use error::ApiError;
 pub(crate) use error::ApiPath;
@@ -39,6 +43,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/publish", post(publish::publish))
         .route("/v1/publish/batch", post(publish::batch))
+        .route("/apps/{app_id}/events", post(pusher_http::events))
+        .route(
+            "/apps/{app_id}/batch_events",
+            post(pusher_http::batch_events),
+        )
         .route("/v1/ws", get(ws::upgrade))
         .route("/app/{key}", get(pusher_ws::upgrade))
         .route("/v1/sse", get(sse::stream))

@@ -97,6 +97,11 @@ pub enum EventKind {
     Heartbeat,
     /// A canary probe (`understudy.canary`).
     Canary,
+    /// An app's event forwarded as its publisher sent it (`[[apps]] forward = "as_published"`):
+    /// the vendor receives the channel, event name and [`OutboundEvent::data`] unchanged, with no
+    /// `private-` mapping and no `understudy.event` wrapper, as the publisher's SDK would have
+    /// sent them to the vendor before understudy was put in front.
+    AsPublished,
 }
 
 /// One event to forward to a vendor. The core builds it after sequencing the event.
@@ -112,6 +117,13 @@ pub struct OutboundEvent {
     pub frame: Bytes,
     pub priority: Priority,
     pub kind: EventKind,
+    /// For [`EventKind::AsPublished`]: the event's `data` JSON exactly as published (a JSON
+    /// string for Pusher events), which the Pusher and Ably adapters send instead of the frame.
+    /// `None` for every other kind. Webhooks still receive the frame, which holds this data.
+    pub data: Option<Bytes>,
+    /// For [`EventKind::AsPublished`]: the Pusher `socket_id` the publisher asked to leave out,
+    /// passed on to a Pusher vendor as the SDK would have.
+    pub socket_id: Option<String>,
 }
 
 impl OutboundEvent {
@@ -130,6 +142,32 @@ impl OutboundEvent {
             frame,
             priority,
             kind: EventKind::Event,
+            data: None,
+            socket_id: None,
+        }
+    }
+
+    /// An app's event as published ([`EventKind::AsPublished`]): `channel`, `name` and `data`
+    /// (the data JSON as the publisher sent it) go to the vendor unchanged; `frame` is the event
+    /// as understudy's own transports send it, for webhooks and the lanes' byte budget.
+    pub fn as_published(
+        channel: impl Into<String>,
+        name: impl Into<String>,
+        id: impl Into<String>,
+        frame: Bytes,
+        data: Bytes,
+        socket_id: Option<String>,
+        priority: Priority,
+    ) -> Self {
+        OutboundEvent {
+            channel: channel.into(),
+            name: name.into(),
+            id: id.into(),
+            frame,
+            priority,
+            kind: EventKind::AsPublished,
+            data: Some(data),
+            socket_id,
         }
     }
 
@@ -159,6 +197,8 @@ impl OutboundEvent {
             id,
             priority,
             kind: EventKind::Event,
+            data: None,
+            socket_id: None,
         }
     }
 
@@ -171,6 +211,8 @@ impl OutboundEvent {
             frame: Bytes::from(format!(r#"{{"type":"heartbeat","ts":{ts_ms}}}"#)),
             priority: Priority::Realtime,
             kind: EventKind::Heartbeat,
+            data: None,
+            socket_id: None,
         }
     }
 
@@ -185,6 +227,8 @@ impl OutboundEvent {
             )),
             priority: Priority::Realtime,
             kind: EventKind::Canary,
+            data: None,
+            socket_id: None,
         }
     }
 
@@ -192,6 +236,21 @@ impl OutboundEvent {
     pub(crate) fn frame_str(&self) -> Result<&str, VendorError> {
         std::str::from_utf8(&self.frame)
             .map_err(|_| VendorError::Internal("event frame is not UTF-8".into()))
+    }
+
+    /// The as-published data JSON as text, when this is an [`EventKind::AsPublished`] event.
+    pub(crate) fn data_str(&self) -> Result<Option<&str>, VendorError> {
+        match (&self.data, self.kind) {
+            (Some(data), EventKind::AsPublished) => std::str::from_utf8(data)
+                .map(Some)
+                .map_err(|_| VendorError::Internal("event data is not UTF-8".into())),
+            _ => Ok(None),
+        }
+    }
+
+    /// Bytes this event holds, for the lanes' byte budget.
+    pub fn size(&self) -> usize {
+        self.frame.len() + self.data.as_ref().map_or(0, Bytes::len)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The backend side: `POST /v1/publish` over keep-alive HTTP/1.1, the load tool's event body
-//! `{"t": <µs>, "pad": ".."}`, and classifying the answer.
+//! The backend side: `POST /v1/publish` (or the Pusher HTTP API's `POST /apps/{id}/events`,
+//! signed per request as the Pusher SDKs sign) over keep-alive HTTP/1.1, the load tool's event
+//! body `{"t": <µs>, "pad": ".."}`, and classifying the answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,18 @@ pub(crate) struct Publisher {
     head: Arc<str>,
     /// `"pad"` value making `data` about `--payload-bytes` long.
     pad: Arc<str>,
+    /// Publishing through the Pusher HTTP API instead of `/v1/publish`.
+    pusher: Option<Arc<PusherApp>>,
+}
+
+/// A Pusher app to publish as: every request is signed with its key and secret, with the
+/// server's own signing code (`understudy::vendor::pusher::signing`).
+pub(crate) struct PusherApp {
+    /// `/apps/{id}/events`.
+    path: String,
+    host: String,
+    key: String,
+    secret: understudy::vendor::Secret,
 }
 
 /// The outcome of one publish.
@@ -35,6 +48,8 @@ pub(crate) enum Outcome {
     Accepted { seq: u64, epoch: String },
     /// Any other status (or a 202 whose body did not parse), with the body for the report.
     Rejected { status: u16, body: String },
+    /// `200` from the Pusher HTTP API, which answers no seq.
+    Triggered,
     /// No HTTP answer at all.
     Failed(String),
 }
@@ -62,7 +77,34 @@ impl Publisher {
             addr: target.addr(),
             head: head.into(),
             pad: pad.into(),
+            pusher: None,
         })
+    }
+
+    /// A publisher that sends Pusher events as app `app_id` (key and secret as configured in
+    /// the server's `[[apps]]`).
+    pub(crate) fn pusher(
+        target: &Target,
+        app_id: &str,
+        key: &str,
+        secret: &str,
+        payload_bytes: usize,
+    ) -> Result<Self> {
+        let ok = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !ok(app_id) || !ok(key) {
+            bail!("the Pusher app id and key are [A-Za-z0-9_.-]");
+        }
+        let mut publisher = Self::new(target, "unused", payload_bytes)?;
+        publisher.pusher = Some(Arc::new(PusherApp {
+            path: format!("/apps/{app_id}/events"),
+            host: target.host_header(),
+            key: key.to_owned(),
+            secret: understudy::vendor::Secret::new(secret),
+        }));
+        Ok(publisher)
     }
 
     /// A publishing session: one keep-alive connection, one request at a time.
@@ -99,6 +141,9 @@ impl Session {
                 return Outcome::Failed(format!("no answer within {REQUEST_TIMEOUT:?}"));
             }
         };
+        if answer.status == 200 && self.publisher.pusher.is_some() {
+            return Outcome::Triggered;
+        }
         if answer.status == 202 {
             if let Ok(a) = serde_json::from_slice::<Answer>(&answer.body) {
                 return Outcome::Accepted {
@@ -122,13 +167,34 @@ impl Session {
             Some(conn) => conn,
             None => Http1Conn::connect(self.publisher.addr).await?,
         };
-        let body = event_body(channel, unix_micros(), &self.publisher.pad);
         self.request.clear();
-        self.request
-            .extend_from_slice(self.publisher.head.as_bytes());
-        self.request
-            .extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
-        self.request.extend_from_slice(body.as_bytes());
+        if let Some(app) = &self.publisher.pusher {
+            let body = pusher_body(channel, unix_micros(), &self.publisher.pad);
+            let timestamp = unix_micros() / 1_000_000;
+            let query = understudy::vendor::pusher::signing::signed_query(
+                &app.key,
+                &app.secret,
+                &app.path,
+                body.as_bytes(),
+                timestamp,
+            );
+            let head = format!(
+                "POST {}?{query} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n",
+                app.path,
+                app.host,
+                body.len()
+            );
+            self.request.extend_from_slice(head.as_bytes());
+            self.request.extend_from_slice(body.as_bytes());
+        } else {
+            let body = event_body(channel, unix_micros(), &self.publisher.pad);
+            self.request
+                .extend_from_slice(self.publisher.head.as_bytes());
+            self.request
+                .extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
+            self.request.extend_from_slice(body.as_bytes());
+        }
         let answer = conn.send(&self.request).await?;
         if conn.reusable() {
             self.conn = Some(conn);
@@ -143,9 +209,30 @@ fn event_body(channel: &str, t_us: u64, pad: &str) -> String {
     format!(r#"{{"channel":"{channel}","name":"lt","data":{{"t":{t_us},"pad":"{pad}"}}}}"#)
 }
 
+/// The Pusher event body: the same data as [`event_body`], as the JSON-encoded string a Pusher
+/// SDK sends (`"data":"{\"t\":..,\"pad\":\"..\"}"`).
+fn pusher_body(channel: &str, t_us: u64, pad: &str) -> String {
+    format!(r#"{{"name":"lt","channel":"{channel}","data":"{{\"t\":{t_us},\"pad\":\"{pad}\"}}"}}"#)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pusher_body_carries_the_same_data_as_a_string() {
+        let pad = "x".repeat(100 - DATA_OVERHEAD);
+        let body = pusher_body("lt-ab12-0", 1_763_895_123_456_789, &pad);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let data = v["data"].as_str().unwrap();
+        assert_eq!(data.len(), 100);
+        let inner: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(inner["t"], 1_763_895_123_456_789u64);
+        assert_eq!(
+            (&v["name"], &v["channel"]),
+            (&"lt".into(), &"lt-ab12-0".into())
+        );
+    }
 
     #[test]
     fn body_is_json_with_the_requested_data_size() {

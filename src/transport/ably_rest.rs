@@ -11,9 +11,7 @@
 //! # Layout
 //! - `message`: messages as sent, checked whole and decoded into what is stored.
 //! - `error`: [`AblyError`], mapped once to Ably's status, code and error body.
-//! - `app_publish`: publishing an app's event and forwarding it as the app says.
 
-mod app_publish;
 pub(crate) mod error;
 pub(crate) mod message;
 
@@ -26,10 +24,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use self::error::AblyError;
+use super::app_publish::publish_app_event;
 use super::body::read_body;
 use crate::app::AppState;
 use crate::auth::ably::{authenticate, TokenRequestBody};
-use crate::core::ChannelName;
+use crate::core::{ChannelName, EventDraft};
 
 /// Largest request body read: one publish's 64 KiB of messages, with room for JSON escaping
 /// and base64.
@@ -149,17 +148,9 @@ async fn publish_messages(
     let mut serials = Vec::with_capacity(messages.len());
     let mut first_id = None;
     for m in messages {
-        let published = app_publish::publish_app_event(
-            state,
-            &credential.app,
-            &channels,
-            m.name,
-            m.data,
-            m.id,
-            deadline,
-        )
-        .await
-        .map_err(|e| AblyError::from(super::ApiError::from(e)))?;
+        let draft = EventDraft::new(m.name, m.data, m.id);
+        let published =
+            publish_app_event(state, &credential.app, &channels, &draft, deadline).await?;
         let p = &published[0];
         first_id.get_or_insert_with(|| p.id.clone());
         serials.push(format!("{}:{}", p.epoch, p.seq));

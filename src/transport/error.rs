@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use super::pusher_http::PusherError;
 use super::vendor_auth::VendorAuthError;
 use crate::auth::TokenError;
 use crate::core::CoreError;
@@ -74,6 +75,8 @@ pub enum ApiError {
     NotWebSocket(String),
     #[error(transparent)]
     VendorAuth(#[from] VendorAuthError),
+    #[error(transparent)]
+    Pusher(#[from] PusherError),
 }
 
 impl ApiError {
@@ -96,6 +99,7 @@ impl ApiError {
             | EngineUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AuditUnreadable | ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
             VendorAuth(e) => e.status(),
+            Pusher(e) => e.status(),
         }
     }
 
@@ -131,6 +135,7 @@ impl ApiError {
             ReloadFailed => "reload_failed",
             NotWebSocket(_) => "not_websocket",
             VendorAuth(e) => e.code(),
+            Pusher(e) => e.code(),
         }
     }
 

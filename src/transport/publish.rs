@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use serde_json::{json, value::RawValue};
 use tokio::time::Instant;
 
@@ -101,7 +102,7 @@ fn locate(e: ApiError, index: usize) -> ApiError {
     }
 }
 
-fn record<T>(state: &AppState, outcome: &Result<T, ApiError>, started: Instant) {
+pub(crate) fn record<T>(state: &AppState, outcome: &Result<T, ApiError>, started: Instant) {
     if outcome.is_err() {
         state.metrics.publish_rejected.increment(1);
     }
@@ -203,7 +204,7 @@ async fn publish_item_until(
     let mut results = Vec::with_capacity(published.len());
     for (ch, p) in channels.iter().zip(&published) {
         if let Some(event) = &p.event {
-            forward(state, event, priority);
+            forward(state, event, priority, None);
         }
         if p.duplicate {
             state.metrics.publish_duplicate.increment(1);
@@ -220,8 +221,15 @@ async fn publish_item_until(
 }
 
 /// Hands a new event to the vendor lanes. Synchronous: the lanes never make a publisher wait,
-/// and what they shed is still in history and on the own broadcast.
-pub(crate) fn forward(state: &AppState, event: &Event, priority: Option<Priority>) {
+/// and what they shed is still in history and on the own broadcast. `as_published` is an app
+/// event's data as sent ([`OutboundEvent::as_published`]); a `vendors.signal_only` channel
+/// still sends only the signal, whoever published.
+pub(crate) fn forward(
+    state: &AppState,
+    event: &Event,
+    priority: Option<Priority>,
+    as_published: Option<&Bytes>,
+) {
     if !state.failover.has_vendors() {
         return;
     }
@@ -242,6 +250,16 @@ pub(crate) fn forward(state: &AppState, event: &Event, priority: Option<Priority
             event.epoch.as_str(),
             event.seq,
             &*event.id,
+            priority,
+        )
+    } else if let Some(data) = as_published {
+        OutboundEvent::as_published(
+            event.channel.as_str(),
+            &*event.name,
+            &*event.id,
+            event.frame.clone(),
+            data.clone(),
+            event.exclude_socket.as_deref().map(str::to_owned),
             priority,
         )
     } else {

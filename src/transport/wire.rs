@@ -1,6 +1,8 @@
 //! The JSON shapes on the wire, apart from the event frame the core serialises itself. This is the
 //! only place request and message structs live; docs/protocol.md specifies them.
 
+pub mod pusher_http;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

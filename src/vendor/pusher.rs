@@ -16,7 +16,7 @@ pub mod signing;
 pub use client::PusherVendor;
 pub use config::PusherConfig;
 
-use super::EventKind;
+use super::{EventKind, OutboundEvent};
 use config::MAX_CHANNEL_LEN;
 
 /// Prefix of Pusher private channels: subscribing needs a signature from the app secret.
@@ -47,13 +47,22 @@ pub fn max_understudy_channel_len(private: bool) -> usize {
     MAX_CHANNEL_LEN - if private { PRIVATE_PREFIX.len() } else { 0 }
 }
 
-/// The Pusher event name for an outbound event of this kind.
-pub fn wire_event_name(kind: EventKind) -> &'static str {
-    match kind {
+/// The Pusher event name for an outbound event: fixed by its kind, or the publisher's own for
+/// an event forwarded as published.
+pub fn wire_event_name(event: &OutboundEvent) -> &str {
+    match event.kind {
         EventKind::Event => super::PUSHER_EVENT_NAME,
         EventKind::Heartbeat => super::HEARTBEAT_EVENT,
         EventKind::Canary => super::CANARY_EVENT,
+        EventKind::AsPublished => &event.name,
     }
+}
+
+/// The Pusher channel for an outbound event: an event forwarded as published keeps its own
+/// name (never `private-`), every other one is mapped by [`wire_channel`].
+pub fn wire_channel_of(event: &OutboundEvent, private: bool) -> String {
+    let private = private && event.kind != EventKind::AsPublished;
+    wire_channel(&event.channel, private)
 }
 
 #[cfg(test)]
@@ -78,10 +87,17 @@ mod tests {
         assert_eq!(understudy_channel_of_private("presence-a"), None);
         assert_eq!(max_understudy_channel_len(true), 156);
         assert_eq!(max_understudy_channel_len(false), 164);
-        assert_eq!(wire_event_name(EventKind::Event), "understudy.event");
+        let ev = |kind| OutboundEvent {
+            kind,
+            ..OutboundEvent::new("a:b", "order.paid", "i", "1".into(), Default::default())
+        };
+        assert_eq!(wire_event_name(&ev(EventKind::Event)), "understudy.event");
         assert_eq!(
-            wire_event_name(EventKind::Heartbeat),
+            wire_event_name(&ev(EventKind::Heartbeat)),
             "understudy.heartbeat"
         );
+        assert_eq!(wire_event_name(&ev(EventKind::AsPublished)), "order.paid");
+        assert_eq!(wire_channel_of(&ev(EventKind::Event), true), "private-a;b");
+        assert_eq!(wire_channel_of(&ev(EventKind::AsPublished), true), "a;b");
     }
 }

@@ -75,6 +75,12 @@ impl PublishLog {
                 }
                 "202".to_owned()
             }
+            Outcome::Triggered => {
+                self.note(
+                    "a Pusher answer without a seq: fanout publishes through /v1/publish".into(),
+                );
+                "200".to_owned()
+            }
             Outcome::Rejected { status, body } => {
                 self.note(format!("publish answered {status}: {body}"));
                 status.to_string()

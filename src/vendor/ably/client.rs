@@ -59,7 +59,35 @@ struct HostChoice {
 struct Message<'a> {
     id: &'a str,
     name: &'a str,
-    data: &'a str,
+    data: Data<'a>,
+}
+
+/// A message's `data`: the event JSON as a string, or for an event forwarded as published its
+/// own data JSON as it was sent (a string stays a string, an object stays an object).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Data<'a> {
+    Text(&'a str),
+    Json(&'a serde_json::value::RawValue),
+}
+
+impl<'a> Data<'a> {
+    fn of(event: &'a OutboundEvent) -> Result<Self, VendorError> {
+        match event.data_str()? {
+            Some(data) => serde_json::from_str(data)
+                .map(Data::Json)
+                .map_err(|e| VendorError::Internal(format!("event data is not JSON: {e}"))),
+            None => event.frame_str().map(Data::Text),
+        }
+    }
+
+    /// Bytes of the data the vendor counts against its message size limit.
+    fn len(&self) -> usize {
+        match self {
+            Data::Text(t) => t.len(),
+            Data::Json(j) => j.get().len(),
+        }
+    }
 }
 
 impl AblyVendor {
@@ -129,7 +157,7 @@ impl AblyVendor {
         let body = serde_json::to_vec(&Message {
             id: &event.id,
             name: &event.name,
-            data: event.frame_str()?,
+            data: Data::of(event)?,
         })
         .map_err(|e| VendorError::Internal(e.to_string()))?;
         let index = self.choose_base(Instant::now());
@@ -192,14 +220,14 @@ impl Vendor for AblyVendor {
     }
 
     fn check(&self, event: &OutboundEvent) -> Result<(), VendorError> {
-        if event.frame.len() > self.config.max_message_bytes {
+        let size = Data::of(event)?.len();
+        if size > self.config.max_message_bytes {
             return Err(VendorError::Rejected {
                 class: ErrorClass::Request,
                 status: 413,
                 code: Some(40009),
                 message: format!(
-                    "event is {} bytes, over the vendor's {} byte limit",
-                    event.frame.len(),
+                    "event is {size} bytes, over the vendor's {} byte limit",
                     self.config.max_message_bytes
                 ),
             });
@@ -252,6 +280,48 @@ mod tests {
             RealtimeConfig::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_event_as_published_sends_its_own_data_json() {
+        let ev = |data: &'static str| {
+            OutboundEvent::as_published(
+                "orders:7",
+                "order.paid",
+                "m-1",
+                bytes::Bytes::from_static(b"{}"),
+                bytes::Bytes::from_static(data.as_bytes()),
+                None,
+                crate::vendor::Priority::Realtime,
+            )
+        };
+        let body = |e: &OutboundEvent| {
+            serde_json::to_string(&Message {
+                id: &e.id,
+                name: &e.name,
+                data: Data::of(e).unwrap(),
+            })
+            .unwrap()
+        };
+        assert_eq!(
+            body(&ev(r#""{\"total\":12}""#)),
+            r#"{"id":"m-1","name":"order.paid","data":"{\"total\":12}"}"#
+        );
+        assert_eq!(
+            body(&ev(r#"{"total":12}"#)),
+            r#"{"id":"m-1","name":"order.paid","data":{"total":12}}"#
+        );
+        let plain = OutboundEvent::new(
+            "a",
+            "e",
+            "i",
+            bytes::Bytes::from_static(b"{\"seq\":1}"),
+            crate::vendor::Priority::Realtime,
+        );
+        assert_eq!(
+            body(&plain),
+            r#"{"id":"i","name":"e","data":"{\"seq\":1}"}"#
+        );
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl Queues {
         now: Instant,
     ) -> Result<Vec<(Priority, DropReason)>, DropReason> {
         let priority = event.priority;
-        let size = event.frame.len();
+        let size = event.size();
         if size > self.limits.bytes || self.limits.events(priority) == 0 {
             return Err(DropReason::MemoryFull);
         }
@@ -121,7 +121,7 @@ impl Queues {
 
     fn pop_oldest(&mut self, priority: Priority) {
         if let Some(q) = self.lanes[priority.index()].items.pop_front() {
-            self.bytes -= q.event.frame.len();
+            self.bytes -= q.event.size();
         }
     }
 
@@ -136,7 +136,7 @@ impl Queues {
             .is_some_and(|q| now.saturating_duration_since(q.at) >= max_age)
         {
             if let Some(q) = items.pop_front() {
-                self.bytes -= q.event.frame.len();
+                self.bytes -= q.event.size();
                 take.expired += 1;
             }
         }
@@ -156,7 +156,7 @@ impl Queues {
                 skipped.insert(channel.clone());
                 rest.push_back(q);
             } else {
-                self.bytes -= q.event.frame.len();
+                self.bytes -= q.event.size();
                 take.batch.push(q.event);
             }
         }
@@ -187,7 +187,7 @@ impl Queues {
         let items = &mut self.lanes[priority.index()].items;
         let count = items.len();
         for q in items.drain(..) {
-            self.bytes -= q.event.frame.len();
+            self.bytes -= q.event.size();
         }
         count
     }

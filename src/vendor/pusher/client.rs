@@ -2,17 +2,19 @@
 //! `POST /apps/{app_id}/events`; several go to `POST /apps/{app_id}/batch_events` (at most 10
 //! per call).
 
+use std::borrow::Cow;
+
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::config::{PusherConfig, MAX_BATCH, MAX_CHANNEL_LEN};
-use super::{classify, realtime, signing, wire_channel, wire_event_name};
+use super::{classify, realtime, signing, wire_channel_of, wire_event_name};
 use crate::vendor::http::HttpClient;
 use crate::vendor::pusher::max_understudy_channel_len;
 use crate::vendor::realtime::{Arrival, RealtimeConfig, SessionEnd};
 use crate::vendor::{
-    BuildError, ErrorClass, OutboundEvent, PublicInfo, Vendor, VendorError, VendorKind,
+    BuildError, ErrorClass, EventKind, OutboundEvent, PublicInfo, Vendor, VendorError, VendorKind,
 };
 
 /// The Pusher adapter.
@@ -34,7 +36,9 @@ pub struct PusherVendor {
 struct Trigger<'a> {
     name: &'a str,
     channel: &'a str,
-    data: &'a str,
+    data: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -75,14 +79,15 @@ impl PusherVendor {
     fn body(events: &[OutboundEvent], private: bool) -> Result<(bool, Vec<u8>), VendorError> {
         let mut channels = Vec::with_capacity(events.len());
         for e in events {
-            channels.push(wire_channel(&e.channel, private));
+            channels.push(wire_channel_of(e, private));
         }
         let mut triggers = Vec::with_capacity(events.len());
         for (e, channel) in events.iter().zip(&channels) {
             triggers.push(Trigger {
-                name: wire_event_name(e.kind),
+                name: wire_event_name(e),
                 channel,
-                data: e.frame_str()?,
+                data: pusher_data(e)?,
+                socket_id: e.socket_id.as_deref(),
             });
         }
         let internal = |e: serde_json::Error| VendorError::Internal(e.to_string());
@@ -124,6 +129,22 @@ impl PusherVendor {
     }
 }
 
+/// The `data` string Pusher receives: the event JSON (understudy's frame), or for an event
+/// forwarded as published its own data: the string itself when it was published as a string
+/// (every Pusher event), else its JSON text (what a Pusher SDK sends for an object).
+fn pusher_data(event: &OutboundEvent) -> Result<Cow<'_, str>, VendorError> {
+    let Some(data) = event.data_str()? else {
+        return Ok(Cow::Borrowed(event.frame_str()?));
+    };
+    if data.starts_with('"') {
+        let text: String = serde_json::from_str(data)
+            .map_err(|e| VendorError::Internal(format!("event data is not a JSON string: {e}")))?;
+        Ok(Cow::Owned(text))
+    } else {
+        Ok(Cow::Borrowed(data))
+    }
+}
+
 impl Vendor for PusherVendor {
     fn name(&self) -> &str {
         &self.config.name
@@ -156,14 +177,15 @@ impl Vendor for PusherVendor {
             code: None,
             message,
         };
-        if event.frame.len() > self.config.max_data_bytes {
+        let size = pusher_data(event)?.len();
+        if size > self.config.max_data_bytes {
             return Err(reject(format!(
-                "event is {} bytes, over the vendor's {} byte limit",
-                event.frame.len(),
+                "event is {size} bytes, over the vendor's {} byte limit",
                 self.config.max_data_bytes
             )));
         }
-        let max = max_understudy_channel_len(self.config.private_channels);
+        let private = self.config.private_channels && event.kind != EventKind::AsPublished;
+        let max = max_understudy_channel_len(private);
         if event.channel.len() > max {
             return Err(reject(format!(
                 "channel name over {max} characters: with the vendor's prefix it would pass \
@@ -213,7 +235,7 @@ impl Vendor for PusherVendor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vendor::{EventKind, Priority};
+    use crate::vendor::Priority;
     use bytes::Bytes;
 
     fn event(channel: &str, frame: &str) -> OutboundEvent {
@@ -250,6 +272,35 @@ mod tests {
         assert_eq!(
             String::from_utf8(body).unwrap(),
             r#"{"batch":[{"name":"understudy.event","channel":"private-a","data":"1"},{"name":"understudy.heartbeat","channel":"private-understudy.heartbeat","data":"{\"type\":\"heartbeat\",\"ts\":5}"}]}"#
+        );
+    }
+
+    fn as_published(channel: &str, data: &str, socket_id: Option<&str>) -> OutboundEvent {
+        OutboundEvent::as_published(
+            channel,
+            "order.paid",
+            "id-2",
+            Bytes::from_static(b"{}"),
+            Bytes::from(data.to_owned()),
+            socket_id.map(str::to_owned),
+            Priority::Realtime,
+        )
+    }
+
+    #[test]
+    fn an_event_as_published_keeps_its_channel_name_and_string_data() {
+        let string = as_published("orders-7", r#""{\"total\":12}""#, Some("123.456"));
+        let object = as_published("private-orders-7", r#"{"total":12}"#, None);
+        let (batch, body) = PusherVendor::body(std::slice::from_ref(&string), true).unwrap();
+        assert!(!batch);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"name":"order.paid","channel":"orders-7","data":"{\"total\":12}","socket_id":"123.456"}"#
+        );
+        let (_, body) = PusherVendor::body(&[object, event("a", "1")], true).unwrap();
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"batch":[{"name":"order.paid","channel":"private-orders-7","data":"{\"total\":12}"},{"name":"understudy.event","channel":"private-a","data":"1"}]}"#
         );
     }
 
