@@ -4,7 +4,7 @@
 #   loadtest/storm.sh [RUNS] [OUT_DIR] [RATE [BURST [JITTER_MS]]] [-- STORM ARGS...]
 # RUNS defaults to 3; OUT_DIR to ./artifacts/storm-<time>; RATE, BURST and JITTER_MS set
 # server.max_new_subscribers_per_second, server.new_subscribers_burst and
-# server.reconnect_later_jitter_ms (default: the shipped 2000, 1000, 2000; RATE 0 turns the
+# server.reconnect_later_jitter_ms (default: the shipped 1000, 200, 3000; RATE 0 turns the
 # admission rate off). Arguments after `--` go to `understudy-loadtest storm`.
 # BENCH_BIN=<dir> re-uses the binaries in <dir> (an earlier OUT_DIR/bin) instead of building.
 set -euo pipefail
@@ -15,9 +15,9 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do POS+=("$1"); shift; done
 EXTRA=("$@")
 RUNS=${POS[0]:-3}
 OUT=${POS[1]:-artifacts/storm-$(date +%Y%m%d-%H%M%S)}
-RATE=${POS[2]:-2000}
-BURST=${POS[3]:-1000}
-JITTER=${POS[4]:-2000}
+RATE=${POS[2]:-1000}
+BURST=${POS[3]:-200}
+JITTER=${POS[4]:-3000}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${BENCH_PORT:-18580}

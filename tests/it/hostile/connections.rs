@@ -211,7 +211,7 @@ async fn connections_past_a_cap_get_a_json_503_and_the_admin_listener_still_answ
     assert_eq!(
         v["listeners"][0],
         json!({"listener": "public", "max_connections": 40, "max_connections_per_address": 20, "open_connections": 40,
-               "new_subscribers": {"max_per_second": 2000, "burst": 1000, "jitter_ms": 2000, "admitted": 0, "refused": 0}})
+               "new_subscribers": {"max_per_second": 1000, "burst": 200, "jitter_ms": 3000, "admitted": 0, "refused": 0}})
     );
     let metrics = s.metrics_text().await;
     // Metrics are the test process's (other tests' servers add to them): names and labels only.
