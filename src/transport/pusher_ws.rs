@@ -106,7 +106,7 @@ enum End {
     /// The client broke the WebSocket protocol: told why with a close frame (1002, 1009, 1007).
     Violation(u16, &'static str),
     Slow,
-    /// No pong (nor anything else) within two heartbeat intervals.
+    /// No pong (nor anything else) within a heartbeat of a ping.
     Silent,
     Goodbye,
 }
@@ -195,6 +195,9 @@ impl Session {
         let hello = protocol::connection_established(&self.socket_id, activity_timeout);
         self.send_now(hello).await?;
         let mut heartbeats = Heartbeats::new(heartbeat);
+        // When the client was pinged, if it has not said a word since: it then has a whole
+        // heartbeat to answer, however late in an idle spell the ping went out.
+        let mut pinged: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
@@ -206,6 +209,7 @@ impl Session {
                 incoming = ws::recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
                     let Some(msg) = incoming else { return Ok(End::ClientGone) };
                     self.last_heard = Instant::now();
+                    pinged = None;
                     match msg {
                         Err(e) => return ws::violation(e).map(|(c, why)| End::Violation(c, why)),
                         Ok(Message::Text(t)) => self.on_client_message(t.as_str()).await?,
@@ -219,16 +223,17 @@ impl Session {
                         return Ok(end);
                     }
                 }
-                () = heartbeats.beat() => {
-                    let quiet = self.last_heard.elapsed();
-                    if quiet > heartbeat * 2 {
-                        return Ok(End::Silent);
-                    }
+                () = heartbeats.beat() => match pinged {
+                    // Pinged a heartbeat ago (or more) and silent since.
+                    Some(at) if at.elapsed() >= heartbeat => return Ok(End::Silent),
+                    Some(_) => {}
                     // Only an idle client is pinged, as Pusher does; its pong keeps it.
-                    if quiet >= heartbeat {
+                    None if self.last_heard.elapsed() >= heartbeat => {
                         self.send_now(protocol::ping()).await?;
+                        pinged = Some(Instant::now());
                     }
-                }
+                    None => {}
+                },
             }
         }
     }
