@@ -27,6 +27,7 @@ use crate::lifecycle::Lifecycle;
 use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
 use crate::ops::maintenance::Maintenance;
 use crate::ops::{self, Metrics};
+use crate::tenant::{TenantConfig, Tenants};
 use crate::transport;
 use crate::transport::admission::{self, Admission, Listener};
 use crate::transport::control::Control;
@@ -45,6 +46,9 @@ pub struct AppState {
     /// Channels, sequencing, history and live fan-out: this node's, or shared through Redis.
     pub engine: Arc<Engine>,
     pub publishers: Arc<ArcSwap<PublisherKeys>>,
+    /// The tenants sharing this node: who owns each channel, whose each key and app is, and the
+    /// quotas of each. Replaced whole by a reload.
+    pub tenants: Arc<ArcSwap<Tenants>>,
     pub subscribers: Arc<ArcSwap<SubscriberAuth>>,
     pub admins: Arc<ArcSwap<AdminTokens>>,
     /// `[[apps]]` of the Pusher and Ably protocols, by id and by key.
@@ -136,6 +140,7 @@ impl AppState {
             failover,
             engine: Arc::new(engine),
             publishers: Arc::new(ArcSwap::from_pointee(publisher_keys(&config))),
+            tenants: Arc::new(ArcSwap::from_pointee(tenants(&config))),
             subscribers: Arc::new(ArcSwap::from_pointee(subscriber_auth(&config))),
             admins: Arc::new(ArcSwap::from_pointee(admin_tokens(&config))),
             apps: Arc::new(ArcSwap::from_pointee(Apps::new(&config.apps))),
@@ -199,6 +204,13 @@ fn registry_limits(config: &Config) -> RegistryLimits {
 
 fn publisher_keys(config: &Config) -> PublisherKeys {
     PublisherKeys::new(config.auth.publisher_keys.clone())
+}
+
+pub(crate) fn tenants(config: &Config) -> Tenants {
+    Tenants::new(
+        TenantConfig::default_tenant(config.auth.publisher_keys.clone(), config.tenant_defaults),
+        &config.tenants,
+    )
 }
 
 fn subscriber_auth(config: &Config) -> SubscriberAuth {

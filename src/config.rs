@@ -11,6 +11,7 @@ mod redact;
 mod reload;
 mod secret;
 mod source;
+mod tenants;
 mod vendors;
 
 use std::net::SocketAddr;
@@ -57,6 +58,11 @@ pub struct Config {
     pub max_maintenance_window: Duration,
     /// `[[apps]]`: Pusher apps and Ably keys served by the drop-in protocols.
     pub apps: Vec<AppConfig>,
+    /// `[tenant_defaults]`: the quotas of the default tenant and of every tenant that does not
+    /// set its own.
+    pub tenant_defaults: crate::tenant::Quotas,
+    /// `[[tenants]]`: the customers sharing this node and the channels each owns.
+    pub tenants: Vec<crate::tenant::TenantConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -28,6 +28,8 @@
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
 //!   metrics.
 //! - [`telemetry`]: structured logs.
+//! - [`tenant`]: the customers sharing a node: which channels each owns, their publisher keys,
+//!   apps and quotas.
 //! - [`vendor`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
 //! - [`failover`]: vendor health, the failover state machine, operator mode and the route.
 //! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from
@@ -45,6 +47,7 @@ pub mod fuzzing;
 pub mod lifecycle;
 pub mod ops;
 pub mod telemetry;
+pub mod tenant;
 pub mod transport;
 pub mod vendor;
 pub mod web;

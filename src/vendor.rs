@@ -45,6 +45,8 @@ use tokio::sync::mpsc;
 pub use error::{ErrorClass, Party, Retry, VendorError};
 pub use secret::Secret;
 
+use crate::tenant::TenantId;
+
 /// Reserved channel of the vendor heartbeat (docs/protocol.md, "Route and the vendor path").
 pub const HEARTBEAT_CHANNEL: &str = "understudy.heartbeat";
 /// Event name of the vendor heartbeat.
@@ -124,6 +126,9 @@ pub struct OutboundEvent {
     /// For [`EventKind::AsPublished`]: the Pusher `socket_id` the publisher asked to leave out,
     /// passed on to a Pusher vendor as the SDK would have.
     pub socket_id: Option<String>,
+    /// The tenant that owns the channel: the lanes take turns between tenants, so one tenant's
+    /// backlog never holds another's next event behind it.
+    pub tenant: TenantId,
 }
 
 impl OutboundEvent {
@@ -144,7 +149,14 @@ impl OutboundEvent {
             kind: EventKind::Event,
             data: None,
             socket_id: None,
+            tenant: TenantId::default(),
         }
+    }
+
+    /// This event, owned by `tenant`.
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
     }
 
     /// An app's event as published ([`EventKind::AsPublished`]): `channel`, `name` and `data`
@@ -168,6 +180,7 @@ impl OutboundEvent {
             kind: EventKind::AsPublished,
             data: Some(data),
             socket_id,
+            tenant: TenantId::default(),
         }
     }
 
@@ -199,6 +212,7 @@ impl OutboundEvent {
             kind: EventKind::Event,
             data: None,
             socket_id: None,
+            tenant: TenantId::default(),
         }
     }
 
@@ -213,6 +227,7 @@ impl OutboundEvent {
             kind: EventKind::Heartbeat,
             data: None,
             socket_id: None,
+            tenant: TenantId::default(),
         }
     }
 
@@ -229,6 +244,7 @@ impl OutboundEvent {
             kind: EventKind::Canary,
             data: None,
             socket_id: None,
+            tenant: TenantId::default(),
         }
     }
 

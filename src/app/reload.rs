@@ -124,6 +124,7 @@ impl AppState {
         }
         self.engine.registry().set_limits(registry_limits(config));
         self.publishers.store(Arc::new(publisher_keys(config)));
+        self.tenants.store(Arc::new(super::tenants(config)));
         self.subscribers.store(Arc::new(subscriber_auth(config)));
         self.admins.store(Arc::new(admin_tokens(config)));
         self.apps

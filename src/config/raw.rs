@@ -29,6 +29,12 @@ pub struct Raw {
     /// `[[apps]]`; none in the embedded file.
     #[serde(default)]
     apps: Vec<super::apps::RawApp>,
+    /// `[tenant_defaults]`: every tenant's quotas; none in the embedded file.
+    #[serde(default)]
+    tenant_defaults: super::tenants::RawQuotas,
+    /// `[[tenants]]`; none in the embedded file.
+    #[serde(default)]
+    tenants: Vec<super::tenants::RawTenant>,
     /// Environment values that could not be applied; reported by `validate` with the rest.
     #[serde(skip)]
     env_errors: Vec<String>,
@@ -164,6 +170,7 @@ impl Raw {
 
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         super::apps::apply_env(&mut self.apps, env);
+        super::tenants::apply_env(&mut self.tenants, env);
         let set = |name: &str, target: &mut String| {
             if let Some(v) = env(name) {
                 *target = v;
@@ -387,6 +394,15 @@ impl Raw {
         let audit = self.audit.validate(&mut errs);
         let engine = self.engine.validate(&mut errs);
         let apps = super::apps::validate(self.apps, MIN_SECRET_LEN, &mut errs);
+        let public_channels = vendors.public_channels;
+        let (tenant_defaults, tenants) = super::tenants::validate(
+            self.tenant_defaults,
+            self.tenants,
+            &apps,
+            MIN_SECRET_LEN,
+            &|url| super::vendors::tenant_vendor(url, public_channels),
+            &mut errs,
+        );
         if self.maintenance.max_window_secs == 0 {
             errs.push("maintenance.max_window_secs must be greater than 0".into());
         }
@@ -442,6 +458,8 @@ impl Raw {
             audit,
             engine,
             apps,
+            tenant_defaults,
+            tenants,
             max_maintenance_window: Duration::from_secs(self.maintenance.max_window_secs),
             auth: Auth {
                 publisher_keys: self

@@ -55,6 +55,10 @@ impl Config {
             max_maintenance_window: _,
             // Applied at once: a new secret is checked from the next request on.
             apps: _,
+            // Applied at once: keys, quotas and channel owners from the next request on; a
+            // tenant's own vendors are rebuilt with the vendor side.
+            tenant_defaults: _,
+            tenants: _,
         } = old;
         if keep("engine", old.engine != new.engine) {
             new.engine = old.engine.clone();

@@ -84,6 +84,18 @@ fn interval(key: &str, v: u64, max: u64, errs: &mut Vec<String>) {
     }
 }
 
+/// One URL of a tenant's own vendors, read as `vendors.urls` are (the same channel privacy).
+pub(super) fn tenant_vendor(url: &str, public_channels: bool) -> Result<VendorConfig, String> {
+    match VendorConfig::from_url(url) {
+        Ok(VendorConfig::Pusher(mut p)) => {
+            p.private_channels = !public_channels;
+            Ok(VendorConfig::Pusher(p))
+        }
+        Ok(v) => Ok(v),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl RawVendors {
     pub(super) fn validate(self, errs: &mut Vec<String>) -> Vendors {
         let ms = Duration::from_millis;

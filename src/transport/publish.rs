@@ -271,5 +271,11 @@ pub(crate) fn forward(
             priority,
         )
     };
-    let _ = state.failover.enqueue(outbound);
+    let tenant = state
+        .tenants
+        .load()
+        .of_channel(event.channel.as_str())
+        .id
+        .clone();
+    let _ = state.failover.enqueue(outbound.for_tenant(tenant));
 }
