@@ -26,6 +26,13 @@ pub use quota::Quotas;
 use crate::config::Secret;
 use crate::core::ChannelName;
 
+/// Tenants with a metrics label of their own (the default tenant and the first configured
+/// ones, in file order); the rest share [`OTHER_LABEL`], so a node with thousands of tenants
+/// still has a bounded number of series.
+pub const LABELLED_TENANTS: usize = 32;
+/// The metrics label of every tenant past the first [`LABELLED_TENANTS`].
+pub const OTHER_LABEL: &str = "other";
+
 /// Name of the tenant that owns every channel no `[[tenants]]` entry claims.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -166,6 +173,15 @@ impl Tenants {
         self.tenants.iter().find(|t| t.id.as_str() == id)
     }
 
+    /// The `tenant` label of `id`'s metrics: its id for the default tenant and the first
+    /// [`LABELLED_TENANTS`] in file order, [`OTHER_LABEL`] for the rest and for unknown ids.
+    pub fn metric_label(&self, id: &TenantId) -> &str {
+        match self.tenants.iter().position(|t| t.id == *id) {
+            Some(i) if i < LABELLED_TENANTS => self.tenants[i].id.as_str(),
+            _ => OTHER_LABEL,
+        }
+    }
+
     /// The tenant that owns `channel`.
     pub fn of_channel(&self, channel: &str) -> &Arc<TenantConfig> {
         let i = self
@@ -258,6 +274,26 @@ mod tests {
         let a = tenants.get("clinic-a").unwrap();
         assert!(a.owns(&tenants, &ChannelName::parse("clinic-a.x").unwrap()));
         assert!(!a.owns(&tenants, &ChannelName::parse("clinic-b.x").unwrap()));
+        assert_eq!(tenants.metric_label(&TenantId::new("clinic-b")), "clinic-b");
+        assert_eq!(tenants.metric_label(&TenantId::new("gone")), OTHER_LABEL);
+    }
+
+    #[test]
+    fn metric_labels_are_bounded() {
+        let many: Vec<_> = (0..LABELLED_TENANTS + 5)
+            .map(|i| tenant(&format!("t{i}"), &[&format!("t{i}.*")], &[], &[]))
+            .collect();
+        let tenants = Tenants::new(
+            TenantConfig::default_tenant(vec![], Quotas::default()),
+            &many,
+        );
+        let labels: std::collections::HashSet<_> = tenants
+            .all()
+            .iter()
+            .map(|t| tenants.metric_label(&t.id).to_owned())
+            .collect();
+        assert_eq!(labels.len(), LABELLED_TENANTS + 1);
+        assert!(labels.contains("default") && labels.contains(OTHER_LABEL));
     }
 
     #[test]
