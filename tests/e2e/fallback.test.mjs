@@ -14,18 +14,22 @@ const server = new Understudy("fallback");
 let browser;
 after(() => cleanup(browser, server));
 
+// The 1 s click-to-screen figure is live.test.mjs's to hold; here the fault is an event that never
+// comes over the path in force, so the bound leaves room for a busy machine.
+const SEEN_MS = 3000;
+
 test("WebSocket refused: SSE carries on; SSE refused too: polling carries on", { timeout: 120000 }, async () => {
   await server.start();
   browser = await launchBrowser();
   const kiosk = await openPage(browser, "fallback-kiosk", server.base + "/demo/kiosk");
   const board = await openPage(browser, "fallback", server.base + "/demo/waiting-room?probeMs=4000");
   await waitForBadge(board, "Live via fallback (WebSocket)");
-  await checkInSeen(kiosk, board, "A-1", 1000);
+  await checkInSeen(kiosk, board, "A-1", SEEN_MS);
 
   await server.restart({ UNDERSTUDY_TRANSPORTS: "sse,poll" });
   await waitForBadge(board, "Live via fallback (SSE)", 30000);
   await waitForTickets(board, ["A-1"]);
-  await checkInSeen(kiosk, board, "B-2", 1000);
+  await checkInSeen(kiosk, board, "B-2", SEEN_MS);
   await screenshot(board, "fallback-sse");
 
   await server.restart({ UNDERSTUDY_TRANSPORTS: "poll" });

@@ -13,6 +13,10 @@ const server = new Understudy("restart");
 let browser;
 after(() => cleanup(browser, server));
 
+// The 1 s click-to-screen figure is live.test.mjs's to hold; here the fault is an event that never
+// comes over the path in force, so the bound leaves room for a busy machine.
+const SEEN_MS = 3000;
+
 test("after an understudy restart the board reloads once and goes on", { timeout: 90000 }, async () => {
   await server.start();
   browser = await launchBrowser();
@@ -20,8 +24,8 @@ test("after an understudy restart the board reloads once and goes on", { timeout
   // probeMs: if the restart happens to push the board down a step, it climbs back soon.
   const board = await openPage(browser, "restart", server.base + "/demo/waiting-room?probeMs=4000");
   await waitForBadge(board, "Live via fallback (WebSocket)");
-  await checkInSeen(kiosk, board, "A-1", 1000);
-  await checkInSeen(kiosk, board, "B-2", 1000);
+  await checkInSeen(kiosk, board, "A-1", SEEN_MS);
+  await checkInSeen(kiosk, board, "B-2", SEEN_MS);
   const epochBefore = (await board.evaluate(() => window.demoBoard.events))[0].epoch;
   const reloadsBefore = await board.evaluate(() => window.demoBoard.reloads);
 
@@ -37,7 +41,7 @@ test("after an understudy restart the board reloads once and goes on", { timeout
   await checkInSeen(kiosk, board, "C-3", 5000);
   await waitForTickets(board, ["A-1", "B-2", "C-3"]);
   await waitForBadge(board, "Live via fallback (WebSocket)", 30000);
-  await checkInSeen(kiosk, board, "D-4", 1000);
+  await checkInSeen(kiosk, board, "D-4", SEEN_MS);
   await waitForTickets(board, ["A-1", "B-2", "C-3", "D-4"]);
 
   const events = await assertDeliveredOnce(board);
