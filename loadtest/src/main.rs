@@ -206,6 +206,30 @@ mod tests {
     }
 
     #[test]
+    fn parses_benchmarks_in_the_nchan_dialect_and_the_floor() {
+        for args in [
+            &["x", "fanout", "--subscribers", "10", "--dialect", "nchan"][..],
+            &[
+                "x",
+                "conns",
+                "--connections",
+                "10",
+                "--transport",
+                "sse",
+                "--dialect",
+                "nchan",
+            ],
+            &["x", "publish", "--dialect", "nchan"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["x", "publish", "--dialect", "pusher"]).is_err());
+        let cli = Cli::try_parse_from(["x", "floor", "--listen", "127.0.0.1:18580"]).unwrap();
+        assert!(matches!(cli.command, Command::Floor(_)));
+        assert!(Cli::try_parse_from(["x", "floor", "--lifetime", "9999"]).is_err());
+    }
+
+    #[test]
     fn parses_a_storm_command_line() {
         let cli =
             Cli::try_parse_from(["x", "storm", "--window", "1", "--deadline", "100"]).unwrap();

@@ -99,3 +99,16 @@ async fn refuses_what_it_does_not_serve_and_keeps_serving() {
     let answer = publisher.send(&publish_request("a", "x")).await.unwrap();
     assert_eq!(answer.status, 202);
 }
+
+#[test]
+fn listens_on_loopback_only() {
+    let args = super::FloorArgs {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        lifetime: 1.0,
+    };
+    let err = super::run(args).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the floor listens on loopback only, not 0.0.0.0:0"
+    );
+}
