@@ -3,6 +3,7 @@
 # (installed with apt-get when missing), one worker, on 127.0.0.1:PORT, run in the foreground
 # until stopped (SIGINT/SIGTERM/SIGQUIT to this process, which becomes nginx's master). Usage:
 #   loadtest/nchan.sh PORT [DIR]
+#   loadtest/nchan.sh install          only the apt-get step, then exit
 # DIR (default: a new temp dir) receives nginx.conf, the logs and nginx's temp files; nothing
 # is written outside it. The worker is the master's only child: read its CPU and RSS from
 # /proc/<master>/task/<master>/children.
@@ -13,8 +14,7 @@
 # messages for at most 600 s in up to 256 MiB, as understudy's default [history] does.
 set -euo pipefail
 
-PORT=${1:?usage: nchan.sh PORT [DIR]}
-DIR=${2:-$(mktemp -d "${TMPDIR:-/tmp}/nchan.XXXXXX")}
+PORT=${1:?usage: nchan.sh PORT [DIR] | nchan.sh install}
 MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 
 if ! command -v nginx > /dev/null || [ ! -f "$MODULE" ]; then
@@ -24,6 +24,9 @@ if ! command -v nginx > /dev/null || [ ! -f "$MODULE" ]; then
   apt-get install -y --no-install-recommends nginx-light libnginx-mod-nchan >&2 \
     || { apt-get update >&2 && apt-get install -y --no-install-recommends nginx-light libnginx-mod-nchan >&2; }
 fi
+[ "$PORT" = install ] && exit 0
+
+DIR=${2:-$(mktemp -d "${TMPDIR:-/tmp}/nchan.XXXXXX")}
 
 mkdir -p "$DIR/tmp"
 DIR=$(cd "$DIR" && pwd)

@@ -67,6 +67,10 @@ fi
 for s in "${SCENARIOS[@]}"; do
   [ -n "${ARGS[$s]:-}" ] || { echo "unknown scenario $s (a b-ws b-sse c-ws c-sse d)" >&2; exit 2; }
 done
+# Install nginx + nchan before any run rather than inside the first one's start-up wait.
+if [[ " ${SERVERS[*]} " == *" nchan "* ]]; then
+  "$ROOT/loadtest/nchan.sh" install
+fi
 
 # Busy fraction of all CPUs over one second, from /proc/stat.
 busy() {
