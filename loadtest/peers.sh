@@ -99,15 +99,17 @@ port_free() {
 # The process started for a run, and the one whose CPU and RSS are read (nchan's worker).
 SERVER_PID=
 MEASURED_PID=
+STOP_SIGNAL=INT
 stop_server() {
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -INT "$SERVER_PID"
+    kill -"$STOP_SIGNAL" "$SERVER_PID"
     for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
   fi
   SERVER_PID=
   MEASURED_PID=
+  STOP_SIGNAL=INT
 }
 trap stop_server EXIT
 
@@ -140,6 +142,8 @@ start_server() {
       "$ROOT/loadtest/nchan.sh" "$NCHAN_PORT" "$OUT/nchan" > "$log" 2>&1 &
       ;;
     floor)
+      # A background job of a script ignores SIGINT, and the floor installs no handler.
+      STOP_SIGNAL=TERM
       "$BIN/understudy-loadtest" floor --listen "127.0.0.1:$FLOOR_PORT" --lifetime 3600 \
         > "$log" 2>&1 &
       ;;
