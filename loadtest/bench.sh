@@ -13,6 +13,8 @@
 # instead of all runs of one NAME first, so a slow drift of the machine hits both alike.
 # BENCH_BIN=<dir> re-uses the understudy and understudy-loadtest binaries in <dir> (e.g. an
 # earlier OUT_DIR/bin) instead of building.
+# loadtest/peers.sh runs the same kind of scenarios against understudy, nginx + nchan and the
+# floor server side by side, with the ratios between them (issue 15).
 set -euo pipefail
 
 RUNS=${1:-3}

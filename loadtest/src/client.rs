@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::target::Target;
+use crate::target::{Dialect, Target};
 use message::ServerMessage;
 
 /// `503 reconnect_later` answers one open may take before it gives up; every run is bounded.
@@ -67,24 +67,41 @@ pub(crate) struct CloseInfo {
     pub(crate) reason: String,
 }
 
-/// An open subscriber stream.
-pub(crate) enum Connection {
+/// An open subscriber stream, and the dialect it speaks.
+pub(crate) struct Connection {
+    stream: Stream,
+    dialect: Dialect,
+}
+
+enum Stream {
     Ws(ws::WsConnection),
     Sse(sse::SseConnection),
 }
 
 impl Connection {
     /// The next server message, skipping transport noise (pings, SSE comments, named events).
+    /// In the nchan dialect an SSE `id:` is nchan's message id, not a cursor, and is not
+    /// handed out.
     pub(crate) async fn next(&mut self) -> Result<Incoming<'_>> {
-        match self {
-            Connection::Ws(c) => c.next().await,
-            Connection::Sse(c) => c.next().await,
-        }
+        let incoming = match &mut self.stream {
+            Stream::Ws(c) => c.next().await?,
+            Stream::Sse(c) => c.next().await?,
+        };
+        Ok(match (incoming, self.dialect) {
+            (Incoming::Message(bytes, _), Dialect::Nchan) => Incoming::Message(bytes, None),
+            (other, _) => other,
+        })
     }
 
     /// Reads until the server confirms the subscription to `channel` (skipping `welcome`,
-    /// `heartbeat` and `route`); returns the epoch and head seq it gives.
+    /// `heartbeat` and `route`); returns the epoch and head seq it gives. In the nchan dialect
+    /// the stream is subscribed once open (nchan answers the upgrade or the EventSource
+    /// request after registering the subscriber): epoch `""`, and the tool's numbering
+    /// starts at 1.
     pub(crate) async fn await_subscribed(&mut self, channel: &str) -> Result<(String, u64)> {
+        if self.dialect == Dialect::Nchan {
+            return Ok((String::new(), 0));
+        }
         loop {
             let bytes = match self.next().await? {
                 Incoming::Message(bytes, _) => bytes,
@@ -116,9 +133,9 @@ impl Connection {
 
     /// Ends the stream politely (WS close frame; SSE just drops the response).
     pub(crate) async fn close(self) {
-        match self {
-            Connection::Ws(c) => c.close().await,
-            Connection::Sse(c) => drop(c),
+        match self.stream {
+            Stream::Ws(c) => c.close().await,
+            Stream::Sse(c) => drop(c),
         }
     }
 }
@@ -218,10 +235,14 @@ impl Connector {
     ) -> Result<(Connection, Duration)> {
         let started = Instant::now();
         let token = self.token.as_deref();
-        let conn = match (self.transport, resume) {
+        let dialect = self.target.dialect();
+        if dialect == Dialect::Nchan && (resume.is_some() || channels.len() != 1) {
+            bail!("the nchan dialect subscribes to one channel, without resume");
+        }
+        let stream = match (self.transport, resume) {
             (Transport::Ws, None) => {
                 let url = self.target.ws_url(channels, token);
-                Connection::Ws(self.open_ws(index, &url).await?)
+                Stream::Ws(self.open_ws(index, &url).await?)
             }
             (Transport::Ws, Some(at)) => {
                 let url = self.target.ws_url(&[], token);
@@ -234,7 +255,7 @@ impl Connector {
                     });
                     ws.send_text(subscribe.to_string()).await?;
                 }
-                Connection::Ws(ws)
+                Stream::Ws(ws)
             }
             (Transport::Sse, resume) => {
                 let mut url = self.target.sse_url(channels, token);
@@ -246,10 +267,10 @@ impl Connector {
                     url.query_pairs_mut()
                         .append_pair("cursor", &cursor.join(","));
                 }
-                Connection::Sse(sse::SseConnection::open(&self.http, url).await?)
+                Stream::Sse(sse::SseConnection::open(&self.http, url).await?)
             }
         };
-        Ok((conn, started.elapsed()))
+        Ok((Connection { stream, dialect }, started.elapsed()))
     }
 
     async fn open_ws(&self, index: usize, url: &reqwest::Url) -> Result<ws::WsConnection> {

@@ -1,5 +1,6 @@
-//! The `conns` benchmark: N idle WebSocket connections (`/v1/ws?channel=idle-<i % 100>`),
-//! their connect times, and the server's RSS per connection, also after a hold.
+//! The `conns` benchmark: N idle subscriber connections (WebSocket or SSE, on
+//! `idle-<i % 100>`), their connect times, and the server's RSS per connection, also after a
+//! hold.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use crate::client::{CloseInfo, Connector, Incoming, Transport};
 use crate::proc_stats::{sample_opt, Proc};
 use crate::report::{self, per, progress, show};
 use crate::stats::{histogram, Percentiles};
-use crate::target::Target;
+use crate::target::{Dialect, Target};
 use crate::{nofile, CommonArgs};
 
 /// Channels the idle connections are spread over.
@@ -24,7 +25,14 @@ const IDLE_CHANNELS: usize = 100;
 pub(crate) struct ConnsArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// Idle WebSocket connections to open.
+    /// The server's subscribe protocol: understudy's, or nchan's `/sub/<channel>` (which the
+    /// `floor` server speaks too).
+    #[arg(long, value_enum, default_value_t = Dialect::Understudy)]
+    dialect: Dialect,
+    /// Subscriber transport.
+    #[arg(long, value_enum, default_value = "ws")]
+    transport: Transport,
+    /// Idle connections to open.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200_000))]
     connections: u32,
     /// Seconds to hold the connections open after all are subscribed, then read RSS again.
@@ -45,6 +53,8 @@ pub(crate) struct ConnsArgs {
 struct Summary {
     mode: &'static str,
     pass: bool,
+    dialect: Dialect,
+    transport: Transport,
     connections: u32,
     connected: u64,
     failed: u64,
@@ -80,7 +90,9 @@ enum Ready {
 }
 
 pub(crate) async fn run(args: ConnsArgs, json_only: bool) -> Result<bool> {
-    let target = Target::parse(&args.common.url).await?;
+    let target = Target::parse(&args.common.url)
+        .await?
+        .speaking(args.dialect);
     let n = args.connections as usize;
     if let Some(limit) = nofile::current() {
         if limit < n as u64 + 64 {
@@ -96,7 +108,7 @@ pub(crate) async fn run(args: ConnsArgs, json_only: bool) -> Result<bool> {
     let ws = WsSettings {
         read_buffer_bytes: 4 * 1024,
     };
-    let connector = Connector::new(Transport::Ws, target, args.token.clone(), ws, n)?;
+    let connector = Connector::new(args.transport, target, args.token.clone(), ws, n)?;
     let permits = Arc::new(Semaphore::new(args.connect_concurrency as usize));
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -195,6 +207,8 @@ pub(crate) async fn run(args: ConnsArgs, json_only: bool) -> Result<bool> {
     let summary = Summary {
         mode: "conns",
         pass,
+        dialect: args.dialect,
+        transport: args.transport,
         connections: args.connections,
         connected,
         failed,
@@ -260,8 +274,8 @@ async fn hold_one(
 fn human(s: &Summary) -> Vec<String> {
     let mut lines = vec![
         format!(
-            "conns: {} of {} idle WebSocket connections subscribed in {:.2}s ({} failed)",
-            s.connected, s.connections, s.open_all_s, s.failed
+            "conns: {} of {} idle {} connections ({:?}) subscribed in {:.2}s ({} failed)",
+            s.connected, s.connections, s.transport, s.dialect, s.open_all_s, s.failed
         ),
         format!("connect (tcp+upgrade) {}", s.connect.human()),
         format!("until subscribed      {}", s.subscribe.human()),

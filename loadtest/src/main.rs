@@ -13,6 +13,7 @@
 //! - `conns`: idle WebSocket connections and RSS per connection
 //! - `publish`: publish throughput
 //! - `failover`: the vendor hung mid-stream (SIGSTOP/SIGCONT), detection and recovery
+//! - `floor`: the reference server that only writes each event once per subscriber
 //! - `storm`: every subscriber drops and reconnects within a second; admission, publish
 //!   latency and lossless resume
 //! - `stats`: percentiles and the per-subscriber seq ledger
@@ -23,6 +24,7 @@ mod client;
 mod conns;
 mod failover;
 mod fanout;
+mod floor;
 mod nofile;
 mod proc_stats;
 mod publish;
@@ -60,6 +62,9 @@ enum Command {
     /// N WebSocket subscribers drop and reconnect within a window while publishing goes on:
     /// time until all are back, refusals, publish latency in the storm, loss.
     Storm(storm::StormArgs),
+    /// The floor reference server (nchan's dialect, one thread, one write per subscriber per
+    /// event): run it, then point the benchmarks at it with `--dialect nchan`.
+    Floor(floor::FloorArgs),
 }
 
 /// Options every subcommand takes.
@@ -97,6 +102,16 @@ fn parse_duration_secs(s: &str) -> Result<f64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     report::progress(cli.json, &nofile::raise());
+    // The floor is single-threaded by definition: it runs before any runtime exists.
+    if let Command::Floor(args) = cli.command {
+        return match floor::run(args) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,6 +130,7 @@ fn main() -> ExitCode {
             Command::Publish(args) => publish::run(args, json).await,
             Command::Failover(args) => failover::run(args, json).await,
             Command::Storm(args) => storm::run(args, json).await,
+            Command::Floor(_) => unreachable!("the floor ran before the runtime was built"),
         }
     });
     // Subscriber tasks may still be closing sockets; do not wait for them.
@@ -187,6 +203,30 @@ mod tests {
         assert!(
             Cli::try_parse_from(["x", "fanout", "--subscribers", "1", "--peer-pid", "12"]).is_err()
         );
+    }
+
+    #[test]
+    fn parses_benchmarks_in_the_nchan_dialect_and_the_floor() {
+        for args in [
+            &["x", "fanout", "--subscribers", "10", "--dialect", "nchan"][..],
+            &[
+                "x",
+                "conns",
+                "--connections",
+                "10",
+                "--transport",
+                "sse",
+                "--dialect",
+                "nchan",
+            ],
+            &["x", "publish", "--dialect", "nchan"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["x", "publish", "--dialect", "pusher"]).is_err());
+        let cli = Cli::try_parse_from(["x", "floor", "--listen", "127.0.0.1:18580"]).unwrap();
+        assert!(matches!(cli.command, Command::Floor(_)));
+        assert!(Cli::try_parse_from(["x", "floor", "--lifetime", "9999"]).is_err());
     }
 
     #[test]

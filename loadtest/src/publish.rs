@@ -17,7 +17,7 @@ use crate::proc_stats::{sample_opt, CpuWindow, Proc};
 use crate::publisher::{Outcome, Publisher, Session};
 use crate::report::{self, per, progress, show};
 use crate::stats::{histogram, Percentiles};
-use crate::target::Target;
+use crate::target::{Dialect, Target};
 use crate::{CommonArgs, PublisherKey};
 
 /// Notes about failed publishes kept for the report.
@@ -29,6 +29,10 @@ pub(crate) struct PublishArgs {
     common: CommonArgs,
     #[command(flatten)]
     key: PublisherKey,
+    /// The server's publish protocol: understudy's, or nchan's `POST /pub?id=` (which the
+    /// `floor` server speaks too).
+    #[arg(long, value_enum, default_value_t = Dialect::Understudy)]
+    dialect: Dialect,
     /// Concurrent publishers, each with its own keep-alive connection.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     concurrency: u32,
@@ -75,6 +79,7 @@ pub(crate) enum Via {
 #[derive(Serialize)]
 struct Summary {
     mode: &'static str,
+    dialect: Dialect,
     via: Via,
     pass: bool,
     concurrency: u32,
@@ -166,7 +171,12 @@ impl Tally {
 }
 
 pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
-    let target = Target::parse(&args.common.url).await?;
+    let target = Target::parse(&args.common.url)
+        .await?
+        .speaking(args.dialect);
+    if args.dialect == Dialect::Nchan && args.via == Via::Pusher {
+        anyhow::bail!("--via pusher is understudy's Pusher HTTP API; nchan has none");
+    }
     let server = args.common.server_pid.map(Proc::Pid);
     let rss_before = match server {
         Some(p) => Some(p.sample()?),
@@ -226,6 +236,7 @@ pub(crate) async fn run(args: PublishArgs, json_only: bool) -> Result<bool> {
     let pass = tally.requests > 0 && tally.accepted == tally.requests;
     let summary = Summary {
         mode: "publish",
+        dialect: args.dialect,
         via: args.via,
         pass,
         concurrency: args.concurrency,

@@ -1,6 +1,7 @@
 //! The backend side: `POST /v1/publish` (or the Pusher HTTP API's `POST /apps/{id}/events`,
-//! signed per request as the Pusher SDKs sign) over keep-alive HTTP/1.1, the load tool's event
-//! body `{"t": <µs>, "pad": ".."}`, and classifying the answer.
+//! signed per request as the Pusher SDKs sign, or nchan's `POST /pub?id=<channel>`) over
+//! keep-alive HTTP/1.1, the load tool's event body `{"t": <µs>, "pad": ".."}`, and classifying
+//! the answer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use serde::Deserialize;
 
 use crate::client::http1::Http1Conn;
 use crate::stats::unix_micros;
-use crate::target::Target;
+use crate::target::{Dialect, Target};
 
 /// Bytes of `data` besides the padding: `{"t":1763895123456789,"pad":""}`.
 const DATA_OVERHEAD: usize = r#"{"t":1763895123456789,"pad":""}"#.len();
@@ -29,6 +30,9 @@ pub(crate) struct Publisher {
     pad: Arc<str>,
     /// Publishing through the Pusher HTTP API instead of `/v1/publish`.
     pusher: Option<Arc<PusherApp>>,
+    /// `Host` header value, for requests whose head is built per channel (nchan).
+    host: Arc<str>,
+    dialect: Dialect,
 }
 
 /// A Pusher app to publish as: every request is signed with its key and secret, with the
@@ -78,6 +82,8 @@ impl Publisher {
             head: head.into(),
             pad: pad.into(),
             pusher: None,
+            host: target.host_header().into(),
+            dialect: target.dialect(),
         })
     }
 
@@ -129,7 +135,14 @@ impl Session {
     /// Publishes one load-tool event to `channel`, stamping `t` with the time of sending.
     /// A failed request is not retried: a POST that may have landed must not be sent twice.
     pub(crate) async fn publish(&mut self, channel: &str) -> Outcome {
-        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.send(channel)).await;
+        self.publish_numbered(channel, 0).await
+    }
+
+    /// [`Session::publish`] of the channel's event number `seq` (from 1). understudy numbers
+    /// events itself and ignores it; in the nchan dialect it travels inside the body, where
+    /// subscribers read it as the event's seq, and is answered back as [`Outcome::Accepted`].
+    pub(crate) async fn publish_numbered(&mut self, channel: &str, seq: u64) -> Outcome {
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.send(channel, seq)).await;
         let answer = match result {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
@@ -143,6 +156,13 @@ impl Session {
         };
         if answer.status == 200 && self.publisher.pusher.is_some() {
             return Outcome::Triggered;
+        }
+        // nchan answers 201 or 202 with channel figures; the floor 202 with no body.
+        if self.publisher.dialect == Dialect::Nchan && (200..300).contains(&answer.status) {
+            return Outcome::Accepted {
+                seq,
+                epoch: String::new(),
+            };
         }
         if answer.status == 202 {
             if let Ok(a) = serde_json::from_slice::<Answer>(&answer.body) {
@@ -162,7 +182,11 @@ impl Session {
         }
     }
 
-    async fn send(&mut self, channel: &str) -> std::io::Result<crate::client::http1::Answer> {
+    async fn send(
+        &mut self,
+        channel: &str,
+        seq: u64,
+    ) -> std::io::Result<crate::client::http1::Answer> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => Http1Conn::connect(self.publisher.addr).await?,
@@ -183,6 +207,17 @@ impl Session {
                  content-length: {}\r\n\r\n",
                 app.path,
                 app.host,
+                body.len()
+            );
+            self.request.extend_from_slice(head.as_bytes());
+            self.request.extend_from_slice(body.as_bytes());
+        } else if self.publisher.dialect == Dialect::Nchan {
+            let body = nchan_body(channel, seq, unix_micros(), &self.publisher.pad);
+            let head = format!(
+                "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n",
+                Target::nchan_publish_path(channel),
+                self.publisher.host,
                 body.len()
             );
             self.request.extend_from_slice(head.as_bytes());
@@ -209,6 +244,15 @@ fn event_body(channel: &str, t_us: u64, pad: &str) -> String {
     format!(r#"{{"channel":"{channel}","name":"lt","data":{{"t":{t_us},"pad":"{pad}"}}}}"#)
 }
 
+/// The nchan-dialect body: delivered verbatim to subscribers, so it is shaped as the
+/// understudy `event` message the subscribers already read (`channel`, `seq`, an empty `epoch`,
+/// the same `data`).
+fn nchan_body(channel: &str, seq: u64, t_us: u64, pad: &str) -> String {
+    format!(
+        r#"{{"type":"event","channel":"{channel}","seq":{seq},"epoch":"","name":"lt","data":{{"t":{t_us},"pad":"{pad}"}}}}"#
+    )
+}
+
 /// The Pusher event body: the same data as [`event_body`], as the JSON-encoded string a Pusher
 /// SDK sends (`"data":"{\"t\":..,\"pad\":\"..\"}"`).
 fn pusher_body(channel: &str, t_us: u64, pad: &str) -> String {
@@ -232,6 +276,21 @@ mod tests {
             (&v["name"], &v["channel"]),
             (&"lt".into(), &"lt-ab12-0".into())
         );
+    }
+
+    #[test]
+    fn nchan_body_reads_as_an_event_message() {
+        let pad = "x".repeat(100 - DATA_OVERHEAD);
+        let body = nchan_body("lt-ab12-0", 7, 1_763_895_123_456_789, &pad);
+        let m = crate::client::message::ServerMessage::parse(body.as_bytes()).unwrap();
+        assert_eq!(m.kind, "event");
+        assert_eq!(
+            (m.channel.as_deref(), m.seq, m.epoch.as_deref()),
+            (Some("lt-ab12-0"), Some(7), Some(""))
+        );
+        assert_eq!(m.data.and_then(|d| d.t), Some(1_763_895_123_456_789));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(serde_json::to_string(&v["data"]).unwrap().len(), 100);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The server under test: a loopback-only base URL, its resolved socket address, and the
-//! endpoint URLs (publish, WebSocket, SSE) built from it.
+//! The server under test: a loopback-only base URL, its resolved socket address, the
+//! [`Dialect`] it speaks, and the endpoint URLs (publish, WebSocket, SSE) built from them.
 
 use std::net::SocketAddr;
 
@@ -9,6 +9,21 @@ use reqwest::Url;
 /// Hosts a run may target. Anything else is refused before a socket is opened.
 const LOOPBACK_HOSTS: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
 
+/// The publish and subscribe protocol of the server under test.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Dialect {
+    /// understudy: `POST /v1/publish` answering seq and epoch, `/v1/ws` and `/v1/sse` with a
+    /// `subscribed` message first and every event carrying its seq.
+    #[default]
+    Understudy,
+    /// nginx + nchan, and the `floor` reference server: `POST /pub?id=<channel>` with the body
+    /// delivered verbatim to `/sub/<channel>` (WebSocket or EventSource). There is no
+    /// `subscribed` message and no server seq: the load tool numbers each channel's events
+    /// itself, inside the body, so loss and duplicates are still counted.
+    Nchan,
+}
+
 /// A validated loopback target.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
@@ -16,6 +31,7 @@ pub(crate) struct Target {
     base: Url,
     /// The address every raw TCP connection (WebSocket) goes to.
     addr: SocketAddr,
+    dialect: Dialect,
 }
 
 impl Target {
@@ -29,7 +45,20 @@ impl Target {
             .with_context(|| format!("resolving {host}:{port}"))?
             .find(|a| a.ip().is_loopback())
             .with_context(|| format!("{host} does not resolve to a loopback address"))?;
-        Ok(Self { base, addr })
+        Ok(Self {
+            base,
+            addr,
+            dialect: Dialect::Understudy,
+        })
+    }
+
+    /// The same target, speaking `dialect`.
+    pub(crate) fn speaking(self, dialect: Dialect) -> Self {
+        Self { dialect, ..self }
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -50,22 +79,40 @@ impl Target {
         self.endpoint(path, &[], None)
     }
 
-    /// `POST /v1/publish`.
+    /// `POST /v1/publish` (understudy; nchan's publish path names the channel, see
+    /// [`Target::nchan_publish_path`]).
     pub(crate) fn publish_url(&self) -> Url {
         self.endpoint("/v1/publish", &[], None)
     }
 
-    /// `ws://../v1/ws?channel=..[&token=..]`.
+    /// `/pub?id=<channel>`: nchan's publisher location. Channel names the tool generates need
+    /// no escaping.
+    pub(crate) fn nchan_publish_path(channel: &str) -> String {
+        format!("/pub?id={channel}")
+    }
+
+    /// `ws://../v1/ws?channel=..[&token=..]`, or nchan's `ws://../sub/<channel>`.
     pub(crate) fn ws_url(&self, channels: &[&str], token: Option<&str>) -> Url {
-        let mut url = self.endpoint("/v1/ws", channels, token);
+        let mut url = self.subscribe_url("/v1/ws", channels, token);
         // http -> ws is a change between two special schemes, which `Url` always allows.
         let _ = url.set_scheme("ws");
         url
     }
 
-    /// `http://../v1/sse?channel=..[&token=..]`.
+    /// `http://../v1/sse?channel=..[&token=..]`, or nchan's `http://../sub/<channel>`.
     pub(crate) fn sse_url(&self, channels: &[&str], token: Option<&str>) -> Url {
-        self.endpoint("/v1/sse", channels, token)
+        self.subscribe_url("/v1/sse", channels, token)
+    }
+
+    fn subscribe_url(&self, v1_path: &str, channels: &[&str], token: Option<&str>) -> Url {
+        match self.dialect {
+            Dialect::Understudy => self.endpoint(v1_path, channels, token),
+            // One channel per nchan subscriber; the tool never subscribes to more there.
+            Dialect::Nchan => {
+                let channel = channels.first().copied().unwrap_or_default();
+                self.endpoint(&format!("/sub/{channel}"), &[], None)
+            }
+        }
     }
 
     fn endpoint(&self, path: &str, channels: &[&str], token: Option<&str>) -> Url {
@@ -149,5 +196,15 @@ mod tests {
         );
         assert_eq!(t.addr(), "127.0.0.1:18080".parse().unwrap());
         assert_eq!(t.host_header(), "127.0.0.1:18080");
+        let t = t.speaking(Dialect::Nchan);
+        assert_eq!(
+            t.ws_url(&["lt-a-0"], None).as_str(),
+            "ws://127.0.0.1:18080/sub/lt-a-0"
+        );
+        assert_eq!(
+            t.sse_url(&["lt-a-0"], None).as_str(),
+            "http://127.0.0.1:18080/sub/lt-a-0"
+        );
+        assert_eq!(Target::nchan_publish_path("lt-a-0"), "/pub?id=lt-a-0");
     }
 }

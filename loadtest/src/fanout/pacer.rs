@@ -177,7 +177,11 @@ pub(crate) async fn run_until(
                     log.lateness
                         .saturating_record((sent - due).as_micros() as u64);
                     let channel_idx = (i % channels.len() as u64) as usize;
-                    let outcome = session.publish(&channels[channel_idx]).await;
+                    // The channel's event number, for servers that do not number events.
+                    let number = i / channels.len() as u64 + 1;
+                    let outcome = session
+                        .publish_numbered(&channels[channel_idx], number)
+                        .await;
                     let latency = sent.elapsed();
                     if log.samples.len() < MAX_SAMPLES {
                         log.samples.push((sent_us, latency.as_micros() as u64));
