@@ -21,6 +21,7 @@ mod pusher_ws;
 mod route;
 mod sse;
 mod subscriber;
+pub(crate) mod tenancy;
 pub mod vendor_auth;
 pub(crate) mod wake;
 pub mod wire;

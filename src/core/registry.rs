@@ -15,7 +15,9 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::channel::{Applied, ChannelLimits, ReadFrom, Reclaimed, Shared, Snapshot};
+use super::channel::{
+    Applied, ChannelLimits, ChannelOwners, ReadFrom, Reclaimed, Shared, Snapshot,
+};
 use super::event::now_ms;
 use super::{
     Channel, ChannelName, CoreError, Event, EventDraft, Position, Published, Read, Subscription,
@@ -57,6 +59,9 @@ pub struct Registry {
     reclaimed: AtomicUsize,
     /// Channels in the map created by a subscribe or a read and not published to since.
     unpublished: AtomicUsize,
+    /// Channels in the map by owner ([`Registry::set_owners`]), counted as they are created and
+    /// reclaimed.
+    per_owner: DashMap<Arc<str>, usize>,
 }
 
 /// Who is about to create a channel: each counts against its own bound.
@@ -87,10 +92,48 @@ impl Registry {
                 history_bytes: AtomicUsize::new(0),
                 history_events: AtomicUsize::new(0),
                 mirror,
+                owners: std::sync::OnceLock::new(),
             }),
             max_channels: AtomicUsize::new(limits.max_channels),
             reclaimed: AtomicUsize::new(0),
             unpublished: AtomicUsize::new(0),
+            per_owner: DashMap::new(),
+        }
+    }
+
+    /// Tells the registry who owns each channel, once, before the first channel is created:
+    /// channels are then counted per owner, and each keeps at most its owner's history bytes.
+    pub fn set_owners(&self, owners: Arc<dyn ChannelOwners>) {
+        let _ = self.shared.owners.set(owners);
+    }
+
+    /// Channels `owner` has in the registry now.
+    pub fn channels_of(&self, owner: &str) -> usize {
+        self.per_owner.get(owner).map_or(0, |n| *n)
+    }
+
+    /// Whether the registry holds `name` now.
+    pub fn contains(&self, name: &ChannelName) -> bool {
+        self.channels.contains_key(name)
+    }
+
+    fn count_in(&self, ch: &Channel) {
+        if let Some(owner) = ch.owner() {
+            *self.per_owner.entry(owner.clone()).or_insert(0) += 1;
+        }
+    }
+
+    fn count_out(&self, ch: &Channel) {
+        if let Some(owner) = ch.owner() {
+            // Removed at zero, so owners gone from the configuration leave nothing behind.
+            if let dashmap::mapref::entry::Entry::Occupied(mut n) =
+                self.per_owner.entry(owner.clone())
+            {
+                *n.get_mut() -= 1;
+                if *n.get() == 0 {
+                    n.remove();
+                }
+            }
         }
     }
 
@@ -118,6 +161,7 @@ impl Registry {
         }
         let entry = self.channels.entry(name.clone()).or_insert_with(|| {
             let ch = Channel::new(name.clone(), self.shared.clone(), now);
+            self.count_in(&ch);
             Arc::new(match by {
                 Creator::Publisher => ch,
                 Creator::Subscriber => {
@@ -215,12 +259,10 @@ impl Registry {
                     .or_insert_with(|| {
                         created = true;
                         let shared = self.shared.clone();
-                        Arc::new(Channel::from_snapshot(
-                            name.clone(),
-                            shared,
-                            snapshot.clone(),
-                            now,
-                        ))
+                        let ch =
+                            Channel::from_snapshot(name.clone(), shared, snapshot.clone(), now);
+                        self.count_in(&ch);
+                        Arc::new(ch)
                     })
                     .clone();
                 if created {
@@ -287,6 +329,7 @@ impl Registry {
                 if ch.take_unpublished() {
                     self.unpublished.fetch_sub(1, Ordering::Relaxed);
                 }
+                self.count_out(&ch);
                 reclaimed += 1;
             }
         }
