@@ -215,6 +215,11 @@ impl Channel {
         self
     }
 
+    /// Created by a subscribe or a read and not published to since.
+    pub(crate) fn is_unpublished(&self) -> bool {
+        self.unpublished.load(Ordering::Relaxed)
+    }
+
     /// Clears the unpublished mark; true if it was set (the caller then uncounts it once).
     pub(crate) fn take_unpublished(&self) -> bool {
         self.unpublished.load(Ordering::Relaxed) && self.unpublished.swap(false, Ordering::AcqRel)

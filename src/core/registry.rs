@@ -59,8 +59,8 @@ pub struct Registry {
     reclaimed: AtomicUsize,
     /// Channels in the map created by a subscribe or a read and not published to since.
     unpublished: AtomicUsize,
-    /// Channels in the map by owner ([`Registry::set_owners`]), counted as they are created and
-    /// reclaimed.
+    /// Channels in the map that have been published to, by owner ([`Registry::set_owners`]):
+    /// like the publishers' bound, a subscriber opening empty channels takes no owner's place.
     per_owner: DashMap<Arc<str>, usize>,
 }
 
@@ -107,14 +107,15 @@ impl Registry {
         let _ = self.shared.owners.set(owners);
     }
 
-    /// Channels `owner` has in the registry now.
+    /// Channels of `owner` in the registry now that have been published to.
     pub fn channels_of(&self, owner: &str) -> usize {
         self.per_owner.get(owner).map_or(0, |n| *n)
     }
 
-    /// Whether the registry holds `name` now.
-    pub fn contains(&self, name: &ChannelName) -> bool {
-        self.channels.contains_key(name)
+    /// Whether the registry holds `name` now and it has been published to (it counts for its
+    /// owner).
+    pub fn holds_published(&self, name: &ChannelName) -> bool {
+        (self.channels.get(name)).is_some_and(|c| !c.is_unpublished())
     }
 
     fn count_in(&self, ch: &Channel) {
@@ -161,9 +162,11 @@ impl Registry {
         }
         let entry = self.channels.entry(name.clone()).or_insert_with(|| {
             let ch = Channel::new(name.clone(), self.shared.clone(), now);
-            self.count_in(&ch);
             Arc::new(match by {
-                Creator::Publisher => ch,
+                Creator::Publisher => {
+                    self.count_in(&ch);
+                    ch
+                }
                 Creator::Subscriber => {
                     // Counted under the map's shard lock, once per channel created.
                     self.unpublished.fetch_add(1, Ordering::Relaxed);
@@ -197,6 +200,7 @@ impl Registry {
             let published = ch.publish(draft, ts, now)?;
             if ch.take_unpublished() {
                 self.unpublished.fetch_sub(1, Ordering::Relaxed);
+                self.count_in(ch);
             }
             Ok(published)
         })
@@ -328,8 +332,9 @@ impl Registry {
             {
                 if ch.take_unpublished() {
                     self.unpublished.fetch_sub(1, Ordering::Relaxed);
+                } else {
+                    self.count_out(&ch);
                 }
-                self.count_out(&ch);
                 reclaimed += 1;
             }
         }

@@ -26,14 +26,14 @@ pub enum Refusal {
         /// Who was refused doing what: "key publishes", "app publishes", "app subscribes".
         by: &'static str,
     },
-    #[error("tenant {tenant} is over its publish rate ({per_second} events a second, bursts of {burst}); nothing was published, retry after {} s", retry_secs(*.retry_after))]
+    #[error("tenant {tenant} is over its publish rate ({per_second}/s, bursts of {burst}); nothing was published: retry after {} s", retry_secs(*.retry_after))]
     RateLimited {
         tenant: TenantId,
         per_second: u32,
         burst: u32,
         retry_after: Duration,
     },
-    #[error("tenant {tenant} holds its limit of {limit} channels on this node; nothing was published: publish to channels it already has, or once idle ones are reclaimed")]
+    #[error("tenant {tenant} has its limit of {limit} channels on this node; nothing was published: publish to channels it has, or once idle ones are reclaimed")]
     ChannelsExceeded { tenant: TenantId, limit: usize },
     #[error("tenant {tenant} has its limit of {limit} subscriber connections on this node; channel {channel:?} was not subscribed")]
     ConnectionsExceeded {
@@ -109,20 +109,19 @@ impl Usage {
     /// Admits a publish by `publisher` of one event to each of `channels` (a batch lists the
     /// channels of all its events, repeats included: each counts one against the rate), or
     /// refuses it whole. Checked in this order: every channel is the publisher's own, new
-    /// channels fit under `max_channels` (`held` channels now, `is_new` for each named),
-    /// then the rate; a refusal takes nothing from the bucket.
+    /// channels fit under `max_channels` beside those `held`, then the rate; a refusal takes
+    /// nothing from the bucket.
     pub fn admit_publish(
         &self,
         tenants: &Tenants,
         publisher: &TenantConfig,
         by: &'static str,
         channels: &[&ChannelName],
-        held: usize,
-        is_new: impl Fn(&ChannelName) -> bool,
+        held: Held<impl Fn(&ChannelName) -> bool>,
         now: Instant,
     ) -> Result<(), Refusal> {
         let slot = self.slot(&publisher.id);
-        let outcome = check(tenants, publisher, by, channels, held, is_new, &slot, now);
+        let outcome = check(tenants, publisher, by, channels, held, &slot, now);
         match &outcome {
             Ok(()) => slot
                 .accepted
@@ -163,18 +162,25 @@ impl Usage {
     }
 }
 
+/// The publisher's channels on this node, as the registry counts them.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<F> {
+    /// Channels the tenant has now.
+    pub count: usize,
+    /// Whether a channel would be a new one of its count.
+    pub is_new: F,
+}
+
 fn index(r: &Refusal) -> usize {
     REASONS.iter().position(|x| *x == r.reason()).unwrap_or(0)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn check(
     tenants: &Tenants,
     publisher: &TenantConfig,
     by: &'static str,
     channels: &[&ChannelName],
-    held: usize,
-    is_new: impl Fn(&ChannelName) -> bool,
+    held: Held<impl Fn(&ChannelName) -> bool>,
     slot: &Slot,
     now: Instant,
 ) -> Result<(), Refusal> {
@@ -187,10 +193,12 @@ fn check(
     }
     let q = &publisher.quotas;
     if let Some(limit) = q.max_channels {
-        let mut new: Vec<&ChannelName> = channels.iter().copied().filter(|c| is_new(c)).collect();
+        let mut new: Vec<&ChannelName> = (channels.iter().copied())
+            .filter(|c| (held.is_new)(c))
+            .collect();
         new.sort();
         new.dedup();
-        if !new.is_empty() && held + new.len() > limit {
+        if !new.is_empty() && held.count + new.len() > limit {
             return Err(Refusal::ChannelsExceeded {
                 tenant: publisher.id.clone(),
                 limit,

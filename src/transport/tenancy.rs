@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::app::AppState;
 use crate::core::ChannelName;
 use crate::ops::metrics::Metrics;
-use crate::tenant::{Refusal, Seats, TenantConfig};
+use crate::tenant::{Held, Refusal, Seats, TenantConfig};
 
 /// The tenant whose publisher key `presented` is.
 pub(crate) fn of_key(state: &AppState, presented: &str) -> Option<Arc<TenantConfig>> {
@@ -41,8 +41,10 @@ pub(crate) fn admit_publish(
         publisher,
         by,
         channels,
-        registry.channels_of(publisher.id.as_str()),
-        |c| !registry.contains(c),
+        Held {
+            count: registry.channels_of(publisher.id.as_str()),
+            is_new: |c: &ChannelName| !registry.holds_published(c),
+        },
         Instant::now(),
     );
     let label = tenants.metric_label(&publisher.id);

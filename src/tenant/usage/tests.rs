@@ -31,6 +31,10 @@ fn ch(name: &str) -> ChannelName {
     ChannelName::parse(name).unwrap()
 }
 
+fn held<F: Fn(&ChannelName) -> bool>(count: usize, is_new: F) -> Held<F> {
+    Held { count, is_new }
+}
+
 fn rate(per_second: u32, burst: u32) -> Quotas {
     Quotas {
         publish_per_second: Some(per_second),
@@ -51,8 +55,7 @@ async fn a_publish_is_refused_whole_for_a_foreign_channel_without_naming_its_own
             a,
             "key publishes",
             &[&mine, &theirs],
-            0,
-            |_| false,
+            held(0, |_| false),
             Instant::now(),
         )
         .unwrap_err();
@@ -67,8 +70,7 @@ async fn a_publish_is_refused_whole_for_a_foreign_channel_without_naming_its_own
             a,
             "key publishes",
             &[&mine],
-            0,
-            |_| false,
+            held(0, |_| false),
             Instant::now(),
         )
         .unwrap();
@@ -85,10 +87,17 @@ async fn each_tenant_has_its_own_bucket_and_retry_after_is_rounded_up() {
     let (x, y) = (ch("a.x"), ch("a.y"));
     let now = Instant::now();
     usage
-        .admit_publish(&t, a, "key publishes", &[&x, &y, &x], 0, |_| false, now)
+        .admit_publish(
+            &t,
+            a,
+            "key publishes",
+            &[&x, &y, &x],
+            held(0, |_| false),
+            now,
+        )
         .unwrap();
     let err = usage
-        .admit_publish(&t, a, "key publishes", &[&x], 0, |_| false, now)
+        .admit_publish(&t, a, "key publishes", &[&x], held(0, |_| false), now)
         .unwrap_err();
     let Refusal::RateLimited { retry_after, .. } = &err else {
         panic!("{err:?}")
@@ -97,17 +106,31 @@ async fn each_tenant_has_its_own_bucket_and_retry_after_is_rounded_up() {
     assert_eq!(retry_secs(*retry_after), 1);
     assert_eq!(
         err.to_string(),
-        "tenant a is over its publish rate (2 events a second, bursts of 3); nothing was published, retry after 1 s"
+        "tenant a is over its publish rate (2/s, bursts of 3); nothing was published: retry after 1 s"
     );
     // B is untouched by A's flood.
     for _ in 0..3 {
         usage
-            .admit_publish(&t, b, "key publishes", &[&ch("b.x")], 0, |_| false, now)
+            .admit_publish(
+                &t,
+                b,
+                "key publishes",
+                &[&ch("b.x")],
+                held(0, |_| false),
+                now,
+            )
             .unwrap();
     }
     tokio::time::advance(Duration::from_millis(500)).await;
     usage
-        .admit_publish(&t, a, "key publishes", &[&x], 0, |_| false, Instant::now())
+        .admit_publish(
+            &t,
+            a,
+            "key publishes",
+            &[&x],
+            held(0, |_| false),
+            Instant::now(),
+        )
         .unwrap();
 }
 
@@ -129,8 +152,7 @@ async fn new_channels_count_against_the_limit_once_each() {
             a,
             "app publishes",
             &[&old, &n1, &n1, &n2],
-            1,
-            is_new,
+            held(1, is_new),
             Instant::now(),
         )
         .unwrap();
@@ -140,15 +162,21 @@ async fn new_channels_count_against_the_limit_once_each() {
             a,
             "app publishes",
             &[&old, &n1],
-            3,
-            is_new,
+            held(3, is_new),
             Instant::now(),
         )
         .unwrap_err();
     assert_eq!(err.reason(), "channels");
     // Channels it has already are never refused for the limit.
     usage
-        .admit_publish(&t, a, "app publishes", &[&old], 9, is_new, Instant::now())
+        .admit_publish(
+            &t,
+            a,
+            "app publishes",
+            &[&old],
+            held(9, is_new),
+            Instant::now(),
+        )
         .unwrap();
 }
 
