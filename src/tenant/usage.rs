@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 
 use super::bucket::Bucket;
@@ -87,7 +87,8 @@ struct Slot {
 /// Every tenant's usage on this node, by id. Shared by every request; survives reloads.
 #[derive(Debug, Default)]
 pub struct Usage {
-    slots: Mutex<HashMap<TenantId, Arc<Slot>>>,
+    /// Written only when a tenant is first seen: every publish reads it.
+    slots: RwLock<HashMap<TenantId, Arc<Slot>>>,
 }
 
 /// A tenant's usage now, for the admin API.
@@ -103,7 +104,10 @@ pub struct Counts {
 
 impl Usage {
     fn slot(&self, id: &TenantId) -> Arc<Slot> {
-        self.slots.lock().entry(id.clone()).or_default().clone()
+        if let Some(slot) = self.slots.read().get(id) {
+            return slot.clone();
+        }
+        self.slots.write().entry(id.clone()).or_default().clone()
     }
 
     /// Admits a publish by `publisher` of one event to each of `channels` (a batch lists the
