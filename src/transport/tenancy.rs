@@ -36,6 +36,7 @@ pub(crate) fn admit_publish(
     // The quotas in force now, not those of the tenant as it was when the key was looked up.
     let publisher: &TenantConfig = tenants.get(publisher.id.as_str()).map_or(publisher, |t| t);
     let registry = state.engine.registry();
+    let shared = state.engine.redis();
     let outcome = state.usage.admit_publish(
         &tenants,
         publisher,
@@ -43,7 +44,10 @@ pub(crate) fn admit_publish(
         channels,
         Held {
             count: registry.channels_of(publisher.id.as_str()),
-            is_new: |c: &ChannelName| !registry.holds_published(c),
+            // With a shared engine the channels live in Redis and this node mirrors only those
+            // its subscribers watch: whether a publish creates one is not known here, so the
+            // channel quota is not held at publish.
+            is_new: |c: &ChannelName| shared.is_none() && !registry.holds_published(c),
         },
         Instant::now(),
     );
