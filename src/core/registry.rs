@@ -694,4 +694,57 @@ mod tests {
         assert_eq!(r.prune(), 1, "the engine keeps the history of record");
         assert_eq!(r.stats(), RegistryStats::default());
     }
+
+    /// Owners by the channel's first letter; owner "a" keeps 300 history bytes per channel.
+    #[derive(Debug)]
+    struct ByLetter;
+
+    impl ChannelOwners for ByLetter {
+        fn owner(&self, channel: &str) -> Arc<str> {
+            Arc::from(&channel[..1])
+        }
+        fn max_history_bytes(&self, channel: &str) -> Option<usize> {
+            channel.starts_with('a').then_some(300)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn channels_published_to_are_counted_per_owner_until_reclaimed() {
+        let r = Registry::new(limits(100));
+        r.set_owners(Arc::new(ByLetter));
+        r.publish(&ch("a1"), &draft(None)).unwrap();
+        r.publish_all(&[ch("a2"), ch("b1")], &draft(None)).unwrap();
+        // A subscriber's empty channel is no owner's until it is published to.
+        let sub = r.subscribe(&ch("a3"), None).unwrap();
+        assert_eq!((r.channels_of("a"), r.channels_of("b")), (2, 1));
+        assert!(r.holds_published(&ch("a1")) && !r.holds_published(&ch("a3")));
+        r.publish(&ch("a3"), &draft(None)).unwrap();
+        assert_eq!(r.channels_of("a"), 3);
+        drop(sub);
+        tokio::time::advance(Duration::from_secs(601)).await;
+        assert_eq!(r.prune(), 4);
+        assert_eq!((r.channels_of("a"), r.channels_of("b")), (0, 0));
+        // An unpublished channel reclaimed leaves the counts alone.
+        drop(r.subscribe(&ch("a4"), None).unwrap());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(r.prune(), 1);
+        assert_eq!(r.channels_of("a"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_owner_s_channels_keep_at_most_its_history_bytes() {
+        let r = Registry::new(limits(1000));
+        r.set_owners(Arc::new(ByLetter));
+        for _ in 0..50 {
+            r.publish(&ch("a1"), &draft(None)).unwrap();
+            r.publish(&ch("b1"), &draft(None)).unwrap();
+        }
+        let kept = |name: &str| {
+            let read = r.read(&ch(name), &ReadFrom::Oldest, 1000, false).unwrap();
+            read.events.iter().map(|e| e.seq).collect::<Vec<u64>>()
+        };
+        let a = kept("a1");
+        assert!(a.len() < 50 && a.last() == Some(&50), "{a:?}");
+        assert_eq!(kept("b1").len(), 50);
+    }
 }
