@@ -161,6 +161,20 @@ async fn a_tenant_s_connections_are_capped_per_channel_while_a_socket_s_other_ch
         s.get("/v1/channels/clinic-a.e/events?since=0").await,
         (429, sse_body("clinic-a.e"))
     );
+    // A Pusher socket of the tenant's app: 4100 for that channel, the socket stays.
+    let url = format!(
+        "{}/app/{}?protocol=7&client=js&version=8.4.0",
+        s.base.replace("http://", "ws://"),
+        APP_A.1
+    );
+    let mut pusher = ws_connect(&url).await;
+    pusher_next(&mut pusher).await;
+    let subscribe = json!({"event": "pusher:subscribe", "data": {"channel": "clinic-a.c"}});
+    ws_send(&mut pusher, subscribe).await;
+    assert_eq!(
+        pusher_next(&mut pusher).await,
+        json!({"event": "pusher:error", "channel": "clinic-a.c", "data": {"code": 4100, "message": message}})
+    );
     // Letting its last clinic-a channel go gives the seat back.
     ws_send(
         &mut first,
