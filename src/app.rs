@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::auth::{AdminTokens, Apps, PublisherKeys, SubscriberAuth};
+use crate::auth::{AdminTokens, Apps, SubscriberAuth};
 use crate::config::{Config, ConfigSource, EngineConfig};
 use crate::core::history::HistoryLimits;
 use crate::core::idempotency::IdempotencyLimits;
@@ -27,7 +27,7 @@ use crate::lifecycle::Lifecycle;
 use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
 use crate::ops::maintenance::Maintenance;
 use crate::ops::{self, Metrics};
-use crate::tenant::{TenantConfig, Tenants};
+use crate::tenant::{Owners, TenantConfig, Tenants, Usage};
 use crate::transport;
 use crate::transport::admission::{self, Admission, Listener};
 use crate::transport::control::Control;
@@ -45,10 +45,12 @@ pub struct AppState {
     pub config: Arc<ArcSwap<Config>>,
     /// Channels, sequencing, history and live fan-out: this node's, or shared through Redis.
     pub engine: Arc<Engine>,
-    pub publishers: Arc<ArcSwap<PublisherKeys>>,
-    /// The tenants sharing this node: who owns each channel, whose each key and app is, and the
-    /// quotas of each. Replaced whole by a reload.
+    /// The tenants sharing this node: who owns each channel, whose each key and app is (the
+    /// publisher keys are looked up here), and the quotas of each. Replaced whole by a reload.
     pub tenants: Arc<ArcSwap<Tenants>>,
+    /// What each tenant uses now (publish buckets, connections, counts), by tenant id: kept
+    /// across reloads, held against the quotas in `tenants`.
+    pub usage: Arc<Usage>,
     pub subscribers: Arc<ArcSwap<SubscriberAuth>>,
     pub admins: Arc<ArcSwap<AdminTokens>>,
     /// `[[apps]]` of the Pusher and Ably protocols, by id and by key.
@@ -133,14 +135,18 @@ impl AppState {
                 Engine::shared(registry, shared)
             }
         };
+        let tenants = Arc::new(ArcSwap::from_pointee(tenants(&config)));
+        engine
+            .registry()
+            .set_owners(Arc::new(Owners(tenants.clone())));
         let state = Self {
             maintenance: Maintenance::default(),
             control: Arc::new(Control::default()),
             audit,
             failover,
             engine: Arc::new(engine),
-            publishers: Arc::new(ArcSwap::from_pointee(publisher_keys(&config))),
-            tenants: Arc::new(ArcSwap::from_pointee(tenants(&config))),
+            tenants,
+            usage: Arc::default(),
             subscribers: Arc::new(ArcSwap::from_pointee(subscriber_auth(&config))),
             admins: Arc::new(ArcSwap::from_pointee(admin_tokens(&config))),
             apps: Arc::new(ArcSwap::from_pointee(Apps::new(&config.apps))),
@@ -200,10 +206,6 @@ fn registry_limits(config: &Config) -> RegistryLimits {
         },
         max_channels: config.channels.max_channels,
     }
-}
-
-fn publisher_keys(config: &Config) -> PublisherKeys {
-    PublisherKeys::new(config.auth.publisher_keys.clone())
 }
 
 pub(crate) fn tenants(config: &Config) -> Tenants {

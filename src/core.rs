@@ -14,7 +14,8 @@ pub mod live;
 pub mod registry;
 
 pub use channel::{
-    Applied, Channel, ChannelLimits, Published, Read, ReadFrom, Snapshot, Start, Subscription,
+    Applied, Channel, ChannelLimits, ChannelOwners, Published, Read, ReadFrom, Snapshot, Start,
+    Subscription,
 };
 pub use channel_name::ChannelName;
 pub use cursor::Cursor;

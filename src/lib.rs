@@ -29,7 +29,8 @@
 //!   metrics.
 //! - [`telemetry`]: structured logs.
 //! - [`tenant`]: the customers sharing a node: which channels each owns, their publisher keys,
-//!   apps and quotas.
+//!   apps and quotas, and what each uses now (`tenant::Usage`: publish buckets, connection
+//!   seats), held against them at every ingress by `transport::tenancy`.
 //! - [`vendor`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
 //! - [`failover`]: vendor health, the failover state machine, operator mode and the route.
 //! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from

@@ -1,5 +1,5 @@
 //! The admin side: metrics, status, operator modes, the audit trail, the on-call dashboard and the
-//! admin listener's routes.
+//! admin listener's routes, among them `GET /admin/tenants` (`tenants`).
 
 pub mod admin;
 pub mod audit;
@@ -11,5 +11,6 @@ mod maintenance_api;
 pub mod metrics;
 pub mod mode;
 pub mod status;
+mod tenants;
 
 pub use metrics::Metrics;

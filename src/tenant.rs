@@ -12,8 +12,13 @@
 //!
 //! # Layout
 //! - `quota`: [`Quotas`], the limits a tenant is held to.
+//! - `bucket`: the token bucket of a tenant's publish rate.
+//! - `usage`: what each tenant uses on this node ([`Usage`]), held against its quotas, and the
+//!   seats a subscriber connection takes ([`Seats`]).
 
+mod bucket;
 mod quota;
+mod usage;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,7 +26,9 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+pub use bucket::Bucket;
 pub use quota::Quotas;
+pub use usage::{retry_secs, Counts, Held, Refusal, Seats, Usage, REASONS};
 
 use crate::config::Secret;
 use crate::core::ChannelName;
@@ -218,6 +225,21 @@ impl TenantConfig {
     /// Whether this tenant owns `channel` in `tenants`.
     pub fn owns(&self, tenants: &Tenants, channel: &ChannelName) -> bool {
         tenants.of_channel(channel.as_str()).id == self.id
+    }
+}
+
+/// The tenants in force, as the registry asks about them: read at each call, so a reload
+/// applies to the next channel created and the next event appended.
+#[derive(Debug)]
+pub struct Owners(pub Arc<arc_swap::ArcSwap<Tenants>>);
+
+impl crate::core::ChannelOwners for Owners {
+    fn owner(&self, channel: &str) -> Arc<str> {
+        self.0.load().of_channel(channel).id.0.clone()
+    }
+
+    fn max_history_bytes(&self, channel: &str) -> Option<usize> {
+        self.0.load().of_channel(channel).quotas.history_max_bytes
     }
 }
 

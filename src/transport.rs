@@ -3,6 +3,7 @@
 //! (`ably_rest`), which publish through `app_publish`. Each handler decodes, makes one call into
 //! the core, and encodes; JSON shapes live in `wire` (Pusher's WebSocket frames in `pusher_ws`),
 //! errors map once in `error` (the Ably ingress's in `ably_rest::error`, in Ably's terms).
+//! `tenancy` holds every publish and subscribe to its tenant's channels and quotas.
 
 pub(crate) mod ably_rest;
 pub mod admission;
@@ -21,6 +22,7 @@ mod pusher_ws;
 mod route;
 mod sse;
 mod subscriber;
+pub(crate) mod tenancy;
 pub mod vendor_auth;
 pub(crate) mod wake;
 pub mod wire;

@@ -146,6 +146,10 @@ impl Config {
                 "maintenance",
                 old.max_maintenance_window != new.max_maintenance_window,
             ),
+            (
+                "tenants",
+                old.tenants != new.tenants || old.tenant_defaults != new.tenant_defaults,
+            ),
         ] {
             if differs {
                 changed.push(section);

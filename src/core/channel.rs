@@ -3,7 +3,7 @@
 //! what makes "snapshot history and join live" a single step with no gap and no duplicate.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::live;
@@ -38,6 +38,18 @@ pub(crate) struct Shared {
     /// The channels mirror a shared engine: the engine sequences and keeps the history of record,
     /// so an unwatched channel may be reclaimed with history left (it is loaded again on demand).
     pub(crate) mirror: bool,
+    /// Who owns each channel, when the layer above has said (set once, at start).
+    pub(crate) owners: OnceLock<Arc<dyn ChannelOwners>>,
+}
+
+/// Who owns each channel, told to the registry by the layer above (the node's tenants): the
+/// registry counts channels per owner, and an owner may keep less history per channel than
+/// the node does. Answers from the configuration in force at the call.
+pub trait ChannelOwners: Send + Sync + std::fmt::Debug {
+    /// The id of `channel`'s owner.
+    fn owner(&self, channel: &str) -> Arc<str>;
+    /// The most history bytes `channel` keeps, when its owner sets a limit of its own.
+    fn max_history_bytes(&self, channel: &str) -> Option<usize>;
 }
 
 /// The channel was reclaimed between lookup and lock; look it up again.
@@ -51,6 +63,9 @@ pub struct Channel {
     /// Created by a subscribe or a read and not published to since: counted against the
     /// registry's bound for such channels, not against the publishers' (see `Registry`).
     unpublished: AtomicBool,
+    /// The owner this channel was counted under when created (a reload may move the channel;
+    /// it is uncounted from the same owner).
+    owner: Option<Arc<str>>,
 }
 
 struct State {
@@ -171,7 +186,9 @@ impl Channel {
         snapshot: Snapshot,
         now: Instant,
     ) -> Self {
+        let owner = shared.owners.get().map(|o| o.owner(name.as_str()));
         let ch = Self {
+            owner,
             name,
             shared,
             state: Mutex::new(State {
@@ -198,6 +215,11 @@ impl Channel {
         self
     }
 
+    /// Created by a subscribe or a read and not published to since.
+    pub(crate) fn is_unpublished(&self) -> bool {
+        self.unpublished.load(Ordering::Relaxed)
+    }
+
     /// Clears the unpublished mark; true if it was set (the caller then uncounts it once).
     pub(crate) fn take_unpublished(&self) -> bool {
         self.unpublished.load(Ordering::Relaxed) && self.unpublished.swap(false, Ordering::AcqRel)
@@ -205,6 +227,11 @@ impl Channel {
 
     pub fn name(&self) -> &ChannelName {
         &self.name
+    }
+
+    /// The owner the channel is counted under, if the registry knows owners.
+    pub(crate) fn owner(&self) -> Option<&Arc<str>> {
+        self.owner.as_ref()
     }
 
     pub(crate) fn publish(
@@ -276,6 +303,14 @@ impl Channel {
         if total > limits.max_history_bytes {
             // Over the global cap: this channel pays with its own oldest events, never the new one.
             st.history.trim_bytes(total - limits.max_history_bytes, 1);
+        }
+        // The owner's own limit per channel, read at each append so a reload applies at once.
+        let own = (self.shared.owners.get()).and_then(|o| o.max_history_bytes(self.name.as_str()));
+        if let Some(cap) = own {
+            let held = st.history.bytes();
+            if held > cap {
+                st.history.trim_bytes(held - cap, 1);
+            }
         }
         self.account(len_before, bytes_before + grown, &st.history);
         if let Some(live) = &st.live {

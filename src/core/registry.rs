@@ -15,7 +15,9 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use super::channel::{Applied, ChannelLimits, ReadFrom, Reclaimed, Shared, Snapshot};
+use super::channel::{
+    Applied, ChannelLimits, ChannelOwners, ReadFrom, Reclaimed, Shared, Snapshot,
+};
 use super::event::now_ms;
 use super::{
     Channel, ChannelName, CoreError, Event, EventDraft, Position, Published, Read, Subscription,
@@ -57,6 +59,9 @@ pub struct Registry {
     reclaimed: AtomicUsize,
     /// Channels in the map created by a subscribe or a read and not published to since.
     unpublished: AtomicUsize,
+    /// Channels in the map that have been published to, by owner ([`Registry::set_owners`]):
+    /// like the publishers' bound, a subscriber opening empty channels takes no owner's place.
+    per_owner: DashMap<Arc<str>, usize>,
 }
 
 /// Who is about to create a channel: each counts against its own bound.
@@ -87,10 +92,49 @@ impl Registry {
                 history_bytes: AtomicUsize::new(0),
                 history_events: AtomicUsize::new(0),
                 mirror,
+                owners: std::sync::OnceLock::new(),
             }),
             max_channels: AtomicUsize::new(limits.max_channels),
             reclaimed: AtomicUsize::new(0),
             unpublished: AtomicUsize::new(0),
+            per_owner: DashMap::new(),
+        }
+    }
+
+    /// Tells the registry who owns each channel, once, before the first channel is created:
+    /// channels are then counted per owner, and each keeps at most its owner's history bytes.
+    pub fn set_owners(&self, owners: Arc<dyn ChannelOwners>) {
+        let _ = self.shared.owners.set(owners);
+    }
+
+    /// Channels of `owner` in the registry now that have been published to.
+    pub fn channels_of(&self, owner: &str) -> usize {
+        self.per_owner.get(owner).map_or(0, |n| *n)
+    }
+
+    /// Whether the registry holds `name` now and it has been published to (it counts for its
+    /// owner).
+    pub fn holds_published(&self, name: &ChannelName) -> bool {
+        (self.channels.get(name)).is_some_and(|c| !c.is_unpublished())
+    }
+
+    fn count_in(&self, ch: &Channel) {
+        if let Some(owner) = ch.owner() {
+            *self.per_owner.entry(owner.clone()).or_insert(0) += 1;
+        }
+    }
+
+    fn count_out(&self, ch: &Channel) {
+        if let Some(owner) = ch.owner() {
+            // Removed at zero, so owners gone from the configuration leave nothing behind.
+            if let dashmap::mapref::entry::Entry::Occupied(mut n) =
+                self.per_owner.entry(owner.clone())
+            {
+                *n.get_mut() -= 1;
+                if *n.get() == 0 {
+                    n.remove();
+                }
+            }
         }
     }
 
@@ -119,7 +163,10 @@ impl Registry {
         let entry = self.channels.entry(name.clone()).or_insert_with(|| {
             let ch = Channel::new(name.clone(), self.shared.clone(), now);
             Arc::new(match by {
-                Creator::Publisher => ch,
+                Creator::Publisher => {
+                    self.count_in(&ch);
+                    ch
+                }
                 Creator::Subscriber => {
                     // Counted under the map's shard lock, once per channel created.
                     self.unpublished.fetch_add(1, Ordering::Relaxed);
@@ -153,6 +200,7 @@ impl Registry {
             let published = ch.publish(draft, ts, now)?;
             if ch.take_unpublished() {
                 self.unpublished.fetch_sub(1, Ordering::Relaxed);
+                self.count_in(ch);
             }
             Ok(published)
         })
@@ -215,12 +263,10 @@ impl Registry {
                     .or_insert_with(|| {
                         created = true;
                         let shared = self.shared.clone();
-                        Arc::new(Channel::from_snapshot(
-                            name.clone(),
-                            shared,
-                            snapshot.clone(),
-                            now,
-                        ))
+                        let ch =
+                            Channel::from_snapshot(name.clone(), shared, snapshot.clone(), now);
+                        self.count_in(&ch);
+                        Arc::new(ch)
                     })
                     .clone();
                 if created {
@@ -286,6 +332,8 @@ impl Registry {
             {
                 if ch.take_unpublished() {
                     self.unpublished.fetch_sub(1, Ordering::Relaxed);
+                } else {
+                    self.count_out(&ch);
                 }
                 reclaimed += 1;
             }
@@ -645,5 +693,58 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(r.prune(), 1, "the engine keeps the history of record");
         assert_eq!(r.stats(), RegistryStats::default());
+    }
+
+    /// Owners by the channel's first letter; owner "a" keeps 300 history bytes per channel.
+    #[derive(Debug)]
+    struct ByLetter;
+
+    impl ChannelOwners for ByLetter {
+        fn owner(&self, channel: &str) -> Arc<str> {
+            Arc::from(&channel[..1])
+        }
+        fn max_history_bytes(&self, channel: &str) -> Option<usize> {
+            channel.starts_with('a').then_some(300)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn channels_published_to_are_counted_per_owner_until_reclaimed() {
+        let r = Registry::new(limits(100));
+        r.set_owners(Arc::new(ByLetter));
+        r.publish(&ch("a1"), &draft(None)).unwrap();
+        r.publish_all(&[ch("a2"), ch("b1")], &draft(None)).unwrap();
+        // A subscriber's empty channel is no owner's until it is published to.
+        let sub = r.subscribe(&ch("a3"), None).unwrap();
+        assert_eq!((r.channels_of("a"), r.channels_of("b")), (2, 1));
+        assert!(r.holds_published(&ch("a1")) && !r.holds_published(&ch("a3")));
+        r.publish(&ch("a3"), &draft(None)).unwrap();
+        assert_eq!(r.channels_of("a"), 3);
+        drop(sub);
+        tokio::time::advance(Duration::from_secs(601)).await;
+        assert_eq!(r.prune(), 4);
+        assert_eq!((r.channels_of("a"), r.channels_of("b")), (0, 0));
+        // An unpublished channel reclaimed leaves the counts alone.
+        drop(r.subscribe(&ch("a4"), None).unwrap());
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(r.prune(), 1);
+        assert_eq!(r.channels_of("a"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_owner_s_channels_keep_at_most_its_history_bytes() {
+        let r = Registry::new(limits(1000));
+        r.set_owners(Arc::new(ByLetter));
+        for _ in 0..50 {
+            r.publish(&ch("a1"), &draft(None)).unwrap();
+            r.publish(&ch("b1"), &draft(None)).unwrap();
+        }
+        let kept = |name: &str| {
+            let read = r.read(&ch(name), &ReadFrom::Oldest, 1000, false).unwrap();
+            read.events.iter().map(|e| e.seq).collect::<Vec<u64>>()
+        };
+        let a = kept("a1");
+        assert!(a.len() < 50 && a.last() == Some(&50), "{a:?}");
+        assert_eq!(kept("b1").len(), 50);
     }
 }

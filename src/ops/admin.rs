@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(super::dashboard::router(&state))
         .route("/admin/drain", post(post_drain))
         .route("/admin/reload", post(post_reload))
+        .route("/admin/tenants", get(super::tenants::list))
         .route(
             "/admin/maintenance",
             get(super::maintenance_api::list).put(super::maintenance_api::schedule),
@@ -69,6 +70,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         metrics::counter!("understudy_audit_entries_total", "outcome" => outcome).absolute(n);
     }
     metrics::counter!("understudy_audit_write_errors_total").absolute(audit.write_errors);
+    super::tenants::sample_gauges(&state);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(state.engine.registry().stats()),

@@ -37,6 +37,10 @@ pub const CONNECTION_CAP: &str = "understudy_connection_cap";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "understudy_connections_refused_total";
 pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "understudy_connections_timed_out_total";
 pub const NEW_SUBSCRIBERS_TOTAL: &str = "understudy_new_subscribers_total";
+pub const TENANT_PUBLISH_TOTAL: &str = "understudy_tenant_publish_total";
+pub const TENANT_SUBSCRIBE_REFUSED_TOTAL: &str = "understudy_tenant_subscribe_refused_total";
+pub const TENANT_CONNECTIONS: &str = "understudy_tenant_connections";
+pub const TENANT_CHANNELS: &str = "understudy_tenant_channels";
 
 /// Transports, as metric label values.
 #[derive(Debug, Clone, Copy)]
@@ -199,6 +203,36 @@ impl Metrics {
     /// Connections closed for missing a deadline; `stage`: header, body or write.
     pub fn connection_timed_out(stage: &'static str) -> Counter {
         counter!(CONNECTIONS_TIMED_OUT_TOTAL, "stage" => stage)
+    }
+
+    /// Events a tenant's publishes carried past its scope and quotas (`outcome="accepted"`,
+    /// one per channel), or publishes refused whole (`outcome="refused"`, `reason`: scope,
+    /// rate, channels). `tenant` is [`crate::tenant::Tenants::metric_label`]: bounded.
+    pub fn tenant_publish(tenant: &str, refused: Option<&'static str>) -> Counter {
+        match refused {
+            None => {
+                counter!(TENANT_PUBLISH_TOTAL, "tenant" => tenant.to_owned(), "outcome" => "accepted")
+            }
+            Some(reason) => {
+                counter!(TENANT_PUBLISH_TOTAL, "tenant" => tenant.to_owned(), "outcome" => "refused", "reason" => reason)
+            }
+        }
+    }
+
+    /// Subscribes refused for the channel's tenant (`reason`: scope, connections).
+    pub fn tenant_subscribe_refused(tenant: &str, reason: &'static str) -> Counter {
+        counter!(TENANT_SUBSCRIBE_REFUSED_TOTAL, "tenant" => tenant.to_owned(), "reason" => reason)
+    }
+
+    /// Subscriber connections holding one of a tenant's channels on this node (sampled at
+    /// each scrape).
+    pub fn tenant_connections(tenant: &str) -> Gauge {
+        gauge!(TENANT_CONNECTIONS, "tenant" => tenant.to_owned())
+    }
+
+    /// Channels a tenant has on this node (sampled at each scrape).
+    pub fn tenant_channels(tenant: &str) -> Gauge {
+        gauge!(TENANT_CHANNELS, "tenant" => tenant.to_owned())
     }
 
     /// Counts a connection for as long as the guard lives.

@@ -12,9 +12,10 @@ pub struct Quotas {
     /// Subscriber connections open at once on this node (WebSocket, SSE, long poll) holding
     /// one of the tenant's channels.
     pub max_connections: Option<usize>,
-    /// Channels the tenant may have at once on this node.
+    /// Channels the tenant may have at once on this node (those published to: a subscriber
+    /// opening empty channels takes no publisher's place).
     pub max_channels: Option<usize>,
-    /// History bytes each of the tenant's channels keeps (instead of `history.max_bytes`), so the
-    /// tenant's history is at most `max_channels` times this.
+    /// History bytes each of the tenant's channels keeps, so the tenant's history is at most
+    /// `max_channels` times this; `history.max_bytes` still bounds the node's whole history.
     pub history_max_bytes: Option<usize>,
 }

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use self::error::AblyError;
 use super::app_publish::publish_app_event;
 use super::body::read_body;
+use super::tenancy;
 use crate::app::AppState;
 use crate::auth::ably::{authenticate, TokenRequestBody};
 use crate::core::{ChannelName, EventDraft};
@@ -143,6 +144,14 @@ async fn publish_messages(
     // One deadline for the whole request, as for a /v1/publish batch. Messages are published
     // in order; if the engine fails part way, those before stay published and a retry with
     // the same ids (what the SDKs send) publishes only the rest.
+    // The app's tenant admits the request whole: its own channel, one event per message.
+    let tenant = tenancy::of_app(state, &credential.app.id);
+    tenancy::admit_publish(
+        state,
+        &tenant,
+        "app publishes",
+        &vec![&channel; messages.len()],
+    )?;
     let deadline = state.engine.batch_deadline();
     let channels = [channel];
     let mut serials = Vec::with_capacity(messages.len());

@@ -10,6 +10,7 @@ use super::pusher_http::PusherError;
 use super::vendor_auth::VendorAuthError;
 use crate::auth::TokenError;
 use crate::core::CoreError;
+use crate::tenant::{retry_secs, Refusal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -77,6 +78,9 @@ pub enum ApiError {
     VendorAuth(#[from] VendorAuthError),
     #[error(transparent)]
     Pusher(#[from] PusherError),
+    /// A tenant's scope or quota.
+    #[error(transparent)]
+    Tenant(#[from] Refusal),
 }
 
 impl ApiError {
@@ -100,6 +104,10 @@ impl ApiError {
             AuditUnreadable | ReloadFailed => StatusCode::INTERNAL_SERVER_ERROR,
             VendorAuth(e) => e.status(),
             Pusher(e) => e.status(),
+            // 429 for every quota, channels too: each is a limit on what this client's tenant
+            // may do, not a lack of room on the node (507 would say the server is out of space).
+            Tenant(Refusal::NotInTenant { .. }) => StatusCode::FORBIDDEN,
+            Tenant(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -136,6 +144,7 @@ impl ApiError {
             NotWebSocket(_) => "not_websocket",
             VendorAuth(e) => e.code(),
             Pusher(e) => e.code(),
+            Tenant(r) => tenant_code(r),
         }
     }
 
@@ -150,9 +159,25 @@ impl ApiError {
             ApiError::ReconnectLater(wait) => {
                 body["error"]["retry_after_ms"] = json!(wait.as_millis() as u64)
             }
+            ApiError::Tenant(
+                Refusal::NotInTenant { channel, .. } | Refusal::ConnectionsExceeded { channel, .. },
+            ) => body["error"]["channel"] = json!(channel),
+            ApiError::Tenant(Refusal::RateLimited { retry_after, .. }) => {
+                body["error"]["retry_after_ms"] = json!(retry_after.as_millis().max(1) as u64)
+            }
             _ => {}
         }
         body
+    }
+}
+
+/// The stable code of a tenant's refusal, the same on every ingress that answers in JSON.
+pub(crate) fn tenant_code(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::NotInTenant { .. } => "channel_not_in_tenant",
+        Refusal::RateLimited { .. } => "tenant_rate_limited",
+        Refusal::ChannelsExceeded { .. } => "tenant_channels_exceeded",
+        Refusal::ConnectionsExceeded { .. } => "tenant_connections_exceeded",
     }
 }
 
@@ -211,6 +236,9 @@ impl IntoResponse for ApiError {
             // Whole seconds, rounded up: a client reading only the header never comes back
             // before `retry_after_ms`.
             ApiError::ReconnectLater(wait) => Some(wait.as_millis().div_ceil(1000).max(1) as u64),
+            ApiError::Tenant(Refusal::RateLimited { retry_after, .. }) => {
+                Some(retry_secs(retry_after))
+            }
             _ => None,
         };
         if let Some(secs) = retry_after {

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use super::body::{parse_json, read_json_body};
 use super::error::ApiPath;
 use super::subscriber::{self, query_values};
+use super::tenancy;
 use super::wire::PollBody;
 use super::ApiError;
 use crate::app::AppState;
@@ -48,6 +49,9 @@ pub(crate) async fn poll_one(
     let from = read_from(param("epoch"), number("since")?);
     let limit = limit(number("limit")?.map(|n| n as usize))?;
     let wait = wait(&state, number("wait_ms")?)?;
+    // A waiting poll holds a seat in the channel's tenant, as a stream does.
+    let mut seats = tenancy::seats(&state);
+    tenancy::join(&state, &mut seats, &ch)?;
 
     let mut reads = wait_for_any(&state, vec![(ch, from)], limit, wait).await?;
     let (ch, read) = reads.pop().expect("one channel in, one answer out");
@@ -94,7 +98,12 @@ pub(crate) async fn poll_many(
     }
     let limit = limit(req.limit)?;
     let wait = wait(&state, req.wait_ms)?;
+    let mut seats = tenancy::seats(&state);
+    for (ch, _) in &wanted {
+        tenancy::join(&state, &mut seats, ch)?;
+    }
     let reads = wait_for_any(&state, wanted, limit, wait).await?;
+    drop(seats);
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"results\":[");
     for (i, (ch, read)) in reads.iter().enumerate() {

@@ -14,9 +14,10 @@ use tokio::time::Instant;
 
 use super::body::{parse_json, read_json_body};
 use super::wire::{BatchBody, PublishBody, PublishResult};
-use super::ApiError;
+use super::{tenancy, ApiError};
 use crate::app::AppState;
 use crate::core::{ChannelName, Event, EventDraft};
+use crate::tenant::TenantConfig;
 use crate::vendor::{OutboundEvent, Priority};
 
 const MAX_NAME_LEN: usize = 200;
@@ -29,11 +30,13 @@ pub(crate) async fn publish(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let outcome = async {
-        authorize(&state, &headers)?;
+        let tenant = authorize(&state, &headers)?;
         let max_body = state.config.load().publish.max_body_bytes;
         let bytes = read_json_body(&headers, body, max_body).await?;
-        let item = parse_json::<PublishBody>(&bytes)?;
-        let answer = publish_item(&state, item).await?;
+        let item = check(&state, parse_json::<PublishBody>(&bytes)?)?;
+        let channels: Vec<&ChannelName> = item.channels.iter().collect();
+        tenancy::admit_publish(&state, &tenant, "key publishes", &channels)?;
+        let answer = publish_checked(&state, item, None).await?;
         Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
     }
     .await;
@@ -46,7 +49,7 @@ pub(crate) async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
+    let tenant = authorize(&state, &headers)?;
     let publish = state.config.load().publish.clone();
     let bytes = read_json_body(&headers, body, publish.max_body_bytes).await?;
     let batch = parse_json::<BatchBody>(&bytes)?;
@@ -54,18 +57,35 @@ pub(crate) async fn batch(
     if batch.events.is_empty() || batch.events.len() > max {
         return Err(ApiError::TooManyEvents(max));
     }
+    let items: Vec<Result<Checked, ApiError>> = (batch.events.iter().enumerate())
+        .map(|(i, raw)| {
+            parse_json::<PublishBody>(raw.get().as_bytes())
+                .map_err(|e| locate(e, i))
+                .and_then(|item| check(&state, item).map_err(|e| locate(e, i)))
+        })
+        .collect();
+    // The tenant's scope and quotas hold for the batch whole: one foreign channel, or one event
+    // over the rate, and nothing is published.
+    let channels: Vec<&ChannelName> = (items.iter().flatten())
+        .flat_map(|item| &item.channels)
+        .collect();
+    if let Err(refused) = tenancy::admit_publish(&state, &tenant, "key publishes", &channels) {
+        let refused = Err(ApiError::from(refused));
+        record(&state, &refused, Instant::now());
+        return refused;
+    }
     let (mut published, mut failed) = (0, 0);
     // One deadline for the whole batch, not one per item: a stuck engine costs the caller one
     // publish's deadline, after which the remaining items are answered at once.
     let deadline = state.engine.batch_deadline();
     let mut retry_later = false;
     // In order, one after another: events of a batch on one channel keep the batch's order.
-    let mut results: Vec<serde_json::Value> = Vec::with_capacity(batch.events.len());
-    for (i, raw) in batch.events.iter().enumerate() {
+    let mut results: Vec<serde_json::Value> = Vec::with_capacity(items.len());
+    for item in items {
         let started = Instant::now();
-        let outcome = match parse_json::<PublishBody>(raw.get().as_bytes()) {
-            Ok(item) => publish_item_until(&state, item, deadline).await,
-            Err(e) => Err(locate(e, i)),
+        let outcome = match item {
+            Ok(item) => publish_checked(&state, item, deadline).await,
+            Err(e) => Err(e),
         };
         record(&state, &outcome, started);
         retry_later |= matches!(outcome, Err(ApiError::EngineUnavailable(_)));
@@ -112,34 +132,38 @@ pub(crate) fn record<T>(state: &AppState, outcome: &Result<T, ApiError>, started
         .record(started.elapsed().as_secs_f64());
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// The tenant whose publisher key the bearer is.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<TenantConfig>, ApiError> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    if state.publishers.load().accepts(key.trim()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    tenancy::of_key(state, key.trim()).ok_or(ApiError::Unauthorized)
 }
 
 /// Validates one publish item whole, then publishes it to each of its channels and hands each
-/// new event to the vendor lanes. The one publish path: the API and the clinic demo's backend.
+/// new event to the vendor lanes: the clinic demo's backend, which publishes as the operator
+/// (no tenant's key, so no tenant's quota).
 pub(crate) async fn publish_item(
     state: &AppState,
     item: PublishBody,
 ) -> Result<serde_json::Value, ApiError> {
-    publish_item_until(state, item, None).await
+    let item = check(state, item)?;
+    publish_checked(state, item, None).await
 }
 
-/// [`publish_item`] under a deadline shared with other items (a batch's).
-async fn publish_item_until(
-    state: &AppState,
-    item: PublishBody,
-    deadline: Option<Instant>,
-) -> Result<serde_json::Value, ApiError> {
+/// A publish item checked whole, not yet published.
+struct Checked {
+    channels: Vec<ChannelName>,
+    /// Sent as `channels` (answered with a result per channel).
+    multi: bool,
+    draft: EventDraft,
+    priority: Option<Priority>,
+}
+
+/// Checks one publish item whole: nothing about it is refused once publishing starts.
+fn check(state: &AppState, item: PublishBody) -> Result<Checked, ApiError> {
     let (channels, multi) = match (item.channel, item.channels) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidField(
@@ -197,6 +221,27 @@ async fn publish_item_until(
         }
     };
     let draft = EventDraft::new(Arc::from(item.name), data, item.id.map(Arc::from));
+    Ok(Checked {
+        channels,
+        multi,
+        draft,
+        priority,
+    })
+}
+
+/// Publishes a checked item to each of its channels, under a deadline shared with other items
+/// (a batch's), and hands each new event to the vendor lanes.
+async fn publish_checked(
+    state: &AppState,
+    item: Checked,
+    deadline: Option<Instant>,
+) -> Result<serde_json::Value, ApiError> {
+    let Checked {
+        channels,
+        multi,
+        draft,
+        priority,
+    } = item;
     let published = state
         .engine
         .publish_all(&channels, &draft, deadline)

@@ -3,7 +3,8 @@
 //! signed as Pusher requires and checked in full (`signature`); each event is checked against
 //! Pusher's limits (`trigger`) and published like `/v1/publish` (same engine, deadlines,
 //! metrics and 503s) through [`super::app_publish`], which also forwards it to the vendor as
-//! the app's `forward` says. Nothing here waits on a vendor.
+//! the app's `forward` says, once the app's tenant admits it (its channels only, within its
+//! quotas; a request is admitted or refused whole). Nothing here waits on a vendor.
 //!
 //! # Layout
 //! - `signature`: the pure check of `auth_key`, `auth_timestamp`, `auth_version`, `body_md5`
@@ -28,6 +29,7 @@ pub use signature::SignatureError;
 
 use super::publish::record;
 use super::publish_app_event;
+use super::tenancy;
 use super::wire::pusher_http::{PusherBatch, PusherTrigger};
 use super::{read_json_body, ApiError, ApiPath};
 use crate::app::AppState;
@@ -87,6 +89,9 @@ pub(crate) async fn events(
     let outcome = async {
         let (app, bytes) = authenticate(&state, &app_id, &uri, &headers, body).await?;
         let trigger = trigger::validate(trigger::parse::<PusherTrigger>(&bytes)?, None)?;
+        let channels: Vec<&ChannelName> = trigger.channels.iter().collect();
+        let tenant = tenancy::of_app(&state, &app.id);
+        tenancy::admit_publish(&state, &tenant, "app publishes", &channels)?;
         publish_app_event(&state, &app, &trigger.channels, &trigger.draft, None).await?;
         let mut answer = json!({});
         if trigger.subscription_count {
@@ -123,6 +128,10 @@ pub(crate) async fn batch_events(
         let triggers = (batch.batch.into_iter().enumerate())
             .map(|(i, t)| trigger::validate(t, Some(i)))
             .collect::<Result<Vec<_>, _>>()?;
+        // The app's tenant's scope and quotas hold for the batch whole.
+        let channels: Vec<&ChannelName> = triggers.iter().flat_map(|t| &t.channels).collect();
+        let tenant = tenancy::of_app(&state, &app.id);
+        tenancy::admit_publish(&state, &tenant, "app publishes", &channels)?;
         Ok::<_, ApiError>((app, triggers))
     }
     .await;

@@ -24,6 +24,7 @@ use tracing::{debug, Instrument};
 use self::protocol::{code, ClientFrame, SubscribeData};
 use super::control::{Signal, Signals};
 use super::subscriber::{self, Feed, FeedItem, Heartbeats};
+use super::tenancy;
 use super::wake::WakeFlag;
 use super::ws::frames::EventWriter;
 use super::ws::handshake::Handshake;
@@ -33,6 +34,7 @@ use crate::app::AppState;
 use crate::config::AppConfig;
 use crate::core::ChannelName;
 use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
+use crate::tenant::Seats;
 
 /// Protocol versions served: pusher-js 8 speaks 7; 5 and 6 carry the same messages.
 const PROTOCOLS: [&str; 3] = ["5", "6", "7"];
@@ -125,6 +127,8 @@ struct Session {
     /// `exclude_socket` names it are not sent on this socket.
     socket_id: String,
     feed: Feed,
+    /// A seat in each tenant whose channels `feed` holds (`max_connections`).
+    seats: Seats,
     reads: WakeFlag,
     delivered: BatchedCounter,
     last_heard: Instant,
@@ -150,6 +154,7 @@ impl Session {
             app,
             socket_id,
             feed: Feed::default(),
+            seats: tenancy::seats(&state),
             reads: WakeFlag::default(),
             delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
@@ -183,6 +188,7 @@ impl Session {
         };
         debug!(code = close.0, "pusher socket closed");
         self.feed = Feed::default();
+        self.seats = tenancy::seats(&self.state);
         let frame = ws::close_frame(close);
         ws::close(&mut self.socket, &mut self.events, frame, stall, limit).await;
     }
@@ -319,6 +325,7 @@ impl Session {
                 if let Ok(d) = SubscribeData::parse(frame.data) {
                     if let Ok(ch) = ChannelName::parse(&d.channel) {
                         self.feed.remove(&ch);
+                        self.seats.leave(&ch);
                     }
                 }
                 Ok(())
@@ -357,6 +364,13 @@ impl Session {
                 Ok(ch) => Ok(ch),
             }
         };
+        // An app's sockets see its tenant's channels only, refused as a channel they may not
+        // have.
+        let outcome = outcome.and_then(|ch| {
+            tenancy::app_may_subscribe(&self.state, &self.app.id, &ch)
+                .map(|()| ch)
+                .map_err(|e| refused(e.to_string()))
+        });
         let ch = match outcome {
             Ok(ch) => ch,
             Err((code, why)) => return self.send_error(code, &why, Some(name)).await,
@@ -374,9 +388,15 @@ impl Session {
                 let why = format!("at most {max} channels per connection");
                 return self.send_error(None, &why, Some(name)).await;
             }
+            if let Err(e) = tenancy::join(&self.state, &mut self.seats, &ch) {
+                // Pusher's "over capacity": reconnect after a back-off.
+                let why = e.to_string();
+                return (self.send_error(Some(code::OVER_CAPACITY), &why, Some(name))).await;
+            }
             match self.state.engine.subscribe(&ch, None).await {
                 Ok(sub) => self.feed.insert(sub),
                 Err(e) => {
+                    self.seats.leave(&ch);
                     let e = ApiError::from(e);
                     return self.send_error(None, &e.to_string(), Some(name)).await;
                 }

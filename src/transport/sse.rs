@@ -19,6 +19,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::control::{Signal, Signals};
 use super::later;
 use super::subscriber::{self, Feed, FeedItem, Heartbeats};
+use super::tenancy;
 use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
@@ -26,6 +27,7 @@ use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::core::{Cursor, Position};
 use crate::ops::metrics::{BatchedCounter, ConnectionGuard, Metrics, Transport};
+use crate::tenant::Seats;
 
 const WRITE_BATCH: u64 = 64;
 const CHUNK_CAPACITY: usize = 1024;
@@ -60,6 +62,11 @@ pub(crate) async fn stream(
     let last_id = from_header.or_else(|| subscriber::query_values(&pairs, "cursor").next());
     let max_channels = state.config.load().subscribers.max_channels_per_connection;
     let resume = Cursor::parse(last_id.unwrap_or(""), max_channels)?;
+    // A seat in each tenant of the channels, all or none, before anything streams.
+    let mut seats = tenancy::seats(&state);
+    for ch in &channels {
+        tenancy::join(&state, &mut seats, ch)?;
+    }
     match subscriber::admit_new(&state, Transport::Sse) {
         Ok(()) => {}
         // A browser's EventSource cannot read a refused answer: it is told in the stream.
@@ -81,6 +88,7 @@ pub(crate) async fn stream(
         done: false,
         settled: false,
         buf: BytesMut::new(),
+        _seats: seats,
         _token: state.lifecycle.track(),
         _conn: Metrics::connection(Transport::Sse),
     };
@@ -169,6 +177,8 @@ struct Connection {
     /// Reused for every chunk: once hyper has written and dropped a chunk, `reserve` takes the
     /// same allocation back, so a steady stream does not allocate per chunk.
     buf: BytesMut,
+    /// A seat in each tenant of the stream's channels, given back when the stream ends.
+    _seats: Seats,
     _token: TaskTrackerToken,
     _conn: ConnectionGuard,
 }

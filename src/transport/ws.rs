@@ -35,6 +35,7 @@ pub(crate) use self::handshake::Handshake as FuzzHandshake;
 use super::control::{Signal, Signals};
 use super::later;
 use super::subscriber::{self, Feed, FeedItem, Heartbeats, Outgoing};
+use super::tenancy;
 use super::wake::WakeFlag;
 use super::wire::{ClientMessage, ServerMessage};
 use super::ApiError;
@@ -43,6 +44,7 @@ use crate::auth::TokenScope;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, Epoch, Event, Position};
 use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
+use crate::tenant::Seats;
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -176,6 +178,8 @@ struct Session {
     scope: TokenScope,
     conn_id: String,
     feed: Feed,
+    /// A seat in each tenant whose channels `feed` holds (`max_connections`).
+    seats: Seats,
     /// In front of the socket's read side.
     reads: WakeFlag,
     delivered: BatchedCounter,
@@ -204,6 +208,7 @@ impl Session {
             scope,
             conn_id,
             feed: Feed::default(),
+            seats: tenancy::seats(&state),
             reads: WakeFlag::default(),
             delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
@@ -254,8 +259,10 @@ impl Session {
                 (CLOSE_RESTART, "server restarting: reconnect and resume")
             }
         };
-        // The channels are let go at once; only the socket stays for the goodbye.
+        // The channels (and the tenants' seats) are let go at once; only the socket stays for
+        // the goodbye.
         self.feed = Feed::default();
+        self.seats = tenancy::seats(&self.state);
         let frame = close_frame(close);
         self::close(&mut self.socket, &mut self.events, frame, stall, limit).await;
     }
@@ -420,6 +427,7 @@ impl Session {
             ClientMessage::Unsubscribe { channel } => {
                 if let Ok(ch) = ChannelName::parse(&channel) {
                     self.feed.remove(&ch);
+                    self.seats.leave(&ch);
                 }
                 let msg = ServerMessage::Unsubscribed { channel: &channel };
                 self.send_now(msg.to_bytes()).await?;
@@ -443,9 +451,19 @@ impl Session {
         if !self.feed.contains(&ch) && self.feed.len() >= max {
             return Ok(Some(End::Policy));
         }
+        // Refused for its tenant, this channel alone: the connection's others keep going.
+        if let Err(refused) = tenancy::join(&self.state, &mut self.seats, &ch) {
+            let e = ApiError::from(refused);
+            self.send_error(e.code(), &e.to_string(), Some(ch.as_str()))
+                .await?;
+            return Ok(None);
+        }
         let sub = match self.state.engine.subscribe(&ch, since.as_ref()).await {
             Ok(sub) => sub,
             Err(e) => {
+                if !self.feed.contains(&ch) {
+                    self.seats.leave(&ch);
+                }
                 let e = ApiError::from(e);
                 self.send_error(e.code(), &e.to_string(), Some(ch.as_str()))
                     .await?;

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::auth::ably::AblyAuthError;
+use crate::tenant::{retry_secs, Refusal};
 use crate::transport::ApiError;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,9 @@ pub(crate) enum AblyError {
     MethodNotAllowed,
     #[error("{0}")]
     Unavailable(String),
+    /// The app's tenant's scope or quota.
+    #[error(transparent)]
+    Tenant(#[from] crate::tenant::Refusal),
 }
 
 impl AblyError {
@@ -64,16 +68,25 @@ impl AblyError {
             UnknownKey(_) => (404, 40400),
             MethodNotAllowed => (405, 40500),
             Unavailable(_) => (503, 50003),
+            // Ably's "operation not permitted with provided capability" and "rate limit
+            // exceeded": what the SDKs already know how to report.
+            Tenant(Refusal::NotInTenant { .. }) => (403, 40160),
+            Tenant(_) => (429, 42910),
         };
         (StatusCode::from_u16(status).expect("a valid status"), code)
     }
 
-    /// Whether the same request may succeed later (a `Retry-After` goes with it).
-    fn retry_later(&self) -> bool {
-        matches!(
-            self,
-            AblyError::Unavailable(_) | AblyError::Auth(AblyAuthError::TooManyTokenRequests)
-        )
+    /// In how many seconds the same request may succeed (the `Retry-After` that goes with it).
+    fn retry_later(&self) -> Option<u64> {
+        match self {
+            AblyError::Unavailable(_) | AblyError::Auth(AblyAuthError::TooManyTokenRequests) => {
+                Some(crate::engine::RETRY_AFTER_SECS)
+            }
+            AblyError::Tenant(Refusal::RateLimited { retry_after, .. }) => {
+                Some(retry_secs(*retry_after))
+            }
+            _ => None,
+        }
     }
 
     pub(crate) fn body(&self) -> serde_json::Value {
@@ -97,6 +110,7 @@ impl From<ApiError> for AblyError {
             e @ (ApiError::EngineUnavailable(_)
             | ApiError::ChannelLimit(_)
             | ApiError::ShuttingDown) => AblyError::Unavailable(e.to_string()),
+            ApiError::Tenant(r) => AblyError::Tenant(r),
             other => AblyError::BadRequest(other.to_string()),
         }
     }
@@ -122,8 +136,8 @@ impl IntoResponse for AblyError {
         if let Ok(v) = HeaderValue::from_str(&message) {
             headers.insert("x-ably-errormessage", v);
         }
-        if self.retry_later() {
-            headers.insert(header::RETRY_AFTER, crate::engine::RETRY_AFTER_SECS.into());
+        if let Some(secs) = self.retry_later() {
+            headers.insert(header::RETRY_AFTER, secs.into());
         }
         response
     }
