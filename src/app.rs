@@ -118,6 +118,7 @@ impl AppState {
             &background.tasks,
             background.cancel.clone(),
         )?;
+        failover.start_tenants(tenant_vendors(&config), &config.vendors.failover)?;
         let (audit, _writer) = Audit::start(config.audit.clone());
         let engine = match &config.engine {
             EngineConfig::Memory => Engine::memory(Arc::new(Registry::new(limits))),
@@ -213,6 +214,19 @@ pub(crate) fn tenants(config: &Config) -> Tenants {
     )
 }
 
+/// Every tenant with vendors of its own.
+pub(crate) fn tenant_vendors(config: &Config) -> Vec<crate::failover::TenantVendors> {
+    (config.tenants.iter())
+        .filter_map(|t| {
+            let vendors = t.vendors.clone().filter(|v| !v.is_empty())?;
+            Some(crate::failover::TenantVendors {
+                tenant: t.id.clone(),
+                vendors,
+            })
+        })
+        .collect()
+}
+
 fn subscriber_auth(config: &Config) -> SubscriberAuth {
     SubscriberAuth::new(config.auth.subscribe, &config.auth.subscriber_secret)
 }
@@ -299,8 +313,8 @@ impl App {
 
         let upkeep = tokio::spawn(upkeep(state.clone()));
         background.tasks.spawn(crate::transport::control::run(
-            state.control.clone(),
-            state.failover.watch_route(),
+            state.clone(),
+            state.failover.watch_routes(),
             lifecycle.goodbye_token(),
         ));
         background.tasks.spawn(ops::maintenance::run(

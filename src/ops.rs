@@ -11,5 +11,6 @@ mod maintenance_api;
 pub mod metrics;
 pub mod mode;
 pub mod status;
+mod tenant_routes;
 
 pub use metrics::Metrics;
