@@ -43,7 +43,7 @@ enum Step {
     /// Unchanged: keeps running with its health.
     Keep,
     /// A new tenant with vendors, or one whose vendors or knobs changed.
-    Start(PreparedSide),
+    Start(Box<PreparedSide>),
 }
 
 impl Failover {
@@ -64,7 +64,7 @@ impl Failover {
                 let step = if same {
                     Step::Keep
                 } else {
-                    Step::Start(PreparedSide::build(&t.vendors, config.clone())?)
+                    Step::Start(Box::new(PreparedSide::build(&t.vendors, config.clone())?))
                 };
                 Ok((t, step))
             })
@@ -87,7 +87,7 @@ impl Failover {
                 (Step::Keep, Some(running)) => running.clone(),
                 (Step::Keep, None) => unreachable!("a kept set is running"),
                 (Step::Start(prepared), Some(running)) => {
-                    running.failover.rebuild(prepared).await?;
+                    running.failover.rebuild(*prepared).await?;
                     changed += 1;
                     OwnSet {
                         failover: running.failover.clone(),
@@ -98,7 +98,7 @@ impl Failover {
                 (Step::Start(prepared), None) => {
                     changed += 1;
                     OwnSet {
-                        failover: self.launch_own(prepared, &t.tenant),
+                        failover: self.launch_own(*prepared, &t.tenant),
                         vendors: t.vendors,
                         config: plan.config.clone(),
                     }

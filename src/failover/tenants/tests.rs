@@ -204,3 +204,49 @@ async fn a_tenant_whose_own_vendor_hangs_moves_alone() {
     assert_eq!(*failover.route_for(&b), *b_before);
     cancel.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_starts_keeps_rebuilds_and_stops_tenants_own_vendor_sets() {
+    let shared = FakeVendor::new("shared", 10, Realtime::Working);
+    let (failover, cancel) = start(&shared);
+    let a = TenantId::new("a");
+    let webhook = |n: u16| {
+        crate::vendor::VendorConfig::from_url(&format!(
+            "webhook+http://127.0.0.1:{n}/hook?secret=a-webhook-secret"
+        ))
+        .unwrap()
+    };
+    let own = |n: u16| {
+        vec![super::TenantVendors {
+            tenant: a.clone(),
+            vendors: vec![webhook(n)],
+        }]
+    };
+    let apply = |wanted| {
+        let plan = failover.plan_tenants(wanted, &config()).unwrap();
+        failover.apply_tenants(plan)
+    };
+    assert_eq!(apply(own(1)).await.unwrap(), 1, "started");
+    assert!(failover.has_own_vendors(&a));
+    let names = failover.vendor_names_for(&a);
+    assert_ne!(
+        names,
+        failover.vendor_names(),
+        "a's own vendor, not the shared one"
+    );
+    tokio::time::sleep(SEC).await;
+    let route = failover.route_for(&a);
+    assert_eq!(route.path, Path::Vendor(0));
+    assert_eq!(apply(own(1)).await.unwrap(), 0, "unchanged: kept");
+    assert_eq!(failover.route_for(&a).since, route.since);
+    assert_eq!(apply(own(2)).await.unwrap(), 1, "changed: rebuilt");
+    assert!(failover.has_own_vendors(&a));
+    assert_eq!(apply(Vec::new()).await.unwrap(), 1, "gone: stopped");
+    assert!(!failover.has_own_vendors(&a));
+    assert_eq!(
+        *failover.route_for(&a),
+        *failover.route(),
+        "a shares [vendors] again"
+    );
+    cancel.cancel();
+}
