@@ -214,14 +214,24 @@ pub(crate) fn tenants(config: &Config) -> Tenants {
     )
 }
 
+/// `tenant`'s own vendors, named `tenant/name`.
+pub(crate) fn own_vendors(
+    tenant: &crate::tenant::TenantId,
+    vendors: &[crate::vendor::VendorConfig],
+) -> Vec<crate::vendor::VendorConfig> {
+    (vendors.iter())
+        .map(|v| v.clone().owned_by(tenant.as_str()))
+        .collect()
+}
+
 /// Every tenant with vendors of its own.
 pub(crate) fn tenant_vendors(config: &Config) -> Vec<crate::failover::TenantVendors> {
     (config.tenants.iter())
         .filter_map(|t| {
-            let vendors = t.vendors.clone().filter(|v| !v.is_empty())?;
+            let vendors = t.vendors.as_ref().filter(|v| !v.is_empty())?;
             Some(crate::failover::TenantVendors {
                 tenant: t.id.clone(),
-                vendors,
+                vendors: own_vendors(&t.id, vendors),
             })
         })
         .collect()

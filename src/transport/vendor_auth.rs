@@ -211,8 +211,9 @@ fn choose(
     let own = (config.tenants.iter())
         .find(|t| t.id == *tenant)
         .and_then(|t| t.vendors.as_ref())
-        .filter(|v| !v.is_empty());
-    let vendors = own.unwrap_or(&config.vendors.vendors);
+        .filter(|v| !v.is_empty())
+        .map(|v| crate::app::own_vendors(tenant, v));
+    let vendors = own.as_ref().unwrap_or(&config.vendors.vendors);
     if let Some(named) = named.filter(|n| !n.is_empty()) {
         return vendors
             .iter()
