@@ -216,6 +216,38 @@ async fn each_tenant_has_its_route_and_a_forced_tenant_moves_alone_until_its_mod
     );
     assert_eq!(route_of(&s, "?channel=a.room").await["route"], "vendor");
     assert_eq!(route_of(&s, "?channel=b.room").await, b);
+    // The audit feed records the expiry as it sees the status change; wait for it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let expired = loop {
+        s.state.audit.flush().await.unwrap();
+        let (_, v) = s
+            .admin_call(
+                reqwest::Method::GET,
+                "/admin/audit?limit=10",
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        let found = (v["entries"].as_array().unwrap().iter())
+            .find(|e| e["action"] == "mode_expired")
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tenant's mode expiry is audited: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (
+            expired["details"]["tenant"].as_str(),
+            expired["details"]["from"].as_str(),
+            expired["details"]["to"].as_str()
+        ),
+        (Some("clinic-a"), Some("poll"), Some("inherit"))
+    );
 }
 
 #[tokio::test]
