@@ -250,3 +250,26 @@ async fn a_reload_starts_keeps_rebuilds_and_stops_tenants_own_vendor_sets() {
     );
     cancel.cancel();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tenant_mode_and_its_route_survive_a_rebuild_of_the_vendors() {
+    let vendor = FakeVendor::new("v", 10, Realtime::Working);
+    let (failover, cancel) = start(&vendor);
+    let a = TenantId::new("a");
+    tokio::time::sleep(SEC).await;
+    let hour = Some(Instant::now() + 3600 * SEC);
+    failover.set_tenant_mode(&a, Some(ModeSetting::forced(Mode::Poll, "x", "ops", hour)));
+    let polled = route_until(&failover, &a, SEC, |r| r.path == Path::Poll).await;
+    let next = FakeVendor::new("next", 10, Realtime::Working);
+    failover.rebuild(side(&next)).await.unwrap();
+    let after = failover.route_for(&a);
+    assert_eq!(
+        (after.path, after.version),
+        (Path::Poll, polled.version),
+        "nothing to tell a's clients"
+    );
+    let node = failover.route();
+    assert_eq!(node.path, Path::Vendor(0));
+    assert!(node.version > polled.version, "versions stay unique");
+    cancel.cancel();
+}
