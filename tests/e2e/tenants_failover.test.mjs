@@ -5,19 +5,21 @@
 //   (2) tenant A's vendor hangs (SIGSTOP): only A's page moves to understudy's own transport
 //       (route and badge), B's page stays on its vendor and its route never changes;
 //   (3) A's vendor comes back (SIGCONT): A's page returns to it.
+// While A's vendor hangs, the on-call dashboard's Tenants panel shows A on SELF, B on VENDOR.
 // Throughout, events are published to both tenants' channels; each page gets every event of
 // its channel exactly once, in order.
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  Understudy, Sockudo, SOCKUDO, PUBLISHER_KEY, launchBrowser, until, waitForBadge, badge, screenshot, cleanup, testCertificates,
+  Understudy, Sockudo, SOCKUDO, PUBLISHER_KEY, launchBrowser, openPage, until, waitForBadge, badge, screenshot, cleanup, testCertificates,
 } from "./harness.mjs";
 
 const A = { id: "clinic-a", channel: "clinic-42.waiting-room", key: "e2e-publisher-key-clinic-a" };
 const B = { id: "clinic-b", channel: "clinic-42.lobby", key: "e2e-publisher-key-clinic-b" };
 const vendorA = new Sockudo({ key: "key-clinic-a", secret: "secret-clinic-a" });
 const vendorB = new Sockudo({ key: "key-clinic-b", secret: "secret-clinic-b" });
+const ADMIN = "e2e-tenants-admin-token-0123456789";
 let server, browser;
 const pages = {};
 const published = { [A.id]: [], [B.id]: [] };
@@ -41,7 +43,7 @@ before(async () => {
     "[vendors]\nheartbeat_ms = 800\nmove_back_jitter_ms = 5000",
     tenant(A, vendorA), tenant(B, vendorB),
   ].join("\n"));
-  await server.start({ UNDERSTUDY_VENDOR_CA_FILE: vendorA.caFile });
+  await server.start({ UNDERSTUDY_VENDOR_CA_FILE: vendorA.caFile, UNDERSTUDY_ADMIN_TOKEN: ADMIN });
 });
 
 async function routeOf(t) {
@@ -155,6 +157,16 @@ describe("two tenants, two vendors", () => {
     assert.ok(since.every((s) => s.startsWith("vendor:")), "B's page stayed on its vendor: " + JSON.stringify(since));
     await assertExactlyOnce(A, movedAt);
     await assertExactlyOnce(B, movedAt);
+
+    const dashboard = await openPage(browser, "tenants-dashboard", "http://127.0.0.1:" + server.adminPort + "/admin/");
+    await dashboard.waitForSelector("#login[open]", { timeout: 5000 });
+    await dashboard.fill("#token-input", ADMIN);
+    await dashboard.click("#token-submit");
+    await dashboard.waitForFunction(() => {
+      const route = (id) => { const el = document.querySelector(`#tenants article[data-tenant="${id}"]`); return el && el.dataset.route; };
+      return route("clinic-a") === "self" && route("clinic-b") === "vendor";
+    }, null, { timeout: 15000, polling: 100 });
+    await screenshot(dashboard, "tenants-dashboard");
     await screenshot(pages[A.id], "tenants-a-hung");
     await screenshot(pages[B.id], "tenants-b-while-a-hung");
   });
