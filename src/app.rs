@@ -326,6 +326,7 @@ impl App {
             state.clone(),
             state.failover.watch_routes(),
             lifecycle.goodbye_token(),
+            background.cancel.clone(),
         ));
         background.tasks.spawn(ops::maintenance::run(
             state.maintenance.clone(),

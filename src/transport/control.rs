@@ -133,11 +133,13 @@ impl Drop for Nudged {
 }
 
 /// Nudges every connection when the goodbye is given, and the connections of each tenant whose
-/// route changed when one did (`routes` wakes on every route change of the node).
+/// route changed when one did (`routes` wakes on every route change of the node). Ends when
+/// `stop` (the node's background tasks) is cancelled.
 pub async fn run(
     state: crate::app::AppState,
     mut routes: watch::Receiver<u64>,
     goodbye: CancellationToken,
+    stop: CancellationToken,
 ) {
     let control = state.control.clone();
     // The route version each tenant's connections were last nudged for.
@@ -145,6 +147,7 @@ pub async fn run(
     let mut said_goodbye = false;
     loop {
         tokio::select! {
+            () = stop.cancelled() => return,
             () = goodbye.cancelled(), if !said_goodbye => {
                 said_goodbye = true;
                 control.nudge_all();

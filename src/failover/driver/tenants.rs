@@ -42,7 +42,7 @@ impl Driver {
                     self.tenants.insert(tenant.clone(), held);
                 }
             }
-            tracing::warn!(%tenant, mode = mode.mode.as_str(), set_by = %mode.set_by, reason = %mode.reason, "tenant mode set");
+            tracing::debug!(%tenant, mode = mode.mode.as_str(), set_by = %mode.set_by, reason = %mode.reason, "tenant mode applied");
         }
         changed | self.reroute(now)
     }
