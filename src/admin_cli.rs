@@ -22,7 +22,8 @@ pub(crate) struct AdminTarget {
 
 #[derive(Subcommand)]
 pub(crate) enum ModeCommand {
-    /// Force a path: vendor, self or poll. It falls back to auto after --for.
+    /// Force a path: vendor, self or poll. It falls back to auto after --for. With --tenant,
+    /// for that tenant alone (auto too), falling back to the node-wide mode.
     Set {
         mode: String,
         #[arg(long)]
@@ -30,13 +31,19 @@ pub(crate) enum ModeCommand {
         /// How long the forced mode lasts, e.g. 90s, 30m, 2h, 1d.
         #[arg(long = "for")]
         duration: String,
+        /// A tenant's id: its mode alone; the others keep the node-wide mode.
+        #[arg(long)]
+        tenant: Option<String>,
         #[command(flatten)]
         target: AdminTarget,
     },
-    /// Return to automatic failover.
+    /// Return to automatic failover. With --tenant, lift that tenant's own mode: it follows the
+    /// node-wide mode again.
     Auto {
         #[arg(long, default_value = "back to automatic failover")]
         reason: String,
+        #[arg(long)]
+        tenant: Option<String>,
         #[command(flatten)]
         target: AdminTarget,
     },
@@ -94,16 +101,48 @@ pub(crate) async fn mode(cmd: ModeCommand) -> anyhow::Result<()> {
             mode,
             reason,
             duration,
+            tenant: Some(tenant),
+            target,
+        } => (
+            target,
+            json!({"tenant": tenant, "mode": mode, "reason": reason, "expires_in": duration}),
+        ),
+        ModeCommand::Set {
+            mode,
+            reason,
+            duration,
+            tenant: None,
             target,
         } => (
             target,
             json!({"mode": mode, "reason": reason, "expires_in": duration}),
         ),
-        ModeCommand::Auto { reason, target } => (target, json!({"mode": "auto", "reason": reason})),
+        ModeCommand::Auto {
+            reason,
+            tenant: Some(tenant),
+            target,
+        } => (
+            target,
+            json!({"tenant": tenant, "mode": "inherit", "reason": reason}),
+        ),
+        ModeCommand::Auto {
+            reason,
+            tenant: None,
+            target,
+        } => (target, json!({"mode": "auto", "reason": reason})),
     };
     let v = target
         .call(reqwest::Method::PUT, "/admin/mode", Some(body))
         .await?;
+    if let Some(tenant) = v["tenant"].as_str() {
+        println!(
+            "tenant {tenant}: mode {}, route now {}: {}",
+            v["mode"]["mode"].as_str().unwrap_or("node-wide"),
+            v["route"]["route"].as_str().unwrap_or("?"),
+            v["route"]["reason"].as_str().unwrap_or("")
+        );
+        return Ok(());
+    }
     println!(
         "mode {} (by {}), route now {}: {}",
         v["mode"]["mode"].as_str().unwrap_or("?"),

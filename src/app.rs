@@ -120,6 +120,7 @@ impl AppState {
             &background.tasks,
             background.cancel.clone(),
         )?;
+        failover.start_tenants(tenant_vendors(&config), &config.vendors.failover)?;
         let (audit, _writer) = Audit::start(config.audit.clone());
         let engine = match &config.engine {
             EngineConfig::Memory => Engine::memory(Arc::new(Registry::new(limits))),
@@ -215,6 +216,29 @@ pub(crate) fn tenants(config: &Config) -> Tenants {
     )
 }
 
+/// `tenant`'s own vendors, named `tenant/name`.
+pub(crate) fn own_vendors(
+    tenant: &crate::tenant::TenantId,
+    vendors: &[crate::vendor::VendorConfig],
+) -> Vec<crate::vendor::VendorConfig> {
+    (vendors.iter())
+        .map(|v| v.clone().owned_by(tenant.as_str()))
+        .collect()
+}
+
+/// Every tenant with vendors of its own.
+pub(crate) fn tenant_vendors(config: &Config) -> Vec<crate::failover::TenantVendors> {
+    (config.tenants.iter())
+        .filter_map(|t| {
+            let vendors = t.vendors.as_ref().filter(|v| !v.is_empty())?;
+            Some(crate::failover::TenantVendors {
+                tenant: t.id.clone(),
+                vendors: own_vendors(&t.id, vendors),
+            })
+        })
+        .collect()
+}
+
 fn subscriber_auth(config: &Config) -> SubscriberAuth {
     SubscriberAuth::new(config.auth.subscribe, &config.auth.subscriber_secret)
 }
@@ -301,9 +325,10 @@ impl App {
 
         let upkeep = tokio::spawn(upkeep(state.clone()));
         background.tasks.spawn(crate::transport::control::run(
-            state.control.clone(),
-            state.failover.watch_route(),
+            state.clone(),
+            state.failover.watch_routes(),
             lifecycle.goodbye_token(),
+            background.cancel.clone(),
         ));
         background.tasks.spawn(ops::maintenance::run(
             state.maintenance.clone(),

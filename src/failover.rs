@@ -16,6 +16,8 @@
 //! - `heartbeat`: the `understudy.heartbeat` event while the route is a vendor.
 //! - `side`: one configuration's adapters and everything running for them, replaced whole when
 //!   a reload changes the vendors or their knobs.
+//! - `tenants`: a vendor set per tenant with vendors of its own, beside the shared one; modes
+//!   and routes per tenant.
 
 pub mod canary;
 pub mod driver;
@@ -26,6 +28,7 @@ pub mod mode;
 pub mod observation;
 pub mod route;
 mod side;
+mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,15 +41,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use canary::CanaryConfig;
-pub use driver::{Route, RouteConfig, Status, VendorStatus};
+pub use driver::{Route, RouteConfig, Status, TenantRoute, VendorStatus};
 pub use health::{Verdict, WindowConfig};
 pub use machine::{State, Thresholds, TransitionReason};
-pub use mode::{Mode, ModeSetting};
+pub use mode::{Mode, ModeSetting, TenantModes};
 pub use observation::{
     CanaryFailure, CanaryObservation, CanaryResult, Observation, RequestObservation,
 };
 pub use route::{Path, RouteReason, SelfPath};
 pub use side::PreparedSide;
+pub use tenants::{OwnVendorsPlan, TenantVendors};
 
 use crate::vendor::http::HttpConfig;
 use crate::vendor::lanes::{Enqueued, LaneConfig, Lanes, RetryBudgetConfig};
@@ -114,8 +118,13 @@ struct Inner {
     side: ArcSwap<Side>,
     route: watch::Receiver<Route>,
     status: watch::Receiver<Status>,
-    mode: watch::Sender<ModeSetting>,
-    self_path: watch::Sender<SelfPath>,
+    /// The node's operator inputs, shared by the shared vendor set and every tenant's own.
+    node: NodeInputs,
+    /// The tenant whose own vendors these are; `None`: the shared `[vendors]`.
+    owner: Option<crate::tenant::TenantId>,
+    /// The vendor sets of tenants with vendors of their own (on the node's failover only;
+    /// empty on theirs). Read lock-free by the publish path; replaced whole by a reload.
+    own: ArcSwap<tenants::OwnSets>,
     /// Whether this node's canaries probe (it holds the canary lease, or runs alone).
     canary_active: watch::Sender<bool>,
     /// The gate every side's canaries follow, and where their results are also told.
@@ -126,6 +135,27 @@ struct Inner {
     /// Where vendor sides run, and the node's cancellation their own tokens descend from.
     tasks: TaskTracker,
     cancel: CancellationToken,
+}
+
+/// What the node's operator sets, seen by every vendor set's driver.
+#[derive(Clone)]
+struct NodeInputs {
+    mode: watch::Sender<ModeSetting>,
+    tenant_modes: watch::Sender<TenantModes>,
+    self_path: watch::Sender<SelfPath>,
+    /// Bumped by every driver on every route change.
+    changed: watch::Sender<u64>,
+}
+
+impl NodeInputs {
+    fn new(mode: ModeSetting) -> Self {
+        NodeInputs {
+            mode: watch::channel(mode).0,
+            tenant_modes: watch::channel(TenantModes::new()).0,
+            self_path: watch::channel(SelfPath::Available).0,
+            changed: watch::channel(0).0,
+        }
+    }
 }
 
 /// What a rebuild did.
@@ -157,7 +187,8 @@ impl Failover {
         cancel: CancellationToken,
     ) -> Result<Failover, BuildError> {
         let prepared = PreparedSide::build(vendors, config)?;
-        Ok(Failover::launch(prepared, tasks, cancel))
+        let node = NodeInputs::new(prepared.config().initial_mode.clone());
+        Ok(Failover::launch(prepared, tasks, cancel, node, None))
     }
 
     /// Starts lanes, canaries, the driver and the heartbeat for already-built vendors.
@@ -168,17 +199,35 @@ impl Failover {
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Failover {
-        Failover::launch(PreparedSide::from_adapters(vendors, config), tasks, cancel)
+        let node = NodeInputs::new(config.initial_mode.clone());
+        let prepared = PreparedSide::from_adapters(vendors, config);
+        Failover::launch(prepared, tasks, cancel, node, None)
     }
 
-    fn launch(prepared: PreparedSide, tasks: &TaskTracker, cancel: CancellationToken) -> Failover {
+    /// Starts a vendor set: the node's shared one (`owner` `None`, `node` new), or a tenant's
+    /// own, which follows the node's inputs.
+    fn launch(
+        prepared: PreparedSide,
+        tasks: &TaskTracker,
+        cancel: CancellationToken,
+        node: NodeInputs,
+        owner: Option<crate::tenant::TenantId>,
+    ) -> Failover {
         let now = Instant::now();
-        let mode = prepared.config().initial_mode.clone();
-        let driver = prepared.driver(mode.clone(), now);
+        let mut mode_rx = node.mode.subscribe();
+        let mode = mode_rx.borrow_and_update().clone();
+        let mode = if mode.expired(now) {
+            ModeSetting::auto("default", "config")
+        } else {
+            mode
+        };
+        let driver = prepared.driver(mode, now).owned_by(owner.clone());
         let (route_tx, route_rx) = watch::channel(driver.route().clone());
         let (status_tx, status_rx) = watch::channel(driver.status(now));
-        let (mode_tx, mode_rx) = watch::channel(mode);
-        let (self_tx, self_rx) = watch::channel(SelfPath::Available);
+        let mut self_rx = node.self_path.subscribe();
+        self_rx.mark_changed();
+        let mut tenant_modes = node.tenant_modes.subscribe();
+        tenant_modes.mark_changed();
         let (canary_active, active) = watch::channel(true);
         let canary_gate = canary::Gate {
             active,
@@ -188,7 +237,9 @@ impl Failover {
             route: route_tx,
             status: status_tx,
             mode: mode_rx,
+            tenant_modes,
             self_path: self_rx,
+            changed: node.changed.clone(),
             canary: canary_gate.clone(),
         };
         let (side, driver) = Side::start(prepared, driver, wiring, tasks, cancel.child_token());
@@ -198,8 +249,9 @@ impl Failover {
                 side: ArcSwap::from_pointee(side),
                 route: route_rx,
                 status: status_rx,
-                mode: mode_tx,
-                self_path: self_tx,
+                node,
+                owner,
+                own: ArcSwap::default(),
                 driver: tokio::sync::Mutex::new(Some(driver)),
                 tasks: tasks.clone(),
                 cancel,
@@ -229,7 +281,7 @@ impl Failover {
             .ok_or(RebuildError::DriverGone)?;
         let now = Instant::now();
         let previous = status.borrow().clone();
-        let mut mode_rx = self.inner.mode.subscribe();
+        let mut mode_rx = self.inner.node.mode.subscribe();
         let set = mode_rx.borrow_and_update().clone();
         // The mode as last set, unless it has expired: then as the old driver left it (`auto`
         // once it saw the expiry; else the expired one, which the new driver expires at once).
@@ -238,19 +290,21 @@ impl Failover {
         } else {
             set
         };
-        let mut self_rx = self.inner.self_path.subscribe();
+        let mut self_rx = self.inner.node.self_path.subscribe();
         let self_path = *self_rx.borrow_and_update();
         let kept = next.kept(&old);
-        let mut driver = next.driver(mode, now);
+        let mut driver = next.driver(mode, now).owned_by(self.inner.owner.clone());
         driver.carry_over(&previous, &kept, self_path, now);
         let wiring = side::Wiring {
             route,
             status,
             mode: mode_rx,
+            tenant_modes: self.inner.node.tenant_modes.subscribe(),
             self_path: self_rx,
+            changed: self.inner.node.changed.clone(),
             canary: self.inner.canary_gate.clone(),
         };
-        let (side, driver) = Side::start(
+        let (side, mut driver) = Side::start(
             next,
             driver,
             wiring,
@@ -265,6 +319,7 @@ impl Failover {
         // The side goes in place before receivers hear of a new route, so whoever reads the
         // route on that news reads the new one.
         self.inner.side.store(Arc::new(side));
+        driver.take_tenant_modes(now);
         driver.publish(now);
         *running = Some(driver.spawn(&self.inner.tasks, self.inner.cancel.clone()));
         tracing::info!(
@@ -276,15 +331,29 @@ impl Failover {
         Ok(rebuilt)
     }
 
-    /// Hands an event to the vendor it should go to now ([`Route::forward_to`]). Synchronous,
-    /// never blocks. `None` when no vendor is configured or none was ever routed to.
+    /// Hands an event to the vendor it should go to now ([`Route::forward_to`]): its tenant's
+    /// own vendors when it has some, else the shared ones. Synchronous, never blocks. `None`
+    /// when no vendor is configured or none was ever routed to.
     pub fn enqueue(&self, event: OutboundEvent) -> Option<Enqueued> {
+        let own = self.inner.own.load();
+        match own.get(&event.tenant) {
+            Some(set) => set.failover.enqueue_here(event),
+            None => self.enqueue_here(event),
+        }
+    }
+
+    fn enqueue_here(&self, event: OutboundEvent) -> Option<Enqueued> {
         let side = self.inner.side.load();
-        let index = side.current.load().forward_to?;
+        let tenants = side.tenants.load();
+        let index = match tenants.get(&event.tenant) {
+            Some(route) => route.forward_to?,
+            None => side.current.load().forward_to?,
+        };
         Some(side.lanes.get(index)?.enqueue(event))
     }
 
-    /// The route now (lock-free).
+    /// The node-wide route of the shared vendors now (lock-free): the default tenant's unless
+    /// it is held to a mode of its own (see [`Failover::route_for`]).
     pub fn route(&self) -> Arc<Route> {
         self.inner.side.load().current.load_full()
     }
@@ -328,19 +397,20 @@ impl Failover {
         self.inner.side.load().names.clone()
     }
 
-    /// The operator's mode as last set.
+    /// The operator's node-wide mode as last set.
     pub fn mode(&self) -> ModeSetting {
-        self.inner.mode.borrow().clone()
+        self.inner.node.mode.borrow().clone()
     }
 
-    /// Sets the operator's mode; the driver applies it (and its expiry) at once.
+    /// Sets the operator's node-wide mode; every vendor set's driver applies it (and its
+    /// expiry) at once.
     pub fn set_mode(&self, mode: ModeSetting) {
-        self.inner.mode.send_replace(mode);
+        self.inner.node.mode.send_replace(mode);
     }
 
-    /// Tells the driver whether understudy's own broadcast can take clients.
+    /// Tells the drivers whether understudy's own broadcast can take clients.
     pub fn set_self_path(&self, self_path: SelfPath) {
-        self.inner.self_path.send_replace(self_path);
+        self.inner.node.self_path.send_replace(self_path);
     }
 
     /// Whether any vendor is configured.

@@ -32,7 +32,8 @@
 //!   apps and quotas, and what each uses now (`tenant::Usage`: publish buckets, connection
 //!   seats), held against them at every ingress by `transport::tenancy`.
 //! - [`vendor`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
-//! - [`failover`]: vendor health, the failover state machine, operator mode and the route.
+//! - [`failover`]: vendor health, the failover state machine, operator mode and the route; a
+//!   vendor set per tenant with vendor credentials of its own, modes and routes per tenant.
 //! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from
 //!   `src/web/demo/`, and the demo's small backend). The browser client `src/web/understudy.js`
 //!   is served by [`transport`].

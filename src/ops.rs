@@ -11,6 +11,7 @@ mod maintenance_api;
 pub mod metrics;
 pub mod mode;
 pub mod status;
+mod tenant_routes;
 mod tenants;
 
 pub use metrics::Metrics;

@@ -376,6 +376,18 @@ impl VendorConfig {
         }
     }
 
+    /// The same vendor named `owner/name`: a tenant's own credentials, told apart from the
+    /// shared vendors (and other tenants') in logs, metrics and status.
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        let name = match &mut self {
+            VendorConfig::Pusher(c) => &mut c.name,
+            VendorConfig::Ably(c) => &mut c.name,
+            VendorConfig::Webhook(c) => &mut c.name,
+        };
+        *name = format!("{owner}/{name}");
+        self
+    }
+
     pub fn kind(&self) -> VendorKind {
         match self {
             VendorConfig::Pusher(_) => VendorKind::Pusher,

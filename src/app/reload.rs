@@ -115,6 +115,10 @@ impl AppState {
         } else {
             None
         };
+        let tenant_vendors = super::tenant_vendors(&reload.config);
+        let own = (self.failover)
+            .plan_tenants(tenant_vendors, &vendors.failover)
+            .map_err(|e| ConfigError(vec![format!("tenants: vendors: {e}")]))?;
         let config = &reload.config;
         for warning in config.uses_dev_credentials() {
             tracing::warn!("{warning}: anyone who has read the docs can use it; set your own before exposing this server");
@@ -135,10 +139,11 @@ impl AppState {
             Some(side) => Some(self.failover.rebuild(side).await?),
             None => None,
         };
+        let own_rebuilt = self.failover.apply_tenants(own).await?;
         Ok(Reloaded {
             changed: reload.changed,
             restart_required: reload.restart_required,
-            vendors_rebuilt: rebuilt.is_some(),
+            vendors_rebuilt: rebuilt.is_some() || own_rebuilt > 0,
             vendor_queue_dropped: rebuilt.map_or(0, |r| r.queued_dropped),
         })
     }

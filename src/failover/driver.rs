@@ -6,7 +6,7 @@
 //! [`Driver`] holds the logic as plain synchronous methods (`observe`, `tick`, `set_mode`);
 //! [`run`] is the thin async loop around it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,6 +18,7 @@ use super::machine::{
 use super::mode::{Mode, ModeSetting};
 use super::observation::{CanaryObservation, Observation};
 use super::route::{route, Decision, Path, RouteReason, SelfPath};
+use crate::tenant::TenantId;
 use crate::vendor::{PublicInfo, VendorKind};
 
 /// How route changes are spread over clients.
@@ -56,8 +57,17 @@ pub struct Route {
     pub since: Instant,
     /// The same moment, in milliseconds since the Unix epoch (`changed_at`).
     pub changed_at_ms: u64,
-    /// Increases by one with every published change.
+    /// Increases with every published change; unique among the routes of one driver (the
+    /// node-wide one and each tenant's), so a client moved between them always sees a change.
     pub version: u64,
+}
+
+/// A tenant held to a mode of its own (`PUT /admin/mode` with `tenant`), and the route that mode
+/// gives it over this driver's vendors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantRoute {
+    pub mode: ModeSetting,
+    pub route: Route,
 }
 
 /// One vendor, as `/admin/status` shows it.
@@ -91,6 +101,8 @@ pub struct Status {
     /// When a reload last rebuilt the vendor side (`None`: never). Transitions from before it
     /// were carried over from the previous side, possibly under another index.
     pub rebuilt_at: Option<Instant>,
+    /// Tenants held to a mode of their own, with their routes (the others follow `route`).
+    pub tenants: BTreeMap<TenantId, TenantRoute>,
 }
 
 /// A vendor as the driver sees it.
@@ -123,6 +135,12 @@ pub struct Driver {
     self_path: SelfPath,
     route: Route,
     rebuilt_at: Option<Instant>,
+    /// Tenants held to a mode of their own; bounded by the configured tenants.
+    tenants: BTreeMap<TenantId, TenantRoute>,
+    /// The highest route version this driver announced, for any route.
+    versions: u64,
+    /// The tenant whose own vendors these are; `None`: the shared `[vendors]`.
+    owner: Option<TenantId>,
 }
 
 impl Driver {
@@ -169,7 +187,16 @@ impl Driver {
             self_path: SelfPath::Available,
             route,
             rebuilt_at: None,
+            tenants: BTreeMap::new(),
+            versions: 0,
+            owner: None,
         }
+    }
+
+    /// These vendors are `tenant`'s own (its routes are logged as its, not the node's).
+    pub fn owned_by(mut self, tenant: Option<TenantId>) -> Self {
+        self.owner = tenant;
+        self
     }
 
     pub fn route(&self) -> &Route {
@@ -228,15 +255,23 @@ impl Driver {
         self.reroute(now)
     }
 
-    /// Replaces an expired forced mode by `auto`. Returns whether the route changed.
+    /// Replaces an expired forced mode by `auto`, and returns a tenant whose own mode expired
+    /// to the node-wide one. Returns whether a route changed.
     pub fn expire_mode(&mut self, now: Instant) -> bool {
+        let tenants = self.expire_tenant_modes(now);
         if !self.mode.expired(now) {
-            return false;
+            return tenants | self.reroute(now);
         }
         tracing::warn!(mode = self.mode.mode.as_str(), set_by = %self.mode.set_by, "forced mode expired, back to auto");
         let reason = format!("{} expired (was: {})", self.mode.mode, self.mode.reason);
         self.mode = ModeSetting::auto(&reason, "expiry");
-        self.reroute(now)
+        self.reroute(now) | tenants
+    }
+
+    /// The next moment a mode (the node-wide one or a tenant's) expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let tenants = self.tenants.values().filter_map(|t| t.mode.expires_at);
+        self.mode.expires_at.into_iter().chain(tenants).min()
     }
 
     /// Whether understudy's own broadcast can take clients. Returns whether the route changed.
@@ -263,12 +298,26 @@ impl Driver {
         }
     }
 
-    /// Re-decides the route; returns whether it changed.
+    /// Re-decides the node-wide route and every tenant's; returns whether one changed.
     fn reroute(&mut self, now: Instant) -> bool {
-        let (decision, mode) = self.decide(now);
-        let old = &self.route;
-        if decision.path == old.path && decision.reason == old.reason && mode == old.mode {
-            return false;
+        let mut changed = false;
+        if let Some((decision, mode, jitter)) = self.change(&self.mode, &self.route, now) {
+            self.announce(decision, mode, jitter, now);
+            changed = true;
+        }
+        changed | self.reroute_tenants(now)
+    }
+
+    /// What `mode` decides now, if it differs from `old`, with the spread of the change.
+    fn change(
+        &self,
+        mode: &ModeSetting,
+        old: &Route,
+        now: Instant,
+    ) -> Option<(Decision, Mode, Duration)> {
+        let (decision, effective) = self.decide_for(mode, now);
+        if decision.path == old.path && decision.reason == old.reason && effective == old.mode {
+            return None;
         }
         // Up the ladder (back to a better path) is spread wide; down it, fast.
         let rank = |path: Path| match path {
@@ -283,20 +332,37 @@ impl Driver {
         } else {
             self.route_config.move_away_jitter
         };
-        self.announce(decision, mode, jitter, now);
-        true
+        Some((decision, effective, jitter))
     }
 
     fn decide(&self, now: Instant) -> (Decision, Mode) {
-        let states: Vec<State> = self.slots.iter().map(|s| s.health.state).collect();
-        let decision = route(&self.mode, &states, self.self_path, now);
-        (decision, self.mode.effective(now))
+        self.decide_for(&self.mode, now)
     }
 
-    /// Makes `decision` the route, as the next version.
+    fn decide_for(&self, mode: &ModeSetting, now: Instant) -> (Decision, Mode) {
+        let states: Vec<State> = self.slots.iter().map(|s| s.health.state).collect();
+        let decision = route(mode, &states, self.self_path, now);
+        (decision, mode.effective(now))
+    }
+
+    /// Makes `decision` the node-wide route, as the next version.
     fn announce(&mut self, decision: Decision, mode: Mode, jitter: Duration, now: Instant) {
-        let old = &self.route;
-        let route = Route {
+        self.versions += 1;
+        let route = self.next_route(&self.route, decision, mode, jitter, now);
+        log_route(&self.route, &route, self.owner.as_ref());
+        self.route = route;
+    }
+
+    /// The route after `old` that `decision` makes, as version `self.versions`.
+    fn next_route(
+        &self,
+        old: &Route,
+        decision: Decision,
+        mode: Mode,
+        jitter: Duration,
+        now: Instant,
+    ) -> Route {
+        Route {
             path: decision.path,
             reason: decision.reason,
             mode,
@@ -308,58 +374,7 @@ impl Driver {
             jitter,
             since: now,
             changed_at_ms: crate::vendor::unix_ms(),
-            version: old.version + 1,
-        };
-        log_route(old, &route);
-        self.route = route;
-    }
-
-    /// Continues from the driver this one replaces (the vendor side is rebuilt by a reload).
-    /// `kept[i]` is the index in `previous` of new vendor `i` when its configuration did not
-    /// change: it keeps its health, transitions and last canary; the others start healthy. The
-    /// route keeps its version and changes only if the decision does, except that a route on a
-    /// vendor that is gone is replaced at once, spread like a move away. Returns whether the
-    /// route changed.
-    pub fn carry_over(
-        &mut self,
-        previous: &Status,
-        kept: &[Option<usize>],
-        self_path: SelfPath,
-        now: Instant,
-    ) -> bool {
-        for (index, (slot, old)) in self.slots.iter_mut().zip(kept).enumerate() {
-            let Some(old) = old.and_then(|i| previous.vendors.get(i)) else {
-                continue;
-            };
-            slot.health = old.health.clone();
-            slot.transitions = old.transitions.clone();
-            slot.errors = ErrorTracker::carried(old.last_error.clone());
-            slot.last_canary = old
-                .last_canary
-                .clone()
-                .map(|c| CanaryObservation { vendor: index, ..c });
-        }
-        self.self_path = self_path;
-        self.rebuilt_at = Some(now);
-        let new_index = |old: usize| kept.iter().position(|k| *k == Some(old));
-        let old = &previous.route;
-        self.route = Route {
-            forward_to: old.forward_to.and_then(new_index),
-            ..old.clone()
-        };
-        match old.path {
-            Path::Vendor(i) => match new_index(i) {
-                Some(i) => {
-                    self.route.path = Path::Vendor(i);
-                    self.reroute(now)
-                }
-                None => {
-                    let (decision, mode) = self.decide(now);
-                    self.announce(decision, mode, self.route_config.move_away_jitter, now);
-                    true
-                }
-            },
-            _ => self.reroute(now),
+            version: self.versions,
         }
     }
 
@@ -385,6 +400,7 @@ impl Driver {
                 })
                 .collect(),
             rebuilt_at: self.rebuilt_at,
+            tenants: self.tenants.clone(),
         }
     }
 
@@ -394,13 +410,15 @@ impl Driver {
     }
 }
 
+mod carry;
 mod last_error;
 mod run;
 mod telemetry;
+mod tenants;
 
 use last_error::ErrorTracker;
 pub use last_error::LastError;
-pub use run::{run, DriverInputs, DriverOutputs};
+pub use run::{run, DriverInputs, DriverOutputs, TenantRoutes};
 use telemetry::{log_route, log_transition, record_canary};
 
 #[cfg(test)]

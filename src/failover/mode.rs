@@ -9,6 +9,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::tenant::TenantId;
+
+/// Tenants whose operator mode differs from the node-wide one, with the mode each is held to.
+/// A tenant not listed (or whose setting has expired) follows the node-wide mode.
+pub type TenantModes = std::collections::BTreeMap<TenantId, ModeSetting>;
+
 /// The operator's mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::driver::{self, Driver, DriverInputs, DriverOutputs, Route, Status, VendorInfo};
-use super::{canary, heartbeat, FailoverConfig, ModeSetting, Observation, SelfPath};
+use super::driver::{
+    self, Driver, DriverInputs, DriverOutputs, Route, Status, TenantRoutes, VendorInfo,
+};
+use super::{canary, heartbeat, FailoverConfig, ModeSetting, Observation, SelfPath, TenantModes};
 use crate::vendor::http::{HttpClient, HttpConfig};
 use crate::vendor::lanes::{Lanes, RetryBudget};
 use crate::vendor::{BuildError, Vendor, VendorConfig};
@@ -109,6 +111,8 @@ pub(super) struct Side {
     /// The route this side's driver decided, lock-free for the hot path. Per side, so an index
     /// read from it always refers to these lanes.
     pub(super) current: Arc<ArcSwap<Route>>,
+    /// The routes of tenants held to a mode of their own, lock-free like `current`.
+    pub(super) tenants: Arc<ArcSwap<TenantRoutes>>,
     configs: Vec<Option<VendorConfig>>,
     /// The vendors' names, in priority order.
     pub(super) names: Vec<String>,
@@ -132,7 +136,10 @@ pub(super) struct Wiring {
     pub(super) route: watch::Sender<Route>,
     pub(super) status: watch::Sender<Status>,
     pub(super) mode: watch::Receiver<ModeSetting>,
+    pub(super) tenant_modes: watch::Receiver<TenantModes>,
     pub(super) self_path: watch::Receiver<SelfPath>,
+    /// The node's "a route changed" counter.
+    pub(super) changed: watch::Sender<u64>,
     /// Whether this node's canaries probe now (the node's, kept across rebuilds).
     pub(super) canary: canary::Gate,
 }
@@ -188,6 +195,7 @@ impl Side {
             }
         }
         let current = Arc::new(ArcSwap::from_pointee(driver.route().clone()));
+        let tenants = Arc::new(ArcSwap::from_pointee(TenantRoutes::new()));
         if let Some(interval) = config.heartbeat {
             let span = tracing::info_span!("vendor_heartbeat");
             tasks.spawn(
@@ -200,12 +208,15 @@ impl Side {
             inputs: DriverInputs {
                 observations: observations_rx,
                 mode: wiring.mode,
+                tenant_modes: wiring.tenant_modes,
                 self_path: wiring.self_path,
             },
             outputs: DriverOutputs {
                 route: wiring.route,
                 current: current.clone(),
+                tenants: tenants.clone(),
                 status: wiring.status,
+                changed: wiring.changed,
             },
             config,
             cancel: cancel.clone(),
@@ -214,6 +225,7 @@ impl Side {
             names: vendors.iter().map(|v| v.name().to_owned()).collect(),
             lanes: lanes.into(),
             current,
+            tenants,
             configs,
             observations: observations_tx,
             cancel,
@@ -234,13 +246,16 @@ impl Side {
 }
 
 impl DriverTask {
-    /// Publishes the driver's route (if it differs from the one receivers hold) and status.
+    /// Publishes the driver's routes and status (a receiver told of a route it already holds
+    /// finds the same version and tells no client).
     pub(super) fn publish(&self, now: Instant) {
-        let route = self.driver.route();
-        if *self.outputs.route.borrow() != *route {
-            self.outputs.route.send_replace(route.clone());
-        }
-        self.outputs.status.send_replace(self.driver.status(now));
+        self.outputs.publish(&self.driver, now);
+    }
+
+    /// Applies the tenants' modes in force before the driver starts.
+    pub(super) fn take_tenant_modes(&mut self, now: Instant) {
+        let modes = self.inputs.tenant_modes.borrow_and_update().clone();
+        self.driver.set_tenant_modes(&modes, now);
     }
 
     /// Runs the driver on `tasks`. Stopped by a rebuild (its side's token alone), it hands

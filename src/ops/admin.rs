@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::audit::{AuditAction, AuditEntry, MAX_READ_LIMIT};
-use super::mode::ModeRequest;
+use super::mode::{ModeChange, ModeRequest};
 use super::status;
 use crate::app::AppState;
 use crate::transport::{health, ApiError};
@@ -207,9 +207,16 @@ async fn put_mode(
     let bytes = crate::transport::read_json_body(&headers, body, 16 * 1024).await?;
     let request: ModeRequest = crate::transport::parse_json(&bytes)?;
     let now = Instant::now();
-    let setting = request
-        .into_setting(&name, now)
+    let change = request
+        .into_change(&name, now)
         .map_err(|e| ApiError::InvalidField(e.to_string()))?;
+    let setting = match change {
+        ModeChange::Node(setting) => setting,
+        ModeChange::Tenant { tenant, setting } => {
+            let answer = super::tenant_routes::put(&state, &name, &tenant, setting, now).await?;
+            return Ok(Json(answer));
+        }
+    };
     tracing::warn!(mode = setting.mode.as_str(), by = %name, reason = %setting.reason, "operator mode changed");
     let from = state.failover.route().mode;
     state.audit.record(

@@ -1,5 +1,6 @@
 //! Turns what the failover driver does by itself into audit entries: automatic state transitions
-//! with their reasons, and forced modes that reached their expiry. One background task, reading
+//! with their reasons, and forced modes (node-wide or a tenant's) that reached their expiry. One
+//! background task, reading
 //! the status snapshots the driver already publishes; it never touches a lock the hot path takes.
 
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub async fn run(
         }
         s.route.mode
     };
+    // Tenants held to a mode of their own (the shared vendors' driver keeps every one).
+    let mut tenants = status.borrow().tenants.clone();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -80,5 +83,21 @@ pub async fn run(
             );
         }
         last_route_mode = route_mode;
+        for (tenant, held) in &tenants {
+            let lifted = !snapshot.tenants.contains_key(tenant);
+            if lifted && held.mode.expired(now) {
+                audit.record(
+                    AuditEntry::system(AuditAction::ModeExpired)
+                        .with_details(json!({
+                            "tenant": tenant.as_str(),
+                            "from": held.mode.mode.as_str(),
+                            "to": "inherit",
+                            "set_by": held.mode.set_by,
+                        }))
+                        .with_reason(held.mode.reason.clone()),
+                );
+            }
+        }
+        tenants = snapshot.tenants;
     }
 }

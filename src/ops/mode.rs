@@ -1,5 +1,9 @@
 //! `PUT /admin/mode`: the operator forces a path or returns to `auto`, always with a reason, and a
 //! forced mode always with an expiry so a maintenance override cannot become permanent.
+//!
+//! With `tenant`, the mode is that tenant's alone (every mode then needs an expiry, `auto`
+//! included: it holds the tenant to health-based routing whatever the node-wide mode); the
+//! mode `inherit` lifts it, back to the node-wide mode.
 
 use std::time::Duration;
 
@@ -14,6 +18,9 @@ pub const MAX_FORCED: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModeRequest {
+    /// A tenant's id: the mode is that tenant's alone. Absent: the node-wide mode.
+    #[serde(default)]
+    pub tenant: Option<String>,
     pub mode: String,
     pub reason: String,
     /// Seconds as a number, or a string like "90s", "30m", "2h", "1d".
@@ -33,6 +40,20 @@ pub enum ModeError {
     BadExpiry(String),
     #[error("expires_in is longer than the 7 days a forced mode may last")]
     TooLong,
+    #[error("mode \"inherit\" lifts a tenant's own mode; name the tenant")]
+    InheritWithoutTenant,
+}
+
+/// What a mode request changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeChange {
+    /// The node-wide mode.
+    Node(ModeSetting),
+    /// One tenant's own mode; `None` lifts it (back to the node-wide mode).
+    Tenant {
+        tenant: String,
+        setting: Option<ModeSetting>,
+    },
 }
 
 /// Parses "90", "90s", "30m", "2h", "1d".
@@ -54,8 +75,39 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 impl ModeRequest {
+    /// What this request changes, made by `by` at `now`.
+    pub fn into_change(mut self, by: &str, now: Instant) -> Result<ModeChange, ModeError> {
+        let Some(tenant) = self.tenant.take() else {
+            if self.mode == "inherit" {
+                return Err(ModeError::InheritWithoutTenant);
+            }
+            return self.into_setting(by, now).map(ModeChange::Node);
+        };
+        if self.mode == "inherit" {
+            let reason = self.reason.trim();
+            if reason.is_empty() || reason.chars().count() > 500 {
+                return Err(ModeError::NoReason);
+            }
+            return Ok(ModeChange::Tenant {
+                tenant,
+                setting: None,
+            });
+        }
+        // A tenant's `auto` is held like a forced mode: with its expiry.
+        let setting = self.setting(by, now, true)?;
+        Ok(ModeChange::Tenant {
+            tenant,
+            setting: Some(setting),
+        })
+    }
+
     /// The setting this request asks for, made by `by` at `now`.
     pub fn into_setting(self, by: &str, now: Instant) -> Result<ModeSetting, ModeError> {
+        self.setting(by, now, false)
+    }
+
+    /// The setting asked for; `auto` too needs an expiry when `held`.
+    fn setting(self, by: &str, now: Instant, held: bool) -> Result<ModeSetting, ModeError> {
         let mode: Mode = self
             .mode
             .parse()
@@ -64,7 +116,7 @@ impl ModeRequest {
         if reason.is_empty() || reason.chars().count() > 500 {
             return Err(ModeError::NoReason);
         }
-        if mode == Mode::Auto {
+        if mode == Mode::Auto && !held {
             return Ok(ModeSetting::auto(reason, by));
         }
         let expires_in = match &self.expires_in {
@@ -144,5 +196,53 @@ mod tests {
             .into_setting("bob", now)
             .unwrap();
         assert_eq!((auto.mode, auto.expires_at), (Mode::Auto, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tenant_mode_always_expires_and_inherit_lifts_it() {
+        let now = Instant::now();
+        let change = |v| req(v).into_change("alice", now);
+        let Ok(ModeChange::Tenant {
+            tenant,
+            setting: Some(poll),
+        }) = change(json!({"tenant": "a", "mode": "poll", "reason": "x", "expires_in": 60}))
+        else {
+            panic!("a tenant's forced mode")
+        };
+        assert_eq!(tenant, "a");
+        assert_eq!(
+            (poll.mode, poll.expires_at),
+            (Mode::Poll, Some(now + Duration::from_secs(60)))
+        );
+        let Ok(ModeChange::Tenant {
+            setting: Some(auto),
+            ..
+        }) = change(json!({"tenant": "a", "mode": "auto", "reason": "x", "expires_in": "1h"}))
+        else {
+            panic!("a tenant's auto")
+        };
+        assert_eq!(
+            (auto.mode, auto.expires_at),
+            (Mode::Auto, Some(now + Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            change(json!({"tenant": "a", "mode": "auto", "reason": "x"})),
+            Err(ModeError::NoExpiry)
+        );
+        assert_eq!(
+            change(json!({"tenant": "a", "mode": "inherit", "reason": "over"})),
+            Ok(ModeChange::Tenant {
+                tenant: "a".into(),
+                setting: None
+            })
+        );
+        assert_eq!(
+            change(json!({"mode": "inherit", "reason": "over"})),
+            Err(ModeError::InheritWithoutTenant)
+        );
+        assert!(matches!(
+            change(json!({"mode": "auto", "reason": "over"})),
+            Ok(ModeChange::Node(_))
+        ));
     }
 }

@@ -118,5 +118,6 @@ pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
         "draining": state.lifecycle.is_draining(),
         "open_connections": state.lifecycle.open_connections(),
         "listeners": [public_listener_json(state), state.admission.admin.status()],
+        "tenants": super::tenant_routes::tenants_json(state, now),
     })
 }

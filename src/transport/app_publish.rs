@@ -24,7 +24,7 @@ pub(crate) async fn publish_app_event(
 ) -> Result<Vec<Published>, ApiError> {
     let published = state.engine.publish_all(channels, draft, deadline).await?;
     // Copied once for every channel of the draft: the vendor gets the data as it was sent.
-    let as_published = (app.forward == Forward::AsPublished && state.failover.has_vendors())
+    let as_published = (app.forward == Forward::AsPublished && state.failover.has_any_vendors())
         .then(|| Bytes::copy_from_slice(draft.data.get().as_bytes()));
     for p in &published {
         if let (Some(event), Some(data)) = (&p.event, &as_published) {

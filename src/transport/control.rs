@@ -3,6 +3,10 @@
 //! behind a lock shared by every connection, which costs two contended locks per delivered
 //! event). Instead one task watches both and nudges each connection: an atomic version and the
 //! connection's waker, registered once and kept, so the per-event path takes no lock.
+//!
+//! Routes are per tenant: a connection follows the tenant of the first channel it subscribes
+//! (the default tenant until then), and a route change nudges only the connections of the
+//! tenants whose route changed.
 
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
@@ -11,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::core::live::{Registration, TaskSlot};
@@ -18,13 +23,17 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
+use crate::core::ChannelName;
 use crate::failover::Route;
+use crate::tenant::TenantId;
 
 #[derive(Default)]
 struct Nudge {
     version: AtomicU64,
     /// The connection's task.
     waker: TaskSlot,
+    /// The tenant whose route the connection follows; set once, at its first subscription.
+    tenant: ArcSwap<TenantId>,
 }
 
 /// Every open connection's nudge. The lock is taken on connect, disconnect and broadcast only.
@@ -67,11 +76,28 @@ impl Control {
 
     /// Nudges every connection.
     pub(crate) fn nudge_all(&self) {
-        let nudges: Vec<Arc<Nudge>> = self.nudges.lock().values().cloned().collect();
+        self.nudge_where(|_| true);
+    }
+
+    /// Nudges the connections whose tenant `pick` names.
+    pub(crate) fn nudge_where(&self, pick: impl Fn(&TenantId) -> bool) {
+        let nudges: Vec<Arc<Nudge>> = (self.nudges.lock().values())
+            .filter(|n| pick(&n.tenant.load()))
+            .cloned()
+            .collect();
         for n in nudges {
             n.version.fetch_add(1, Ordering::Release);
             n.waker.wake();
         }
+    }
+
+    /// The tenants of the open connections.
+    fn tenants(&self) -> std::collections::HashSet<TenantId> {
+        let nudges = self.nudges.lock();
+        nudges
+            .values()
+            .map(|n| (**n.tenant.load()).clone())
+            .collect()
     }
 }
 
@@ -106,19 +132,40 @@ impl Drop for Nudged {
     }
 }
 
-/// Nudges every connection when the route changes or the goodbye is given.
+/// Nudges every connection when the goodbye is given, and the connections of each tenant whose
+/// route changed when one did (`routes` wakes on every route change of the node). Ends when
+/// `stop` (the node's background tasks) is cancelled.
 pub async fn run(
-    control: Arc<Control>,
-    mut route: watch::Receiver<Route>,
+    state: crate::app::AppState,
+    mut routes: watch::Receiver<u64>,
     goodbye: CancellationToken,
+    stop: CancellationToken,
 ) {
+    let control = state.control.clone();
+    // The route version each tenant's connections were last nudged for.
+    let mut told: HashMap<TenantId, u64> = HashMap::new();
     let mut said_goodbye = false;
     loop {
         tokio::select! {
-            () = goodbye.cancelled(), if !said_goodbye => said_goodbye = true,
-            changed = route.changed() => if changed.is_err() { return },
+            () = stop.cancelled() => return,
+            () = goodbye.cancelled(), if !said_goodbye => {
+                said_goodbye = true;
+                control.nudge_all();
+                continue;
+            }
+            changed = routes.changed() => if changed.is_err() { return },
         }
-        control.nudge_all();
+        let tenants = control.tenants();
+        told.retain(|t, _| tenants.contains(t));
+        let moved: std::collections::HashSet<TenantId> = (tenants.into_iter())
+            .filter(|t| {
+                let version = state.failover.route_for(t).version;
+                told.insert(t.clone(), version) != Some(version)
+            })
+            .collect();
+        if !moved.is_empty() {
+            control.nudge_where(|t| moved.contains(t));
+        }
     }
 }
 
@@ -135,6 +182,8 @@ pub(crate) enum Signal {
 pub(crate) struct Signals {
     nudged: Nudged,
     route_version: u64,
+    /// Whether the connection's tenant is settled (by its first subscription).
+    tenant_known: bool,
     /// Armed once a drain has begun: fires when this connection's turn to say goodbye comes.
     goodbye: Option<Pin<Box<Sleep>>>,
     state: crate::app::AppState,
@@ -146,11 +195,39 @@ impl Signals {
         let mut signals = Self {
             nudged: state.control.register(),
             route_version,
+            tenant_known: false,
             goodbye: None,
             state: state.clone(),
         };
         signals.arm_goodbye();
         signals
+    }
+
+    /// The connection subscribes `channel`: the first one settles whose route it follows. If
+    /// that route is not the one the client was told, the next signal tells it.
+    pub(crate) fn follow(&mut self, channel: &ChannelName) {
+        if std::mem::replace(&mut self.tenant_known, true) {
+            return;
+        }
+        let tenant = self
+            .state
+            .tenants
+            .load()
+            .of_channel(channel.as_str())
+            .id
+            .clone();
+        self.nudged.nudge.tenant.store(Arc::new(tenant));
+        self.nudged.nudge.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The client was told the route of version `version`.
+    pub(crate) fn told(&mut self, version: u64) {
+        self.route_version = version;
+    }
+
+    /// The tenant whose route the connection follows.
+    pub(crate) fn tenant(&self) -> TenantId {
+        (**self.nudged.nudge.tenant.load()).clone()
     }
 
     fn arm_goodbye(&mut self) {
@@ -174,7 +251,10 @@ impl Signals {
             }
             ready!(self.nudged.poll_changed(cx));
             self.arm_goodbye();
-            let route = self.state.failover.route();
+            let route = self
+                .state
+                .failover
+                .route_for(&self.nudged.nudge.tenant.load());
             if route.version != self.route_version {
                 self.route_version = route.version;
                 return Poll::Ready(Signal::Route(route));

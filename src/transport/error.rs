@@ -26,6 +26,8 @@ pub enum ApiError {
     ChannelForbidden(String),
     #[error("no such route: {0}; see docs/protocol.md for the API")]
     NotFound(String),
+    #[error("no tenant has the id {0:?}; name one of [[tenants]] (or \"default\")")]
+    UnknownTenant(String),
     #[error("method not allowed on this route; see docs/protocol.md for the API")]
     MethodNotAllowed,
     #[error("request body is larger than {0} bytes; split it or raise publish.max_body_bytes")]
@@ -89,7 +91,7 @@ impl ApiError {
         match self {
             Unauthorized | AdminUnauthorized | Token(_) => StatusCode::UNAUTHORIZED,
             ChannelForbidden(_) => StatusCode::FORBIDDEN,
-            NotFound(_) => StatusCode::NOT_FOUND,
+            NotFound(_) | UnknownTenant(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -119,6 +121,7 @@ impl ApiError {
             Token(_) => "invalid_token",
             ChannelForbidden(_) => "channel_forbidden",
             NotFound(_) => "not_found",
+            UnknownTenant(_) => "unknown_tenant",
             MethodNotAllowed => "method_not_allowed",
             PayloadTooLarge(_) => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",

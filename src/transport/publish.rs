@@ -275,7 +275,7 @@ pub(crate) fn forward(
     priority: Option<Priority>,
     as_published: Option<&Bytes>,
 ) {
-    if !state.failover.has_vendors() {
+    if !state.failover.has_any_vendors() {
         return;
     }
     let config = state.config.load();
@@ -322,5 +322,6 @@ pub(crate) fn forward(
         .of_channel(event.channel.as_str())
         .id
         .clone();
+    // To the tenant's own vendors when it has some, else the shared ones.
     let _ = state.failover.enqueue(outbound.for_tenant(tenant));
 }

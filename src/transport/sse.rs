@@ -98,6 +98,7 @@ pub(crate) async fn stream(
     let resume = resume.by_channel();
     for ch in channels {
         let since: Option<Position> = resume.get(&ch).map(|p| (*p).clone());
+        conn.signals.follow(&ch);
         let sub = state.engine.subscribe(&ch, since.as_ref()).await?;
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Sse);
         replayed += opening.len() as u64 - 1;
@@ -234,7 +235,8 @@ impl Connection {
                     return false;
                 }
                 Signal::Route(route) => {
-                    let msg = super::route::message(&self.state, &route);
+                    let tenant = self.signals.tenant();
+                    let msg = super::route::message(&self.state, &tenant, &route);
                     self.write_message(out, &msg);
                 }
             }

@@ -124,7 +124,8 @@ pub(crate) async fn authorize(
         let answer = app_auth(&state, app_key, &scope, &params)?;
         return Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response());
     }
-    let vendor = choose(&state, params.get("vendor"))?;
+    let tenant = tenant_of(&state, &params);
+    let vendor = choose(&state, &tenant, params.get("vendor"))?;
     let answer = match &vendor {
         VendorConfig::Pusher(c) => pusher_auth(c, &scope, &params)?,
         VendorConfig::Ably(c) => ably_token_request(c, &scope)?,
@@ -180,11 +181,39 @@ async fn read_params(headers: &HeaderMap, body: Body) -> Result<Vec<(String, Str
     }
 }
 
-/// The vendor named by `vendor` (its name, or its kind), else the one clients are routed to (or
-/// were last), else the first one with realtime subscriptions.
-fn choose(state: &AppState, named: Option<&str>) -> Result<VendorConfig, VendorAuthError> {
+/// Whose vendor signs: the owner of the channel asked for, else the tenant named by `tenant`
+/// (the heartbeat channel, an Ably token), else the default tenant.
+fn tenant_of(state: &AppState, params: &Params) -> crate::tenant::TenantId {
+    let tenants = state.tenants.load();
+    let channel = params
+        .get("channel_name")
+        .and_then(pusher::understudy_channel_of_private)
+        .filter(|c| c != HEARTBEAT_CHANNEL);
+    if let Some(channel) = channel {
+        return tenants.of_channel(&channel).id.clone();
+    }
+    params
+        .get("tenant")
+        .and_then(|t| tenants.get(t))
+        .map(|t| t.id.clone())
+        .unwrap_or_default()
+}
+
+/// Among `tenant`'s vendors (its own, else `[vendors]`): the one named by `vendor` (its name, or
+/// its kind), else the one its clients are routed to (or were last), else the first one with
+/// realtime subscriptions.
+fn choose(
+    state: &AppState,
+    tenant: &crate::tenant::TenantId,
+    named: Option<&str>,
+) -> Result<VendorConfig, VendorAuthError> {
     let config = state.config.load();
-    let vendors = &config.vendors.vendors;
+    let own = (config.tenants.iter())
+        .find(|t| t.id == *tenant)
+        .and_then(|t| t.vendors.as_ref())
+        .filter(|v| !v.is_empty())
+        .map(|v| crate::app::own_vendors(tenant, v));
+    let vendors = own.as_ref().unwrap_or(&config.vendors.vendors);
     if let Some(named) = named.filter(|n| !n.is_empty()) {
         return vendors
             .iter()
@@ -195,9 +224,9 @@ fn choose(state: &AppState, named: Option<&str>) -> Result<VendorConfig, VendorA
     }
     let routed = state
         .failover
-        .route()
+        .route_for(tenant)
         .forward_to
-        .and_then(|i| state.failover.vendor_names().get(i).cloned());
+        .and_then(|i| state.failover.vendor_names_for(tenant).get(i).cloned());
     routed
         .and_then(|name| vendors.iter().find(|v| v.name() == name))
         .or_else(|| {

@@ -274,7 +274,14 @@ impl Session {
             heartbeat_ms: heartbeat.as_millis() as u64,
         };
         self.feed(text(welcome.to_bytes())).await?;
-        let route = super::route::message(&self.state, &self.state.failover.route());
+        // The route of the tenant of the first channel, when the connection names one.
+        if let Some(ch) = initial.first() {
+            self.signals.follow(ch);
+        }
+        let tenant = self.signals.tenant();
+        let route = self.state.failover.route_for(&tenant);
+        self.signals.told(route.version);
+        let route = super::route::message(&self.state, &tenant, &route);
         self.feed(text(route)).await?;
         for ch in initial {
             if let Some(end) = self.subscribe(ch, None).await? {
@@ -289,7 +296,8 @@ impl Session {
                 signal = self.signals.next() => match signal {
                     Signal::Goodbye => return Ok(End::Goodbye),
                     Signal::Route(route) => {
-                        let msg = super::route::message(&self.state, &route);
+                        let tenant = self.signals.tenant();
+                        let msg = super::route::message(&self.state, &tenant, &route);
                         self.send_now(msg).await?;
                     }
                 },
@@ -471,6 +479,7 @@ impl Session {
             }
         };
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Ws);
+        self.signals.follow(&ch);
         self.feed.insert(sub);
         let mut replayed = 0;
         for Outgoing { bytes, .. } in opening {

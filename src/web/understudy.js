@@ -269,7 +269,7 @@
   // answers { sync() (the channel set changed), close() }.
   function vendorPath(c) {
     const held = new Set();
-    const v = c.route().vendor;
+    const v = c.route().vendor, tenant = c.route().tenant;
     const a = adapters[v.kind](v, c.o.vendor, {
       event: (m) => c.msg(m),
       heartbeat: () => { c.opened(); c.heard(); },
@@ -277,7 +277,8 @@
       // An SDK has done its own retrying by the time it gives up: move down. A built-in
       // adapter's dropped connection is a drop, which the ladder retries once it had been stable.
       fail: (why) => c.fail(why === "drop" ? "drop" : "unavailable"),
-      auth: (q) => c.request("/v1/vendor/auth", q),
+      // The tenant's vendor signs (its own credentials, when it has some).
+      auth: (q) => c.request("/v1/vendor/auth", tenant ? Object.assign({ tenant }, q) : q),
       fetch: (u, init) => c.fetchJson(u, init),
       WebSocket: c.WebSocket,
     });
@@ -483,7 +484,7 @@
 
     // A request to understudy, with the page's token as the bearer.
     function request(path, body, ms, ctl) {
-      return fetchJson(base + path, () => (path === "/v1/route" ? Promise.resolve() : token()).then((tk) => {
+      return fetchJson(base + path, () => (/^\/v1\/route(\?|$)/.test(path) ? Promise.resolve() : token()).then((tk) => {
         const headers = {};
         if (body) headers["Content-Type"] = "application/json";
         if (tk) headers.Authorization = "Bearer " + tk;
@@ -701,7 +702,13 @@
       open(ladder.begin());
     }
 
-    const getRoute = () => request("/v1/route").then(onRoute, () => {});
+    // The route of this page's tenant: the owner of its first channel (tenants may have vendors
+    // and modes of their own).
+    const routePath = () => {
+      const ch = chans()[0] || Array.from(pinned)[0];
+      return "/v1/route" + (ch ? "?channel=" + encodeURIComponent(ch) : "");
+    };
+    const getRoute = () => request(routePath()).then(onRoute, () => {});
 
     // Vendor and poll clients get no pushed `route` messages, and a client below its top
     // must look upward now and then.

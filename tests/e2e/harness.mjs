@@ -236,6 +236,12 @@ export class TlsTerminator {
 export class Sockudo {
   static available() { return existsSync(SOCKUDO); }
 
+  /** `app`: the app's key and secret (default app-key / app-secret), e.g. one per tenant. */
+  constructor(app = {}) {
+    this.key = app.key || "app-key";
+    this.secret = app.secret || "app-secret";
+  }
+
   async start(name) {
     this.port = await freePort();
     this.dir = mkdtempSync(join(tmpdir(), "sockudo-e2e-"));
@@ -243,7 +249,7 @@ export class Sockudo {
       PATH: process.env.PATH, HOST: "127.0.0.1", PORT: String(this.port), METRICS_ENABLED: "false",
       METRICS_HOST: "127.0.0.1", METRICS_PORT: String(await freePort()),
       // A numeric app id, as Pusher's are.
-      SOCKUDO_DEFAULT_APP_ID: "4242", SOCKUDO_DEFAULT_APP_KEY: "app-key", SOCKUDO_DEFAULT_APP_SECRET: "app-secret",
+      SOCKUDO_DEFAULT_APP_ID: "4242", SOCKUDO_DEFAULT_APP_KEY: this.key, SOCKUDO_DEFAULT_APP_SECRET: this.secret,
       SOCKUDO_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB: "10", SOCKUDO_DEFAULT_APP_MAX_EVENT_BATCH_SIZE: "10",
       SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND: "100000",
       PUSH_ALLOW_MEMORY_DRIVERS: "true", RATE_LIMITER_ENABLED: "false", NO_COLOR: "1",
@@ -262,9 +268,9 @@ export class Sockudo {
   }
 
   /** The vendor URL understudy is configured with: TLS (the default) on the terminator. */
-  get url() { return "pusher://app-key:app-secret@127.0.0.1:" + this.tls.port + "/4242"; }
+  get url() { return "pusher://" + this.key + ":" + this.secret + "@127.0.0.1:" + this.tls.port + "/4242"; }
   /** The same server as an Ably vendor, TLS on the same terminator. */
-  get ablyUrl() { return "ably://app-key:app-secret@127.0.0.1:" + this.tls.port; }
+  get ablyUrl() { return "ably://" + this.key + ":" + this.secret + "@127.0.0.1:" + this.tls.port; }
   /** The PEM file of the CA that signed the terminator's certificate. */
   get caFile() { return testCertificates().caFile; }
   /** SIGSTOP: sockudo hangs behind its terminator, which keeps accepting. */

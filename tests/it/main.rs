@@ -28,6 +28,7 @@ mod self_path;
 mod shutdown;
 mod slow_consumer;
 mod subscriber_auth;
+mod tenant_routes;
 mod tenants;
 mod transports;
 mod vendor_ably;

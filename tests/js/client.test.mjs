@@ -582,3 +582,17 @@ test("vendor: private channels are signed by POST /v1/vendor/auth with the page'
   p.trigger("private-clinic;7", "understudy.event", JSON.stringify(ev("clinic:7", "E", 1)));
   assert.deepEqual(log, ["E:1"]);
 });
+
+test("tenants: the route is asked for the page's first channel, and vendor auth names the route's tenant", async (t) => {
+  const route = { ...VENDOR_ROUTE, tenant: "clinic-a", vendor: { ...PUSHER_INFO, private: true } };
+  const { net, sub, flush } = start(t, { route });
+  sub("clinic-a.room");
+  await flush();
+  assert.equal(net.last("/v1/route").query.get("channel"), "clinic-a.room");
+  assert.equal(net.last("/v1/route").headers.Authorization, undefined, "the route needs no token");
+  const authorize = net.pusher().options.channelAuthorization.customHandler;
+  authorize({ socketId: "1.2", channelName: "private-understudy.heartbeat" }, () => {});
+  await flush();
+  assert.deepEqual(net.last("/v1/vendor/auth").body,
+    { tenant: "clinic-a", socket_id: "1.2", channel_name: "private-understudy.heartbeat" });
+});

@@ -11,7 +11,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{Driver, Route, Status};
-use crate::failover::mode::ModeSetting;
+use crate::failover::mode::{ModeSetting, TenantModes};
 use crate::failover::observation::Observation;
 use crate::failover::route::SelfPath;
 
@@ -19,6 +19,8 @@ use crate::failover::route::SelfPath;
 pub struct DriverInputs {
     pub observations: mpsc::Receiver<Observation>,
     pub mode: watch::Receiver<ModeSetting>,
+    /// Tenants held to a mode of their own (the node's, shared by every vendor set).
+    pub tenant_modes: watch::Receiver<TenantModes>,
     pub self_path: watch::Receiver<SelfPath>,
 }
 
@@ -27,7 +29,30 @@ pub struct DriverOutputs {
     pub route: watch::Sender<Route>,
     /// Lock-free copy of the route for the hot path.
     pub current: Arc<ArcSwap<Route>>,
+    /// Lock-free copy of the routes of tenants held to a mode of their own.
+    pub tenants: Arc<ArcSwap<TenantRoutes>>,
     pub status: watch::Sender<Status>,
+    /// Bumped on every route change of every vendor set of the node, so one task can tell
+    /// each tenant's connections about theirs.
+    pub changed: watch::Sender<u64>,
+}
+
+/// The routes of tenants held to a mode of their own, by tenant.
+pub type TenantRoutes = std::collections::BTreeMap<crate::tenant::TenantId, Arc<Route>>;
+
+impl DriverOutputs {
+    /// Makes the driver's routes the ones the hot path and every receiver see.
+    pub fn publish(&self, driver: &Driver, now: Instant) {
+        let route = driver.route().clone();
+        self.current.store(Arc::new(route.clone()));
+        let tenants = (driver.tenant_routes())
+            .map(|(t, r)| (t.clone(), Arc::new(r.clone())))
+            .collect();
+        self.tenants.store(Arc::new(tenants));
+        self.route.send_replace(route);
+        self.status.send_replace(driver.status(now));
+        self.changed.send_modify(|n| *n += 1);
+    }
 }
 
 /// Runs the driver until `cancel` fires: observations as they come, windows every `tick`,
@@ -43,8 +68,9 @@ pub async fn run(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let (mut observations_open, mut mode_open, mut self_open) = (true, true, true);
+    let mut tenants_open = true;
     loop {
-        let expiry = driver.mode().expires_at;
+        let expiry = driver.next_expiry();
         let changed = tokio::select! {
             biased;
             () = cancel.cancelled() => break,
@@ -55,6 +81,13 @@ pub async fn run(
                     driver.set_mode(mode, Instant::now())
                 }
                 Err(_) => { mode_open = false; false }
+            },
+            changed = inputs.tenant_modes.changed(), if tenants_open => match changed {
+                Ok(()) => {
+                    let modes = inputs.tenant_modes.borrow_and_update().clone();
+                    driver.set_tenant_modes(&modes, Instant::now())
+                }
+                Err(_) => { tenants_open = false; false }
             },
             changed = inputs.self_path.changed(), if self_open => match changed {
                 Ok(()) => {
@@ -86,10 +119,7 @@ pub async fn run(
             }
         };
         if changed {
-            let route = driver.route().clone();
-            outputs.current.store(Arc::new(route.clone()));
-            outputs.route.send_replace(route);
-            outputs.status.send_replace(driver.status(Instant::now()));
+            outputs.publish(&driver, Instant::now());
         }
     }
     outputs

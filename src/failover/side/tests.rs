@@ -50,7 +50,8 @@ fn prepared(vendors: &[(&Arc<FakeVendor>, u16)], config: FailoverConfig) -> Prep
 
 fn launch(side: PreparedSide) -> (Failover, CancellationToken) {
     let cancel = CancellationToken::new();
-    let failover = Failover::launch(side, &TaskTracker::new(), cancel.clone());
+    let node = crate::failover::NodeInputs::new(ModeSetting::default());
+    let failover = Failover::launch(side, &TaskTracker::new(), cancel.clone(), node, None);
     (failover, cancel)
 }
 

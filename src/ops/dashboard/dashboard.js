@@ -276,6 +276,7 @@
     renderBanner(st);
     renderTransitions(st);
     renderVendors(st, snap.now);
+    renderTenants(st);
     renderTraffic(st, snap.now);
 
     // A route, mode or state change is in the audit trail too.
@@ -389,6 +390,33 @@
           fact("delivered", num(live.delivered_per_s) + "/s")),
         h("div", { class: "vendor-charts" }, canaryBox, errorBox, laneBox));
     }));
+  }
+
+  // One row per tenant (the first 32; `more` counts the rest): its route, its own mode with
+  // reason and expiry (or the node-wide one), and its own vendors' states (or "shared").
+  function renderTenants(st) {
+    const t = st.tenants || { tenants: [] };
+    const list = t.tenants || [];
+    $("tenants-panel").hidden = list.length < 2;
+    if (list.length < 2) return;
+    const rows = list.map((x) => {
+      const m = x.mode;
+      const mode = m
+        ? "FORCED " + m.mode.toUpperCase() + " by " + m.set_by + ": “" + m.reason + "”" +
+          (m.expires_at ? ", until " + clock(m.expires_at) + " (in " + span(m.expires_at - Date.now()) + ")" : "")
+        : "node-wide mode";
+      const vendors = Array.isArray(x.vendors)
+        ? x.vendors.map((v) => h("span", {}, h("span", { text: v.name + " " }), pill(v.state)))
+        : [h("span", { class: "muted", text: "shared [vendors]" })];
+      return h("article", { class: "tenant", "data-route": x.route.route, "data-tenant": x.id },
+        h("div", { class: "vendor-head" },
+          h("span", { class: "name", text: x.id }),
+          h("span", { class: "kind", text: x.route.route.toUpperCase() + " · " + x.route.reason }),
+          h("span", { class: "since", text: mode })),
+        h("div", { class: "vendor-facts" }, ...vendors));
+    });
+    if (t.more) rows.push(h("p", { class: "muted", text: "and " + t.more + " more tenants (see GET /admin/status)" }));
+    $("tenants").replaceChildren(...rows);
   }
 
   function fact(label, value, bad) {
