@@ -11,13 +11,16 @@ use crate::support::sockudo::Sockudo;
 use crate::support::*;
 
 const ADMIN: &str = "test-admin-token-0123456789";
+const KEY_A: &str = "clinic-a-publisher-key-0123";
+const KEY_B: &str = "clinic-b-publisher-key-0123";
 
 fn config(own: &Sockudo, shared: &Sockudo) -> String {
     format!(
         "[auth]\nsubscribe = \"none\"\nadmin_tokens = [{{ name = \"alice\", token = \"{ADMIN}\" }}]\n\
          [vendors]\nurls = [\"{}\"]\n{}\
          [[tenants]]\nid = \"clinic-a\"\nchannels = [\"a.*\"]\nvendors = [\"{}\"]\n\
-         [[tenants]]\nid = \"clinic-b\"\nchannels = [\"b.*\"]\n",
+         publisher_keys = [\"{KEY_A}\"]\n\
+         [[tenants]]\nid = \"clinic-b\"\nchannels = [\"b.*\"]\npublisher_keys = [\"{KEY_B}\"]\n",
         shared.pusher_url(),
         crate::support::tls::ca_file_toml(),
         own.pusher_url(),
@@ -42,7 +45,15 @@ async fn next_route(ws: &mut Ws) -> Value {
 
 /// Publishes one event on `channel` and answers the messages `ws` gets up to it.
 async fn up_to_event(s: &Server, ws: &mut Ws, channel: &str) -> Vec<Value> {
-    let seq = s.publish_seq(channel, 1).await;
+    // Each tenant publishes with its own key: the node's key is the default tenant's.
+    let key = if channel.starts_with("a.") {
+        KEY_A
+    } else {
+        KEY_B
+    };
+    let (status, _, v) = crate::tenants::publish_as(s, key, channel).await;
+    assert_eq!(status, 202, "{v}");
+    let seq = v["seq"].as_u64().unwrap();
     let mut seen = Vec::new();
     loop {
         let m = ws_next_any(ws).await;
