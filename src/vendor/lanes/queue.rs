@@ -222,6 +222,9 @@ fn heaviest<'a>(
 }
 
 #[cfg(test)]
+mod fairness_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;

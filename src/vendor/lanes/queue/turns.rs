@@ -7,9 +7,9 @@
 //! tenants that had nothing sendable keep their place. So with batches of one event, a tenant
 //! with 10,000 queued events holds another tenant's next event back by at most one request.
 //!
-//! Order: a take never takes an event of a channel with a request in flight in this lane, nor
-//! one queued behind a skipped event of the same channel, so each channel's events reach the
-//! vendor in order within a lane. A channel belongs to one tenant, so one tenant's FIFO holds
+//! Order: a take never takes an event of a channel with a request in flight in this lane (and
+//! so never one queued behind a passed-over event of the same channel), so each channel's
+//! events reach the vendor in order within a lane. A channel belongs to one tenant, so one tenant's FIFO holds
 //! all of a channel's events.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -44,19 +44,17 @@ impl TenantQueue {
         Some(q)
     }
 
-    /// Removes and returns the first event at or after `*cursor` whose channel is neither busy
-    /// nor skipped, marking the channels passed over as skipped. `*cursor` ends on the position
-    /// after the events passed over, so the next call of the same take resumes there.
+    /// Removes and returns the first event at or after `*cursor` whose channel is not busy.
+    /// `*cursor` ends on the position after the events passed over, so the next call of the same
+    /// take resumes there. Every event passed over has a busy channel, and so does every later
+    /// event of that channel: nothing overtakes an event of its own channel.
     fn next_sendable(
         &mut self,
         cursor: &mut usize,
         busy: &HashMap<String, usize>,
-        skipped: &mut HashSet<String>,
     ) -> Option<OutboundEvent> {
         while let Some(q) = self.items.get(*cursor) {
-            let channel = &q.event.channel;
-            if busy.contains_key(channel) || skipped.contains(channel) {
-                skipped.insert(channel.clone());
+            if busy.contains_key(&q.event.channel) {
                 *cursor += 1;
                 continue;
             }
@@ -137,7 +135,10 @@ impl Lane {
     /// FIFO, and returns them.
     pub(super) fn expire(&mut self, now: Instant, max_age: Duration) -> Vec<OutboundEvent> {
         let mut expired = Vec::new();
-        for tq in self.tenants.values_mut() {
+        for tenant in &self.turns {
+            let Some(tq) = self.tenants.get_mut(tenant) else {
+                continue;
+            };
             while tq
                 .items
                 .front()
@@ -163,7 +164,6 @@ impl Lane {
         let mut cursors = vec![0usize; n];
         // When each tenant was last served in this take, for the turn order of the next one.
         let mut served: Vec<Option<usize>> = vec![None; n];
-        let mut skipped: HashSet<String> = HashSet::new();
         'rounds: while batch.len() < max {
             let before = batch.len();
             for i in 0..n {
@@ -173,7 +173,7 @@ impl Lane {
                 let Some(tq) = self.tenants.get_mut(&self.turns[i]) else {
                     continue;
                 };
-                if let Some(event) = tq.next_sendable(&mut cursors[i], &self.busy, &mut skipped) {
+                if let Some(event) = tq.next_sendable(&mut cursors[i], &self.busy) {
                     served[i] = Some(batch.len());
                     batch.push(event);
                 }

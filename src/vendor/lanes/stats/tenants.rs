@@ -155,3 +155,55 @@ pub struct TenantLaneStats {
     /// Events of this tenant dropped from the queue, any reason.
     pub dropped: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_tenants_seen_have_their_own_label_and_the_rest_share_other() {
+        let counters = TenantCounters::new("v");
+        let tenants: Vec<TenantId> = (0..LABELLED_TENANTS + 8)
+            .map(|i| TenantId::new(&format!("t{i:02}")))
+            .collect();
+        for t in &tenants {
+            counters.enqueued(t, Priority::Realtime);
+        }
+        counters.delivered(&tenants[0], Priority::Realtime, 1);
+        counters.dropped(
+            &tenants[LABELLED_TENANTS + 1],
+            Priority::Bulk,
+            DropReason::QueueFull,
+        );
+        let last = &tenants[LABELLED_TENANTS + 7];
+        let snapshot = counters.snapshot([(&tenants[1], 3), (last, 2)].into_iter());
+        assert_eq!(snapshot.len(), LABELLED_TENANTS + 1);
+        assert_eq!(
+            snapshot["t00"],
+            TenantLaneStats {
+                queued: 0,
+                enqueued: 1,
+                delivered: 1,
+                dropped: 0
+            }
+        );
+        assert_eq!(
+            snapshot["t01"],
+            TenantLaneStats {
+                queued: 3,
+                enqueued: 1,
+                delivered: 0,
+                dropped: 0
+            }
+        );
+        assert_eq!(
+            snapshot[OTHER_LABEL],
+            TenantLaneStats {
+                queued: 2,
+                enqueued: 8,
+                delivered: 0,
+                dropped: 1
+            }
+        );
+    }
+}
