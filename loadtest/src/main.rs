@@ -18,6 +18,7 @@
 //! - `stats`: percentiles and the per-subscriber seq ledger
 //! - `proc_stats`: CPU time and RSS from /proc; `nofile`: RLIMIT_NOFILE
 //! - `report`: human lines plus a one-line JSON summary
+//! - `tenants`: one tenant's flood against another's steady publishing (`loadtest/tenants.sh`)
 
 mod client;
 mod conns;
@@ -31,6 +32,7 @@ mod report;
 mod stats;
 mod storm;
 mod target;
+mod tenants;
 
 use std::process::ExitCode;
 
@@ -60,6 +62,8 @@ enum Command {
     /// N WebSocket subscribers drop and reconnect within a window while publishing goes on:
     /// time until all are back, refusals, publish latency in the storm, loss.
     Storm(storm::StormArgs),
+    /// Tenant A floods past its quota while B publishes steadily: B's latency and loss (`tenants run`).
+    Tenants(tenants::TenantsArgs),
 }
 
 /// Options every subcommand takes.
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
             Command::Publish(args) => publish::run(args, json).await,
             Command::Failover(args) => failover::run(args, json).await,
             Command::Storm(args) => storm::run(args, json).await,
+            Command::Tenants(args) => tenants::run(args, json).await,
         }
     });
     // Subscriber tasks may still be closing sockets; do not wait for them.
