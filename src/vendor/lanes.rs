@@ -3,6 +3,9 @@
 //!
 //! - [`Lanes::enqueue`] is synchronous: it takes a short lock, queues the event (shedding per
 //!   the policy in `queue`), wakes the lane and returns. It never awaits and never blocks on I/O.
+//! - Within each priority the tenants take turns, and a full queue sheds from the tenant holding
+//!   the most: one tenant's flood delays another's next event by at most one request and sheds
+//!   only its own events.
 //! - Each priority has its own dispatcher task and semaphore: a hung vendor holds at most
 //!   `realtime_in_flight` + `bulk_in_flight` requests, and a stuck realtime lane never takes a
 //!   bulk slot (or the other way round).
@@ -14,10 +17,12 @@
 //!   observation, counted, never blocks).
 //!
 //! # Layout
-//! - `queue`: the pure bounded queues and the shedding order.
+//! - `queue`: the pure bounded queues and the shedding order; `queue/turns`: a queue per tenant
+//!   within each priority and the turns the tenants take.
 //! - `budget`: the global retry budget.
 //! - `dispatch`: the dispatcher task and one delivery (attempt, retry, report).
-//! - `stats`: counters, metrics, [`LaneStats`].
+//! - `stats`: counters, metrics, [`LaneStats`]; `stats/tenants`: the same per tenant, with a
+//!   bounded label.
 
 mod budget;
 mod dispatch;

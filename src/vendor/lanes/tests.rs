@@ -287,3 +287,50 @@ async fn after_shutdown_events_are_refused_and_queues_emptied() {
     assert_eq!(stats.realtime.queued, 0);
     assert_eq!(stats.realtime.dropped.get(&DropReason::Closed), Some(&3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_tenants_flood_sheds_its_own_events_and_is_counted_by_tenant() {
+    let fake = FakeVendor::new("v", 1, Realtime::None);
+    fake.hang_channels_starting_with("hang");
+    let config = LaneConfig {
+        realtime_queue: 4,
+        realtime_in_flight: 1,
+        ..LaneConfig::default()
+    };
+    let (lanes, _obs, _cancel) = start(fake.clone(), config, RetryBudgetConfig::default());
+    let of = |tenant: &str, channel: String, id: String| {
+        ev(&channel, &id, Priority::Realtime).for_tenant(crate::tenant::TenantId::new(tenant))
+    };
+    // A's first event holds the only slot (the vendor hangs); four more fill the queue.
+    for i in 0..5 {
+        lanes.enqueue(of("a", format!("hang-a{i}"), format!("a{i}")));
+        settle().await;
+    }
+    assert_eq!(
+        lanes.enqueue(of("b", "b".into(), "b0".into())),
+        Enqueued::Queued { shed: 1 }
+    );
+    for i in 5..105 {
+        lanes.enqueue(of("a", format!("hang-a{i}"), format!("a{i}")));
+    }
+    let stats = lanes.stats();
+    assert_eq!((stats.realtime.queued, stats.realtime.in_flight), (4, 1));
+    let tenant = |queued, enqueued, dropped| TenantLaneStats {
+        queued,
+        enqueued,
+        delivered: 0,
+        dropped,
+    };
+    assert_eq!(
+        stats.tenants,
+        [
+            ("a".to_owned(), tenant(3, 105, 101)),
+            ("b".to_owned(), tenant(1, 1, 0))
+        ]
+        .into()
+    );
+    assert_eq!(
+        stats.realtime.dropped.get(&DropReason::QueueFull),
+        Some(&101)
+    );
+}
