@@ -96,8 +96,11 @@ struct DelayArgs {
     listen: SocketAddr,
     #[arg(long)]
     upstream: SocketAddr,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     delay_ms: u64,
+    /// Seconds before the relay stops by itself, so a forgotten one does not run on.
+    #[arg(long, default_value = "3600", value_parser = parse_duration_secs)]
+    max_secs: f64,
 }
 
 pub(crate) async fn run(args: TenantsArgs, json: bool) -> Result<bool> {
@@ -109,13 +112,12 @@ pub(crate) async fn run(args: TenantsArgs, json: bool) -> Result<bool> {
                     bail!("{addr} is not a loopback address");
                 }
             }
-            delay::serve(
-                args.listen,
-                args.upstream,
-                Duration::from_millis(args.delay_ms),
-            )
-            .await?;
-            Ok(true)
+            let delay = Duration::from_millis(args.delay_ms);
+            let relay = delay::serve(args.listen, args.upstream, delay);
+            match tokio::time::timeout(Duration::from_secs_f64(args.max_secs), relay).await {
+                Ok(result) => result.map(|()| true),
+                Err(_) => Ok(true),
+            }
         }
     }
 }
@@ -422,4 +424,78 @@ async fn status(http: &reqwest::Client, url: &reqwest::Url, token: &str) -> Opti
         .await
         .ok()?;
     answer.error_for_status().ok()?.json().await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    }
+
+    #[test]
+    fn parses_run_and_delay_command_lines() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "run",
+            "--vendor",
+            "127.0.0.1:16201",
+            "--app-key",
+            "k",
+            "--app-secret",
+            "s",
+            "--key-a",
+            "a",
+            "--key-b",
+            "b",
+            "--a-rate",
+            "5000",
+        ])
+        .unwrap();
+        let TenantsCommand::Run(run) = cli.command else {
+            panic!("not a run");
+        };
+        assert_eq!((run.a_rate, run.b_rate, run.a_batch), (5000, 50, 50));
+        assert!(
+            Cli::try_parse_from(["x", "run", "--vendor", "127.0.0.1:1", "--b-rate", "0"]).is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "x",
+            "delay",
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "127.0.0.1:2",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            TenantsCommand::Delay(DelayArgs { delay_ms: 100, .. })
+        ));
+    }
+
+    #[test]
+    fn a_path_counts_lost_duplicated_and_out_of_order_against_the_accepted_seqs() {
+        let mut log = PathLog::default();
+        for seq in [1, 2, 2, 4, 3] {
+            log.observe(seq, Some(unix_micros()));
+        }
+        let f = log.figures(&[1, 2, 3, 4, 5]);
+        assert_eq!(
+            (
+                f.delivered,
+                f.lost,
+                f.duplicated,
+                f.out_of_order,
+                f.latency.count
+            ),
+            (4, 1, 1, 1, 4)
+        );
+        assert!(!log.has_all(&[1, 5]));
+        assert!(log.has_all(&[1, 2, 3, 4]));
+    }
 }

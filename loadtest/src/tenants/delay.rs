@@ -15,7 +15,7 @@ use tokio::time::Instant;
 /// Chunks in flight per connection and direction; a full queue stops reading (backpressure).
 const CHUNKS: usize = 256;
 
-/// Relays connections to `listen` on to `upstream` until `until` ends (bounded by the caller).
+/// Relays connections to `listen` on to `upstream`; runs until the caller's deadline drops it.
 pub(super) async fn serve(listen: SocketAddr, upstream: SocketAddr, delay: Duration) -> Result<()> {
     let listener = TcpListener::bind(listen)
         .await

@@ -18,6 +18,7 @@
 
 mod turns;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -154,18 +155,17 @@ impl Queues {
         size: usize,
     ) -> Option<(Priority, OutboundEvent)> {
         let [realtime, bulk] = &self.lanes;
-        let mut both: Vec<(TenantId, Holding)> = Vec::new();
+        let mut both: HashMap<&TenantId, Holding> = HashMap::new();
         for (t, h) in realtime.holdings().chain(bulk.holdings()) {
-            match both.iter_mut().find(|(u, _)| u == t) {
-                Some((_, sum)) => {
+            both.entry(t)
+                .and_modify(|sum| {
                     sum.events += h.events;
                     sum.bytes += h.bytes;
                     sum.oldest = sum.oldest.min(h.oldest);
-                }
-                None => both.push((t.clone(), h)),
-            }
+                })
+                .or_insert(h);
         }
-        let victim = heaviest(both.iter().map(|(t, h)| (t, *h)), pusher, |h| h.bytes, size)?;
+        let victim = heaviest(both.into_iter(), pusher, |h| h.bytes, size)?;
         for priority in [Priority::Bulk, Priority::Realtime] {
             if let Some(e) = self.lanes[priority.index()].pop_oldest(&victim) {
                 return Some((priority, e));
