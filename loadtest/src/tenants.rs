@@ -187,6 +187,8 @@ struct Summary {
     b_published: u64,
     b_accepted: u64,
     b_failed: u64,
+    /// The first refused or failed publish of B, for the report.
+    b_first_error: Option<String>,
     b_publish: Percentiles,
     b_own: PathFigures,
     b_vendor: PathFigures,
@@ -305,6 +307,7 @@ async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
     let mut publish_hist = histogram();
     let mut accepted = Vec::new();
     let (mut published, mut failed) = (0u64, 0u64);
+    let mut first_error = None;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.b_rate as f64));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     while tick.tick().await < until {
@@ -314,7 +317,10 @@ async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
         published += 1;
         match outcome {
             Outcome::Accepted { seq, .. } => accepted.push(seq),
-            _ => failed += 1,
+            other => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("{other:?}"));
+            }
         }
     }
     if let Some(f) = flood_task {
@@ -369,6 +375,7 @@ async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
         b_published: published,
         b_accepted: accepted.len() as u64,
         b_failed: failed,
+        b_first_error: first_error,
         b_publish: Percentiles::of(&publish_hist),
         b_own,
         b_vendor,
@@ -382,10 +389,11 @@ async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
     };
     let lines = vec![
         format!(
-            "B publish: {} published, {} accepted, {} failed; {}",
+            "B publish: {} published, {} accepted, {} failed (first: {}); {}",
             summary.b_published,
             summary.b_accepted,
             summary.b_failed,
+            summary.b_first_error.as_deref().unwrap_or("none"),
             summary.b_publish.human()
         ),
         path_line("B own WS", &summary.b_own),
