@@ -369,7 +369,12 @@ async fn a_steady_tenant_waits_only_for_its_own_previous_request_behind_a_flood(
         })
     };
     let mut queued_at = Vec::new();
+    let mut n = 1000;
     for i in 0..50 {
+        for _ in 0..100 {
+            n += 1;
+            lanes.enqueue(of("a", format!("a.{}", n % 64), format!("a{n}")));
+        }
         lanes.enqueue(of("b", "b".into(), format!("b{i}")));
         queued_at.push((format!("b{i}"), Instant::now()));
         tokio::time::sleep(Duration::from_millis(20)).await;
