@@ -70,13 +70,35 @@ async fn tenants_take_turns_in_an_exact_order() {
     assert_eq!(take_ids(&mut q, 4, now), ["a3"]);
     assert!(take_ids(&mut q, 4, now).is_empty());
 
-    // One event per request: strict alternation while both have events.
+    // One event per request: strict alternation while both have events. B's queue ran empty,
+    // but B was served longer ago than A, so B keeps its place ahead of A.
     for (t, i) in [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("a", 3), ("b", 1)] {
         let pushed = q.push(rt(t, &format!("{t}.x{i}"), &format!("{t}x{i}")), now);
         assert_eq!(pushed, Ok(vec![]));
     }
     let order: Vec<String> = (0..6).flat_map(|_| take_ids(&mut q, 1, now)).collect();
-    assert_eq!(order, ["ax0", "bx0", "ax1", "bx1", "ax2", "ax3"]);
+    assert_eq!(order, ["bx0", "ax0", "bx1", "ax1", "ax2", "ax3"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_tenant_first_in_turn_fills_the_room_the_others_leave() {
+    let now = Instant::now();
+    let mut q = Queues::new(limits(200, 10, 1 << 20));
+    // B's six events are on one channel: one request must carry all of them, not half.
+    for i in 0..6 {
+        assert_eq!(q.push(rt("b", "b", &format!("b{i}")), now), Ok(vec![]));
+    }
+    for i in 0..100 {
+        let pushed = q.push(rt("a", &format!("a.{i}"), &format!("a{i}")), now);
+        assert_eq!(pushed, Ok(vec![]));
+    }
+    assert_eq!(
+        take_ids(&mut q, 10, now),
+        ["b0", "a0", "b1", "b2", "b3", "b4", "b5", "a1", "a2", "a3"]
+    );
+    // B's channel is in flight and B has nothing else: A fills the next request alone.
+    assert_eq!(q.push(rt("b", "b", "b6"), now), Ok(vec![]));
+    assert_eq!(take_ids(&mut q, 3, now), ["a4", "a5", "a6"]);
 }
 
 #[tokio::test(start_paused = true)]

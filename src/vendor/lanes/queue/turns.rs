@@ -1,11 +1,14 @@
 //! One priority's queue of one vendor: a FIFO per tenant, and the turn order between tenants.
 //! Pure: no locks, no clock of its own.
 //!
-//! Turns: a take walks the tenants in turn order, one event from each tenant that has
-//! something sendable per round, round after round, until the batch is full or nobody has
-//! anything sendable. Tenants served move to the back in the order they were last served;
-//! tenants that had nothing sendable keep their place. So with batches of one event, a tenant
-//! with 10,000 queued events holds another tenant's next event back by at most one request.
+//! Turns: a take gives one event to each tenant with something sendable, in turn order, then
+//! lets each tenant in turn fill what room is left, the first one first. The turn order is least
+//! recently served first (a tenant never served before all), and a tenant keeps its place while
+//! its queue runs empty for a moment. So with batches of one event a tenant with 10,000 queued
+//! events holds another tenant's next event back by at most one request; with larger batches
+//! that event rides in the next one; and a steady tenant, whose events of one channel wait for
+//! that channel's request in flight, fills its own next request instead of sharing it event by
+//! event with the flood (which would cap it at half a request per round trip).
 //!
 //! Order: a take never takes an event of a channel with a request in flight in this lane (and
 //! so never one queued behind a passed-over event of the same channel), so each channel's
@@ -19,6 +22,9 @@ use tokio::time::Instant;
 
 use crate::tenant::TenantId;
 use crate::vendor::OutboundEvent;
+
+/// Idle tenants whose last turn is remembered; past it, only queued tenants' are kept.
+const MAX_STAMPS: usize = 4096;
 
 /// An event waiting in a queue.
 #[derive(Debug)]
@@ -80,8 +86,14 @@ pub(super) struct Holding {
 pub(super) struct Lane {
     /// Each tenant's events. A tenant is here only while it has events queued.
     tenants: HashMap<TenantId, TenantQueue>,
-    /// The tenants of `tenants`, each once, in the order they are served next.
+    /// The tenants of `tenants`, each once, in the order they are served next: least recently
+    /// served first (by `served`), never served before all.
     turns: VecDeque<TenantId>,
+    /// When each tenant was last served (`next_stamp` at the time), kept while it is idle so a
+    /// tenant whose queue ran empty for a moment comes back at its old place, not behind
+    /// everyone served since. At most [`MAX_STAMPS`] entries.
+    served: HashMap<TenantId, u64>,
+    next_stamp: u64,
     /// Events queued, all tenants together.
     len: usize,
     /// Channels with a request in flight in this lane, and how many.
@@ -97,10 +109,16 @@ impl Lane {
     /// after every tenant already waiting.
     pub(super) fn push(&mut self, q: Queued) {
         let tenant = q.event.tenant.clone();
-        let tq = self.tenants.entry(tenant.clone()).or_insert_with(|| {
-            self.turns.push_back(tenant);
-            TenantQueue::default()
-        });
+        if !self.tenants.contains_key(&tenant) {
+            let stamp = self.served.get(&tenant).copied();
+            let at = self
+                .turns
+                .iter()
+                .position(|t| self.served.get(t).copied() > stamp)
+                .unwrap_or(self.turns.len());
+            self.turns.insert(at, tenant.clone());
+        }
+        let tq = self.tenants.entry(tenant).or_default();
         tq.bytes += q.event.size();
         tq.items.push_back(q);
         self.len += 1;
@@ -164,34 +182,46 @@ impl Lane {
         let mut cursors = vec![0usize; n];
         // When each tenant was last served in this take, for the turn order of the next one.
         let mut served: Vec<Option<usize>> = vec![None; n];
-        'rounds: while batch.len() < max {
-            let before = batch.len();
+        // One event from each tenant in turn, then each in turn fills what room is left: the
+        // first with something sendable fills first, the others after it.
+        for one_each in [true, false] {
             for i in 0..n {
-                if batch.len() == max {
-                    break 'rounds;
-                }
                 let Some(tq) = self.tenants.get_mut(&self.turns[i]) else {
                     continue;
                 };
-                if let Some(event) = tq.next_sendable(&mut cursors[i], &self.busy) {
+                while batch.len() < max {
+                    let Some(event) = tq.next_sendable(&mut cursors[i], &self.busy) else {
+                        break;
+                    };
                     served[i] = Some(batch.len());
                     batch.push(event);
+                    if one_each {
+                        break;
+                    }
                 }
-            }
-            if batch.len() == before {
-                break;
             }
         }
         if batch.is_empty() {
             return batch;
         }
         self.len -= batch.len();
-        let mut order: Vec<(Option<usize>, TenantId)> =
-            served.into_iter().zip(self.turns.drain(..)).collect();
-        // Stable: those not served keep their order, ahead of those served.
-        order.sort_by_key(|(served, _)| *served);
-        self.turns = order.into_iter().map(|(_, t)| t).collect();
+        for (at, tenant) in served.into_iter().zip(&self.turns) {
+            if let Some(at) = at {
+                self.served
+                    .insert(tenant.clone(), self.next_stamp + at as u64);
+            }
+        }
+        self.next_stamp += batch.len() as u64;
+        let stamps = &self.served;
+        // Stable: tenants not served keep their order.
+        self.turns
+            .make_contiguous()
+            .sort_by_key(|t| stamps.get(t).copied());
         self.forget_empty();
+        if self.served.len() > MAX_STAMPS {
+            let tenants = &self.tenants;
+            self.served.retain(|t, _| tenants.contains_key(t));
+        }
         let channels: HashSet<&str> = batch.iter().map(|e| e.channel.as_str()).collect();
         for channel in channels {
             *self.busy.entry(channel.to_owned()).or_default() += 1;
