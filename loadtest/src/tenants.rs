@@ -6,21 +6,21 @@
 //!
 //! # Layout
 //! - `flood`: A's batch publisher and its accepted / 429 / other counts
+//! - `ledger`: what each of B's delivery paths received, against the seqs published
 //! - `vendor_sub`: B's Pusher subscriber on the vendor
 //! - `delay`: the TCP relay that delays every request to the vendor
 
 mod delay;
 mod flood;
+mod ledger;
 mod vendor_sub;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -29,9 +29,10 @@ use crate::client::message::ServerMessage;
 use crate::client::ws::{WsConnection, WsSettings};
 use crate::client::{Connection, Incoming};
 use crate::publisher::{Outcome, Publisher};
-use crate::stats::{histogram, unix_micros, Percentiles};
+use crate::stats::{histogram, Percentiles};
 use crate::target::Target;
 use crate::{parse_duration_secs, report};
+use ledger::{PathFigures, PathLog};
 
 /// B's channel: one channel, so its events are also checked for order on both paths.
 const B_CHANNEL: &str = "b.steady";
@@ -119,62 +120,6 @@ pub(crate) async fn run(args: TenantsArgs, json: bool) -> Result<bool> {
                 Err(_) => Ok(true),
             }
         }
-    }
-}
-
-/// One delivery path's figures for B.
-#[derive(Debug, Default, Serialize)]
-struct PathFigures {
-    delivered: u64,
-    lost: u64,
-    duplicated: u64,
-    out_of_order: u64,
-    latency: Percentiles,
-}
-
-/// What a path saw: seq -> times seen, and the latency of each first sight.
-#[derive(Default)]
-struct PathLog {
-    seen: HashMap<u64, u32>,
-    last: u64,
-    out_of_order: u64,
-    hist: Option<Histogram<u64>>,
-}
-
-impl PathLog {
-    fn observe(&mut self, seq: u64, t_us: Option<u64>) {
-        let n = self.seen.entry(seq).or_default();
-        *n += 1;
-        if *n == 1 {
-            if seq < self.last {
-                self.out_of_order += 1;
-            }
-            self.last = self.last.max(seq);
-            if let Some(t) = t_us {
-                let hist = self.hist.get_or_insert_with(histogram);
-                hist.saturating_record(unix_micros().saturating_sub(t).max(1));
-            }
-        }
-    }
-
-    fn figures(&self, accepted: &[u64]) -> PathFigures {
-        PathFigures {
-            delivered: accepted
-                .iter()
-                .filter(|s| self.seen.contains_key(s))
-                .count() as u64,
-            lost: accepted
-                .iter()
-                .filter(|s| !self.seen.contains_key(s))
-                .count() as u64,
-            duplicated: self.seen.values().map(|n| u64::from(n - 1)).sum(),
-            out_of_order: self.out_of_order,
-            latency: self.hist.as_ref().map(Percentiles::of).unwrap_or_default(),
-        }
-    }
-
-    fn has_all(&self, accepted: &[u64]) -> bool {
-        accepted.iter().all(|s| self.seen.contains_key(s))
     }
 }
 
@@ -484,26 +429,5 @@ mod tests {
             cli.command,
             TenantsCommand::Delay(DelayArgs { delay_ms: 100, .. })
         ));
-    }
-
-    #[test]
-    fn a_path_counts_lost_duplicated_and_out_of_order_against_the_accepted_seqs() {
-        let mut log = PathLog::default();
-        for seq in [1, 2, 2, 4, 3] {
-            log.observe(seq, Some(unix_micros()));
-        }
-        let f = log.figures(&[1, 2, 3, 4, 5]);
-        assert_eq!(
-            (
-                f.delivered,
-                f.lost,
-                f.duplicated,
-                f.out_of_order,
-                f.latency.count
-            ),
-            (4, 1, 1, 1, 4)
-        );
-        assert!(!log.has_all(&[1, 5]));
-        assert!(log.has_all(&[1, 2, 3, 4]));
     }
 }

@@ -105,8 +105,9 @@ impl Lane {
         self.len
     }
 
-    /// Queues `q` at the back of its tenant's FIFO; a tenant new to the lane takes its turn
-    /// after every tenant already waiting.
+    /// Queues `q` at the back of its tenant's FIFO. A tenant with nothing queued joins the turn
+    /// order by when it was last served: ahead of the tenants served since, or, never served,
+    /// ahead of every tenant served and behind the others never served.
     pub(super) fn push(&mut self, q: Queued) {
         let tenant = q.event.tenant.clone();
         if !self.tenants.contains_key(&tenant) {
