@@ -79,6 +79,14 @@ enum Stream {
 }
 
 impl Connection {
+    /// An open understudy WebSocket, as a subscriber stream.
+    pub(crate) fn ws(ws: ws::WsConnection) -> Self {
+        Connection {
+            stream: Stream::Ws(ws),
+            dialect: Dialect::Understudy,
+        }
+    }
+
     /// The next server message, skipping transport noise (pings, SSE comments, named events).
     /// In the nchan dialect an SSE `id:` is nchan's message id, not a cursor, and is not
     /// handed out.

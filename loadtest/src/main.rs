@@ -19,6 +19,7 @@
 //! - `stats`: percentiles and the per-subscriber seq ledger
 //! - `proc_stats`: CPU time and RSS from /proc; `nofile`: RLIMIT_NOFILE
 //! - `report`: human lines plus a one-line JSON summary
+//! - `tenants`: one tenant's flood against another's steady publishing (`loadtest/tenants.sh`)
 
 mod client;
 mod conns;
@@ -33,6 +34,7 @@ mod report;
 mod stats;
 mod storm;
 mod target;
+mod tenants;
 
 use std::process::ExitCode;
 
@@ -65,6 +67,8 @@ enum Command {
     /// The floor reference server (nchan's dialect, one thread, one write per subscriber per
     /// event): run it, then point the benchmarks at it with `--dialect nchan`.
     Floor(floor::FloorArgs),
+    /// Tenant A floods past its quota while B publishes steadily: B's latency and loss (`tenants run`).
+    Tenants(tenants::TenantsArgs),
 }
 
 /// Options every subcommand takes.
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             Command::Failover(args) => failover::run(args, json).await,
             Command::Storm(args) => storm::run(args, json).await,
             Command::Floor(_) => unreachable!("the floor ran before the runtime was built"),
+            Command::Tenants(args) => tenants::run(args, json).await,
         }
     });
     // Subscriber tasks may still be closing sockets; do not wait for them.

@@ -3,6 +3,9 @@
 //!
 //! - [`Lanes::enqueue`] is synchronous: it takes a short lock, queues the event (shedding per
 //!   the policy in `queue`), wakes the lane and returns. It never awaits and never blocks on I/O.
+//! - Within each priority the tenants take turns, and a full queue sheds from the tenant holding
+//!   the most: one tenant's flood delays another's next event by at most one request and sheds
+//!   only its own events.
 //! - Each priority has its own dispatcher task and semaphore: a hung vendor holds at most
 //!   `realtime_in_flight` + `bulk_in_flight` requests, and a stuck realtime lane never takes a
 //!   bulk slot (or the other way round).
@@ -14,10 +17,12 @@
 //!   observation, counted, never blocks).
 //!
 //! # Layout
-//! - `queue`: the pure bounded queues and the shedding order.
+//! - `queue`: the pure bounded queues and the shedding order; `queue/turns`: a queue per tenant
+//!   within each priority and the turns the tenants take.
 //! - `budget`: the global retry budget.
 //! - `dispatch`: the dispatcher task and one delivery (attempt, retry, report).
-//! - `stats`: counters, metrics, [`LaneStats`].
+//! - `stats`: counters, metrics, [`LaneStats`]; `stats/tenants`: the same per tenant, with a
+//!   bounded label.
 
 mod budget;
 mod dispatch;
@@ -37,9 +42,10 @@ use tracing::Instrument;
 
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use queue::QueueLimits;
-pub use stats::{DropReason, LaneStats, PriorityStats};
+pub use stats::{DropReason, LaneStats, PriorityStats, TenantLaneStats};
 
 use crate::failover::Observation;
+use crate::tenant::TenantId;
 use crate::vendor::{OutboundEvent, Priority, Vendor};
 
 /// Settings of one vendor's lanes.
@@ -168,26 +174,29 @@ impl Lanes {
     pub fn enqueue(&self, event: OutboundEvent) -> Enqueued {
         let s = &self.shared;
         let priority = event.priority;
+        let tenant = event.tenant.clone();
         if s.cancel.is_cancelled() {
-            s.counters.dropped(priority, DropReason::Closed, 1);
+            s.counters
+                .dropped_one(&tenant, priority, DropReason::Closed);
             return Enqueued::Dropped(DropReason::Closed);
         }
         if s.vendor.check(&event).is_err() {
-            s.counters.dropped(priority, DropReason::Rejected, 1);
+            s.counters
+                .dropped_one(&tenant, priority, DropReason::Rejected);
             return Enqueued::Dropped(DropReason::Rejected);
         }
         let pushed = s.queues.lock().push(event, Instant::now());
         let shed = match pushed {
             Ok(shed) => shed,
             Err(reason) => {
-                s.counters.dropped(priority, reason, 1);
+                s.counters.dropped_one(&tenant, priority, reason);
                 return Enqueued::Dropped(reason);
             }
         };
-        for (p, reason) in &shed {
-            s.counters.dropped(*p, *reason, 1);
+        for e in &shed {
+            s.counters.dropped_one(&e.tenant, e.priority, e.reason);
         }
-        s.counters.enqueued(priority);
+        s.counters.enqueued(&tenant, priority);
         s.wake[priority.index()].notify_one();
         Enqueued::Queued { shed: shed.len() }
     }
@@ -200,15 +209,26 @@ impl Lanes {
     /// Counters and current depths.
     pub fn stats(&self) -> LaneStats {
         let s = &self.shared;
-        let (queued, bytes) = {
+        let (queued, bytes, by_tenant) = {
             let q = s.queues.lock();
+            let by_tenant: Vec<(TenantId, usize)> = Priority::ALL
+                .iter()
+                .flat_map(|p| q.tenant_lens(*p))
+                .map(|(t, n)| (t.clone(), n))
+                .collect();
             (
                 [q.len(Priority::Realtime), q.len(Priority::Bulk)],
                 q.bytes(),
+                by_tenant,
             )
         };
         let in_flight = Priority::ALL.map(|p| s.in_flight[p.index()].load(Ordering::Relaxed));
-        s.counters.snapshot(queued, bytes, in_flight)
+        s.counters.snapshot(
+            by_tenant.iter().map(|(t, n)| (t, *n)),
+            queued,
+            bytes,
+            in_flight,
+        )
     }
 }
 

@@ -33,7 +33,7 @@ pub(super) async fn run(shared: Arc<Shared>, priority: Priority, tasks: TaskTrac
             let take = shared.queues.lock().take(priority, max, Instant::now());
             shared
                 .counters
-                .dropped(priority, DropReason::Expired, take.expired);
+                .dropped_each(&take.expired, priority, DropReason::Expired);
             if !take.batch.is_empty() {
                 break take.batch;
             }
@@ -46,9 +46,11 @@ pub(super) async fn run(shared: Arc<Shared>, priority: Priority, tasks: TaskTrac
         tasks.spawn(deliver(shared.clone(), priority, batch, permit));
     }
     let left = shared.queues.lock().clear(priority);
-    shared
-        .counters
-        .dropped(priority, DropReason::Closed, left as u64);
+    for event in &left {
+        shared
+            .counters
+            .dropped_one(&event.tenant, priority, DropReason::Closed);
+    }
 }
 
 /// Delivers one batch: an attempt, at most one retry, then frees its channels and its slot.
@@ -74,7 +76,7 @@ async fn deliver(
     }
     let n = batch.len() as u64;
     match &result {
-        Ok(()) => shared.counters.delivered(priority, n),
+        Ok(()) => shared.counters.delivered(priority, &batch),
         Err(error) => {
             shared.counters.failed(priority, error.class(), n);
             tracing::debug!(

@@ -1,24 +1,32 @@
 //! The bounded queues of one vendor, one per [`Priority`], and the shedding policy. Pure: no
 //! locks, no tasks, time passed in.
 //!
-//! Bounds: each priority has an event-count limit, and both together a byte limit.
-//! - A push into a priority queue at its count limit drops that queue's oldest event
-//!   ([`DropReason::QueueFull`]).
-//! - A push that would take the bytes over the limit drops the oldest `bulk` events first, then
-//!   the oldest `realtime` ones ([`DropReason::MemoryFull`]).
-//! - Events older than `max_age` are dropped when they reach the head ([`DropReason::Expired`]).
+//! Within each priority, every tenant has its own FIFO and the tenants take turns (`turns`), so
+//! one tenant's backlog never holds another tenant's next event behind it.
 //!
-//! Order: a batch never takes an event of a channel that has a request in flight in the same
-//! lane, nor one queued behind a skipped event of the same channel, so each channel's events
-//! reach the vendor in order within a lane.
+//! Bounds hold for the whole queue, whoever fills it: each priority has an event-count limit,
+//! and both together a byte limit. When a push finds the queue full, it sheds the oldest event of
+//! the tenant holding the most (counting the event being pushed as its tenant's), so a tenant
+//! that floods sheds its own events and a tenant below its fair share loses nothing:
+//! - at a priority's count limit: the oldest event of the tenant with the most events of that
+//!   priority ([`DropReason::QueueFull`]);
+//! - over the byte limit: the tenant with the most bytes in both priorities loses its oldest
+//!   `bulk` event, or its oldest `realtime` one when it has no bulk ([`DropReason::MemoryFull`]).
+//!
+//! Ties go to the tenant whose oldest event is older. Events older than `max_age` are dropped
+//! when they reach the head of their tenant's FIFO ([`DropReason::Expired`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod turns;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::DropReason;
+use crate::tenant::TenantId;
 use crate::vendor::{OutboundEvent, Priority};
+use turns::{Holding, Lane, Queued};
 
 /// Bounds of one vendor's queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,17 +47,12 @@ impl QueueLimits {
     }
 }
 
-#[derive(Debug)]
-struct Queued {
-    event: OutboundEvent,
-    at: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Lane {
-    items: VecDeque<Queued>,
-    /// Channels with a request in flight in this lane, and how many.
-    busy: HashMap<String, usize>,
+/// An event shed to make room for another.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Shed {
+    pub(crate) priority: Priority,
+    pub(crate) reason: DropReason,
+    pub(crate) tenant: TenantId,
 }
 
 /// Both queues of one vendor.
@@ -58,6 +61,8 @@ pub(crate) struct Queues {
     lanes: [Lane; 2],
     /// Sum of the frame lengths of every queued event; never above `limits.bytes`.
     bytes: usize,
+    /// `seq` of the next push.
+    next_seq: u64,
     limits: QueueLimits,
 }
 
@@ -65,8 +70,8 @@ pub(crate) struct Queues {
 #[derive(Debug, Default)]
 pub(crate) struct Take {
     pub(crate) batch: Vec<OutboundEvent>,
-    /// Events dropped for age on the way.
-    pub(crate) expired: u64,
+    /// The tenant of each event dropped for age on the way.
+    pub(crate) expired: Vec<TenantId>,
 }
 
 impl Queues {
@@ -74,16 +79,25 @@ impl Queues {
         Queues {
             lanes: [Lane::default(), Lane::default()],
             bytes: 0,
+            next_seq: 0,
             limits,
         }
     }
 
     pub(crate) fn len(&self, priority: Priority) -> usize {
-        self.lanes[priority.index()].items.len()
+        self.lanes[priority.index()].len()
     }
 
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Events queued per tenant in `priority`.
+    pub(crate) fn tenant_lens(
+        &self,
+        priority: Priority,
+    ) -> impl Iterator<Item = (&TenantId, usize)> + '_ {
+        self.lanes[priority.index()].lens()
     }
 
     /// Queues `event`; returns what was shed to make room, or why `event` itself cannot be
@@ -92,7 +106,7 @@ impl Queues {
         &mut self,
         event: OutboundEvent,
         now: Instant,
-    ) -> Result<Vec<(Priority, DropReason)>, DropReason> {
+    ) -> Result<Vec<Shed>, DropReason> {
         let priority = event.priority;
         let size = event.size();
         if size > self.limits.bytes || self.limits.events(priority) == 0 {
@@ -100,98 +114,115 @@ impl Queues {
         }
         let mut shed = Vec::new();
         if self.len(priority) >= self.limits.events(priority) {
-            self.pop_oldest(priority);
-            shed.push((priority, DropReason::QueueFull));
+            let lane = &mut self.lanes[priority.index()];
+            let victim = heaviest(lane.holdings(), &event.tenant, |h| h.events, 1);
+            if let Some(e) = victim.and_then(|t| lane.pop_oldest(&t)) {
+                self.bytes -= e.size();
+                shed.push(Shed {
+                    priority,
+                    reason: DropReason::QueueFull,
+                    tenant: e.tenant,
+                });
+            }
         }
         while self.bytes + size > self.limits.bytes {
-            let victim = if self.len(Priority::Bulk) > 0 {
-                Priority::Bulk
-            } else {
-                Priority::Realtime
+            let Some((victim_priority, e)) = self.shed_for_bytes(&event.tenant, size) else {
+                break;
             };
-            self.pop_oldest(victim);
-            shed.push((victim, DropReason::MemoryFull));
+            self.bytes -= e.size();
+            shed.push(Shed {
+                priority: victim_priority,
+                reason: DropReason::MemoryFull,
+                tenant: e.tenant,
+            });
         }
         self.bytes += size;
-        self.lanes[priority.index()]
-            .items
-            .push_back(Queued { event, at: now });
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.lanes[priority.index()].push(Queued {
+            event,
+            at: now,
+            seq,
+        });
         Ok(shed)
     }
 
-    fn pop_oldest(&mut self, priority: Priority) {
-        if let Some(q) = self.lanes[priority.index()].items.pop_front() {
-            self.bytes -= q.event.size();
+    /// Removes the oldest event of the tenant with the most bytes queued in both priorities
+    /// (`pusher` counted with `size` more): its bulk first, then its realtime.
+    fn shed_for_bytes(
+        &mut self,
+        pusher: &TenantId,
+        size: usize,
+    ) -> Option<(Priority, OutboundEvent)> {
+        let [realtime, bulk] = &self.lanes;
+        let mut both: HashMap<&TenantId, Holding> = HashMap::new();
+        for (t, h) in realtime.holdings().chain(bulk.holdings()) {
+            both.entry(t)
+                .and_modify(|sum| {
+                    sum.events += h.events;
+                    sum.bytes += h.bytes;
+                    sum.oldest = sum.oldest.min(h.oldest);
+                })
+                .or_insert(h);
         }
+        let victim = heaviest(both.into_iter(), pusher, |h| h.bytes, size)?;
+        for priority in [Priority::Bulk, Priority::Realtime] {
+            if let Some(e) = self.lanes[priority.index()].pop_oldest(&victim) {
+                return Some((priority, e));
+            }
+        }
+        None
     }
 
-    /// Takes up to `max` events of `priority` whose channels are not busy, marking their
-    /// channels busy until [`Queues::release`].
+    /// Takes up to `max` events of `priority` whose channels are not busy, the tenants taking
+    /// turns, marking their channels busy until [`Queues::release`].
     pub(crate) fn take(&mut self, priority: Priority, max: usize, now: Instant) -> Take {
+        let lane = &mut self.lanes[priority.index()];
+        let expired = lane.expire(now, self.limits.max_age);
         let mut take = Take::default();
-        let max_age = self.limits.max_age;
-        let Lane { items, busy } = &mut self.lanes[priority.index()];
-        while items
-            .front()
-            .is_some_and(|q| now.saturating_duration_since(q.at) >= max_age)
-        {
-            if let Some(q) = items.pop_front() {
-                self.bytes -= q.event.size();
-                take.expired += 1;
-            }
+        for e in expired {
+            self.bytes -= e.size();
+            take.expired.push(e.tenant);
         }
-        if items.is_empty() || max == 0 {
+        if max == 0 {
             return take;
         }
-        let mut skipped: HashSet<String> = HashSet::new();
-        let mut rest = VecDeque::with_capacity(items.len());
-        while let Some(q) = items.pop_front() {
-            if take.batch.len() == max {
-                rest.push_back(q);
-                rest.extend(items.drain(..));
-                break;
-            }
-            let channel = &q.event.channel;
-            if busy.contains_key(channel) || skipped.contains(channel) {
-                skipped.insert(channel.clone());
-                rest.push_back(q);
-            } else {
-                self.bytes -= q.event.size();
-                take.batch.push(q.event);
-            }
-        }
-        *items = rest;
-        let channels: HashSet<&str> = take.batch.iter().map(|e| e.channel.as_str()).collect();
-        for channel in channels {
-            *busy.entry(channel.to_owned()).or_default() += 1;
-        }
+        take.batch = lane.take(max);
+        self.bytes -= take.batch.iter().map(OutboundEvent::size).sum::<usize>();
         take
     }
 
     /// Marks the channels of a finished batch as no longer busy.
     pub(crate) fn release(&mut self, priority: Priority, batch: &[OutboundEvent]) {
-        let busy = &mut self.lanes[priority.index()].busy;
-        let channels: HashSet<&str> = batch.iter().map(|e| e.channel.as_str()).collect();
-        for channel in channels {
-            if let Some(n) = busy.get_mut(channel) {
-                *n -= 1;
-                if *n == 0 {
-                    busy.remove(channel);
-                }
-            }
-        }
+        self.lanes[priority.index()].release(batch);
     }
 
-    /// Empties one priority's queue (shutdown); returns how many events it held.
-    pub(crate) fn clear(&mut self, priority: Priority) -> usize {
-        let items = &mut self.lanes[priority.index()].items;
-        let count = items.len();
-        for q in items.drain(..) {
-            self.bytes -= q.event.size();
-        }
-        count
+    /// Empties one priority's queue (shutdown); returns the events it held.
+    pub(crate) fn clear(&mut self, priority: Priority) -> Vec<OutboundEvent> {
+        let events = self.lanes[priority.index()].clear();
+        self.bytes -= events.iter().map(OutboundEvent::size).sum::<usize>();
+        events
     }
 }
+
+/// The tenant holding the most by `measure` (`pusher` counted with `extra` more), ties to the
+/// one whose oldest event is older.
+fn heaviest<'a>(
+    holdings: impl Iterator<Item = (&'a TenantId, Holding)>,
+    pusher: &TenantId,
+    measure: impl Fn(&Holding) -> usize,
+    extra: usize,
+) -> Option<TenantId> {
+    holdings
+        .max_by_key(|(t, h)| {
+            let held = measure(h) + if *t == pusher { extra } else { 0 };
+            (held, std::cmp::Reverse(h.oldest))
+        })
+        .map(|(t, _)| t.clone())
+}
+
+#[cfg(test)]
+mod fairness_tests;
 
 #[cfg(test)]
 mod tests {
@@ -208,6 +239,15 @@ mod tests {
             bulk_events: bulk,
             bytes,
             max_age: Duration::from_secs(30),
+        }
+    }
+
+    /// An event of the default tenant shed.
+    fn shed(priority: Priority, reason: DropReason) -> Shed {
+        Shed {
+            priority,
+            reason,
+            tenant: TenantId::default(),
         }
     }
 
@@ -230,7 +270,7 @@ mod tests {
         assert_eq!(q.push(ev("c", "b1", Priority::Bulk, 1), now), Ok(vec![]));
         assert_eq!(
             q.push(ev("d", "r3", Priority::Realtime, 1), now),
-            Ok(vec![(Priority::Realtime, DropReason::QueueFull)])
+            Ok(vec![shed(Priority::Realtime, DropReason::QueueFull)])
         );
         assert_eq!(ids(&q.take(Priority::Realtime, 10, now)), ["r2", "r3"]);
         assert_eq!(q.len(Priority::Bulk), 1);
@@ -250,15 +290,15 @@ mod tests {
         // 90 bytes queued; 40 more needs 30 freed: the oldest bulk goes.
         assert_eq!(
             q.push(ev("d", "r2", Priority::Realtime, 40), now),
-            Ok(vec![(Priority::Bulk, DropReason::MemoryFull)])
+            Ok(vec![shed(Priority::Bulk, DropReason::MemoryFull)])
         );
         assert_eq!(q.bytes(), 100);
         // 60 more needs 60 freed: the remaining bulk, then the oldest realtime.
         assert_eq!(
             q.push(ev("e", "r3", Priority::Realtime, 60), now),
             Ok(vec![
-                (Priority::Bulk, DropReason::MemoryFull),
-                (Priority::Realtime, DropReason::MemoryFull)
+                shed(Priority::Bulk, DropReason::MemoryFull),
+                shed(Priority::Realtime, DropReason::MemoryFull)
             ])
         );
         assert_eq!(ids(&q.take(Priority::Realtime, 10, now)), ["r2", "r3"]);
@@ -320,7 +360,7 @@ mod tests {
             Ok(vec![])
         );
         let take = q.take(Priority::Realtime, 10, start + Duration::from_secs(30));
-        assert_eq!(take.expired, 1);
+        assert_eq!(take.expired.len(), 1);
         assert_eq!(ids(&take), ["new"]);
         assert_eq!(q.bytes(), 0);
     }

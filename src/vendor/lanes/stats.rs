@@ -7,7 +7,9 @@
 //! `understudy_vendor_dropped_total{reason}`, `understudy_vendor_failed_total{class}` (events
 //! whose delivery failed for good), `understudy_vendor_requests_total{outcome}` (`ok` or an
 //! error class), `understudy_vendor_request_seconds` (histogram),
-//! `understudy_vendor_retries_total{outcome="attempted"|"denied"}`.
+//! `understudy_vendor_retries_total{outcome="attempted"|"denied"}`; per tenant, see `tenants`.
+
+mod tenants;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +17,10 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use serde::Serialize;
 
-use crate::vendor::{ErrorClass, Priority};
+use crate::tenant::TenantId;
+use crate::vendor::{ErrorClass, OutboundEvent, Priority};
+
+pub use tenants::TenantLaneStats;
 
 /// Why an event left a queue without being delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -133,6 +138,7 @@ pub(crate) struct Counters {
     retries_denied: AtomicU64,
     failed_by_class: [AtomicU64; ErrorClass::ALL.len()],
     observations_lost: AtomicU64,
+    tenants: tenants::TenantCounters,
     m_retries: Counter,
     m_retries_denied: Counter,
 }
@@ -156,6 +162,7 @@ impl Counters {
             retries_denied: AtomicU64::new(0),
             failed_by_class: Default::default(),
             observations_lost: AtomicU64::new(0),
+            tenants: tenants::TenantCounters::new(vendor),
             m_retries: retry("attempted"),
             m_retries_denied: retry("denied"),
         }
@@ -165,13 +172,32 @@ impl Counters {
         &self.priorities[priority.index()]
     }
 
-    pub(crate) fn enqueued(&self, priority: Priority) {
+    pub(crate) fn enqueued(&self, tenant: &TenantId, priority: Priority) {
+        self.tenants.enqueued(tenant, priority);
         let p = self.of(priority);
         p.enqueued.fetch_add(1, Ordering::Relaxed);
         p.m_enqueued.increment(1);
     }
 
-    pub(crate) fn dropped(&self, priority: Priority, reason: DropReason, n: u64) {
+    /// One event of `tenant` dropped.
+    pub(crate) fn dropped_one(&self, tenant: &TenantId, priority: Priority, reason: DropReason) {
+        self.tenants.dropped(tenant, priority, reason);
+        self.dropped(priority, reason, 1);
+    }
+
+    /// Each of `tenants` lost one event.
+    pub(crate) fn dropped_each(
+        &self,
+        tenants: &[TenantId],
+        priority: Priority,
+        reason: DropReason,
+    ) {
+        for tenant in tenants {
+            self.dropped_one(tenant, priority, reason);
+        }
+    }
+
+    fn dropped(&self, priority: Priority, reason: DropReason, n: u64) {
         if n == 0 {
             return;
         }
@@ -180,10 +206,13 @@ impl Counters {
         p.m_dropped[reason.index()].increment(n);
     }
 
-    pub(crate) fn delivered(&self, priority: Priority, n: u64) {
+    pub(crate) fn delivered(&self, priority: Priority, batch: &[OutboundEvent]) {
         let p = self.of(priority);
-        p.delivered.fetch_add(n, Ordering::Relaxed);
-        p.m_delivered.increment(n);
+        p.delivered.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        p.m_delivered.increment(batch.len() as u64);
+        for event in batch {
+            self.tenants.delivered(&event.tenant, priority, 1);
+        }
     }
 
     pub(crate) fn failed(&self, priority: Priority, class: ErrorClass, n: u64) {
@@ -221,8 +250,9 @@ impl Counters {
         self.observations_lost.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(
+    pub(crate) fn snapshot<'a>(
         &self,
+        queued_by_tenant: impl Iterator<Item = (&'a TenantId, usize)>,
         queued: [usize; 2],
         queued_bytes: usize,
         in_flight: [usize; 2],
@@ -260,6 +290,7 @@ impl Counters {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             observations_lost: self.observations_lost.load(Ordering::Relaxed),
+            tenants: self.tenants.snapshot(queued_by_tenant),
         }
     }
 }
@@ -279,6 +310,8 @@ pub struct LaneStats {
     pub failed_by_class: std::collections::BTreeMap<ErrorClass, u64>,
     /// Observations not reported because the driver's inbox was full.
     pub observations_lost: u64,
+    /// Each tenant's share, by metrics label (the first tenants seen, then `other`).
+    pub tenants: std::collections::BTreeMap<String, TenantLaneStats>,
 }
 
 /// One priority's lane.

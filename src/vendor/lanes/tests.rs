@@ -287,3 +287,102 @@ async fn after_shutdown_events_are_refused_and_queues_emptied() {
     assert_eq!(stats.realtime.queued, 0);
     assert_eq!(stats.realtime.dropped.get(&DropReason::Closed), Some(&3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_tenants_flood_sheds_its_own_events_and_is_counted_by_tenant() {
+    let fake = FakeVendor::new("v", 1, Realtime::None);
+    fake.hang_channels_starting_with("hang");
+    let config = LaneConfig {
+        realtime_queue: 4,
+        realtime_in_flight: 1,
+        ..LaneConfig::default()
+    };
+    let (lanes, _obs, _cancel) = start(fake.clone(), config, RetryBudgetConfig::default());
+    let of = |tenant: &str, channel: String, id: String| {
+        ev(&channel, &id, Priority::Realtime).for_tenant(crate::tenant::TenantId::new(tenant))
+    };
+    // A's first event holds the only slot (the vendor hangs); four more fill the queue.
+    for i in 0..5 {
+        lanes.enqueue(of("a", format!("hang-a{i}"), format!("a{i}")));
+        settle().await;
+    }
+    assert_eq!(
+        lanes.enqueue(of("b", "b".into(), "b0".into())),
+        Enqueued::Queued { shed: 1 }
+    );
+    for i in 5..105 {
+        lanes.enqueue(of("a", format!("hang-a{i}"), format!("a{i}")));
+    }
+    let stats = lanes.stats();
+    assert_eq!((stats.realtime.queued, stats.realtime.in_flight), (4, 1));
+    let tenant = |queued, enqueued, dropped| TenantLaneStats {
+        queued,
+        enqueued,
+        delivered: 0,
+        dropped,
+    };
+    assert_eq!(
+        stats.tenants,
+        [
+            ("a".to_owned(), tenant(3, 105, 101)),
+            ("b".to_owned(), tenant(1, 1, 0))
+        ]
+        .into()
+    );
+    assert_eq!(
+        stats.realtime.dropped.get(&DropReason::QueueFull),
+        Some(&101)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_steady_tenant_waits_only_for_its_own_previous_request_behind_a_flood() {
+    let fake = FakeVendor::new("v", 10, Realtime::None);
+    fake.set(Behaviour::Slow(Duration::from_millis(100)));
+    let config = LaneConfig {
+        realtime_in_flight: 4,
+        ..LaneConfig::default()
+    };
+    let (lanes, _obs, _cancel) = start(fake.clone(), config, RetryBudgetConfig::default());
+    let of = |tenant: &str, channel: String, id: String| {
+        ev(&channel, &id, Priority::Realtime).for_tenant(crate::tenant::TenantId::new(tenant))
+    };
+    for i in 0..1000 {
+        lanes.enqueue(of("a", format!("a.{}", i % 64), format!("a{i}")));
+    }
+    // When each of B's events went out, from the vendor's call log, sampled every millisecond.
+    let sent: Arc<parking_lot::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
+    let watcher = {
+        let (fake, sent) = (fake.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut seen = 0;
+            loop {
+                let calls = fake.calls.lock().clone();
+                for call in &calls[seen..] {
+                    for id in call.iter().filter(|id| id.starts_with('b')) {
+                        sent.lock().insert(id.clone(), Instant::now());
+                    }
+                }
+                seen = calls.len();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    let mut queued_at = Vec::new();
+    let mut n = 1000;
+    for i in 0..50 {
+        for _ in 0..100 {
+            n += 1;
+            lanes.enqueue(of("a", format!("a.{}", n % 64), format!("a{n}")));
+        }
+        lanes.enqueue(of("b", "b".into(), format!("b{i}")));
+        queued_at.push((format!("b{i}"), Instant::now()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watcher.abort();
+    let sent = sent.lock();
+    let waits: Vec<Duration> = queued_at.iter().map(|(id, at)| sent[id] - *at).collect();
+    let worst = waits.iter().max().copied().unwrap_or_default();
+    assert!(worst <= Duration::from_millis(102), "{waits:?}");
+}
