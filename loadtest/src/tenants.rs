@@ -217,16 +217,27 @@ async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
         ),
     );
     let counts = Arc::new(flood::FloodCounts::default());
+    // A floods from a thread and runtime of its own, so its client-side work (serialising batches,
+    // reading 429s) never delays B's publisher or subscribers in this process: what B measures
+    // is the server's doing.
     let flood_task = (args.a_rate > 0).then(|| {
-        tokio::spawn(flood::run(
-            http.clone(),
-            target.url("/v1/publish/batch"),
-            args.key_a.clone(),
-            args.a_rate,
-            args.a_batch,
-            until,
-            counts.clone(),
-        ))
+        let (url, key) = (target.url("/v1/publish/batch"), args.key_a.clone());
+        let (rate, batch, counts) = (args.a_rate, args.a_batch, counts.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("A's runtime starts");
+            runtime.block_on(flood::run(
+                reqwest::Client::new(),
+                url,
+                key,
+                rate,
+                batch,
+                until,
+                counts,
+            ))
+        })
     });
     let sampler = admin.clone().map(|(url, token)| {
         let http = http.clone();
@@ -269,7 +280,7 @@ async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
         }
     }
     if let Some(f) = flood_task {
-        let _ = f.await;
+        let _ = tokio::task::spawn_blocking(move || f.join()).await;
     }
     let lane_max = match sampler {
         Some(s) => s.await.ok(),
