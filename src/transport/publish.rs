@@ -88,6 +88,9 @@ pub(crate) async fn batch(
             Err(e) => Err(e),
         };
         record(&state, &outcome, started);
+        // A batch is up to max_batch_events publishes in one task: give the worker back between
+        // them, so one tenant's large batch does not hold another's request behind it.
+        tokio::task::yield_now().await;
         retry_later |= matches!(outcome, Err(ApiError::EngineUnavailable(_)));
         results.push(match outcome {
             Ok(mut v) => {
