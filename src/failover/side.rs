@@ -285,4 +285,4 @@ impl DriverTask {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -19,7 +19,8 @@ use crate::vendor::{OutboundEvent, Priority, Vendor, VendorConfig};
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn config() -> FailoverConfig {
+/// Failover settings for tests: a canary without jitter, no heartbeat.
+pub(in crate::failover) fn config() -> FailoverConfig {
     FailoverConfig {
         canary: Some(CanaryConfig {
             jitter: 0.0,

@@ -10,26 +10,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::failover::{
-    CanaryConfig, Failover, FailoverConfig, Mode, ModeSetting, Path, PreparedSide, Route,
-    RouteReason,
-};
+use crate::failover::{Failover, Mode, ModeSetting, Path, PreparedSide, Route, RouteReason};
 use crate::tenant::TenantId;
 use crate::vendor::fake::{Behaviour, FakeVendor, Realtime};
 use crate::vendor::{OutboundEvent, Priority, Vendor};
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn config() -> FailoverConfig {
-    FailoverConfig {
-        canary: Some(CanaryConfig {
-            jitter: 0.0,
-            ..CanaryConfig::default()
-        }),
-        heartbeat: None,
-        ..FailoverConfig::default()
-    }
-}
+use super::super::side::tests::config;
 
 fn side(vendor: &Arc<FakeVendor>) -> PreparedSide {
     PreparedSide::from_adapters(vec![vendor.clone() as Arc<dyn Vendor>], config())
