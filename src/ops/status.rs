@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::failover::{ModeSetting, Route, Status, VendorStatus};
+use crate::vendor::lanes::Lanes;
 
 /// Milliseconds since the Unix epoch of a tokio instant.
 pub(crate) fn unix_ms(at: Instant, now: Instant) -> u64 {
@@ -38,7 +39,9 @@ pub(crate) fn route_json(route: &Route, now: Instant) -> Value {
     })
 }
 
-fn vendor_json(v: &VendorStatus, state: &AppState, now: Instant) -> Value {
+/// One vendor's health, canary, last error, transitions and lanes (`lanes`: its set's lanes, by
+/// the vendor's index), for the node's vendors and for a tenant's own.
+pub(super) fn vendor_json(v: &VendorStatus, lanes: &[Lanes], now: Instant) -> Value {
     let transitions: Vec<Value> = v
         .transitions
         .iter()
@@ -51,7 +54,7 @@ fn vendor_json(v: &VendorStatus, state: &AppState, now: Instant) -> Value {
             })
         })
         .collect();
-    let lanes = state.failover.lanes().get(v.index).map(|l| l.stats());
+    let lanes = lanes.get(v.index).map(|l| l.stats());
     json!({
         "name": v.name,
         "kind": v.kind.as_str(),
@@ -105,11 +108,12 @@ fn public_listener_json(state: &AppState) -> Value {
 pub(crate) fn status_json(state: &AppState, status: &Status) -> Value {
     let now = Instant::now();
     let stats = state.engine.registry().stats();
+    let lanes = state.failover.lanes();
     json!({
         "mode": mode_json(&status.mode, now),
         "route": route_json(&status.route, now),
         "self_path": format!("{:?}", status.self_path),
-        "vendors": status.vendors.iter().map(|v| vendor_json(v, state, now)).collect::<Vec<_>>(),
+        "vendors": status.vendors.iter().map(|v| vendor_json(v, &lanes, now)).collect::<Vec<_>>(),
         "engine": engine_json(state, now),
         "channels": stats.channels,
         "history_events": stats.history_events,

@@ -87,21 +87,7 @@ fn tenant_json(state: &AppState, id: &TenantId, mode: Option<&ModeSetting>, now:
         Some(status) => {
             let lanes = state.failover.lanes_for(id);
             let vendors: Vec<Value> = (status.vendors.iter())
-                .map(|v| {
-                    json!({
-                        "name": v.name,
-                        "kind": v.kind.as_str(),
-                        "state": v.health.state.as_str(),
-                        "since": unix_ms(v.health.since, now),
-                        "verdict": format!("{:?}", v.verdict),
-                        "last_error": v.last_error.as_ref().map(|e| json!({
-                            "at": unix_ms(e.at, now),
-                            "kind": e.kind,
-                            "message": e.message,
-                        })),
-                        "lanes": lanes.get(v.index).map(|l| l.stats()),
-                    })
-                })
+                .map(|v| super::status::vendor_json(v, &lanes, now))
                 .collect();
             json!(vendors)
         }
