@@ -20,12 +20,15 @@
 # channel signed with the app secret); A floods with batches of 50 over 64 channels. Reported:
 # B's publish p50/p99, delivery p50/p99 on each path, lost, duplicated, out of order; A's events
 # accepted and refused with 429 (the tenant quota); the vendor's largest realtime queue and its
-# per-tenant lane counters. A run without A comes first, then the flood; the table gives the ratio.
+# per-tenant lane counters. Each of TENANTS_RUNS (3) rounds runs, in turn: without A (baseline),
+# with A flooding (flood), and, unless TENANTS_CONTROL=0, with A flooding a second understudy
+# instead (control): B's figures then carry what the flood costs the machine (the load tool, the
+# other server, the kernel) but not what it costs B's server. The table gives medians and ratios.
 # Usage:
 #   loadtest/tenants.sh OUT_DIR
-# Files: OUT_DIR/{baseline,flood}.txt (report), .json (summary line), the servers' logs.
+# Files: OUT_DIR/{baseline,flood,control}-N.txt (report), .json (summary line), the servers' logs.
 # Ports: TENANTS_PORT (18680), TENANTS_ADMIN_PORT (19690), TENANTS_VENDOR_PORT (16201, sockudo),
-# TENANTS_RELAY_PORT (16202). SOCKUDO defaults to the binary scripts/test installs;
+# TENANTS_RELAY_PORT (16202), TENANTS_CONTROL_PORT (18690), TENANTS_CONTROL_ADMIN_PORT (19691). SOCKUDO defaults to the binary scripts/test installs;
 # TENANTS_BIN_DIR runs prebuilt binaries instead of building release ones.
 set -euo pipefail
 
@@ -41,6 +44,10 @@ A_QUOTA=${TENANTS_A_QUOTA:-500}
 A_RATE=$((A_QUOTA * 10))
 B_RATE=${TENANTS_B_RATE:-50}
 DURATION=${TENANTS_DURATION:-20}
+RUNS=${TENANTS_RUNS:-3}
+CONTROL=${TENANTS_CONTROL:-1}
+CPORT=${TENANTS_CONTROL_PORT:-18690}
+CADMIN=${TENANTS_CONTROL_ADMIN_PORT:-19691}
 SOCKUDO=${SOCKUDO:-$HOME/.cache/understudy/sockudo-5.2.0/bin/sockudo}
 ADMIN_TOKEN=tenants-admin-token-0123456789
 export TENANT_A_KEY=tenant-a-publisher-key-0123
@@ -66,7 +73,7 @@ cp "$SRC_BIN/understudy" "$SRC_BIN/understudy-loadtest" "$BIN/"
 port_free() {
   ! ss -Hltn "( sport = :$1 )" | grep -q .
 }
-for p in "$PORT" "$ADMIN" "$VPORT" "$RPORT"; do
+for p in "$PORT" "$ADMIN" "$VPORT" "$RPORT" "$CPORT" "$CADMIN"; do
   port_free "$p" || { echo "port $p is taken; set TENANTS_*PORT" >&2; exit 2; }
 done
 
@@ -146,46 +153,84 @@ start_server() { # log name
 }
 
 rc=0
-for run in baseline flood; do
-  mkdir -p "$OUT/audit-$run"
-  start_server "$run"
-  a_rate=0
-  [ "$run" = flood ] && a_rate=$A_RATE
-  echo "$run: understudy pid $SERVER_PID on :$PORT, vendor :$VPORT behind a ${DELAY_MS} ms relay on :$RPORT; A at $a_rate/s, B at $B_RATE/s for $DURATION s" >&2
-  UNDERSTUDY_ADMIN_TOKEN="$ADMIN_TOKEN" timeout --signal=INT --kill-after=30 $((DURATION + 120)) \
-    "$BIN/understudy-loadtest" tenants run --url "http://127.0.0.1:$PORT" \
-    --admin "http://127.0.0.1:$ADMIN" --vendor "127.0.0.1:$VPORT" --app-key "$APP_KEY" \
-    --a-rate "$a_rate" --b-rate "$B_RATE" --duration "$DURATION" \
-    >"$OUT/$run.txt" || rc=$?
-  cat "$OUT/$run.txt"
-  tail -n 1 "$OUT/$run.txt" >"$OUT/$run.json"
-  stop "$SERVER_PID" 150
-  SERVER_PID=
+# A second understudy for the control run: A floods it while B uses the first, so the control
+# shows what the flood costs the machine (the load tool, the other server) apart from the server.
+CONTROL_PID=
+start_control() {
+  env UNDERSTUDY_LISTEN="127.0.0.1:$CPORT" UNDERSTUDY_ADMIN_LISTEN="127.0.0.1:$CADMIN" \
+  UNDERSTUDY_SUBSCRIBE_AUTH=none UNDERSTUDY_LOG=warn UNDERSTUDY_ADMIN_TOKEN="$ADMIN_TOKEN" \
+  UNDERSTUDY_AUDIT_DIR="$OUT/audit-control-sink" \
+  UNDERSTUDY_VENDOR_URL="pusher://$APP_KEY:$UNDERSTUDY_PUSHER_SECRET@127.0.0.1:$RPORT/$APP_ID?tls=false" \
+    "$BIN/understudy" serve --config "$OUT/understudy.toml" >"$OUT/understudy-control-sink.log" 2>&1 &
+  CONTROL_PID=$!
+  mkdir -p "$OUT/audit-control-sink"
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$CPORT/v1/route" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "the control sink did not start; see $OUT/understudy-control-sink.log" >&2; exit 2
+}
+trap 'stop "$CONTROL_PID" 150; cleanup' EXIT
+
+MODES=(baseline flood)
+[ "$CONTROL" = 1 ] && MODES+=(control)
+for i in $(seq "$RUNS"); do
+  for mode in "${MODES[@]}"; do
+    run="$mode-$i"
+    mkdir -p "$OUT/audit-$run"
+    start_server "$run"
+    a_rate=0
+    a_url=()
+    [ "$mode" != baseline ] && a_rate=$A_RATE
+    if [ "$mode" = control ]; then
+      start_control
+      a_url=(--a-url "http://127.0.0.1:$CPORT")
+    fi
+    echo "$run: understudy pid $SERVER_PID on :$PORT, vendor :$VPORT behind a ${DELAY_MS} ms relay on :$RPORT; A at $a_rate/s${a_url:+ on a second understudy}, B at $B_RATE/s for $DURATION s" >&2
+    UNDERSTUDY_ADMIN_TOKEN="$ADMIN_TOKEN" timeout --signal=INT --kill-after=30 $((DURATION + 120)) \
+      "$BIN/understudy-loadtest" tenants run --url "http://127.0.0.1:$PORT" \
+      --admin "http://127.0.0.1:$ADMIN" --vendor "127.0.0.1:$VPORT" --app-key "$APP_KEY" \
+      --a-rate "$a_rate" "${a_url[@]}" --b-rate "$B_RATE" --duration "$DURATION" \
+      >"$OUT/$run.txt" || rc=$?
+    cat "$OUT/$run.txt"
+    tail -n 1 "$OUT/$run.txt" >"$OUT/$run.json"
+    stop "$SERVER_PID" 150
+    SERVER_PID=
+    stop "$CONTROL_PID" 150
+    CONTROL_PID=
+  done
 done
 
-python3 - "$OUT/baseline.json" "$OUT/flood.json" <<'PY'
-import json, sys
-base, flood = (json.load(open(p)) for p in sys.argv[1:3])
-ms = lambda us: f"{us / 1000:.1f}"
-def ratio(a, b):
-    return f"{b / a:.2f}x" if a else "-"
+python3 - "$OUT" "$RUNS" "${MODES[@]}" <<'PY'
+import json, statistics, sys
+out, runs, modes = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+summ = {m: [json.load(open(f"{out}/{m}-{i}.json")) for i in range(1, runs + 1)] for m in modes}
 rows = [
-    ("B publish p50 ms", base["b_publish"]["p50_us"], flood["b_publish"]["p50_us"], True),
-    ("B publish p99 ms", base["b_publish"]["p99_us"], flood["b_publish"]["p99_us"], True),
-    ("B own WS delivery p50 ms", base["b_own"]["latency"]["p50_us"], flood["b_own"]["latency"]["p50_us"], True),
-    ("B own WS delivery p99 ms", base["b_own"]["latency"]["p99_us"], flood["b_own"]["latency"]["p99_us"], True),
-    ("B vendor delivery p50 ms", base["b_vendor"]["latency"]["p50_us"], flood["b_vendor"]["latency"]["p50_us"], True),
-    ("B vendor delivery p99 ms", base["b_vendor"]["latency"]["p99_us"], flood["b_vendor"]["latency"]["p99_us"], True),
+    ("B publish p50 ms", lambda s: s["b_publish"]["p50_us"]),
+    ("B publish p99 ms", lambda s: s["b_publish"]["p99_us"]),
+    ("B own WS delivery p50 ms", lambda s: s["b_own"]["latency"]["p50_us"]),
+    ("B own WS delivery p99 ms", lambda s: s["b_own"]["latency"]["p99_us"]),
+    ("B vendor delivery p50 ms", lambda s: s["b_vendor"]["latency"]["p50_us"]),
+    ("B vendor delivery p99 ms", lambda s: s["b_vendor"]["latency"]["p99_us"]),
 ]
-print(f"{'':28} {'without A':>10} {'A flooding':>11} {'ratio':>7}")
-for name, a, b, _ in rows:
-    print(f"{name:28} {ms(a):>10} {ms(b):>11} {ratio(a, b):>7}")
-for run, s in (("without A", base), ("A flooding", flood)):
-    print(f"{run}: B accepted {s['b_accepted']}/{s['b_published']}, "
-          f"own lost {s['b_own']['lost']} dup {s['b_own']['duplicated']}, "
-          f"vendor lost {s['b_vendor']['lost']} dup {s['b_vendor']['duplicated']}; "
-          f"A sent {s['a_sent']} accepted {s['a_accepted']} refused 429 {s['a_refused_429']} other {s['a_other']}; "
-          f"vendor realtime queue max {s['lane_realtime_queued_max']}; lanes by tenant {json.dumps(s['lane_tenants'])}")
+names = {"baseline": "without A", "flood": "A flooding", "control": "A elsewhere"}
+print(f"medians of {runs} run(s), modes alternating")
+head = f"{'':28}" + "".join(f"{names[m]:>12}" for m in modes) + f"{'flood/base':>11}"
+if "control" in modes:
+    head += f"{'ctrl/base':>10}"
+print(head)
+for name, get in rows:
+    med = {m: statistics.median(get(s) for s in summ[m]) for m in modes}
+    line = f"{name:28}" + "".join(f"{med[m] / 1000:>12.2f}" for m in modes)
+    for m in ("flood", "control"):
+        if m in modes:
+            line += f"{(med[m] / med['baseline'] if med['baseline'] else 0):>10.2f}x"
+    print(line)
+    print(f"{'  each run':28}" + "".join(f"{','.join(f'{get(s) / 1000:.1f}' for s in summ[m]):>12}" for m in modes))
+for m in modes:
+    for i, s in enumerate(summ[m], 1):
+        print(f"{names[m]} {i}: B accepted {s['b_accepted']}/{s['b_published']}, "
+              f"own lost {s['b_own']['lost']} dup {s['b_own']['duplicated']}, "
+              f"vendor lost {s['b_vendor']['lost']} dup {s['b_vendor']['duplicated']}; "
+              f"A sent {s['a_sent']} accepted {s['a_accepted']} refused 429 {s['a_refused_429']} other {s['a_other']}; "
+              f"vendor realtime queue max {s['lane_realtime_queued_max']}; lanes by tenant {json.dumps(s['lane_tenants'])}")
 PY
 echo "exit $rc; files in $OUT" >&2
 exit "$rc"

@@ -75,6 +75,11 @@ struct RunArgs {
     /// A's events a second; 0 is the baseline run without A.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     a_rate: u64,
+    /// Where A floods: by default the server under test. The control run points it at a second
+    /// understudy on the same machine, so B's figures show what A's flood costs the machine (the
+    /// load tool's and the other server's CPU) apart from what it costs the server B uses.
+    #[arg(long)]
+    a_url: Option<String>,
     /// A's events per batch request.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=500))]
     a_batch: u64,
@@ -150,6 +155,10 @@ struct Summary {
 
 async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
     let target = Target::parse(&args.url).await?;
+    let a_target = match &args.a_url {
+        Some(raw) => Target::parse(raw).await.context("--a-url")?,
+        None => target.clone(),
+    };
     if !args.vendor.ip().is_loopback() {
         bail!("--vendor {} is not a loopback address", args.vendor);
     }
@@ -221,7 +230,7 @@ async fn run_once(args: RunArgs, json: bool) -> Result<bool> {
     // reading 429s) never delays B's publisher or subscribers in this process: what B measures
     // is the server's doing.
     let flood_task = (args.a_rate > 0).then(|| {
-        let (url, key) = (target.url("/v1/publish/batch"), args.key_a.clone());
+        let (url, key) = (a_target.url("/v1/publish/batch"), args.key_a.clone());
         let (rate, batch, counts) = (args.a_rate, args.a_batch, counts.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
