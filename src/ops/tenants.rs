@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::admin::Admin;
 use super::metrics::Metrics;
 use crate::app::AppState;
+use crate::tenant::PUBLISH_REASONS;
 
 /// `GET /admin/tenants`: the default tenant first, then the configured ones in file order.
 pub(super) async fn list(State(state): State<AppState>, _admin: Admin) -> impl IntoResponse {
@@ -55,9 +56,30 @@ pub(crate) fn tenants_json(state: &AppState) -> Value {
     json!({ "tenants": list })
 }
 
-/// Sets the per-tenant gauges from what the tenants use now. Tenants sharing the "other" label
+/// Adds each tenant's publishes counted since the last scrape to its publish counters, under
+/// the label it has now. A publish only counts in the tenant's usage (atomics): resolving a
+/// labelled counter per publish cost a label allocation, a scan of the tenants and a registry
+/// lookup.
+fn export_publishes(state: &AppState) {
+    let tenants = state.tenants.load();
+    for (id, counts) in state.usage.unexported_publishes() {
+        let label = tenants.metric_label(&id);
+        let [accepted, refused @ ..] = counts;
+        if accepted > 0 {
+            Metrics::tenant_publish(label, None).increment(accepted);
+        }
+        for (reason, n) in PUBLISH_REASONS.iter().zip(refused) {
+            if n > 0 {
+                Metrics::tenant_publish(label, Some(*reason)).increment(n);
+            }
+        }
+    }
+}
+
+/// Sets the per-tenant gauges from what the tenants use now, and exports the publish counts. Tenants sharing the "other" label
 /// are summed; a label no tenant has any more (after a reload) is set to 0, not left stale.
 pub(super) fn sample_gauges(state: &AppState) {
+    export_publishes(state);
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let tenants = state.tenants.load();
     let registry = state.engine.registry();

@@ -31,6 +31,7 @@ pub(crate) async fn publish(
     let started = Instant::now();
     let outcome = async {
         let tenant = authorize(&state, &headers)?;
+        tenancy::refuse_when_empty(&state, &tenant)?;
         let max_body = state.config.load().publish.max_body_bytes;
         let bytes = read_json_body(&headers, body, max_body).await?;
         let item = check(&state, parse_json::<PublishBody>(&bytes)?)?;
@@ -50,6 +51,11 @@ pub(crate) async fn batch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let tenant = authorize(&state, &headers)?;
+    if let Err(refused) = tenancy::refuse_when_empty(&state, &tenant) {
+        let refused = Err(ApiError::from(refused));
+        record(&state, &refused, Instant::now());
+        return refused;
+    }
     let publish = state.config.load().publish.clone();
     let bytes = read_json_body(&headers, body, publish.max_body_bytes).await?;
     let batch = parse_json::<BatchBody>(&bytes)?;
