@@ -18,7 +18,7 @@ use super::wire::{BatchBody, PublishBody, PublishResult};
 use super::{tenancy, ApiError};
 use crate::app::AppState;
 use crate::core::{ChannelName, Event, EventDraft};
-use crate::tenant::TenantConfig;
+use crate::tenant::{TenantConfig, TenantId};
 use crate::vendor::{OutboundEvent, Priority};
 
 const MAX_NAME_LEN: usize = 200;
@@ -38,7 +38,7 @@ pub(crate) async fn publish(
         let item = check(&state, parse_json::<PublishBody>(&bytes)?)?;
         let channels: Vec<&ChannelName> = item.channels.iter().collect();
         tenancy::admit_publish(&state, &tenant, "key publishes", &channels)?;
-        let answer = publish_checked(&state, item, None).await?;
+        let answer = publish_checked(&state, item, None, Some(&tenant.id)).await?;
         Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
     }
     .await;
@@ -91,7 +91,7 @@ pub(crate) async fn batch(
     for item in items {
         let started = Instant::now();
         let outcome = match item {
-            Ok(item) => publish_checked(&state, item, deadline)
+            Ok(item) => publish_checked(&state, item, deadline, Some(&tenant.id))
                 .await
                 .map(Answer::into_value),
             Err(e) => Err(e),
@@ -162,7 +162,7 @@ pub(crate) async fn publish_item(
     item: PublishBody,
 ) -> Result<serde_json::Value, ApiError> {
     let item = check(state, item)?;
-    Ok(publish_checked(state, item, None).await?.into_value())
+    Ok(publish_checked(state, item, None, None).await?.into_value())
 }
 
 /// A publish's answer, serialised straight into the response: building a `serde_json::Value`
@@ -263,11 +263,13 @@ fn check(state: &AppState, item: PublishBody) -> Result<Checked, ApiError> {
 }
 
 /// Publishes a checked item to each of its channels, under a deadline shared with other items
-/// (a batch's), and hands each new event to the vendor lanes.
+/// (a batch's), and hands each new event to the vendor lanes. `owner`: the tenant admission
+/// found owns every channel, when there was one.
 async fn publish_checked(
     state: &AppState,
     item: Checked,
     deadline: Option<Instant>,
+    owner: Option<&TenantId>,
 ) -> Result<Answer, ApiError> {
     let Checked {
         channels,
@@ -282,7 +284,7 @@ async fn publish_checked(
     let mut results = Vec::with_capacity(published.len());
     for (ch, p) in channels.iter().zip(&published) {
         if let Some(event) = &p.event {
-            forward(state, event, priority, None);
+            forward(state, event, priority, None, owner);
         }
         if p.duplicate {
             state.metrics.publish_duplicate.increment(1);
@@ -304,12 +306,14 @@ async fn publish_checked(
 /// Hands a new event to the vendor lanes. Synchronous: the lanes never make a publisher wait,
 /// and what they shed is still in history and on the own broadcast. `as_published` is an app
 /// event's data as sent ([`OutboundEvent::as_published`]); a `vendors.signal_only` channel
-/// still sends only the signal, whoever published.
+/// still sends only the signal, whoever published. `owner`: the channel's tenant when the
+/// caller knows it already (admission checked it), else it is looked up.
 pub(crate) fn forward(
     state: &AppState,
     event: &Event,
     priority: Option<Priority>,
     as_published: Option<&Bytes>,
+    owner: Option<&TenantId>,
 ) {
     if !state.failover.has_any_vendors() {
         return;
@@ -352,12 +356,10 @@ pub(crate) fn forward(
             priority,
         )
     };
-    let tenant = state
-        .tenants
-        .load()
-        .of_channel(event.channel.as_str())
-        .id
-        .clone();
+    let tenant = match owner {
+        Some(id) => id.clone(),
+        None => (state.tenants.load().of_channel(event.channel.as_str()).id).clone(),
+    };
     // To the tenant's own vendors when it has some, else the shared ones.
     let _ = state.failover.enqueue(outbound.for_tenant(tenant));
 }
