@@ -151,9 +151,20 @@ impl ResetReason {
     }
 }
 
-/// A generated event id: 16 hex characters.
+/// A generated event id: 16 lowercase hex characters. Written digit by digit: `format!` went
+/// through `core::fmt` and a `String` on every publish without an id.
 pub fn generate_id() -> Arc<str> {
-    Arc::from(format!("{:016x}", rand::random::<u64>()))
+    hex_id(rand::random::<u64>())
+}
+
+/// `n` as `{:016x}` writes it.
+fn hex_id(n: u64) -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 16];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    Arc::from(std::str::from_utf8(&id).expect("hex digits are ASCII"))
 }
 
 /// Milliseconds since the Unix epoch, for the `ts` field.
@@ -167,6 +178,24 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_16_lowercase_hex_digits_and_differ() {
+        let (a, b) = (generate_id(), generate_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
+        // Most significant first, zero-padded, as `{:016x}` wrote them.
+        for n in [0, 10, 0x0123_4567_89ab_cdef, u64::MAX] {
+            assert_eq!(*hex_id(n), format!("{n:016x}"));
+        }
+    }
 
     #[test]
     fn frame_is_the_documented_event_json() {
