@@ -1,5 +1,6 @@
 //! `GET /admin/tenants`: each tenant's channels, quotas and usage on this node now; and the
-//! per-tenant gauges sampled at each scrape. No secrets: keys are counted, never shown.
+//! per-tenant gauges sampled, and publish counts exported, at each scrape. No secrets: keys are
+//! counted, never shown.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
