@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# Server instructions per delivered event, counted by callgrind: the fan-out's user-space cost,
-# free of the wall-clock noise of a shared machine (kernel work is not counted). Usage:
-#   loadtest/callgrind.sh TRANSPORT [OUT_DIR]        TRANSPORT: ws or sse
-# Runs the release server under `valgrind --tool=callgrind` twice with SUBS subscribers (200) on
-# one channel at RATE events/s (20), publishing for SHORT (10) and then LONG (50) seconds, and
-# prints (Ir long - Ir short) / (delivered long - delivered short), so that start-up, connecting
-# and shutting down cancel out. Each run is a fresh server on 127.0.0.1:CG_PORT (18880), admin
+# Server instructions per delivered event, or per publish, counted by callgrind: the user-space
+# cost, free of the wall-clock noise of a shared machine (kernel work is not counted). Usage:
+#   loadtest/callgrind.sh MODE [OUT_DIR]        MODE: ws, sse or publish
+# ws, sse: runs the release server under `valgrind --tool=callgrind` twice with SUBS subscribers
+# (200) on CHANNELS channels (1) at RATE events/s (20), publishing for SHORT (10) and then LONG
+# (50) seconds, and prints (Ir long - Ir short) / (delivered long - delivered short), so that
+# start-up, connecting and shutting down cancel out. Scenario (b), many small rooms:
+#   SUBS=200 CHANNELS=20 RATE=100 SHORT=10 LONG=30 loadtest/callgrind.sh ws
+# publish: CONCURRENCY (8) keep-alive publishers on CHANNELS channels (100 here), no subscribers,
+# for SHORT (3) and LONG (10) seconds; prints (Ir long - Ir short) / (accepted long - accepted
+# short), the instructions per publish of scenario (d). Each run is a fresh server on 127.0.0.1:CG_PORT (18880), admin
 # CG_ADMIN_PORT (19880). See where the instructions go with
 #   callgrind_annotate OUT_DIR/long.*.out
 # BENCH_BIN=<dir> uses the understudy and understudy-loadtest binaries in <dir> instead of building.
 set -euo pipefail
 
-TRANSPORT=${1:?usage: loadtest/callgrind.sh ws|sse [OUT_DIR]}
+TRANSPORT=${1:?usage: loadtest/callgrind.sh ws|sse|publish [OUT_DIR]}
 OUT=${2:-artifacts/callgrind-$TRANSPORT-$(date +%Y%m%d-%H%M%S)}
 SUBS=${SUBS:-200}
 RATE=${RATE:-20}
-SHORT=${SHORT:-10}
-LONG=${LONG:-50}
+CONCURRENCY=${CONCURRENCY:-8}
+if [ "$TRANSPORT" = publish ]; then
+  CHANNELS=${CHANNELS:-100}
+  SHORT=${SHORT:-3}
+  LONG=${LONG:-10}
+else
+  CHANNELS=${CHANNELS:-1}
+  SHORT=${SHORT:-10}
+  LONG=${LONG:-50}
+fi
 PORT=${CG_PORT:-18880}
 ADMIN=${CG_ADMIN_PORT:-19880}
 KEY=callgrind-publisher-key
@@ -66,10 +78,16 @@ run() {
     curl -fsS "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1 && break
     sleep 0.2
   done
-  UNDERSTUDY_PUBLISHER_KEY=$KEY "$BIN/understudy-loadtest" fanout --transport "$TRANSPORT" \
-    --subscribers "$SUBS" --channels 1 --rate "$RATE" --duration "$seconds" \
-    --connect-concurrency 50 --connect-timeout 120 --drain-timeout 60 \
-    --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json > "$OUT/$name.json"
+  if [ "$TRANSPORT" = publish ]; then
+    UNDERSTUDY_PUBLISHER_KEY=$KEY "$BIN/understudy-loadtest" publish --concurrency "$CONCURRENCY" \
+      --channels "$CHANNELS" --warmup 0 --duration "$seconds" \
+      --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json > "$OUT/$name.json"
+  else
+    UNDERSTUDY_PUBLISHER_KEY=$KEY "$BIN/understudy-loadtest" fanout --transport "$TRANSPORT" \
+      --subscribers "$SUBS" --channels "$CHANNELS" --rate "$RATE" --duration "$seconds" \
+      --connect-concurrency 50 --connect-timeout 120 --drain-timeout 60 \
+      --url "http://127.0.0.1:$PORT" --server-pid "$SERVER_PID" --json > "$OUT/$name.json"
+  fi
   stop_server
 }
 
@@ -83,10 +101,13 @@ def figures(name):
     d = json.load(open(f"{out}/{name}.json"))
     ir = sum(int(l.split()[1]) for f in glob.glob(f"{out}/{name}.*.out")
              for l in open(f) if l.startswith("totals:"))
+    if transport == "publish":
+        return d["accepted"], d["requests"] - d["accepted"], ir
     return d["delivered"], d["lost"] + d["duplicated"] + d["out_of_order"], ir
 s, l = figures("short"), figures("long")
 per = (l[2] - s[2]) / (l[0] - s[0])
-print(json.dumps({"transport": transport, "short": {"delivered": s[0], "anomalies": s[1], "ir": s[2]},
-                  "long": {"delivered": l[0], "anomalies": l[1], "ir": l[2]},
-                  "ir_per_delivered_event": round(per)}))
+count, anomalies = ("publishes", "refused") if transport == "publish" else ("delivered", "anomalies")
+print(json.dumps({"transport": transport, "short": {count: s[0], anomalies: s[1], "ir": s[2]},
+                  "long": {count: l[0], anomalies: l[1], "ir": l[2]},
+                  f"ir_per_{'publish' if transport == 'publish' else 'delivered_event'}": round(per)}))
 PY

@@ -28,7 +28,7 @@ use subtle::ConstantTimeEq;
 
 pub use bucket::Bucket;
 pub use quota::Quotas;
-pub use usage::{retry_secs, Counts, Held, Refusal, Seats, Usage, REASONS};
+pub use usage::{retry_secs, Counts, Held, Refusal, Seats, Usage, PUBLISH_REASONS, REASONS};
 
 use crate::config::Secret;
 use crate::core::ChannelName;

@@ -45,7 +45,7 @@ impl Event {
         ts: u64,
         stored_at: Instant,
     ) -> Self {
-        let frame = serde_json::to_vec(&Frame {
+        let fields = Frame {
             kind: "event",
             channel: channel.as_str(),
             seq,
@@ -54,8 +54,12 @@ impl Event {
             name: &draft.name,
             data: &draft.data,
             ts,
-        })
-        .expect("event frame serialises: every field is a string, a number or valid JSON");
+        };
+        // Sized once for what the frame holds (names, numbers, the data; escapes are rare), so
+        // writing it does not grow the buffer five or six times from empty.
+        let mut frame = Vec::with_capacity(fields.size_hint());
+        serde_json::to_writer(&mut frame, &fields)
+            .expect("event frame serialises: every field is a string, a number or valid JSON");
         Self {
             channel,
             seq,
@@ -94,6 +98,23 @@ struct Frame<'a> {
     name: &'a str,
     data: &'a RawValue,
     ts: u64,
+}
+
+impl Frame<'_> {
+    /// The frame's length when no string needs escaping: the keys and punctuation, two numbers
+    /// of at most 20 digits, and the strings and data as they are.
+    fn size_hint(&self) -> usize {
+        const FIXED: usize =
+            r#"{"type":"event","channel":"","seq":,"epoch":"","id":"","name":"","data":,"ts":}"#
+                .len();
+        FIXED
+            + 2 * 20
+            + self.channel.len()
+            + self.epoch.len()
+            + self.id.len()
+            + self.name.len()
+            + self.data.get().len()
+    }
 }
 
 /// What a publisher asks to publish, validated but not yet sequenced.
@@ -151,9 +172,20 @@ impl ResetReason {
     }
 }
 
-/// A generated event id: 16 hex characters.
+/// A generated event id: 16 lowercase hex characters. Written digit by digit: `format!` went
+/// through `core::fmt` and a `String` on every publish without an id.
 pub fn generate_id() -> Arc<str> {
-    Arc::from(format!("{:016x}", rand::random::<u64>()))
+    hex_id(rand::random::<u64>())
+}
+
+/// `n` as `{:016x}` writes it.
+fn hex_id(n: u64) -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 16];
+    for (i, digit) in id.iter_mut().enumerate() {
+        *digit = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    Arc::from(std::str::from_utf8(&id).expect("hex digits are ASCII"))
 }
 
 /// Milliseconds since the Unix epoch, for the `ts` field.
@@ -167,6 +199,44 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_ids_are_16_lowercase_hex_digits_and_differ() {
+        let (a, b) = (generate_id(), generate_id());
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
+        // Most significant first, zero-padded, as `{:016x}` wrote them.
+        for n in [0, 10, 0x0123_4567_89ab_cdef, u64::MAX] {
+            assert_eq!(*hex_id(n), format!("{n:016x}"));
+        }
+    }
+
+    #[test]
+    fn the_frame_fits_the_room_reserved_for_it() {
+        let data = Arc::from(RawValue::from_string(r#"{"ticket": "A-17"}"#.into()).unwrap());
+        for (seq, ts) in [(1, 0), (u64::MAX, u64::MAX)] {
+            let fields = Frame {
+                kind: "event",
+                channel: "clinic.room-1",
+                seq,
+                epoch: "e1",
+                id: "0123456789abcdef",
+                name: "patient.checked_in",
+                data: &data,
+                ts,
+            };
+            let written = serde_json::to_vec(&fields).unwrap();
+            assert!(written.len() <= fields.size_hint(), "{}", written.len());
+            assert!(fields.size_hint() - written.len() <= 40);
+        }
+    }
 
     #[test]
     fn frame_is_the_documented_event_json() {

@@ -207,7 +207,8 @@ impl Metrics {
 
     /// Events a tenant's publishes carried past its scope and quotas (`outcome="accepted"`,
     /// one per channel), or publishes refused whole (`outcome="refused"`, `reason`: scope,
-    /// rate, channels). `tenant` is [`crate::tenant::Tenants::metric_label`]: bounded.
+    /// rate, channels). `tenant` is [`crate::tenant::Tenants::metric_label`]: bounded. Added to
+    /// at each scrape from the tenants' usage, not per publish.
     pub fn tenant_publish(tenant: &str, refused: Option<&'static str>) -> Counter {
         match refused {
             None => {

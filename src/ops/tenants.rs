@@ -1,5 +1,6 @@
 //! `GET /admin/tenants`: each tenant's channels, quotas and usage on this node now; and the
-//! per-tenant gauges sampled at each scrape. No secrets: keys are counted, never shown.
+//! per-tenant gauges sampled, and publish counts exported, at each scrape. No secrets: keys are
+//! counted, never shown.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
@@ -14,6 +15,7 @@ use tokio::time::Instant;
 use super::admin::Admin;
 use super::metrics::Metrics;
 use crate::app::AppState;
+use crate::tenant::PUBLISH_REASONS;
 
 /// `GET /admin/tenants`: the default tenant first, then the configured ones in file order.
 pub(super) async fn list(State(state): State<AppState>, _admin: Admin) -> impl IntoResponse {
@@ -55,9 +57,30 @@ pub(crate) fn tenants_json(state: &AppState) -> Value {
     json!({ "tenants": list })
 }
 
-/// Sets the per-tenant gauges from what the tenants use now. Tenants sharing the "other" label
+/// Adds each tenant's publishes counted since the last scrape to its publish counters, under
+/// the label it has now. A publish only counts in the tenant's usage (atomics): resolving a
+/// labelled counter per publish cost a label allocation, a scan of the tenants and a registry
+/// lookup.
+fn export_publishes(state: &AppState) {
+    let tenants = state.tenants.load();
+    for (id, counts) in state.usage.unexported_publishes() {
+        let label = tenants.metric_label(&id);
+        let [accepted, refused @ ..] = counts;
+        if accepted > 0 {
+            Metrics::tenant_publish(label, None).increment(accepted);
+        }
+        for (reason, n) in PUBLISH_REASONS.iter().zip(refused) {
+            if n > 0 {
+                Metrics::tenant_publish(label, Some(*reason)).increment(n);
+            }
+        }
+    }
+}
+
+/// Sets the per-tenant gauges from what the tenants use now, and exports the publish counts. Tenants sharing the "other" label
 /// are summed; a label no tenant has any more (after a reload) is set to 0, not left stale.
 pub(super) fn sample_gauges(state: &AppState) {
+    export_publishes(state);
     static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
     let tenants = state.tenants.load();
     let registry = state.engine.registry();

@@ -82,7 +82,16 @@ struct Slot {
     accepted: AtomicU64,
     /// By [`REASONS`].
     refused: [AtomicU64; 4],
+    /// Publishes refused, by [`PUBLISH_REASONS`] (`refused` also counts subscribes).
+    publish_refused: [AtomicU64; 3],
+    /// What [`Usage::unexported_publishes`] has handed out of `accepted`, then
+    /// `publish_refused`: only ever raised, so two scrapes at once never hand out one count
+    /// twice.
+    exported: [AtomicU64; 4],
 }
+
+/// The reasons a publish is refused for: the first three of [`REASONS`].
+pub const PUBLISH_REASONS: [&str; 3] = ["scope", "rate", "channels"];
 
 /// Every tenant's usage on this node, by id. Shared by every request; survives reloads.
 #[derive(Debug, Default)]
@@ -127,12 +136,64 @@ impl Usage {
         let slot = self.slot(&publisher.id);
         let outcome = check(tenants, publisher, by, channels, held, &slot, now);
         match &outcome {
-            Ok(()) => slot
-                .accepted
-                .fetch_add(channels.len() as u64, Ordering::Relaxed),
-            Err(r) => slot.refused[index(r)].fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(()) => {
+                slot.accepted
+                    .fetch_add(channels.len() as u64, Ordering::Relaxed);
+            }
+            Err(r) => slot.refused_publish(r),
+        }
         outcome
+    }
+
+    /// Refuses a publish by `publisher` before anything of it is known when its bucket holds
+    /// less than one event: no publish could pass then, whatever it carries, so a flooding
+    /// tenant is answered without its body being read or parsed. Takes nothing; counted as a
+    /// rate refusal. The wait is the one for a single event (what any publish waits at least).
+    pub fn refuse_when_empty(&self, publisher: &TenantConfig, now: Instant) -> Result<(), Refusal> {
+        let q = &publisher.quotas;
+        let Some(rate) = q.publish_per_second else {
+            return Ok(());
+        };
+        let slot = self.slot(&publisher.id);
+        let wait = match slot.bucket.lock().as_ref() {
+            // First publish under a rate: the bucket starts full.
+            None => return Ok(()),
+            Some(bucket) => bucket.clone().take(1, rate, q.publish_burst, now),
+        };
+        wait.map_err(|retry_after| {
+            let refusal = Refusal::RateLimited {
+                tenant: publisher.id.clone(),
+                per_second: rate,
+                burst: q.publish_burst,
+                retry_after,
+            };
+            slot.refused_publish(&refusal);
+            refusal
+        })
+    }
+
+    /// Each tenant's publishes counted since the last call: events accepted, then publishes
+    /// refused by [`PUBLISH_REASONS`]; tenants with nothing new are left out. The metrics
+    /// export reads these at each scrape, so a publish only adds to atomics.
+    pub fn unexported_publishes(&self) -> Vec<(TenantId, [u64; 4])> {
+        let slots = self.slots.read();
+        let mut out = Vec::new();
+        for (id, slot) in slots.iter() {
+            let now = [
+                slot.accepted.load(Ordering::Relaxed),
+                slot.publish_refused[0].load(Ordering::Relaxed),
+                slot.publish_refused[1].load(Ordering::Relaxed),
+                slot.publish_refused[2].load(Ordering::Relaxed),
+            ];
+            let mut new = [0; 4];
+            for ((n, now), exported) in new.iter_mut().zip(now).zip(&slot.exported) {
+                *n = now.saturating_sub(exported.fetch_max(now, Ordering::Relaxed));
+            }
+            if new.iter().any(|n| *n > 0) {
+                out.push((id.clone(), new));
+            }
+        }
+        out
     }
 
     /// A tenant's usage now, under `tenant`'s quotas in force.
@@ -163,6 +224,16 @@ impl Usage {
     /// Counts a refusal made elsewhere (a subscribe refused for its tenant's scope).
     pub fn refused(&self, refusal: &Refusal) {
         self.slot(refusal.tenant()).refused[index(refusal)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Slot {
+    fn refused_publish(&self, refusal: &Refusal) {
+        let i = index(refusal);
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
+        if let Some(n) = self.publish_refused.get(i) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

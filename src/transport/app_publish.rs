@@ -28,7 +28,7 @@ pub(crate) async fn publish_app_event(
         .then(|| Bytes::copy_from_slice(draft.data.get().as_bytes()));
     for p in &published {
         if let (Some(event), Some(data)) = (&p.event, &as_published) {
-            forward(state, event, None, Some(data));
+            forward(state, event, None, Some(data), None);
         }
         if p.duplicate {
             state.metrics.publish_duplicate.increment(1);

@@ -9,6 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{json, value::RawValue};
 use tokio::time::Instant;
 
@@ -17,7 +18,7 @@ use super::wire::{BatchBody, PublishBody, PublishResult};
 use super::{tenancy, ApiError};
 use crate::app::AppState;
 use crate::core::{ChannelName, Event, EventDraft};
-use crate::tenant::TenantConfig;
+use crate::tenant::{TenantConfig, TenantId};
 use crate::vendor::{OutboundEvent, Priority};
 
 const MAX_NAME_LEN: usize = 200;
@@ -31,12 +32,13 @@ pub(crate) async fn publish(
     let started = Instant::now();
     let outcome = async {
         let tenant = authorize(&state, &headers)?;
+        tenancy::refuse_when_empty(&state, &tenant)?;
         let max_body = state.config.load().publish.max_body_bytes;
         let bytes = read_json_body(&headers, body, max_body).await?;
         let item = check(&state, parse_json::<PublishBody>(&bytes)?)?;
         let channels: Vec<&ChannelName> = item.channels.iter().collect();
         tenancy::admit_publish(&state, &tenant, "key publishes", &channels)?;
-        let answer = publish_checked(&state, item, None).await?;
+        let answer = publish_checked(&state, item, None, Some(&tenant.id)).await?;
         Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
     }
     .await;
@@ -50,6 +52,11 @@ pub(crate) async fn batch(
     body: Body,
 ) -> Result<Response, ApiError> {
     let tenant = authorize(&state, &headers)?;
+    if let Err(refused) = tenancy::refuse_when_empty(&state, &tenant) {
+        let refused = Err(ApiError::from(refused));
+        record(&state, &refused, Instant::now());
+        return refused;
+    }
     let publish = state.config.load().publish.clone();
     let bytes = read_json_body(&headers, body, publish.max_body_bytes).await?;
     let batch = parse_json::<BatchBody>(&bytes)?;
@@ -84,7 +91,9 @@ pub(crate) async fn batch(
     for item in items {
         let started = Instant::now();
         let outcome = match item {
-            Ok(item) => publish_checked(&state, item, deadline).await,
+            Ok(item) => publish_checked(&state, item, deadline, Some(&tenant.id))
+                .await
+                .map(Answer::into_value),
             Err(e) => Err(e),
         };
         record(&state, &outcome, started);
@@ -153,7 +162,28 @@ pub(crate) async fn publish_item(
     item: PublishBody,
 ) -> Result<serde_json::Value, ApiError> {
     let item = check(state, item)?;
-    publish_checked(state, item, None).await
+    Ok(publish_checked(state, item, None, None).await?.into_value())
+}
+
+/// A publish's answer, serialised straight into the response: building a `serde_json::Value`
+/// first cost an allocation per field and a second walk to write it.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer {
+    /// Sent as `channel`.
+    One(PublishResult),
+    /// Sent as `channels`: the id, and a result per channel.
+    Many {
+        id: Arc<str>,
+        results: Vec<PublishResult>,
+    },
+}
+
+impl Answer {
+    /// As a batch item or the demo's backend want it.
+    fn into_value(self) -> serde_json::Value {
+        serde_json::to_value(self).expect("publish results serialise")
+    }
 }
 
 /// A publish item checked whole, not yet published.
@@ -190,8 +220,10 @@ fn check(state: &AppState, item: PublishBody) -> Result<Checked, ApiError> {
         .map(|c| ChannelName::parse(c))
         .collect::<Result<Vec<_>, _>>()?;
     // A channel listed twice would be published twice under one id (two seqs); say so instead.
-    let mut seen = std::collections::HashSet::with_capacity(channels.len());
-    if let Some(twice) = channels.iter().find(|c| !seen.insert(c.as_str())) {
+    // One channel (nearly every publish) cannot be listed twice: no set to build and hash.
+    let mut seen = std::collections::HashSet::new();
+    let several = channels.len() > 1;
+    if let Some(twice) = (channels.iter()).find(|c| several && !seen.insert(c.as_str())) {
         return Err(ApiError::InvalidField(format!(
             "field channels lists {:?} more than once; list each channel once",
             twice.as_str()
@@ -233,12 +265,14 @@ fn check(state: &AppState, item: PublishBody) -> Result<Checked, ApiError> {
 }
 
 /// Publishes a checked item to each of its channels, under a deadline shared with other items
-/// (a batch's), and hands each new event to the vendor lanes.
+/// (a batch's), and hands each new event to the vendor lanes. `owner`: the tenant admission
+/// found owns every channel, when there was one.
 async fn publish_checked(
     state: &AppState,
     item: Checked,
     deadline: Option<Instant>,
-) -> Result<serde_json::Value, ApiError> {
+    owner: Option<&TenantId>,
+) -> Result<Answer, ApiError> {
     let Checked {
         channels,
         multi,
@@ -252,7 +286,7 @@ async fn publish_checked(
     let mut results = Vec::with_capacity(published.len());
     for (ch, p) in channels.iter().zip(&published) {
         if let Some(event) = &p.event {
-            forward(state, event, priority, None);
+            forward(state, event, priority, None, owner);
         }
         if p.duplicate {
             state.metrics.publish_duplicate.increment(1);
@@ -262,21 +296,26 @@ async fn publish_checked(
         results.push(PublishResult::new(ch.as_str(), p));
     }
     Ok(if multi {
-        json!({"id": published[0].id, "results": results})
+        Answer::Many {
+            id: published[0].id.clone(),
+            results,
+        }
     } else {
-        serde_json::to_value(&results[0]).expect("publish results serialise")
+        Answer::One(results.swap_remove(0))
     })
 }
 
 /// Hands a new event to the vendor lanes. Synchronous: the lanes never make a publisher wait,
 /// and what they shed is still in history and on the own broadcast. `as_published` is an app
 /// event's data as sent ([`OutboundEvent::as_published`]); a `vendors.signal_only` channel
-/// still sends only the signal, whoever published.
+/// still sends only the signal, whoever published. `owner`: the channel's tenant when the
+/// caller knows it already (admission checked it), else it is looked up.
 pub(crate) fn forward(
     state: &AppState,
     event: &Event,
     priority: Option<Priority>,
     as_published: Option<&Bytes>,
+    owner: Option<&TenantId>,
 ) {
     if !state.failover.has_any_vendors() {
         return;
@@ -319,12 +358,10 @@ pub(crate) fn forward(
             priority,
         )
     };
-    let tenant = state
-        .tenants
-        .load()
-        .of_channel(event.channel.as_str())
-        .id
-        .clone();
+    let tenant = match owner {
+        Some(id) => id.clone(),
+        None => (state.tenants.load().of_channel(event.channel.as_str()).id).clone(),
+    };
     // To the tenant's own vendors when it has some, else the shared ones.
     let _ = state.failover.enqueue(outbound.for_tenant(tenant));
 }

@@ -1,7 +1,7 @@
 //! Where the edges hold a request to its tenant: the publisher's scope and quotas before
 //! anything is published, and a subscriber connection's seat in each tenant whose channels it
-//! holds. The checks themselves are [`crate::tenant::Usage`]'s; this counts them in the
-//! per-tenant metrics.
+//! holds. The checks, and the counts the per-tenant metrics are read from at each scrape, are
+//! [`crate::tenant::Usage`]'s; this counts subscribe refusals in the per-tenant metrics.
 
 use std::sync::Arc;
 
@@ -51,12 +51,18 @@ pub(crate) fn admit_publish(
         },
         Instant::now(),
     );
-    let label = tenants.metric_label(&publisher.id);
-    match &outcome {
-        Ok(()) => Metrics::tenant_publish(label, None).increment(channels.len() as u64),
-        Err(r) => Metrics::tenant_publish(label, Some(r.reason())).increment(1),
-    }
+    // Counted in the tenant's usage; the per-tenant metrics are read from it at each scrape.
     outcome
+}
+
+/// Refuses `publisher`'s publish before its body is read when its bucket is empty (see
+/// [`crate::tenant::Usage::refuse_when_empty`]): a tenant flooding past its rate costs the node
+/// one header check per request, not a body read and parse.
+pub(crate) fn refuse_when_empty(state: &AppState, publisher: &TenantConfig) -> Result<(), Refusal> {
+    let tenants = state.tenants.load();
+    // The quotas in force now, as in `admit_publish`.
+    let publisher: &TenantConfig = tenants.get(publisher.id.as_str()).map_or(publisher, |t| t);
+    state.usage.refuse_when_empty(publisher, Instant::now())
 }
 
 /// Seats a subscriber connection for `channel` in its tenant (`max_connections`).

@@ -31,15 +31,16 @@ pub struct BatchBody {
     pub events: Vec<Box<RawValue>>,
 }
 
-/// One channel's publish result.
+/// One channel's publish result. Serialised straight into the answer, so its fields are in the
+/// order the answer has always had (alphabetical, as a `serde_json::Value` writes them).
 #[derive(Debug, Serialize)]
 pub struct PublishResult {
     pub channel: String,
-    pub seq: u64,
-    pub epoch: String,
-    pub id: Arc<str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    pub epoch: String,
+    pub id: Arc<str>,
+    pub seq: u64,
 }
 
 impl PublishResult {

@@ -58,6 +58,7 @@ async fn bad_publishes_get_their_documented_errors_and_the_server_keeps_serving(
         ("long channel", Some(KEY), json_ct, format!(r#"{{"channel":"{}","name":"x"}}"#, "c".repeat(201)).into_bytes(), 422, "invalid_channel"),
         ("too many channels", Some(KEY), json_ct, serde_json::to_vec(&json!({"channels": (0..101).map(|i| format!("c{i}")).collect::<Vec<_>>(), "name": "x"})).unwrap(), 422, "too_many_channels"),
         ("empty name", Some(KEY), json_ct, br#"{"channel":"a","name":""}"#.to_vec(), 422, "invalid_field"),
+        ("channel listed twice", Some(KEY), json_ct, br#"{"channels":["a","b","a"],"name":"x"}"#.to_vec(), 422, "invalid_field"),
     ];
     for (what, key, ctype, body, status, want) in cases {
         let (got, v) = raw_post(&s, "/v1/publish", key, ctype, body).await;

@@ -212,3 +212,92 @@ fn a_connection_takes_one_seat_per_tenant_and_gives_it_back() {
     assert_eq!(usage.connections(&a_id), 0);
     assert_eq!(usage.connections(&TenantId::new("b")), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_bucket_refuses_before_the_publish_is_known_and_takes_nothing() {
+    let t = tenants(rate(2, 2), Quotas::default());
+    let usage = Usage::default();
+    let (a, b) = (t.get("a").unwrap(), t.get("b").unwrap());
+    let x = ch("a.x");
+    // Never published: full. Without a rate: never refused.
+    usage.refuse_when_empty(a, Instant::now()).unwrap();
+    usage.refuse_when_empty(b, Instant::now()).unwrap();
+    // One event left: passes, and takes nothing (the publish still gets it).
+    usage
+        .admit_publish(
+            &t,
+            a,
+            "key publishes",
+            &[&x],
+            held(0, |_| false),
+            Instant::now(),
+        )
+        .unwrap();
+    usage.refuse_when_empty(a, Instant::now()).unwrap();
+    usage
+        .admit_publish(
+            &t,
+            a,
+            "key publishes",
+            &[&x],
+            held(0, |_| false),
+            Instant::now(),
+        )
+        .unwrap();
+    // Empty: refused with the wait for one event, counted as a rate refusal.
+    let err = usage.refuse_when_empty(a, Instant::now()).unwrap_err();
+    assert_eq!(
+        err,
+        Refusal::RateLimited {
+            tenant: a.id.clone(),
+            per_second: 2,
+            burst: 2,
+            retry_after: Duration::from_millis(500),
+        }
+    );
+    let counts = usage.counts(a, Instant::now());
+    assert_eq!(
+        (counts.publishes_accepted, counts.publishes_refused["rate"]),
+        (2, 1)
+    );
+    // Half a second later one event is back.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    usage.refuse_when_empty(a, Instant::now()).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishes_are_handed_to_the_metrics_once_each() {
+    let t = tenants(rate(1, 1), Quotas::default());
+    let usage = Usage::default();
+    let a = t.get("a").unwrap();
+    let (x, y, foreign) = (ch("a.x"), ch("a.y"), ch("b.x"));
+    let now = Instant::now();
+    let admit = |channels: &[&ChannelName]| {
+        usage.admit_publish(&t, a, "key publishes", channels, held(0, |_| false), now)
+    };
+    assert!(usage.unexported_publishes().is_empty());
+    admit(&[&x]).unwrap();
+    admit(&[&foreign]).unwrap_err();
+    admit(&[&x, &y]).unwrap_err();
+    usage.refuse_when_empty(a, now).unwrap_err();
+    // A subscribe refusal is not a publish refusal.
+    usage.refused(&Refusal::NotInTenant {
+        channel: "b.x".into(),
+        tenant: a.id.clone(),
+        by: "app subscribes",
+    });
+    assert_eq!(usage.unexported_publishes(), [(a.id.clone(), [1, 1, 2, 0])]);
+    assert!(usage.unexported_publishes().is_empty(), "handed out once");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    usage
+        .admit_publish(
+            &t,
+            a,
+            "key publishes",
+            &[&y],
+            held(0, |_| false),
+            Instant::now(),
+        )
+        .unwrap();
+    assert_eq!(usage.unexported_publishes(), [(a.id.clone(), [1, 0, 0, 0])]);
+}

@@ -119,6 +119,77 @@ async fn over_its_rate_a_tenant_gets_429_with_retry_after_on_every_ingress_and_t
     assert!(metrics.contains(refused), "{metrics}");
 }
 
+/// POSTs `body` as raw bytes (not JSON) with `key` as the bearer: status, `Retry-After`, body.
+async fn post_raw_as(
+    s: &Server,
+    key: &str,
+    path: &str,
+    body: &'static str,
+) -> (u16, Option<String>, Value) {
+    let r = (s.http.post(format!("{}{path}", s.base)))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let retry = (r.headers().get("retry-after")).map(|v| v.to_str().unwrap().to_owned());
+    (status, retry, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_tenant_with_an_empty_bucket_is_refused_before_its_body_is_read() {
+    let rate = "publish_per_second = 1\npublish_burst = 1";
+    let s = Server::with(&config(rate, "")).await;
+    let refused = json!({"error": {
+        "code": "tenant_rate_limited",
+        "message": "tenant clinic-a is over its publish rate (1/s, bursts of 1); nothing was published: retry after 1 s",
+    }});
+    // Empty the bucket, then send a body that does not parse: refused for the rate, so it was
+    // never parsed. A stalled machine may refill a token in between; then try again (bounded).
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        while publish_as(&s, KEY_A, "clinic-a.r").await.0 == 202 {}
+        let (status, retry, mut body) = post_raw_as(&s, KEY_A, "/v1/publish", "{not json").await;
+        let (batch_status, batch_retry, mut batch_body) =
+            post_raw_as(&s, KEY_A, "/v1/publish/batch", "{not json").await;
+        for b in [&mut body, &mut batch_body] {
+            if let Some(e) = b["error"].as_object_mut() {
+                e.remove("retry_after_ms");
+            }
+        }
+        answers.push((status, retry, body, batch_status, batch_retry, batch_body));
+        if answers.last().unwrap().0 == 429 && answers.last().unwrap().3 == 429 {
+            break;
+        }
+    }
+    let last = answers.last().unwrap().clone();
+    assert_eq!(
+        last,
+        (
+            429,
+            Some("1".into()),
+            refused.clone(),
+            429,
+            Some("1".into()),
+            refused
+        ),
+        "{answers:?}"
+    );
+    // The other tenant's bodies are read as always.
+    let (status, _, body) = post_raw_as(&s, KEY_B, "/v1/publish", "{not json").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("invalid_json")),
+        "{body}"
+    );
+    let metrics = s.metrics_text().await;
+    let series =
+        r#"understudy_tenant_publish_total{tenant="clinic-a",outcome="refused",reason="rate"} "#;
+    assert!(metrics.contains(series), "{metrics}");
+}
+
 #[tokio::test]
 async fn a_tenant_at_its_channel_limit_publishes_to_the_channels_it_has_only() {
     let s = Server::with(&config("max_channels = 2", "")).await;
