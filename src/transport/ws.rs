@@ -337,8 +337,8 @@ impl Session {
         let welcome = ServerMessage::Welcome {
             conn_id: &self.conn_id,
             heartbeat_ms: heartbeat.as_millis() as u64,
-        };
-        self.feed(text(welcome.to_bytes())).await?;
+        }
+        .to_bytes();
         // The route of the tenant of the first channel, when the connection names one.
         if let Some(ch) = initial.first() {
             self.signals.follow(ch);
@@ -347,7 +347,13 @@ impl Session {
         let route = self.state.failover.route_for(&tenant);
         self.signals.told(route.version);
         let route = super::route::message(&self.state, &tenant, &route);
-        self.feed(text(route)).await?;
+        // Written as event frames are, not through tungstenite: its write buffer would grow to
+        // hold both and keep that size for the connection's life.
+        let sent = self
+            .events
+            .send(self.socket.get_ref(), [&welcome[..], &route[..]]);
+        sent?;
+        self.drain_events().await?;
         for ch in initial {
             if let Some(end) = self.subscribe(ch, None).await? {
                 return Ok(Some(end));
