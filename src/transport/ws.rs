@@ -58,8 +58,10 @@ pub const CLOSE_RESTART: u16 = 1012;
 pub const CLOSE_POLICY: u16 = 1008;
 /// Largest message a client may send.
 pub(super) const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Bytes read from a client per read call.
-pub(super) const CLIENT_READ_CHUNK: usize = 512;
+/// Bytes read from a client per read call, and the read buffer every socket keeps while idle:
+/// client messages are small (a subscribe, a pong), and a larger one grows the buffer as it
+/// arrives.
+pub(super) const CLIENT_READ_CHUNK: usize = 128;
 /// Most events gathered into one write.
 pub(super) const WRITE_BATCH: usize = 64;
 /// The least kernel send buffer a WebSocket gets, whatever `subscribers.buffer_bytes` says.
