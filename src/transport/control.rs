@@ -186,7 +186,11 @@ pub(crate) struct Signals {
     tenant_known: bool,
     /// Armed once a drain has begun: fires when this connection's turn to say goodbye comes.
     goodbye: Option<Pin<Box<Sleep>>>,
-    state: crate::app::AppState,
+    /// What the signals are read from: these three, not a whole `AppState`, which every
+    /// connection's session holds already.
+    tenants: Arc<ArcSwap<crate::tenant::Tenants>>,
+    lifecycle: crate::lifecycle::Lifecycle,
+    failover: crate::failover::Failover,
 }
 
 impl Signals {
@@ -197,7 +201,9 @@ impl Signals {
             route_version,
             tenant_known: false,
             goodbye: None,
-            state: state.clone(),
+            tenants: state.tenants.clone(),
+            lifecycle: state.lifecycle.clone(),
+            failover: state.failover.clone(),
         };
         signals.arm_goodbye();
         signals
@@ -209,13 +215,7 @@ impl Signals {
         if std::mem::replace(&mut self.tenant_known, true) {
             return;
         }
-        let tenant = self
-            .state
-            .tenants
-            .load()
-            .of_channel(channel.as_str())
-            .id
-            .clone();
+        let tenant = self.tenants.load().of_channel(channel.as_str()).id.clone();
         self.nudged.nudge.tenant.store(Arc::new(tenant));
         self.nudged.nudge.version.fetch_add(1, Ordering::Release);
     }
@@ -231,7 +231,7 @@ impl Signals {
     }
 
     fn arm_goodbye(&mut self) {
-        let lifecycle = &self.state.lifecycle;
+        let lifecycle = &self.lifecycle;
         if self.goodbye.is_none() && lifecycle.goodbye_requested() {
             self.goodbye = Some(Box::pin(tokio::time::sleep(lifecycle.goodbye_delay())));
         }
@@ -251,10 +251,7 @@ impl Signals {
             }
             ready!(self.nudged.poll_changed(cx));
             self.arm_goodbye();
-            let route = self
-                .state
-                .failover
-                .route_for(&self.nudged.nudge.tenant.load());
+            let route = self.failover.route_for(&self.nudged.nudge.tenant.load());
             if route.version != self.route_version {
                 self.route_version = route.version;
                 return Poll::Ready(Signal::Route(route));

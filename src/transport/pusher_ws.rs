@@ -15,10 +15,12 @@ use std::time::Duration;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::FutureExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, Instrument};
 
 use self::protocol::{code, ClientFrame, SubscribeData};
@@ -74,14 +76,19 @@ pub(crate) async fn upgrade(
     Ok(ws.accept(config, move |socket| {
         let socket_id = channel_auth::new_socket_id();
         let span = tracing::debug_span!("pusher_ws", socket_id = %socket_id);
-        async move {
-            let _token = token;
-            match opening {
-                Ok(app) => Session::new(socket, state, app, socket_id).run().await,
-                Err(refusal) => refuse(socket, refusal).await,
+        // A session is made here and boxed, so that the task's future holds it once, by pointer.
+        match opening {
+            Ok(app) => Box::new(Session::new(socket, state, app, socket_id))
+                .run(token)
+                .instrument(span)
+                .boxed(),
+            Err(refusal) => async move {
+                let _token = token;
+                refuse(socket, refusal).await
             }
+            .instrument(span)
+            .boxed(),
         }
-        .instrument(span)
     }))
 }
 
@@ -165,13 +172,22 @@ impl Session {
         }
     }
 
-    async fn run(mut self) {
+    /// Serves the socket until it ends; `_token` keeps the node's drain waiting for it.
+    async fn run(self: Box<Self>, _token: TaskTrackerToken) {
         let _conn = Metrics::connection(Transport::Ws);
-        let end = match self.serve().await {
+        let mut session = self;
+        let end = match session.serve().await {
             Ok(end) => end,
             Err(Fault::Slow | Fault::Socket(tungstenite::Error::WriteBufferFull(_))) => End::Slow,
             Err(Fault::Socket(_)) => End::ClientGone,
         };
+        // Boxed, as every step a socket takes rarely: an idle session's task keeps only what its
+        // loop waits on.
+        Box::pin(session.end(end)).await;
+    }
+
+    /// Says goodbye with the close code `end` calls for.
+    async fn end(mut self: Box<Self>, end: End) {
         let (stall, limit) = match end {
             End::Slow => (self.write_timeout.max(CLOSE_STALL), CLOSE_LIMIT),
             _ => (Duration::from_secs(1), Duration::from_secs(1)),
@@ -199,7 +215,7 @@ impl Session {
         // seconds, at least one.
         let activity_timeout = heartbeat.as_secs().max(1);
         let hello = protocol::connection_established(&self.socket_id, activity_timeout);
-        self.send_now(hello).await?;
+        Box::pin(self.send_now(hello)).await?;
         let mut heartbeats = Heartbeats::new(heartbeat);
         // When the client was pinged, if it has not said a word since: it then has a whole
         // heartbeat to answer, however late in an idle spell the ping went out.
@@ -218,7 +234,7 @@ impl Session {
                     pinged = None;
                     match msg {
                         Err(e) => return ws::violation(e).map(|(c, why)| End::Violation(c, why)),
-                        Ok(Message::Text(t)) => self.on_client_message(t.as_str()).await?,
+                        Ok(Message::Text(t)) => Box::pin(self.on_client_message(t.as_str())).await?,
                         Ok(Message::Close(_)) => return Ok(End::ClientGone),
                         Ok(Message::Ping(_)) => self.flush().await?,
                         Ok(_) => {}
@@ -235,7 +251,7 @@ impl Session {
                     Some(_) => {}
                     // Only an idle client is pinged, as Pusher does; its pong keeps it.
                     None if self.last_heard.elapsed() >= heartbeat => {
-                        self.send_now(protocol::ping()).await?;
+                        Box::pin(self.send_now(protocol::ping())).await?;
                         pinged = Some(Instant::now());
                     }
                     None => {}

@@ -176,7 +176,8 @@ struct Connection {
     /// The last chunk left every source pending (each will wake the task when it has more).
     settled: bool,
     /// Reused for every chunk: once hyper has written and dropped a chunk, `reserve` takes the
-    /// same allocation back, so a steady stream does not allocate per chunk.
+    /// same allocation back, so a steady stream does not allocate per chunk. Let go after a
+    /// chunk of heartbeats alone: an idle stream keeps no buffer between heartbeats.
     buf: BytesMut,
     /// A seat in each tenant of the stream's channels, given back when the stream ends.
     _seats: Seats,
@@ -215,24 +216,30 @@ impl Connection {
     /// then events, then heartbeats. Pending when nothing is ready.
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Bytes> {
         let mut out = std::mem::take(&mut self.buf);
-        self.settled = self.write_ready(&mut out, cx);
+        let (settled, beats_only) = self.write_ready(&mut out, cx);
+        self.settled = settled;
         if out.is_empty() {
             self.buf = out;
             return Poll::Pending;
         }
         let chunk = out.split().freeze();
-        self.buf = out;
+        if !beats_only {
+            self.buf = out;
+        }
         Poll::Ready(chunk)
     }
 
-    /// Writes what is ready; true when every source was polled until it went pending.
-    fn write_ready(&mut self, out: &mut BytesMut, cx: &mut Context<'_>) -> bool {
+    /// Writes what is ready. Says whether every source was polled until it went pending, and
+    /// whether what it wrote is heartbeats alone.
+    fn write_ready(&mut self, out: &mut BytesMut, cx: &mut Context<'_>) -> (bool, bool) {
+        let mut beats_only = true;
         while let Poll::Ready(signal) = self.signals.poll_next(cx) {
+            beats_only = false;
             match signal {
                 Signal::Goodbye => {
                     self.done = true;
                     self.write_reconnect(out, "shutdown");
-                    return false;
+                    return (false, false);
                 }
                 Signal::Route(route) => {
                     let tenant = self.signals.tenant();
@@ -262,10 +269,11 @@ impl Connection {
             }
         };
         if n > 0 {
+            beats_only = false;
             self.delivered.add(n);
         }
         if !drained {
-            return false;
+            return (false, beats_only);
         }
         while self.heartbeats.poll_beat(cx).is_ready() {
             // The token is checked at each heartbeat: one that expired ends the stream, and the
@@ -277,11 +285,11 @@ impl Connection {
             {
                 self.done = true;
                 self.write_reconnect(out, "token_expired");
-                return false;
+                return (false, false);
             }
             self.write_heartbeat(out);
         }
-        true
+        (true, beats_only)
     }
 }
 

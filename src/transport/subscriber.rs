@@ -215,7 +215,12 @@ impl Feed {
         let stream = sub.live;
         match self.streams.iter_mut().find(|(c, _)| *c == sub.channel) {
             Some((_, s)) => *s = stream,
-            None => self.streams.push((sub.channel, stream)),
+            None => {
+                // Room for one more, not the four a growing Vec takes: most connections hold one
+                // channel for their whole life.
+                self.streams.reserve_exact(1);
+                self.streams.push((sub.channel, stream));
+            }
         }
         if let Some(wake) = &mut self.wake {
             wake.rouse();

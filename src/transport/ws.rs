@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, Instrument};
 
 use self::frames::EventWriter;
@@ -57,8 +58,10 @@ pub const CLOSE_RESTART: u16 = 1012;
 pub const CLOSE_POLICY: u16 = 1008;
 /// Largest message a client may send.
 pub(super) const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Bytes read from a client per read call.
-pub(super) const CLIENT_READ_CHUNK: usize = 512;
+/// Bytes read from a client per read call, and the read buffer every socket keeps while idle:
+/// client messages are small (a subscribe, a pong), and a larger one grows the buffer as it
+/// arrives.
+pub(super) const CLIENT_READ_CHUNK: usize = 128;
 /// Most events gathered into one write.
 pub(super) const WRITE_BATCH: usize = 64;
 /// The least kernel send buffer a WebSocket gets, whatever `subscribers.buffer_bytes` says.
@@ -100,13 +103,9 @@ pub(crate) async fn upgrade(
     Ok(ws.accept(config, move |socket| {
         let conn_id = format!("{:016x}", rand::random::<u64>());
         let span = tracing::debug_span!("ws", conn_id = %conn_id);
-        async move {
-            let _token = token;
-            Session::new(socket, state, scope, conn_id)
-                .run(initial)
-                .await;
-        }
-        .instrument(span)
+        // Made here and boxed, so that the task's future holds the session once, by pointer.
+        let session = Box::new(Session::new(socket, state, scope, conn_id));
+        session.run(initial, token).instrument(span)
     }))
 }
 
@@ -219,7 +218,8 @@ impl Session {
         }
     }
 
-    async fn run(mut self, initial: Vec<ChannelName>) {
+    /// Serves the connection until it ends; `_token` keeps the node's drain waiting for it.
+    async fn run(mut self: Box<Self>, initial: Vec<ChannelName>, _token: TaskTrackerToken) {
         let _conn = Metrics::connection(Transport::Ws);
         let end = match self.serve(initial).await {
             Ok(end) => end,
@@ -227,6 +227,13 @@ impl Session {
             Err(Fault::Socket(_)) => End::ClientGone,
         };
         debug!(end = end.as_str(), "websocket closed");
+        // Boxed, as every step a connection takes rarely: the state of a task is as large as its
+        // largest await, and an idle session should keep only what its loop waits on.
+        Box::pin(self.end(end)).await;
+    }
+
+    /// Says goodbye with the close code `end` calls for.
+    async fn end(mut self: Box<Self>, end: End) {
         // Only a cut slow consumer is given time for its close: the other ends come from a peer
         // that reads (or a node leaving, whose drain has its own limit).
         let (stall, limit) = match end {
@@ -269,26 +276,9 @@ impl Session {
 
     async fn serve(&mut self, initial: Vec<ChannelName>) -> Result<End, Fault> {
         let heartbeat = self.state.config.load().subscribers.heartbeat;
-        let welcome = ServerMessage::Welcome {
-            conn_id: &self.conn_id,
-            heartbeat_ms: heartbeat.as_millis() as u64,
-        };
-        self.feed(text(welcome.to_bytes())).await?;
-        // The route of the tenant of the first channel, when the connection names one.
-        if let Some(ch) = initial.first() {
-            self.signals.follow(ch);
+        if let Some(end) = Box::pin(self.open(heartbeat, initial)).await? {
+            return Ok(end);
         }
-        let tenant = self.signals.tenant();
-        let route = self.state.failover.route_for(&tenant);
-        self.signals.told(route.version);
-        let route = super::route::message(&self.state, &tenant, &route);
-        self.feed(text(route)).await?;
-        for ch in initial {
-            if let Some(end) = self.subscribe(ch, None).await? {
-                return Ok(end);
-            }
-        }
-        self.flush().await?;
         let mut heartbeats = Heartbeats::new(heartbeat);
         loop {
             tokio::select! {
@@ -298,7 +288,7 @@ impl Session {
                     Signal::Route(route) => {
                         let tenant = self.signals.tenant();
                         let msg = super::route::message(&self.state, &tenant, &route);
-                        self.send_now(msg).await?;
+                        Box::pin(self.send_now(msg)).await?;
                     }
                 },
                 incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
@@ -310,7 +300,7 @@ impl Session {
                     };
                     match msg {
                         Message::Text(t) => {
-                            if let Some(end) = self.on_client_message(t.as_str()).await? {
+                            if let Some(end) = Box::pin(self.on_client_message(t.as_str())).await? {
                                 return Ok(end);
                             }
                         }
@@ -334,12 +324,53 @@ impl Session {
                     if self.scope.remaining(now_ms()).is_some_and(|left| left.is_zero()) {
                         return Ok(End::TokenExpired);
                     }
-                    self.feed(Message::Ping(Bytes::new())).await?;
-                    self.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes())).await?;
-                    self.flush().await?;
+                    Box::pin(self.beat()).await?;
                 }
             }
         }
+    }
+
+    /// The connection's opening: the welcome, the route, then the channels it named.
+    async fn open(
+        &mut self,
+        heartbeat: Duration,
+        initial: Vec<ChannelName>,
+    ) -> Result<Option<End>, Fault> {
+        let welcome = ServerMessage::Welcome {
+            conn_id: &self.conn_id,
+            heartbeat_ms: heartbeat.as_millis() as u64,
+        }
+        .to_bytes();
+        // The route of the tenant of the first channel, when the connection names one.
+        if let Some(ch) = initial.first() {
+            self.signals.follow(ch);
+        }
+        let tenant = self.signals.tenant();
+        let route = self.state.failover.route_for(&tenant);
+        self.signals.told(route.version);
+        let route = super::route::message(&self.state, &tenant, &route);
+        // Written as event frames are, not through tungstenite: its write buffer would grow to
+        // hold both and keep that size for the connection's life.
+        let sent = self
+            .events
+            .send(self.socket.get_ref(), [&welcome[..], &route[..]]);
+        sent?;
+        self.drain_events().await?;
+        for ch in initial {
+            if let Some(end) = self.subscribe(ch, None).await? {
+                return Ok(Some(end));
+            }
+        }
+        self.flush().await?;
+        Ok(None)
+    }
+
+    /// A heartbeat: a ping the client's WebSocket answers, and a heartbeat message for its code.
+    async fn beat(&mut self) -> Result<(), Fault> {
+        self.feed(Message::Ping(Bytes::new())).await?;
+        self.feed(text(ServerMessage::Heartbeat { ts: now_ms() }.to_bytes()))
+            .await?;
+        self.flush().await
     }
 
     /// Writes `first` and whatever else is ready (up to `WRITE_BATCH` events or `buffer_bytes`)
@@ -640,4 +671,23 @@ pub(super) fn violation(e: tungstenite::Error) -> Result<(u16, &'static str), Fa
 /// Event frames and control messages are JSON the server produced: valid UTF-8 by construction.
 pub(super) fn text(bytes: Bytes) -> Message {
     Message::Text(Utf8Bytes::try_from(bytes).expect("server frames are UTF-8 JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without making one.
+    fn future_size<A, B, C, F: std::future::Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_idle_session_task_keeps_little_besides_its_session() {
+        // A task holds its future for as long as its connection is open: the session is boxed
+        // apart, and the steps taken rarely (the opening, a client's message, the goodbye) are
+        // boxed while they run, so what stays is the loop and what it waits on.
+        let size = future_size(Session::run);
+        assert!(size <= 1280, "a session's future is {size} bytes");
+    }
 }

@@ -7,10 +7,10 @@
 //! into one buffer per worker thread, warm from the previous connection, and sent with one
 //! `send`; what the socket does not take waits in a per-connection backlog.
 //!
-//! Control messages (welcome, subscribed, replies, pings, close) still go through tungstenite,
-//! which also reads the client's frames and answers its pings. The two never interleave inside a
-//! frame: the session drains the backlog before tungstenite writes and flushes tungstenite before
-//! writing events.
+//! The opening's welcome and route go out the same way. Other control messages (subscribed,
+//! replies, pings, close) still go through tungstenite, which also reads the client's frames and
+//! answers its pings. The two never interleave inside a frame: the session drains the backlog
+//! before tungstenite writes and flushes tungstenite before writing events.
 
 use std::cell::RefCell;
 use std::io;

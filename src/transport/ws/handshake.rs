@@ -6,6 +6,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -58,6 +59,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
 
 impl Handshake {
     /// Answers `101` and runs `session` on the upgraded connection once hyper hands it over.
+    ///
+    /// The session runs in a task of its own: awaited inside the upgrade's task, its future would
+    /// sit beside what the upgrade captured (`session` itself among them) for as long as the
+    /// connection stays open.
     pub(crate) fn accept<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
     where
         F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
@@ -69,14 +74,14 @@ impl Handshake {
             let Ok(upgraded) = on_upgrade.await else {
                 return;
             };
-            // The permit holds the connection's place on the listener while the session runs.
-            let Some((stream, _permit, read)) = into_tcp(upgraded) else {
+            let Some((stream, permit, read)) = into_tcp(upgraded) else {
                 tracing::error!("a WebSocket upgrade did not come from a TCP listener");
                 return;
             };
             let ws = WebSocketStream::from_partially_read(stream, read, Role::Server, Some(config))
                 .await;
-            session(ws).await;
+            // The permit holds the connection's place on the listener while the session runs.
+            tokio::spawn(session(ws).map(move |()| drop(permit)));
         });
         (
             StatusCode::SWITCHING_PROTOCOLS,
