@@ -31,7 +31,7 @@ use crate::tenant::{Owners, TenantConfig, Tenants, Usage};
 use crate::transport;
 use crate::transport::admission::{self, Admission, Listener};
 use crate::transport::control::Control;
-use crate::vendor::BuildError;
+use crate::upstream::BuildError;
 
 mod serve;
 
@@ -219,8 +219,8 @@ pub(crate) fn tenants(config: &Config) -> Tenants {
 /// `tenant`'s own vendors, named `tenant/name`.
 pub(crate) fn own_vendors(
     tenant: &crate::tenant::TenantId,
-    vendors: &[crate::vendor::VendorConfig],
-) -> Vec<crate::vendor::VendorConfig> {
+    vendors: &[crate::upstream::VendorConfig],
+) -> Vec<crate::upstream::VendorConfig> {
     (vendors.iter())
         .map(|v| v.clone().owned_by(tenant.as_str()))
         .collect()

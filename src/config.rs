@@ -190,7 +190,7 @@ impl Config {
             .vendors
             .vendors
             .iter()
-            .any(|v| matches!(v, crate::vendor::VendorConfig::Pusher(_)));
+            .any(|v| matches!(v, crate::upstream::VendorConfig::Pusher(_)));
         (self.vendors.public_channels && has_pusher).then_some(
             "vendors.public_channels = true: events go on public Pusher channels that anyone with the app key can read, without an understudy token",
         )
@@ -258,7 +258,7 @@ fn dev_credentials<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vendor::VendorConfig;
+    use crate::upstream::VendorConfig;
 
     #[test]
     fn embedded_defaults_are_the_documented_ones() {

@@ -52,10 +52,10 @@ pub use route::{Path, RouteReason, SelfPath};
 pub use side::PreparedSide;
 pub use tenants::{OwnVendorsPlan, TenantVendors};
 
-use crate::vendor::http::HttpConfig;
-use crate::vendor::lanes::{Enqueued, LaneConfig, Lanes, RetryBudgetConfig};
-use crate::vendor::realtime::RealtimeConfig;
-use crate::vendor::{BuildError, OutboundEvent, Vendor, VendorConfig};
+use crate::upstream::http::HttpConfig;
+use crate::upstream::lanes::{Enqueued, LaneConfig, Lanes, RetryBudgetConfig};
+use crate::upstream::realtime::RealtimeConfig;
+use crate::upstream::{BuildError, OutboundEvent, Vendor, VendorConfig};
 use driver::DriverOutputs;
 use side::Side;
 

@@ -14,7 +14,7 @@ use crate::config::{Config, Secret, SubscribeAuth};
 use crate::core::channel_name::ChannelName;
 use crate::core::cursor::Cursor;
 use crate::transport::ApiError;
-use crate::vendor::VendorConfig;
+use crate::upstream::VendorConfig;
 
 /// Cursor items a connection may carry in the fuzz runs (`subscribers.max_channels_per_connection`).
 const MAX_ITEMS: usize = 100;

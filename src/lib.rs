@@ -31,7 +31,7 @@
 //! - [`tenant`]: the customers sharing a node: which channels each owns, their publisher keys,
 //!   apps and quotas, and what each uses now (`tenant::Usage`: publish buckets, connection
 //!   seats), held against them at every ingress by `transport::tenancy`.
-//! - [`vendor`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
+//! - [`upstream`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
 //! - [`failover`]: vendor health, the failover state machine, operator mode and the route; a
 //!   vendor set per tenant with vendor credentials of its own, modes and routes per tenant.
 //! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from
@@ -51,7 +51,7 @@ pub mod ops;
 pub mod telemetry;
 pub mod tenant;
 pub mod transport;
-pub mod vendor;
+pub mod upstream;
 pub mod web;
 
 pub use app::{bind, App, AppState, Listeners};

@@ -99,7 +99,7 @@ pub struct TenantConfig {
     pub quotas: Quotas,
     /// Vendor URLs of this tenant's own vendor credentials, in priority order; `None` shares the
     /// `[vendors]` list (and its health) with every other tenant that has none.
-    pub vendors: Option<Vec<crate::vendor::VendorConfig>>,
+    pub vendors: Option<Vec<crate::upstream::VendorConfig>>,
 }
 
 impl TenantConfig {

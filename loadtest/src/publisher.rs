@@ -36,13 +36,13 @@ pub(crate) struct Publisher {
 }
 
 /// A Pusher app to publish as: every request is signed with its key and secret, with the
-/// server's own signing code (`understudy::vendor::pusher::signing`).
+/// server's own signing code (`understudy::upstream::pusher::signing`).
 pub(crate) struct PusherApp {
     /// `/apps/{id}/events`.
     path: String,
     host: String,
     key: String,
-    secret: understudy::vendor::Secret,
+    secret: understudy::upstream::Secret,
 }
 
 /// The outcome of one publish.
@@ -108,7 +108,7 @@ impl Publisher {
             path: format!("/apps/{app_id}/events"),
             host: target.host_header(),
             key: key.to_owned(),
-            secret: understudy::vendor::Secret::new(secret),
+            secret: understudy::upstream::Secret::new(secret),
         }));
         Ok(publisher)
     }
@@ -195,7 +195,7 @@ impl Session {
         if let Some(app) = &self.publisher.pusher {
             let body = pusher_body(channel, unix_micros(), &self.publisher.pad);
             let timestamp = unix_micros() / 1_000_000;
-            let query = understudy::vendor::pusher::signing::signed_query(
+            let query = understudy::upstream::pusher::signing::signed_query(
                 &app.key,
                 &app.secret,
                 &app.path,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::{AppConfig, Secret};
 use crate::core::ChannelName;
 use crate::tenant::{patterns_overlap, Quotas, TenantConfig, TenantId, DEFAULT_TENANT};
-use crate::vendor::VendorConfig;
+use crate::upstream::VendorConfig;
 
 /// `[tenant_defaults]`: every tenant's quotas unless it sets its own. 0 is no limit.
 #[derive(Debug, Default, Deserialize)]

@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use crate::core::ChannelName;
 use crate::failover::{CanaryConfig, FailoverConfig, RouteConfig, Thresholds, WindowConfig};
-use crate::vendor::http::HttpConfig;
-use crate::vendor::lanes::{LaneConfig, RetryBudgetConfig};
-use crate::vendor::tls::CaBundle;
-use crate::vendor::VendorConfig;
+use crate::upstream::http::HttpConfig;
+use crate::upstream::lanes::{LaneConfig, RetryBudgetConfig};
+use crate::upstream::tls::CaBundle;
+use crate::upstream::VendorConfig;
 
 /// Vendors in priority order and how events are forwarded and judged.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,8 +16,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::observation::{CanaryFailure, CanaryObservation, CanaryResult, Observation};
-use crate::vendor::realtime::{Arrival, RealtimeError};
-use crate::vendor::{random_id, unix_ms, ErrorClass, OutboundEvent, Vendor, CANARY_CHANNEL};
+use crate::upstream::realtime::{Arrival, RealtimeError};
+use crate::upstream::{random_id, unix_ms, ErrorClass, OutboundEvent, Vendor, CANARY_CHANNEL};
 
 /// Canary settings.
 #[derive(Clone, Debug, PartialEq)]

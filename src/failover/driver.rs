@@ -19,7 +19,7 @@ use super::mode::{Mode, ModeSetting};
 use super::observation::{CanaryObservation, Observation};
 use super::route::{route, Decision, Path, RouteReason, SelfPath};
 use crate::tenant::TenantId;
-use crate::vendor::{PublicInfo, VendorKind};
+use crate::upstream::{PublicInfo, VendorKind};
 
 /// How route changes are spread over clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,7 +175,7 @@ impl Driver {
             forward_to: path.vendor(),
             jitter: Duration::ZERO,
             since: now,
-            changed_at_ms: crate::vendor::unix_ms(),
+            changed_at_ms: crate::upstream::unix_ms(),
             version: 0,
         };
         Driver {
@@ -373,7 +373,7 @@ impl Driver {
             forward_to: decision.path.vendor().or(old.forward_to),
             jitter,
             since: now,
-            changed_at_ms: crate::vendor::unix_ms(),
+            changed_at_ms: crate::upstream::unix_ms(),
             version: self.versions,
         }
     }

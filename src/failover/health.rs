@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::observation::as_millis;
-use crate::vendor::ErrorClass;
+use crate::upstream::ErrorClass;
 
 /// Window settings.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::driver::Route;
 use super::route::Path;
-use crate::vendor::lanes::Lanes;
-use crate::vendor::{random_id, unix_ms, OutboundEvent};
+use crate::upstream::lanes::Lanes;
+use crate::upstream::{random_id, unix_ms, OutboundEvent};
 
 /// Runs until `cancel` fires.
 pub async fn run(

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::health::{BadReason, Verdict};
 use super::observation::{as_millis, CanaryFailure, CanaryResult};
-use crate::vendor::ErrorClass;
+use crate::upstream::ErrorClass;
 
 /// Observed health of a vendor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

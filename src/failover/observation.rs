@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::vendor::realtime::RealtimeError;
-use crate::vendor::tls::TlsProblem;
-use crate::vendor::{ErrorClass, Priority, VendorError};
+use crate::upstream::realtime::RealtimeError;
+use crate::upstream::tls::TlsProblem;
+use crate::upstream::{ErrorClass, Priority, VendorError};
 
 /// A fact about one vendor, identified by its index in the configured priority order.
 #[derive(Clone, Debug, PartialEq)]

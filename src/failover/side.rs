@@ -16,9 +16,9 @@ use super::driver::{
     self, Driver, DriverInputs, DriverOutputs, Route, Status, TenantRoutes, VendorInfo,
 };
 use super::{canary, heartbeat, FailoverConfig, ModeSetting, Observation, SelfPath, TenantModes};
-use crate::vendor::http::{HttpClient, HttpConfig};
-use crate::vendor::lanes::{Lanes, RetryBudget};
-use crate::vendor::{BuildError, Vendor, VendorConfig};
+use crate::upstream::http::{HttpClient, HttpConfig};
+use crate::upstream::lanes::{Lanes, RetryBudget};
+use crate::upstream::{BuildError, Vendor, VendorConfig};
 
 /// Vendor adapters built from configuration, not started yet. Building can fail (an endpoint
 /// that does not parse, the HTTP client); starting cannot.
@@ -40,7 +40,7 @@ impl PreparedSide {
         })?;
         let adapters = vendors
             .iter()
-            .map(|v| crate::vendor::build(v, &http, &config.realtime))
+            .map(|v| crate::upstream::build(v, &http, &config.realtime))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             vendors: adapters,

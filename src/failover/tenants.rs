@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::side::PreparedSide;
 use super::{Failover, FailoverConfig, ModeSetting, RebuildError, Route, Status, TenantModes};
 use crate::tenant::TenantId;
-use crate::vendor::lanes::Lanes;
-use crate::vendor::{BuildError, VendorConfig};
+use crate::upstream::lanes::Lanes;
+use crate::upstream::{BuildError, VendorConfig};
 
 /// The running vendor sets of tenants with vendors of their own.
 pub(super) type OwnSets = BTreeMap<TenantId, OwnSet>;

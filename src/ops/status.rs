@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::failover::{ModeSetting, Route, Status, VendorStatus};
-use crate::vendor::lanes::Lanes;
+use crate::upstream::lanes::Lanes;
 
 /// Milliseconds since the Unix epoch of a tokio instant.
 pub(crate) fn unix_ms(at: Instant, now: Instant) -> u64 {

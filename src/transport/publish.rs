@@ -19,7 +19,7 @@ use super::{tenancy, ApiError};
 use crate::app::AppState;
 use crate::core::{ChannelName, Event, EventDraft};
 use crate::tenant::{TenantConfig, TenantId};
-use crate::vendor::{OutboundEvent, Priority};
+use crate::upstream::{OutboundEvent, Priority};
 
 const MAX_NAME_LEN: usize = 200;
 const MAX_ID_LEN: usize = 200;

@@ -24,9 +24,9 @@ use super::ApiError;
 use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::ChannelName;
-use crate::vendor::ably::token_request::{subscribe_capability, TokenRequest};
-use crate::vendor::pusher::{self, signing};
-use crate::vendor::{ably::AblyConfig, pusher::PusherConfig, VendorConfig, HEARTBEAT_CHANNEL};
+use crate::upstream::ably::token_request::{subscribe_capability, TokenRequest};
+use crate::upstream::pusher::{self, signing};
+use crate::upstream::{ably::AblyConfig, pusher::PusherConfig, VendorConfig, HEARTBEAT_CHANNEL};
 
 /// Largest request body read: a socket id, a channel name and a few parameters.
 const MAX_BODY: usize = 8 * 1024;
@@ -298,7 +298,7 @@ fn app_auth(
 /// A TokenRequest for the token's channels (and the heartbeat), subscribe only, ending no later
 /// than the understudy token.
 fn ably_token_request(config: &AblyConfig, scope: &TokenScope) -> Result<Value, ApiError> {
-    let now = crate::vendor::unix_ms();
+    let now = crate::upstream::unix_ms();
     let ttl = match scope.expires_at() {
         None => MAX_TTL_MS,
         Some(exp) => exp

@@ -13,7 +13,7 @@ use understudy::failover::{
     canary, CanaryConfig, CanaryFailure, CanaryResult, Failover, FailoverConfig, Observation, Path,
     Route, Thresholds,
 };
-use understudy::vendor::{OutboundEvent, Priority, Vendor, VendorConfig};
+use understudy::upstream::{OutboundEvent, Priority, Vendor, VendorConfig};
 
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::sockudo::Sockudo;

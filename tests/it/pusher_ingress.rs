@@ -7,8 +7,8 @@
 use serde_json::{json, Value};
 use understudy::core::{ChannelName, ReadFrom};
 use understudy::failover::Path;
-use understudy::vendor::pusher::signing::signed_query;
-use understudy::vendor::Secret;
+use understudy::upstream::pusher::signing::signed_query;
+use understudy::upstream::Secret;
 
 use crate::support::ably_client::AblyClient;
 use crate::support::pusher_client::PusherClient;

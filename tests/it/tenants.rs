@@ -7,8 +7,8 @@ mod quotas;
 mod reload;
 
 use serde_json::{json, Value};
-use understudy::vendor::pusher::signing::signed_query;
-use understudy::vendor::Secret;
+use understudy::upstream::pusher::signing::signed_query;
+use understudy::upstream::Secret;
 
 use crate::ably_ingress::basic;
 use crate::support::*;

@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use understudy::vendor::http::HttpClient;
-use understudy::vendor::realtime::RealtimeConfig;
-use understudy::vendor::{self, ErrorClass, OutboundEvent, Party, Priority, Vendor, VendorConfig};
+use understudy::upstream::http::HttpClient;
+use understudy::upstream::realtime::RealtimeConfig;
+use understudy::upstream::{
+    self, ErrorClass, OutboundEvent, Party, Priority, Vendor, VendorConfig,
+};
 
 use crate::support::ably_client::AblyClient;
 use crate::support::sockudo::Sockudo;
@@ -14,7 +16,7 @@ use crate::support::sockudo::Sockudo;
 pub(crate) fn ably(url: &str) -> Arc<dyn Vendor> {
     let http = HttpClient::new(&crate::support::tls::http_config()).expect("http client");
     let config = VendorConfig::from_url(url).expect("vendor url");
-    vendor::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
+    upstream::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
 }
 
 fn event(channel: &str, id: &str) -> OutboundEvent {
@@ -106,7 +108,7 @@ async fn a_wrong_secret_is_a_configuration_error_with_its_ably_code() {
     assert!(
         matches!(
             error,
-            vendor::VendorError::Rejected {
+            upstream::VendorError::Rejected {
                 status: 401,
                 code: Some(40101),
                 ..

@@ -11,10 +11,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use understudy::failover::{Observation, RequestObservation};
-use understudy::vendor::http::{HttpClient, HttpConfig};
-use understudy::vendor::lanes::{DropReason, LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
-use understudy::vendor::realtime::RealtimeConfig;
-use understudy::vendor::{self, ErrorClass, OutboundEvent, Priority, Vendor, VendorConfig};
+use understudy::upstream::http::{HttpClient, HttpConfig};
+use understudy::upstream::lanes::{DropReason, LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
+use understudy::upstream::realtime::RealtimeConfig;
+use understudy::upstream::{self, ErrorClass, OutboundEvent, Priority, Vendor, VendorConfig};
 
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::pusher_client::PusherClient;
@@ -28,7 +28,7 @@ fn vendor(url: &str) -> Arc<dyn Vendor> {
         ..crate::support::tls::http_config()
     })
     .expect("http client");
-    vendor::build(
+    upstream::build(
         &VendorConfig::from_url(url).expect("url"),
         &http,
         &RealtimeConfig::default(),

@@ -7,10 +7,12 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use understudy::vendor::http::HttpClient;
-use understudy::vendor::lanes::{LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
-use understudy::vendor::realtime::RealtimeConfig;
-use understudy::vendor::{self, ErrorClass, OutboundEvent, Party, Priority, Vendor, VendorConfig};
+use understudy::upstream::http::HttpClient;
+use understudy::upstream::lanes::{LaneConfig, Lanes, RetryBudget, RetryBudgetConfig};
+use understudy::upstream::realtime::RealtimeConfig;
+use understudy::upstream::{
+    self, ErrorClass, OutboundEvent, Party, Priority, Vendor, VendorConfig,
+};
 
 use crate::support::pusher_client::PusherClient;
 use crate::support::sockudo::Sockudo;
@@ -18,7 +20,7 @@ use crate::support::sockudo::Sockudo;
 pub(crate) fn pusher(url: &str) -> Arc<dyn Vendor> {
     let http = HttpClient::new(&crate::support::tls::http_config()).expect("http client");
     let config = VendorConfig::from_url(url).expect("vendor url");
-    vendor::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
+    upstream::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
 }
 
 fn event(channel: &str, seq: u64) -> OutboundEvent {

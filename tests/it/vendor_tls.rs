@@ -9,10 +9,10 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use understudy::failover::{canary, CanaryConfig, CanaryFailure, CanaryResult, Observation, Path};
-use understudy::vendor::http::{HttpClient, HttpConfig};
-use understudy::vendor::realtime::RealtimeConfig;
-use understudy::vendor::tls::TlsProblem;
-use understudy::vendor::{
+use understudy::upstream::http::{HttpClient, HttpConfig};
+use understudy::upstream::realtime::RealtimeConfig;
+use understudy::upstream::tls::TlsProblem;
+use understudy::upstream::{
     self, ErrorClass, OutboundEvent, Party, Priority, Vendor, VendorConfig, VendorError,
 };
 
@@ -25,7 +25,7 @@ const ADMIN: &str = "test-admin-token-0123456789";
 fn vendor_with(url: &str, http: &HttpConfig) -> std::sync::Arc<dyn Vendor> {
     let http = HttpClient::new(http).expect("http client");
     let config = VendorConfig::from_url(url).expect("vendor url");
-    vendor::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
+    upstream::build(&config, &http, &RealtimeConfig::default()).expect("adapter")
 }
 
 fn event() -> OutboundEvent {

@@ -49,7 +49,7 @@ impl VendorSubscriber {
             read_buffer_bytes: 64 * 1024,
         };
         let mut ws = WsConnection::open(addr, &url, None, settings).await?;
-        let wire = understudy::vendor::pusher::wire_channel(channel, true);
+        let wire = understudy::upstream::pusher::wire_channel(channel, true);
         let established = next_pusher(&mut ws).await?;
         if established.event != "pusher:connection_established" {
             bail!(
@@ -64,9 +64,9 @@ impl VendorSubscriber {
         let socket_id = data["socket_id"]
             .as_str()
             .context("connection_established without a socket_id")?;
-        let secret = understudy::vendor::Secret::new(secret);
+        let secret = understudy::upstream::Secret::new(secret);
         let auth =
-            understudy::vendor::pusher::signing::channel_auth(key, &secret, socket_id, &wire);
+            understudy::upstream::pusher::signing::channel_auth(key, &secret, socket_id, &wire);
         let subscribe = serde_json::json!({
             "event": "pusher:subscribe",
             "data": {"channel": wire, "auth": auth},

@@ -6,7 +6,7 @@
 //! plain TokenParams (`ttl`, `capability`, `clientId`) sent with the key's Basic auth. The SDKs
 //! write fields loosely (ably-js a number, ably-python `null` for an absent field), so every field
 //! is read as text whatever its JSON or msgpack type, and the `mac` is checked against exactly
-//! the text that was signed (the canonical string is `vendor::ably::token_request`'s).
+//! the text that was signed (the canonical string is `upstream::ably::token_request`'s).
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::{issue_token, AblyAuthError, Capability, Nonces};
 use crate::config::AppConfig;
-use crate::vendor::ably::token_request::{mac, signed_text};
+use crate::upstream::ably::token_request::{mac, signed_text};
 
 /// Token lifetime when the request names none: Ably's default, one hour.
 pub const DEFAULT_TTL_MS: u64 = 60 * 60 * 1000;

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::vendor::fake::{Behaviour, FakeVendor, Realtime};
+use crate::upstream::fake::{Behaviour, FakeVendor, Realtime};
 
 fn config() -> CanaryConfig {
     CanaryConfig {
@@ -147,7 +147,7 @@ async fn an_untrusted_certificate_is_a_fatal_tls_failure_told_at_once() {
     let started = Instant::now();
     let (result, at) = next(&mut rx).await;
     let failure = CanaryFailure::Tls {
-        problem: crate::vendor::tls::TlsProblem::UnknownIssuer,
+        problem: crate::upstream::tls::TlsProblem::UnknownIssuer,
     };
     assert_eq!(result, CanaryResult::Lost { failure });
     assert!(failure.is_fatal());
@@ -198,12 +198,12 @@ impl Vendor for Scripted {
         "scripted"
     }
 
-    fn kind(&self) -> crate::vendor::VendorKind {
-        crate::vendor::VendorKind::Pusher
+    fn kind(&self) -> crate::upstream::VendorKind {
+        crate::upstream::VendorKind::Pusher
     }
 
-    fn public_info(&self) -> crate::vendor::PublicInfo {
-        crate::vendor::PublicInfo {
+    fn public_info(&self) -> crate::upstream::PublicInfo {
+        crate::upstream::PublicInfo {
             kind: self.kind(),
             key: None,
             host: "h".into(),
@@ -217,7 +217,7 @@ impl Vendor for Scripted {
     fn publish<'a>(
         &'a self,
         _: &'a [OutboundEvent],
-    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::vendor::VendorError>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::upstream::VendorError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -229,7 +229,7 @@ impl Vendor for Scripted {
         &'a self,
         _: &'a str,
         arrivals: mpsc::Sender<Arrival>,
-    ) -> futures_util::future::BoxFuture<'a, crate::vendor::realtime::SessionEnd> {
+    ) -> futures_util::future::BoxFuture<'a, crate::upstream::realtime::SessionEnd> {
         Box::pin(async move {
             self.starts.lock().push(Instant::now());
             let next = self.script.lock().pop_front();
@@ -238,11 +238,11 @@ impl Vendor for Scripted {
                 reason: "gone".into(),
             };
             match next {
-                Some(SessionEndScript::Fail) => crate::vendor::realtime::SessionEnd {
+                Some(SessionEndScript::Fail) => crate::upstream::realtime::SessionEnd {
                     subscribed: false,
                     error: closed,
                 },
-                Some(SessionEndScript::Refuse) => crate::vendor::realtime::SessionEnd {
+                Some(SessionEndScript::Refuse) => crate::upstream::realtime::SessionEnd {
                     subscribed: false,
                     error: RealtimeError::Refused {
                         code: 4001,
@@ -252,7 +252,7 @@ impl Vendor for Scripted {
                 Some(SessionEndScript::Drop) => {
                     let _ = arrivals.send(Arrival::Subscribed).await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    crate::vendor::realtime::SessionEnd {
+                    crate::upstream::realtime::SessionEnd {
                         subscribed: true,
                         error: closed,
                     }

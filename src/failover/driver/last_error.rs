@@ -104,8 +104,8 @@ mod tests {
 
     use super::*;
     use crate::failover::observation::{CanaryFailure, CanaryObservation, RequestObservation};
-    use crate::vendor::tls::TlsProblem;
-    use crate::vendor::{ErrorClass, Priority};
+    use crate::upstream::tls::TlsProblem;
+    use crate::upstream::{ErrorClass, Priority};
 
     fn canary(result: CanaryResult) -> Observation {
         Observation::Canary(CanaryObservation {

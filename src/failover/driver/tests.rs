@@ -13,8 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::failover::{CanaryConfig, CanaryFailure, Failover, FailoverConfig};
-use crate::vendor::fake::{Behaviour, FakeVendor, Realtime};
-use crate::vendor::{ErrorClass, OutboundEvent, Priority, Vendor, HEARTBEAT_CHANNEL};
+use crate::upstream::fake::{Behaviour, FakeVendor, Realtime};
+use crate::upstream::{ErrorClass, OutboundEvent, Priority, Vendor, HEARTBEAT_CHANNEL};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -191,7 +191,7 @@ async fn an_untrusted_certificate_takes_the_vendor_down_at_once_with_its_cause_i
     let v = &status.vendors[0];
     assert_eq!(v.health.state, State::Down);
     let failure = CanaryFailure::Tls {
-        problem: crate::vendor::tls::TlsProblem::UnknownIssuer,
+        problem: crate::upstream::tls::TlsProblem::UnknownIssuer,
     };
     assert_eq!(
         v.transitions.front().map(|t| t.reason),

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::*;
 use crate::failover::health::{BadReason, Verdict};
 use crate::failover::observation::{CanaryFailure, CanaryResult};
-use crate::vendor::ErrorClass;
+use crate::upstream::ErrorClass;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -14,8 +14,8 @@ use tokio_util::task::TaskTracker;
 use crate::failover::{
     CanaryConfig, Failover, FailoverConfig, Mode, ModeSetting, Path, PreparedSide, Route, State,
 };
-use crate::vendor::fake::{Behaviour, FakeVendor, Realtime};
-use crate::vendor::{OutboundEvent, Priority, Vendor, VendorConfig};
+use crate::upstream::fake::{Behaviour, FakeVendor, Realtime};
+use crate::upstream::{OutboundEvent, Priority, Vendor, VendorConfig};
 
 const SEC: Duration = Duration::from_secs(1);
 

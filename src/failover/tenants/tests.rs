@@ -12,8 +12,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::failover::{Failover, Mode, ModeSetting, Path, PreparedSide, Route, RouteReason};
 use crate::tenant::TenantId;
-use crate::vendor::fake::{Behaviour, FakeVendor, Realtime};
-use crate::vendor::{OutboundEvent, Priority, Vendor};
+use crate::upstream::fake::{Behaviour, FakeVendor, Realtime};
+use crate::upstream::{OutboundEvent, Priority, Vendor};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -199,7 +199,7 @@ async fn a_reload_starts_keeps_rebuilds_and_stops_tenants_own_vendor_sets() {
     let (failover, cancel) = start(&shared);
     let a = TenantId::new("a");
     let webhook = |n: u16| {
-        crate::vendor::VendorConfig::from_url(&format!(
+        crate::upstream::VendorConfig::from_url(&format!(
             "webhook+http://127.0.0.1:{n}/hook?secret=a-webhook-secret"
         ))
         .unwrap()

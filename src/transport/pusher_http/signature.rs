@@ -3,11 +3,11 @@
 //! `auth_timestamp` is within [`MAX_SKEW_SECS`] of now, `body_md5` is the MD5 of the body, and
 //! `auth_signature` is `hex(HMAC-SHA256(secret, "POST\n{path}\n{sorted query}"))`, compared in
 //! constant time. The HMAC and the string to sign are the vendor adapter's own
-//! (`vendor::pusher::signing`), so signing and checking cannot drift apart.
+//! (`upstream::pusher::signing`), so signing and checking cannot drift apart.
 
 use std::borrow::Cow;
 
-use crate::vendor::pusher::signing;
+use crate::upstream::pusher::signing;
 
 /// How far `auth_timestamp` may be from the server's clock, either way (Pusher's 600 s).
 pub(crate) const MAX_SKEW_SECS: u64 = 600;
@@ -277,7 +277,7 @@ mod tests {
         ];
         let sts = signing::string_to_sign("POST", "/apps/3/events", &params);
         let signature = signing::hmac_hex(
-            &crate::vendor::Secret::new(std::str::from_utf8(SECRET).unwrap()),
+            &crate::upstream::Secret::new(std::str::from_utf8(SECRET).unwrap()),
             sts.as_bytes(),
         );
         let query = format!(

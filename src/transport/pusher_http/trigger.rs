@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use super::PusherError;
 use crate::core::{ChannelName, EventDraft};
 use crate::transport::wire::pusher_http::PusherTrigger;
-use crate::vendor::pusher::signing::is_socket_id;
+use crate::upstream::pusher::signing::is_socket_id;
 
 /// Longest event name (Pusher's limit), in characters.
 pub(crate) const MAX_NAME_CHARS: usize = 200;

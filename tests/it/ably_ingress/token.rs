@@ -13,7 +13,7 @@ async fn request_token_issues_a_jwt_once_per_signed_request() {
     let ts = now_s() * 1000;
     let nonce = "0123456789abcdef";
     let text = format!("{APP_KEY}\n60000\n{{\"ward-4\":[\"publish\"]}}\n\n{ts}\n{nonce}\n");
-    let mac = understudy::vendor::ably::token_request::mac(APP_SECRET, &text);
+    let mac = understudy::upstream::ably::token_request::mac(APP_SECRET, &text);
     let request = json!({"keyName": APP_KEY, "ttl": 60000, "capability": "{\"ward-4\":[\"publish\"]}",
         "timestamp": ts, "nonce": nonce, "mac": mac});
     let path = format!("/keys/{APP_KEY}/requestToken");
@@ -70,7 +70,7 @@ async fn request_token_issues_a_jwt_once_per_signed_request() {
     let stale_ts = ts - 10 * 60 * 1000;
     let text = format!("{APP_KEY}\n\n\n\n{stale_ts}\n{nonce}\n");
     let stale = json!({"keyName": APP_KEY, "timestamp": stale_ts, "nonce": nonce,
-        "mac": understudy::vendor::ably::token_request::mac(APP_SECRET, &text)});
+        "mac": understudy::upstream::ably::token_request::mac(APP_SECRET, &text)});
     let stale = post(
         &s,
         &path,

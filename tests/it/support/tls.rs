@@ -11,8 +11,8 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
-use understudy::vendor::http::HttpConfig;
-use understudy::vendor::tls::CaBundle;
+use understudy::upstream::http::HttpConfig;
+use understudy::upstream::tls::CaBundle;
 
 /// The run's CA: its signing half and the PEM file of its certificate.
 struct TestCa {
