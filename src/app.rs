@@ -24,88 +24,18 @@ use crate::engine::redis::RedisEngine;
 use crate::engine::{Engine, EngineError};
 use crate::failover::{Failover, SelfPath};
 use crate::lifecycle::Lifecycle;
-use crate::ops::audit::{Audit, AuditAction, AuditEntry, AuditHandle};
+use crate::ops::audit::{Audit, AuditAction, AuditEntry};
 use crate::ops::maintenance::Maintenance;
 use crate::ops::{self, Metrics};
-use crate::tenant::{Owners, TenantConfig, Tenants, Usage};
+use crate::tenant::{Owners, TenantConfig, Tenants};
 use crate::transport;
-use crate::transport::admission::{self, Admission, Listener};
+use crate::transport::admission::Admission;
 use crate::transport::control::Control;
+use crate::transport::state::ConfigOrigin;
+pub use crate::transport::state::{Admissions, AppState};
 use crate::upstream::BuildError;
 
 mod serve;
-
-/// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
-///
-/// What a reload changes sits behind an `ArcSwap`: read it with `load()` (lock-free) and do not
-/// hold the guard across an `.await` (copy the value out, or `load_full()`).
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The configuration in force, replaced whole by a reload.
-    pub config: Arc<ArcSwap<Config>>,
-    /// Channels, sequencing, history and live fan-out: this node's, or shared through Redis.
-    pub engine: Arc<Engine>,
-    /// The tenants sharing this node: who owns each channel, whose each key and app is (the
-    /// publisher keys are looked up here), and the quotas of each. Replaced whole by a reload.
-    pub tenants: Arc<ArcSwap<Tenants>>,
-    /// What each tenant uses now (publish buckets, connections, counts), by tenant id: kept
-    /// across reloads, held against the quotas in `tenants`.
-    pub usage: Arc<Usage>,
-    pub subscribers: Arc<ArcSwap<SubscriberAuth>>,
-    pub admins: Arc<ArcSwap<AdminTokens>>,
-    /// `[[apps]]` of the Pusher and Ably protocols, by id and by key.
-    pub apps: Arc<ArcSwap<Apps>>,
-    /// Nonces of the Ably TokenRequests exchanged recently; kept across reloads, so a reload
-    /// does not make a used request good again.
-    pub ably_nonces: Arc<crate::auth::ably::Nonces>,
-    /// Where the configuration came from, for reloads.
-    pub origin: Arc<reload::ConfigOrigin>,
-    pub lifecycle: Lifecycle,
-    pub metrics: Metrics,
-    /// Vendor lanes, health, operator mode and the route. With no vendor configured the route
-    /// is understudy's own broadcast.
-    pub failover: Failover,
-    /// The audit trail; recording never waits.
-    pub audit: AuditHandle,
-    /// Planned maintenance windows.
-    pub maintenance: Maintenance,
-    /// Nudges every open connection on a route change or a goodbye.
-    pub control: Arc<Control>,
-    /// Open connections against each listener's caps (fixed at start).
-    pub admission: Admissions,
-}
-
-/// The listeners' admissions: caps in force and open connections.
-#[derive(Clone, Debug)]
-pub struct Admissions {
-    pub public: Arc<Admission>,
-    pub admin: Arc<Admission>,
-    /// The public listener's rate of new subscriber connections; its limit is read from the
-    /// configuration at each admission, so a reload applies at once.
-    pub new_subscribers: Arc<admission::NewSubscribers>,
-}
-
-impl Admissions {
-    /// The configured caps, lowered to fit the descriptor limit (raised to the hard limit first).
-    fn new(limits: &crate::config::ConnectionLimits) -> Self {
-        let nofile = admission::raise_descriptor_limit();
-        let (public, admin) =
-            admission::effective_caps(limits.max_connections, limits.admin_max_connections, nofile);
-        if public < limits.max_connections {
-            warn!(
-                nofile,
-                configured = limits.max_connections,
-                in_force = public,
-                "the descriptor limit lowers server.max_connections"
-            );
-        }
-        Self {
-            public: Admission::new(Listener::Public, public, limits.max_connections_per_address),
-            admin: Admission::new(Listener::Admin, admin, 0),
-            new_subscribers: Arc::default(),
-        }
-    }
-}
 
 impl AppState {
     /// Builds the state and starts the vendor side (lanes, canaries, the failover driver) on
@@ -216,16 +146,6 @@ pub(crate) fn tenants(config: &Config) -> Tenants {
     )
 }
 
-/// `tenant`'s own vendors, named `tenant/name`.
-pub(crate) fn own_vendors(
-    tenant: &crate::tenant::TenantId,
-    vendors: &[crate::upstream::VendorConfig],
-) -> Vec<crate::upstream::VendorConfig> {
-    (vendors.iter())
-        .map(|v| v.clone().owned_by(tenant.as_str()))
-        .collect()
-}
-
 /// Every tenant with vendors of its own.
 pub(crate) fn tenant_vendors(config: &Config) -> Vec<crate::failover::TenantVendors> {
     (config.tenants.iter())
@@ -233,7 +153,7 @@ pub(crate) fn tenant_vendors(config: &Config) -> Vec<crate::failover::TenantVend
             let vendors = t.vendors.as_ref().filter(|v| !v.is_empty())?;
             Some(crate::failover::TenantVendors {
                 tenant: t.id.clone(),
-                vendors: own_vendors(&t.id, vendors),
+                vendors: crate::upstream::own_vendors(&t.id, vendors),
             })
         })
         .collect()
@@ -301,7 +221,7 @@ impl App {
     /// Reloads (SIGHUP, `POST /admin/reload`) read `source` again: the file and environment the
     /// configuration was loaded from. Without it a reload is refused.
     pub fn with_source(mut self, source: ConfigSource) -> Self {
-        self.state.origin = Arc::new(reload::ConfigOrigin::new(source));
+        self.state.origin = Arc::new(ConfigOrigin::new(source));
         self
     }
 

@@ -147,7 +147,7 @@ pub fn ws_frames(data: &[u8]) {
 /// A publish body, parsed and published on a node of its own (memory engine, no vendor): every
 /// refusal is the JSON error shape; every acceptance publishes each channel once.
 pub fn publish_body(data: &[u8]) {
-    static NODE: OnceLock<(tokio::runtime::Runtime, crate::app::AppState)> = OnceLock::new();
+    static NODE: OnceLock<(tokio::runtime::Runtime, crate::transport::AppState)> = OnceLock::new();
     let (rt, state) = NODE.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -156,7 +156,7 @@ pub fn publish_body(data: &[u8]) {
         let state = rt.block_on(async {
             let config = Config::load(Some("[auth]\nsubscribe = \"none\"\n"), &|_| None)
                 .expect("the fuzz configuration is valid");
-            crate::app::AppState::new(config, &crate::app::Background::default())
+            crate::transport::AppState::new(config, &crate::app::Background::default())
                 .expect("a node starts")
         });
         (rt, state)

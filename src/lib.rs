@@ -54,5 +54,6 @@ pub mod transport;
 pub mod upstream;
 pub mod web;
 
-pub use app::{bind, App, AppState, Listeners};
+pub use app::{bind, App, Listeners};
 pub use config::Config;
+pub use transport::AppState;

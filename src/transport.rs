@@ -21,6 +21,7 @@ pub mod pusher_http;
 mod pusher_ws;
 mod route;
 mod sse;
+pub(crate) mod state;
 mod subscriber;
 pub(crate) mod tenancy;
 pub mod vendor_auth;
@@ -38,8 +39,7 @@ pub(crate) use body::{parse_json, read_json_body};
 pub use error::ApiError;
 pub(crate) use error::ApiPath;
 pub(crate) use publish::publish_item;
-
-use crate::app::AppState;
+pub use state::{Admissions, AppState};
 
 pub fn router(state: AppState) -> Router {
     Router::new()

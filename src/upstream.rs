@@ -465,3 +465,13 @@ mod tests {
         assert_eq!((s.kind, s.priority), (EventKind::Event, Priority::Bulk));
     }
 }
+
+/// `tenant`'s own vendors, named `tenant/name`.
+pub(crate) fn own_vendors(
+    tenant: &crate::tenant::TenantId,
+    vendors: &[VendorConfig],
+) -> Vec<VendorConfig> {
+    (vendors.iter())
+        .map(|v| v.clone().owned_by(tenant.as_str()))
+        .collect()
+}

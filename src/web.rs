@@ -6,7 +6,7 @@ mod demo;
 
 use axum::Router;
 
-use crate::app::AppState;
+use crate::transport::AppState;
 
 /// The clinic demo's pages and its small backend, or no routes when `demo.enabled` is off.
 pub fn demo_router(state: AppState) -> Router {

@@ -12,57 +12,13 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::json;
 
 use super::{admin_tokens, registry_limits, subscriber_auth, AppState};
-use crate::config::{ConfigError, ConfigSource};
-use crate::failover::{PreparedSide, RebuildError};
+use crate::config::ConfigError;
+use crate::failover::PreparedSide;
 use crate::ops::audit::{AuditAction, AuditEntry};
-
-/// Where the running configuration came from, and the lock that runs reloads one at a time.
-#[derive(Debug, Default)]
-pub struct ConfigOrigin {
-    /// `None`: the app was built from a `Config` alone; reloads are refused.
-    source: Option<ConfigSource>,
-    one_at_a_time: tokio::sync::Mutex<()>,
-}
-
-impl ConfigOrigin {
-    pub fn new(source: ConfigSource) -> Self {
-        Self {
-            source: Some(source),
-            one_at_a_time: tokio::sync::Mutex::new(()),
-        }
-    }
-}
-
-/// What a reload did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reloaded {
-    /// Sections with a setting that changed and now applies, in file order.
-    pub changed: Vec<&'static str>,
-    /// Settings that changed in the file but apply only after a restart (they keep running as
-    /// they are), e.g. `server.listen`.
-    pub restart_required: Vec<&'static str>,
-    /// Whether the vendor side (adapters, lanes, canaries, failover driver) was rebuilt.
-    pub vendors_rebuilt: bool,
-    /// Events that were waiting in the old vendor queues when it was rebuilt: dropped and
-    /// counted (`understudy_vendor_dropped_total{reason="closed"}`), still in history.
-    pub vendor_queue_dropped: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("this node was started without a configuration file to read again")]
-    NoSource,
-    /// The new configuration is refused whole; the running one stays.
-    #[error(transparent)]
-    Invalid(#[from] ConfigError),
-    /// The new configuration was applied but the vendor side could not be restarted.
-    #[error("the vendor side could not be rebuilt: {0}")]
-    Rebuild(#[from] RebuildError),
-}
+pub use crate::transport::state::{ConfigOrigin, ReloadError, Reloaded};
 
 impl AppState {
     /// Reads the configuration source again and applies it, or refuses it whole (the running
@@ -166,7 +122,7 @@ where
 mod tests {
     use super::*;
     use crate::app::Background;
-    use crate::config::Config;
+    use crate::config::{Config, ConfigSource};
     use crate::ops::audit::testdir::TestDir;
 
     const START: &str =

@@ -14,7 +14,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use super::audit::{AuditAction, AuditEntry, MAX_READ_LIMIT};
 use super::mode::{ModeChange, ModeRequest};
 use super::status;
-use crate::app::AppState;
+use crate::transport::AppState;
 use crate::transport::{health, ApiError};
 
 pub fn router(state: AppState) -> Router {

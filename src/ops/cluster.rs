@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::maintenance::Schedule;
-use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::engine::redis::RedisEngine;
 use crate::engine::EngineError;
 use crate::failover::{Mode, ModeSetting};
+use crate::transport::AppState;
 
 /// The mode as stored in Redis: expiry in wall-clock milliseconds, since nodes share no clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,7 @@ use axum::{Extension, Router};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::app::AppState;
+use crate::transport::AppState;
 use sampler::Figures;
 
 /// What the dashboard's routes share: the figures the sampler publishes.

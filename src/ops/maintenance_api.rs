@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use super::admin::Admin;
 use super::audit::{AuditAction, AuditEntry};
 use super::maintenance::{Asked, MaintenanceError};
-use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::failover::{Mode, ModeSetting};
+use crate::transport::AppState;
 use crate::transport::{parse_json, read_json_body, ApiError, ApiPath};
 
 #[derive(Debug, Deserialize)]

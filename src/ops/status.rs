@@ -4,9 +4,9 @@
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::failover::{ModeSetting, Route, Status, VendorStatus};
+use crate::transport::AppState;
 use crate::upstream::lanes::Lanes;
 
 /// Milliseconds since the Unix epoch of a tokio instant.

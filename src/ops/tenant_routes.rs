@@ -7,10 +7,10 @@ use tokio::time::Instant;
 
 use super::audit::{AuditAction, AuditEntry};
 use super::status::{mode_json, route_json, unix_ms};
-use crate::app::AppState;
 use crate::failover::ModeSetting;
 use crate::tenant::TenantId;
 use crate::transport::ApiError;
+use crate::transport::AppState;
 
 /// Tenants listed in status: the default one and the first configured ones, in file order.
 pub(crate) const TENANTS_SHOWN: usize = crate::tenant::LABELLED_TENANTS;

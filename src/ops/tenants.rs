@@ -14,8 +14,8 @@ use tokio::time::Instant;
 
 use super::admin::Admin;
 use super::metrics::Metrics;
-use crate::app::AppState;
 use crate::tenant::PUBLISH_REASONS;
+use crate::transport::AppState;
 
 /// `GET /admin/tenants`: the default tenant first, then the configured ones in file order.
 pub(super) async fn list(State(state): State<AppState>, _admin: Admin) -> impl IntoResponse {

@@ -27,9 +27,9 @@ use self::error::AblyError;
 use super::app_publish::publish_app_event;
 use super::body::read_body;
 use super::tenancy;
-use crate::app::AppState;
 use crate::auth::ably::{authenticate, TokenRequestBody};
 use crate::core::{ChannelName, EventDraft};
+use crate::transport::AppState;
 
 /// Largest request body read: one publish's 64 KiB of messages, with room for JSON escaping
 /// and base64.

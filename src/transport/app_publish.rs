@@ -7,9 +7,9 @@ use tokio::time::Instant;
 
 use super::publish::forward;
 use super::ApiError;
-use crate::app::AppState;
 use crate::config::{AppConfig, Forward};
 use crate::core::{ChannelName, EventDraft, Published};
+use crate::transport::AppState;
 
 /// Sequences `draft` on every channel (all or none refused up front, under `deadline` when it is
 /// one of a batch's), counts it in the publish metrics, and hands each new event to the vendor

@@ -136,7 +136,7 @@ impl Drop for Nudged {
 /// route changed when one did (`routes` wakes on every route change of the node). Ends when
 /// `stop` (the node's background tasks) is cancelled.
 pub async fn run(
-    state: crate::app::AppState,
+    state: crate::transport::AppState,
     mut routes: watch::Receiver<u64>,
     goodbye: CancellationToken,
     stop: CancellationToken,
@@ -195,7 +195,7 @@ pub(crate) struct Signals {
 
 impl Signals {
     /// `route_version` is the version the client already has (0: none).
-    pub(crate) fn new(state: &crate::app::AppState, route_version: u64) -> Self {
+    pub(crate) fn new(state: &crate::transport::AppState, route_version: u64) -> Self {
         let mut signals = Self {
             nudged: state.control.register(),
             route_version,

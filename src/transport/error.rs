@@ -219,9 +219,9 @@ impl From<crate::engine::EngineError> for ApiError {
     }
 }
 
-impl From<crate::app::reload::ReloadError> for ApiError {
-    fn from(e: crate::app::reload::ReloadError) -> Self {
-        use crate::app::reload::ReloadError;
+impl From<crate::transport::state::ReloadError> for ApiError {
+    fn from(e: crate::transport::state::ReloadError) -> Self {
+        use crate::transport::state::ReloadError;
         match e {
             ReloadError::NoSource => Self::ReloadUnavailable,
             ReloadError::Invalid(e) => Self::ConfigInvalid(e.0),

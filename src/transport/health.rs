@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 
-use crate::app::AppState;
+use crate::transport::AppState;
 
 pub async fn healthz() -> &'static str {
     "ok"

@@ -17,10 +17,10 @@ use super::subscriber::{self, query_values};
 use super::tenancy;
 use super::wire::PollBody;
 use super::ApiError;
-use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::{ChannelName, Epoch, Position, Read, ReadFrom};
 use crate::ops::metrics::{Metrics, Transport};
+use crate::transport::AppState;
 
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;

@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use super::body::{parse_json, read_json_body};
 use super::wire::{BatchBody, PublishBody, PublishResult};
 use super::{tenancy, ApiError};
-use crate::app::AppState;
 use crate::core::{ChannelName, Event, EventDraft};
 use crate::tenant::{TenantConfig, TenantId};
+use crate::transport::AppState;
 use crate::upstream::{OutboundEvent, Priority};
 
 const MAX_NAME_LEN: usize = 200;

@@ -32,9 +32,9 @@ use super::publish_app_event;
 use super::tenancy;
 use super::wire::pusher_http::{PusherBatch, PusherTrigger};
 use super::{read_json_body, ApiError, ApiPath};
-use crate::app::AppState;
 use crate::config::AppConfig;
 use crate::core::ChannelName;
+use crate::transport::AppState;
 use trigger::{Trigger, MAX_BATCH, MAX_BODY_BYTES, MAX_DATA_BYTES};
 
 /// Why a Pusher HTTP API request is refused, with the statuses the Pusher SDKs expect.

@@ -32,11 +32,11 @@ use super::ws::frames::EventWriter;
 use super::ws::handshake::Handshake;
 use super::ws::{self, Fault, CLOSE_LIMIT, CLOSE_STALL, WRITE_BATCH};
 use super::ApiError;
-use crate::app::AppState;
 use crate::config::AppConfig;
 use crate::core::ChannelName;
 use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 use crate::tenant::Seats;
+use crate::transport::AppState;
 
 /// Protocol versions served: pusher-js 8 speaks 7; 5 and 6 carry the same messages.
 const PROTOCOLS: [&str; 3] = ["5", "6", "7"];

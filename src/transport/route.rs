@@ -10,10 +10,10 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::ApiError;
-use crate::app::AppState;
 use crate::core::ChannelName;
 use crate::failover::Route;
 use crate::tenant::TenantId;
+use crate::transport::AppState;
 
 /// The route message of `tenant`, the same bytes for the endpoint and the pushes.
 pub(crate) fn message(state: &AppState, tenant: &TenantId, route: &Route) -> Bytes {

@@ -23,11 +23,11 @@ use super::tenancy;
 use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
-use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::core::{Cursor, Position};
 use crate::ops::metrics::{BatchedCounter, ConnectionGuard, Metrics, Transport};
 use crate::tenant::Seats;
+use crate::transport::AppState;
 
 const WRITE_BATCH: u64 = 64;
 const CHUNK_CAPACITY: usize = 1024;

@@ -12,11 +12,11 @@ use tokio::time::{Instant, Interval};
 use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
-use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::live::{self, RecvError};
 use crate::core::{ChannelName, Event, Position, Start, Subscription};
 use crate::ops::metrics::{Metrics, Transport};
+use crate::transport::AppState;
 
 /// Query parameters in order, repeated keys kept (`?channel=a&channel=b`).
 pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::app::AppState;
 use crate::core::ChannelName;
 use crate::ops::metrics::Metrics;
 use crate::tenant::{Held, Refusal, Seats, TenantConfig};
+use crate::transport::AppState;
 
 /// The tenant whose publisher key `presented` is.
 pub(crate) fn of_key(state: &AppState, presented: &str) -> Option<Arc<TenantConfig>> {

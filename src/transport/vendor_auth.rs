@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 
 use super::subscriber::query_pairs;
 use super::ApiError;
-use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::ChannelName;
+use crate::transport::AppState;
 use crate::upstream::ably::token_request::{subscribe_capability, TokenRequest};
 use crate::upstream::pusher::{self, signing};
 use crate::upstream::{ably::AblyConfig, pusher::PusherConfig, VendorConfig, HEARTBEAT_CHANNEL};
@@ -212,7 +212,7 @@ fn choose(
         .find(|t| t.id == *tenant)
         .and_then(|t| t.vendors.as_ref())
         .filter(|v| !v.is_empty())
-        .map(|v| crate::app::own_vendors(tenant, v));
+        .map(|v| crate::upstream::own_vendors(tenant, v));
     let vendors = own.as_ref().unwrap_or(&config.vendors.vendors);
     if let Some(named) = named.filter(|n| !n.is_empty()) {
         return vendors

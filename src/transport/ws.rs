@@ -40,12 +40,12 @@ use super::tenancy;
 use super::wake::WakeFlag;
 use super::wire::{ClientMessage, ServerMessage};
 use super::ApiError;
-use crate::app::AppState;
 use crate::auth::TokenScope;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, Epoch, Event, Position};
 use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 use crate::tenant::Seats;
+use crate::transport::AppState;
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;

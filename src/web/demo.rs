@@ -29,11 +29,11 @@ use serde_json::{json, value::RawValue, Value};
 use tracing::{info, warn};
 
 use self::board::{Board, Entry};
-use crate::app::AppState;
 use crate::config::SubscribeAuth;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, ReadFrom};
 use crate::transport::wire::PublishBody;
+use crate::transport::AppState;
 use crate::transport::{publish_item, ApiError};
 
 /// The clinic's channel: every page of the demo is about this one waiting room.

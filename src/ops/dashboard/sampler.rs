@@ -12,10 +12,10 @@ use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::trends::{Now, Reading, Trends, VendorReading};
-use crate::app::AppState;
 use crate::core::event::now_ms;
 use crate::failover::{CanaryResult, Status};
 use crate::ops::metrics::totals;
+use crate::transport::AppState;
 
 /// How often the figures are refreshed (and every open stream sends a snapshot).
 pub const TICK: Duration = Duration::from_secs(1);

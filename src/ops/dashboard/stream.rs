@@ -30,11 +30,11 @@ use tokio::time::Instant;
 use super::sampler::Figures;
 use super::trends::Now;
 use super::Dashboard;
-use crate::app::AppState;
 use crate::failover::{ModeSetting, State as VendorState, Status};
 use crate::ops::admin::Admin;
 use crate::ops::status::status_json;
 use crate::transport::ApiError;
+use crate::transport::AppState;
 
 pub(super) async fn stream(
     State(state): State<AppState>,
