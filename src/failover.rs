@@ -25,7 +25,6 @@ pub mod health;
 pub mod heartbeat;
 pub mod machine;
 pub mod mode;
-pub mod observation;
 pub mod route;
 mod side;
 mod tenants;
@@ -40,14 +39,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::upstream::observation::{
+    CanaryFailure, CanaryObservation, CanaryResult, Observation, RequestObservation,
+};
 pub use canary::CanaryConfig;
 pub use driver::{Route, RouteConfig, Status, TenantRoute, VendorStatus};
 pub use health::{Verdict, WindowConfig};
 pub use machine::{State, Thresholds, TransitionReason};
 pub use mode::{Mode, ModeSetting, TenantModes};
-pub use observation::{
-    CanaryFailure, CanaryObservation, CanaryResult, Observation, RequestObservation,
-};
 pub use route::{Path, RouteReason, SelfPath};
 pub use side::PreparedSide;
 pub use tenants::{OwnVendorsPlan, TenantVendors};

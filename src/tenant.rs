@@ -17,16 +17,17 @@
 //!   seats a subscriber connection takes ([`Seats`]).
 
 mod bucket;
+pub mod id;
 mod quota;
 mod usage;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
 pub use bucket::Bucket;
+pub use id::{TenantId, DEFAULT_TENANT};
 pub use quota::Quotas;
 pub use usage::{retry_secs, Counts, Held, Refusal, Seats, Usage, PUBLISH_REASONS, REASONS};
 
@@ -39,50 +40,6 @@ use crate::core::ChannelName;
 pub const LABELLED_TENANTS: usize = 32;
 /// The metrics label of every tenant past the first [`LABELLED_TENANTS`].
 pub const OTHER_LABEL: &str = "other";
-
-/// Name of the tenant that owns every channel no `[[tenants]]` entry claims.
-pub const DEFAULT_TENANT: &str = "default";
-
-/// A tenant's id (`[A-Za-z0-9_-]`, at most 64). Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantId(Arc<str>);
-
-impl TenantId {
-    pub fn new(id: &str) -> Self {
-        Self(Arc::from(id))
-    }
-
-    /// The default tenant's id.
-    pub fn default_tenant() -> Self {
-        Self::new(DEFAULT_TENANT)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_default(&self) -> bool {
-        &*self.0 == DEFAULT_TENANT
-    }
-}
-
-impl Default for TenantId {
-    fn default() -> Self {
-        Self::default_tenant()
-    }
-}
-
-impl fmt::Debug for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for TenantId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// One tenant as configured (`[[tenants]]`), validated.
 #[derive(Clone, Debug, PartialEq)]

@@ -29,6 +29,8 @@ pub mod error;
 pub(crate) mod fake;
 pub mod http;
 pub mod lanes;
+pub mod observation;
+pub mod priority;
 pub mod pusher;
 pub mod realtime;
 pub mod secret;
@@ -43,6 +45,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 pub use error::{ErrorClass, Party, Retry, VendorError};
+pub use priority::Priority;
 pub use secret::Secret;
 
 use crate::tenant::TenantId;
@@ -59,35 +62,6 @@ pub const SIGNAL_EVENT: &str = "understudy.signal";
 pub const CANARY_CHANNEL: &str = "understudy.canary";
 /// Event name of canary events.
 pub const CANARY_EVENT: &str = "understudy.canary";
-
-/// Which lane an event travels in. `Realtime` is the default; `Bulk` is shed first.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    #[default]
-    Realtime,
-    Bulk,
-}
-
-impl Priority {
-    /// Both priorities, realtime first.
-    pub const ALL: [Priority; 2] = [Priority::Realtime, Priority::Bulk];
-
-    /// Stable lower-case name for labels and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Realtime => "realtime",
-            Priority::Bulk => "bulk",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Priority::Realtime => 0,
-            Priority::Bulk => 1,
-        }
-    }
-}
 
 /// What an outbound event is, which decides its wire event name on vendors that need one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::observation::{CanaryFailure, CanaryObservation, CanaryResult, Observation};
+use crate::upstream::observation::{CanaryFailure, CanaryObservation, CanaryResult, Observation};
 use crate::upstream::realtime::{Arrival, RealtimeError};
 use crate::upstream::{random_id, unix_ms, ErrorClass, OutboundEvent, Vendor, CANARY_CHANNEL};
 
@@ -278,6 +278,18 @@ async fn round(
             }
             Ok(Some(arrival)) => session.apply(&arrival),
             Ok(None) | Err(_) => return lost(CanaryFailure::NotDelivered),
+        }
+    }
+}
+
+/// Kept beside the canary, which reads realtime sessions; the failure itself is plain data.
+impl CanaryFailure {
+    /// The fatal failure a realtime session's end stands for, if it is fatal.
+    pub fn of_session_end(error: &RealtimeError) -> Option<CanaryFailure> {
+        match error {
+            RealtimeError::Tls { problem, .. } => Some(CanaryFailure::Tls { problem: *problem }),
+            e if e.is_fatal() => Some(CanaryFailure::Refused),
+            _ => None,
         }
     }
 }

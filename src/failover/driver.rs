@@ -16,9 +16,9 @@ use super::machine::{
     Action, Evidence, Health, Machine, State, Thresholds, Transition, TransitionReason,
 };
 use super::mode::{Mode, ModeSetting};
-use super::observation::{CanaryObservation, Observation};
 use super::route::{route, Decision, Path, RouteReason, SelfPath};
 use crate::tenant::TenantId;
+use crate::upstream::observation::{CanaryObservation, Observation};
 use crate::upstream::{PublicInfo, VendorKind};
 
 /// How route changes are spread over clients.

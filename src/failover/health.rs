@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::observation::as_millis;
-use crate::upstream::ErrorClass;
+use crate::upstream::error::ErrorClass;
+use crate::upstream::observation::as_millis;
 
 /// Window settings.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -21,8 +21,8 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::health::{BadReason, Verdict};
-use super::observation::{as_millis, CanaryFailure, CanaryResult};
-use crate::upstream::ErrorClass;
+use crate::upstream::error::ErrorClass;
+use crate::upstream::observation::{as_millis, CanaryFailure, CanaryResult};
 
 /// Observed health of a vendor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

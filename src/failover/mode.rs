@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 
 /// Tenants whose operator mode differs from the node-wide one, with the mode each is held to.
 /// A tenant not listed (or whose setting has expired) follows the node-wide mode.

@@ -165,10 +165,7 @@ pub enum VendorError {
     },
     /// The TLS handshake failed; `detail` is the error chain (no URL, no secret).
     #[error("{problem} ({detail})")]
-    Tls {
-        problem: super::tls::TlsProblem,
-        detail: String,
-    },
+    Tls { problem: TlsProblem, detail: String },
     #[error("internal error before sending: {0}")]
     Internal(String),
 }
@@ -216,6 +213,53 @@ pub(crate) fn truncate_message(text: &str) -> String {
         end -= 1;
     }
     format!("{}...", &text[..end])
+}
+
+/// Why a TLS handshake with a vendor failed. Each needs an operator (or the vendor) to act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsProblem {
+    /// The certificate chains to no trusted root: a private CA not in `vendors.ca_file`.
+    UnknownIssuer,
+    /// The certificate does not name the host of the vendor URL.
+    NotValidForName,
+    Expired,
+    NotValidYet,
+    Revoked,
+    /// Any other refusal of the certificate (bad encoding or signature, wrong purpose).
+    BadCertificate,
+    /// The handshake itself failed: often a plain port with `tls=true`.
+    Handshake,
+}
+
+impl TlsProblem {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsProblem::UnknownIssuer => "unknown_issuer",
+            TlsProblem::NotValidForName => "not_valid_for_name",
+            TlsProblem::Expired => "expired",
+            TlsProblem::NotValidYet => "not_valid_yet",
+            TlsProblem::Revoked => "revoked",
+            TlsProblem::BadCertificate => "bad_certificate",
+            TlsProblem::Handshake => "handshake",
+        }
+    }
+}
+
+/// What an operator reads: the problem, its rustls name, and what to do.
+impl fmt::Display for TlsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsProblem::UnknownIssuer => "TLS certificate not trusted (UnknownIssuer): set vendors.ca_file (UNDERSTUDY_VENDOR_CA_FILE) to a PEM bundle holding the CA that signed the vendor's certificate",
+            TlsProblem::NotValidForName => "TLS certificate not valid for the vendor's host (NotValidForName): the host of the vendor URL must be in the certificate's subjectAltName (an IP address needs an IP entry)",
+            TlsProblem::Expired => "TLS certificate expired (Expired): the vendor must renew it, or this machine's clock is wrong",
+            TlsProblem::NotValidYet => "TLS certificate not valid yet (NotValidYet): this machine's clock is probably wrong",
+            TlsProblem::Revoked => "TLS certificate revoked (Revoked): the vendor must replace it",
+            TlsProblem::BadCertificate => "TLS certificate refused (BadCertificate): it is malformed or not meant for a server",
+            TlsProblem::Handshake => "TLS handshake failed (Handshake): is the vendor URL's port a TLS port? Use tls=false for a plain one",
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //!   adapter does). A failed attempt is retried at most once, only when the error allows it and
 //!   the global [`RetryBudget`] has a token. Ably retries resend the same message `id`.
 //! - Every attempt is reported to the failover driver as an
-//!   [`Observation`](crate::failover::Observation) (`try_send`: a full inbox loses the
+//!   [`Observation`](crate::upstream::observation::Observation) (`try_send`: a full inbox loses the
 //!   observation, counted, never blocks).
 //!
 //! # Layout
@@ -44,8 +44,8 @@ pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use queue::QueueLimits;
 pub use stats::{DropReason, LaneStats, PriorityStats, TenantLaneStats};
 
-use crate::failover::Observation;
 use crate::tenant::TenantId;
+use crate::upstream::observation::Observation;
 use crate::upstream::{OutboundEvent, Priority, Vendor};
 
 /// Settings of one vendor's lanes.

@@ -5,7 +5,7 @@
 
 use tokio::time::Instant;
 
-use crate::failover::observation::{CanaryResult, Observation};
+use crate::upstream::observation::{CanaryResult, Observation};
 
 /// One failure of a vendor.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,7 +103,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::failover::observation::{CanaryFailure, CanaryObservation, RequestObservation};
+    use crate::upstream::observation::{CanaryFailure, CanaryObservation, RequestObservation};
     use crate::upstream::tls::TlsProblem;
     use crate::upstream::{ErrorClass, Priority};
 

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Driver, Route, Status};
 use crate::failover::mode::{ModeSetting, TenantModes};
-use crate::failover::observation::Observation;
 use crate::failover::route::SelfPath;
+use crate::upstream::observation::Observation;
 
 /// The driver's inputs.
 pub struct DriverInputs {

@@ -8,7 +8,7 @@
 
 use super::{Path, Route, Transition, TransitionReason};
 use crate::failover::machine::State;
-use crate::failover::observation::CanaryResult;
+use crate::upstream::observation::CanaryResult;
 
 pub(super) fn record_canary(vendor: &str, result: &CanaryResult) {
     let outcome = match result {

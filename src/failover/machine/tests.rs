@@ -6,8 +6,8 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::failover::health::{BadReason, Verdict};
-use crate::failover::observation::{CanaryFailure, CanaryResult};
-use crate::upstream::ErrorClass;
+use crate::upstream::error::ErrorClass;
+use crate::upstream::observation::{CanaryFailure, CanaryResult};
 
 const SEC: Duration = Duration::from_secs(1);
 

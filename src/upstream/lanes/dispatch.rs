@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use super::{DropReason, Shared};
-use crate::failover::{Observation, RequestObservation};
+use crate::upstream::observation::{Observation, RequestObservation};
 use crate::upstream::{OutboundEvent, Priority, VendorError};
 
 /// Runs until cancelled: one slot, then one batch, then a delivery task, over and over.

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::*;
-use crate::failover::{Observation, RequestObservation};
 use crate::upstream::fake::{Behaviour, FakeVendor, Realtime};
+use crate::upstream::observation::{Observation, RequestObservation};
 use crate::upstream::{ErrorClass, OutboundEvent, Priority};
 
 fn ev(channel: &str, id: &str, priority: Priority) -> OutboundEvent {

@@ -6,9 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::upstream::realtime::RealtimeError;
-use crate::upstream::tls::TlsProblem;
-use crate::upstream::{ErrorClass, Priority, VendorError};
+use crate::upstream::error::{ErrorClass, TlsProblem, VendorError};
+use crate::upstream::priority::Priority;
 
 /// A fact about one vendor, identified by its index in the configured priority order.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,15 +90,6 @@ impl CanaryFailure {
             CanaryFailure::PublishFailed { .. } => "publish_failed",
             CanaryFailure::NotDelivered => "not_delivered",
             CanaryFailure::Tls { .. } => "tls",
-        }
-    }
-
-    /// The fatal failure a realtime session's end stands for, if it is fatal.
-    pub fn of_session_end(error: &RealtimeError) -> Option<CanaryFailure> {
-        match error {
-            RealtimeError::Tls { problem, .. } => Some(CanaryFailure::Tls { problem: *problem }),
-            e if e.is_fatal() => Some(CanaryFailure::Refused),
-            _ => None,
         }
     }
 

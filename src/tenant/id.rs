@@ -1,0 +1,48 @@
+//! A tenant's id: plain vocabulary every layer may name.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Name of the tenant that owns every channel no `[[tenants]]` entry claims.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A tenant's id (`[A-Za-z0-9_-]`, at most 64). Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantId(pub(super) Arc<str>);
+
+impl TenantId {
+    pub fn new(id: &str) -> Self {
+        Self(Arc::from(id))
+    }
+
+    /// The default tenant's id.
+    pub fn default_tenant() -> Self {
+        Self::new(DEFAULT_TENANT)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_default(&self) -> bool {
+        &*self.0 == DEFAULT_TENANT
+    }
+}
+
+impl Default for TenantId {
+    fn default() -> Self {
+        Self::default_tenant()
+    }
+}
+
+impl fmt::Debug for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
