@@ -7,6 +7,7 @@
 //! mode, so resume, replay, slow-consumer handling and long polls behave the same on both.
 
 pub mod breaker;
+pub mod metrics;
 pub mod redis;
 
 use std::sync::Arc;

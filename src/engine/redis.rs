@@ -270,7 +270,7 @@ impl RedisEngine {
                 (why, silent.then_some(Outcome::NoAnswer))
             }
         };
-        crate::ops::metrics::Metrics::engine_error(op).increment(1);
+        crate::engine::metrics::EngineMetrics::engine_error(op).increment(1);
         // The pub/sub connection is the ingest's own: it reconnects it and reports `up`.
         if let Some(outcome) = outcome.filter(|_| op != "pubsub") {
             self.guard.signal(Signal::Call(outcome), &self.display);

@@ -27,11 +27,6 @@ pub const CHANNELS: &str = "understudy_channels";
 pub const HISTORY_EVENTS: &str = "understudy_history_events";
 pub const HISTORY_BYTES: &str = "understudy_history_bytes";
 pub const ENGINE_UP: &str = "understudy_engine_up";
-pub const ENGINE_RESYNC_TOTAL: &str = "understudy_engine_resyncs_total";
-pub const ENGINE_ERRORS_TOTAL: &str = "understudy_engine_errors_total";
-pub const ENGINE_BREAKER: &str = "understudy_engine_breaker";
-pub const ENGINE_BREAKER_TRANSITIONS_TOTAL: &str = "understudy_engine_breaker_transitions_total";
-pub const ENGINE_BREAKER_REFUSED_TOTAL: &str = "understudy_engine_breaker_refused_total";
 pub const LISTENER_CONNECTIONS: &str = "understudy_listener_connections";
 pub const CONNECTION_CAP: &str = "understudy_connection_cap";
 pub const CONNECTIONS_REFUSED_TOTAL: &str = "understudy_connections_refused_total";
@@ -146,31 +141,6 @@ impl Metrics {
             counter!(RESETS_TOTAL, "transport" => transport.as_str(), "reason" => reason),
             Total::Reset(transport),
         )
-    }
-
-    /// A mirrored channel found a gap or a new epoch in what Redis sent and was reloaded.
-    pub fn engine_resync() -> Counter {
-        counter!(ENGINE_RESYNC_TOTAL)
-    }
-
-    /// A call to the shared engine failed or timed out (`op`: publish, load).
-    pub fn engine_error(op: &'static str) -> Counter {
-        counter!(ENGINE_ERRORS_TOTAL, "op" => op)
-    }
-
-    /// 1 for the publish breaker's current state (`healthy`, `tripped`), 0 for the other.
-    pub fn engine_breaker(state: &'static str) -> Gauge {
-        gauge!(ENGINE_BREAKER, "state" => state)
-    }
-
-    /// The publish breaker entered `to`.
-    pub fn engine_breaker_transition(to: &'static str) -> Counter {
-        counter!(ENGINE_BREAKER_TRANSITIONS_TOTAL, "to" => to)
-    }
-
-    /// A publish refused by the tripped breaker without trying Redis.
-    pub fn engine_breaker_refused() -> Counter {
-        counter!(ENGINE_BREAKER_REFUSED_TOTAL)
     }
 
     /// 1 while the shared engine is connected and every mirror is up to date (always 1 in

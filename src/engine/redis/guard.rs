@@ -13,8 +13,8 @@ use tracing::warn;
 
 use super::RedisEngine;
 use crate::engine::breaker::{Breaker, BreakerState, Outcome, Policy, Signal, TripReason};
+use crate::engine::metrics::EngineMetrics;
 use crate::engine::EngineError;
-use crate::ops::metrics::Metrics;
 
 /// What `/admin/status` shows of the breaker.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +53,7 @@ impl Guard {
             return None;
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
-        Metrics::engine_breaker_refused().increment(1);
+        EngineMetrics::engine_breaker_refused().increment(1);
         let since = self.breaker.lock().since();
         Some(EngineError::Tripped {
             for_ms: since.elapsed().as_millis() as u64,
@@ -75,7 +75,7 @@ impl Guard {
         let Some(t) = transition else { return };
         self.state.send_replace(t.to);
         set_gauge(t.to);
-        Metrics::engine_breaker_transition(t.to.as_str()).increment(1);
+        EngineMetrics::engine_breaker_transition(t.to.as_str()).increment(1);
         let after_ms = t.after.as_millis() as u64;
         match t.reason {
             Some(reason) => warn!(
@@ -106,7 +106,7 @@ impl Guard {
 fn set_gauge(state: BreakerState) {
     for s in [BreakerState::Healthy, BreakerState::Tripped] {
         let on = if s == state { 1.0 } else { 0.0 };
-        Metrics::engine_breaker(s.as_str()).set(on);
+        EngineMetrics::engine_breaker(s.as_str()).set(on);
     }
 }
 

@@ -200,7 +200,7 @@ impl Connected<'_> {
         match applied {
             None | Some(Applied::Applied | Applied::Stale) => Ok(()),
             Some(Applied::Gap { .. } | Applied::OtherEpoch) => {
-                crate::ops::metrics::Metrics::engine_resync().increment(1);
+                crate::engine::metrics::EngineMetrics::engine_resync().increment(1);
                 self.engine
                     .sync(&ch)
                     .await
