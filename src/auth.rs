@@ -9,4 +9,4 @@ pub mod token;
 
 pub use admin::{AdminToken, AdminTokens};
 pub use apps::Apps;
-pub use token::{SubscriberAuth, TokenError, TokenScope};
+pub use token::{SubscribeAuth, SubscriberAuth, TokenError, TokenScope};

@@ -2,14 +2,15 @@
 //! the deploy-time knobs, then validation of everything at once into typed settings. Bad
 //! configuration is reported in full before any port is bound.
 
-mod apps;
+pub(crate) mod apps;
 mod audit;
+mod audit_trail;
 mod connections;
-mod engine;
+pub(crate) mod engine;
 mod raw;
 mod redact;
 mod reload;
-mod secret;
+pub(crate) mod secret;
 mod source;
 mod tenants;
 mod vendors;
@@ -17,8 +18,10 @@ mod vendors;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::auth::SubscribeAuth;
 pub use apps::{AppConfig, Forward};
-pub use connections::ConnectionLimits;
+pub use audit_trail::AuditConfig;
+pub use connections::{ConnectionLimits, RateLimit};
 pub use engine::{EngineConfig, RedisConfig};
 pub use raw::Raw;
 pub use reload::Reload;
@@ -51,7 +54,7 @@ pub struct Config {
     pub auth: Auth,
     pub demo: Demo,
     pub vendors: Vendors,
-    pub audit: crate::ops::audit::AuditConfig,
+    pub audit: AuditConfig,
     /// Memory, or a Redis shared by several nodes.
     pub engine: EngineConfig,
     /// Longest planned maintenance window.
@@ -154,12 +157,6 @@ pub struct Demo {
     pub state_file: Option<std::path::PathBuf>,
     /// pusher-js served at `/demo/vendor/pusher.min.js`, read at start-up if present.
     pub pusher_js: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscribeAuth {
-    Jwt,
-    None,
 }
 
 impl Config {

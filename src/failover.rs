@@ -120,7 +120,7 @@ struct Inner {
     /// The node's operator inputs, shared by the shared vendor set and every tenant's own.
     node: NodeInputs,
     /// The tenant whose own vendors these are; `None`: the shared `[vendors]`.
-    owner: Option<crate::tenant::TenantId>,
+    owner: Option<crate::tenant::id::TenantId>,
     /// The vendor sets of tenants with vendors of their own (on the node's failover only;
     /// empty on theirs). Read lock-free by the publish path; replaced whole by a reload.
     own: ArcSwap<tenants::OwnSets>,
@@ -210,7 +210,7 @@ impl Failover {
         tasks: &TaskTracker,
         cancel: CancellationToken,
         node: NodeInputs,
-        owner: Option<crate::tenant::TenantId>,
+        owner: Option<crate::tenant::id::TenantId>,
     ) -> Failover {
         let now = Instant::now();
         let mut mode_rx = node.mode.subscribe();

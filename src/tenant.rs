@@ -27,19 +27,12 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 pub use bucket::Bucket;
-pub use id::{TenantId, DEFAULT_TENANT};
+pub use id::{TenantId, DEFAULT_TENANT, LABELLED_TENANTS, OTHER_LABEL};
 pub use quota::Quotas;
 pub use usage::{retry_secs, Counts, Held, Refusal, Seats, Usage, PUBLISH_REASONS, REASONS};
 
-use crate::config::Secret;
+use crate::config::secret::Secret;
 use crate::core::ChannelName;
-
-/// Tenants with a metrics label of their own (the default tenant and the first configured
-/// ones, in file order); the rest share [`OTHER_LABEL`], so a node with thousands of tenants
-/// still has a bounded number of series.
-pub const LABELLED_TENANTS: usize = 32;
-/// The metrics label of every tenant past the first [`LABELLED_TENANTS`].
-pub const OTHER_LABEL: &str = "other";
 
 /// One tenant as configured (`[[tenants]]`), validated.
 #[derive(Clone, Debug, PartialEq)]

@@ -48,7 +48,7 @@ pub use error::{ErrorClass, Party, Retry, VendorError};
 pub use priority::Priority;
 pub use secret::Secret;
 
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 
 /// Reserved channel of the vendor heartbeat (docs/protocol.md, "Route and the vendor path").
 pub const HEARTBEAT_CHANNEL: &str = "understudy.heartbeat";
@@ -442,7 +442,7 @@ mod tests {
 
 /// `tenant`'s own vendors, named `tenant/name`.
 pub(crate) fn own_vendors(
-    tenant: &crate::tenant::TenantId,
+    tenant: &crate::tenant::id::TenantId,
     vendors: &[VendorConfig],
 ) -> Vec<VendorConfig> {
     (vendors.iter())

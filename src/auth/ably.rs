@@ -26,7 +26,7 @@ pub use nonces::Nonces;
 pub use token_request::{TokenDetails, TokenRequestBody};
 
 use super::Apps;
-use crate::config::AppConfig;
+use crate::config::apps::AppConfig;
 use crate::core::ChannelName;
 
 /// Why an Ably credential was refused. Messages never quote a secret, a token or a mac.

@@ -2,7 +2,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use crate::config::secret::Secret;
 
 /// One named admin token.
 #[derive(Debug, Clone, PartialEq, Eq)]

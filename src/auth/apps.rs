@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use crate::config::AppConfig;
+use crate::config::apps::AppConfig;
 
 /// Apps by id and by key. Built from the configuration and replaced whole by a reload.
 #[derive(Debug, Default, Clone)]
@@ -52,7 +52,8 @@ impl AppConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Forward, Secret};
+    use crate::config::apps::Forward;
+    use crate::config::secret::Secret;
 
     #[test]
     fn finds_apps_by_id_and_key_and_checks_secrets() {

@@ -3,7 +3,7 @@
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
-use crate::config::{Secret, SubscribeAuth};
+use crate::config::secret::Secret;
 use crate::core::ChannelName;
 
 /// Why a token was refused.
@@ -124,6 +124,13 @@ impl SubscriberAuth {
             expires_at: Some(data.claims.exp),
         })
     }
+}
+
+/// How subscribers prove who they are (`auth.subscribe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeAuth {
+    Jwt,
+    None,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::Secret;
+use super::secret::Secret;
 
 /// One application, as a Pusher app (`id`, `key`, `secret`) or an Ably key
 /// (`key` is the key name, `secret` the key secret: `key:secret` is the Ably API key).

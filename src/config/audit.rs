@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::ops::audit::AuditConfig;
+use super::AuditConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use crate::transport::admission::RateLimit;
-
 /// The `[server]` connection keys as written.
 pub(super) struct RawConnections {
     pub(super) header_read_timeout_ms: u64,
@@ -93,5 +91,23 @@ pub(super) fn validate(raw: RawConnections, errs: &mut Vec<String>) -> Connectio
             burst: raw.new_subscribers_burst,
             jitter: Duration::from_millis(raw.reconnect_later_jitter_ms),
         },
+    }
+}
+
+/// `[server]` settings of the bucket, read at each admission so that a reload applies at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// New subscriber connections admitted per second, sustained; 0: no limit.
+    pub per_second: u32,
+    /// How many may be admitted at once after a quiet spell (the bucket's size); at least 1.
+    pub burst: u32,
+    /// A refused client is told to wait until the next token plus a uniform draw in
+    /// `[0, jitter)`; zero in tests so waits are exact.
+    pub jitter: Duration,
+}
+
+impl RateLimit {
+    pub fn enabled(&self) -> bool {
+        self.per_second > 0
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Secret;
+use super::secret::Secret;
 
 /// Where channels are sequenced and kept.
 #[derive(Debug, Clone, PartialEq)]

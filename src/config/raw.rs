@@ -1,6 +1,7 @@
 //! The configuration as written: TOML merged over the embedded file, environment overrides, and
 //! the one `validate` step that turns it into typed settings or a list of every problem.
 
+use super::secret::MIN_SECRET_LEN;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -490,7 +491,6 @@ impl Raw {
 }
 
 /// Shortest publisher key, subscriber secret or admin token accepted.
-pub(super) const MIN_SECRET_LEN: usize = 16;
 const GEN_SECRET_HINT: &str = "`understudy gen-secret` prints fresh ones";
 
 /// Protected mode: a listener that other machines can reach while a public development

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// The shortest key, token or secret the configuration accepts.
+pub(crate) const MIN_SECRET_LEN: usize = 16;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -48,6 +51,6 @@ mod tests {
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
             "{a}"
         );
-        assert!(a.len() >= crate::config::raw::MIN_SECRET_LEN);
+        assert!(a.len() >= MIN_SECRET_LEN);
     }
 }

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use super::breaker::{Outcome, Policy, Signal};
 use super::EngineError;
-use crate::config::RedisConfig;
+use crate::config::engine::RedisConfig;
 use crate::core::event::now_ms;
 use crate::core::{
     ChannelLimits, ChannelName, Epoch, Event, EventDraft, Installed, Published, Registry, Snapshot,

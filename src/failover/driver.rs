@@ -17,7 +17,7 @@ use super::machine::{
 };
 use super::mode::{Mode, ModeSetting};
 use super::route::{route, Decision, Path, RouteReason, SelfPath};
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 use crate::upstream::observation::{CanaryObservation, Observation};
 use crate::upstream::{PublicInfo, VendorKind};
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::side::PreparedSide;
 use super::{Failover, FailoverConfig, ModeSetting, RebuildError, Route, Status, TenantModes};
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 use crate::upstream::lanes::Lanes;
 use crate::upstream::{BuildError, VendorConfig};
 

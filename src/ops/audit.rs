@@ -46,7 +46,6 @@
 //! - `read`: reading back.
 
 mod active;
-mod config;
 mod entry;
 mod error;
 mod line;
@@ -67,7 +66,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use config::AuditConfig;
+pub use crate::config::AuditConfig;
 pub use entry::{now_ms, AuditAction, AuditEntry};
 pub use error::AuditError;
 pub use read::{read, tail, MAX_READ_LIMIT};

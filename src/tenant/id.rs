@@ -6,6 +6,13 @@ use std::sync::Arc;
 /// Name of the tenant that owns every channel no `[[tenants]]` entry claims.
 pub const DEFAULT_TENANT: &str = "default";
 
+/// Tenants with a metrics label of their own (the default tenant and the first configured
+/// ones, in file order); the rest share [`OTHER_LABEL`], so a node with thousands of tenants
+/// still has a bounded number of series.
+pub const LABELLED_TENANTS: usize = 32;
+/// The metrics label of every tenant past the first [`LABELLED_TENANTS`].
+pub const OTHER_LABEL: &str = "other";
+
 /// A tenant's id (`[A-Za-z0-9_-]`, at most 64). Cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TenantId(pub(super) Arc<str>);

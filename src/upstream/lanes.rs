@@ -44,7 +44,7 @@ pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use queue::QueueLimits;
 pub use stats::{DropReason, LaneStats, PriorityStats, TenantLaneStats};
 
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 use crate::upstream::observation::Observation;
 use crate::upstream::{OutboundEvent, Priority, Vendor};
 

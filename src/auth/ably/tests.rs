@@ -1,7 +1,8 @@
 use base64::Engine as _;
 
 use super::*;
-use crate::config::{Forward, Secret};
+use crate::config::apps::Forward;
+use crate::config::secret::Secret;
 
 const KEY: &str = "xVLyHw.mDYnFA";
 const SECRET: &str = "secretSECRETsecret";

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::{issue_token, AblyAuthError, Capability, Nonces};
-use crate::config::AppConfig;
+use crate::config::apps::AppConfig;
 use crate::upstream::ably::token_request::{mac, signed_text};
 
 /// Token lifetime when the request names none: Ably's default, one hour.

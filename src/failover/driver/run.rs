@@ -38,7 +38,7 @@ pub struct DriverOutputs {
 }
 
 /// The routes of tenants held to a mode of their own, by tenant.
-pub type TenantRoutes = std::collections::BTreeMap<crate::tenant::TenantId, Arc<Route>>;
+pub type TenantRoutes = std::collections::BTreeMap<crate::tenant::id::TenantId, Arc<Route>>;
 
 impl DriverOutputs {
     /// Makes the driver's routes the ones the hot path and every receiver see.

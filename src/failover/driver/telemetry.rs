@@ -50,13 +50,13 @@ pub(super) fn log_transition(vendor: &str, t: &Transition) {
 
 /// A tenant's own route changed (its own mode, or its own vendors): logged with the tenant; the
 /// `understudy_route` gauge stays the node-wide route's.
-pub(super) fn log_tenant_route(tenant: &crate::tenant::TenantId, old: &Route, new: &Route) {
+pub(super) fn log_tenant_route(tenant: &crate::tenant::id::TenantId, old: &Route, new: &Route) {
     let vendor = new.path.vendor();
     tracing::warn!(%tenant, from = old.path.as_str(), to = new.path.as_str(), ?vendor, reason = %new.reason, "tenant route changed");
 }
 
 /// The route of a set of vendors changed; `owner` is the tenant whose own vendors they are.
-pub(super) fn log_route(old: &Route, new: &Route, owner: Option<&crate::tenant::TenantId>) {
+pub(super) fn log_route(old: &Route, new: &Route, owner: Option<&crate::tenant::id::TenantId>) {
     if let Some(tenant) = owner {
         return log_tenant_route(tenant, old, new);
     }

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use super::{Driver, Route, TenantRoute};
 use crate::failover::mode::TenantModes;
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 
 impl Driver {
     /// Takes the tenants' modes as the operator set them now (expired ones count as lifted).

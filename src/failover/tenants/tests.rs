@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::failover::{Failover, Mode, ModeSetting, Path, PreparedSide, Route, RouteReason};
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 use crate::upstream::fake::{Behaviour, FakeVendor, Realtime};
 use crate::upstream::{OutboundEvent, Priority, Vendor};
 

@@ -9,11 +9,11 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::config::AuditConfig;
 use super::entry::AuditEntry;
 use super::line;
 use super::outcome::{at, Failure, Outcome, Step};
 use super::segments::{self, ACTIVE};
+use super::AuditConfig;
 
 /// Buffer in front of the active file.
 const BUFFER_BYTES: usize = 64 * 1024;

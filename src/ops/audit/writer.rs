@@ -12,10 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
 use super::active::Active;
-use super::config::AuditConfig;
 use super::entry::AuditEntry;
 use super::outcome::{Failure, Outcome, Step};
 use super::report::Report;
+use super::AuditConfig;
 use super::Counters;
 
 /// Messages taken off the queue per batch.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::config::Secret;
+use crate::config::secret::Secret;
 use crate::tenant::{Quotas, TenantConfig, TenantId, Tenants};
 
 fn tenant(id: &str, quotas: Quotas) -> TenantConfig {

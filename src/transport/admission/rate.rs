@@ -7,6 +7,7 @@
 //!
 //! Pure: the clock is passed in and the random draw is a parameter.
 
+pub use crate::config::RateLimit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -15,24 +16,6 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::ops::metrics::{Metrics, Transport};
-
-/// `[server]` settings of the bucket, read at each admission so that a reload applies at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// New subscriber connections admitted per second, sustained; 0: no limit.
-    pub per_second: u32,
-    /// How many may be admitted at once after a quiet spell (the bucket's size); at least 1.
-    pub burst: u32,
-    /// A refused client is told to wait until the next token plus a uniform draw in
-    /// `[0, jitter)`; zero in tests so waits are exact.
-    pub jitter: Duration,
-}
-
-impl RateLimit {
-    pub fn enabled(&self) -> bool {
-        self.per_second > 0
-    }
-}
 
 /// The bucket. `tokens` is fractional so that rates below one per poll interval still refill.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::DropReason;
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 use crate::upstream::{OutboundEvent, Priority};
 use turns::{Holding, Lane, Queued};
 

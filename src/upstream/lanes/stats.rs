@@ -17,7 +17,7 @@ use std::time::Duration;
 use metrics::{Counter, Histogram};
 use serde::Serialize;
 
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 use crate::upstream::{ErrorClass, OutboundEvent, Priority};
 
 pub use tenants::TenantLaneStats;

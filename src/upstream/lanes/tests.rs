@@ -299,7 +299,7 @@ async fn one_tenants_flood_sheds_its_own_events_and_is_counted_by_tenant() {
     };
     let (lanes, _obs, _cancel) = start(fake.clone(), config, RetryBudgetConfig::default());
     let of = |tenant: &str, channel: String, id: String| {
-        ev(&channel, &id, Priority::Realtime).for_tenant(crate::tenant::TenantId::new(tenant))
+        ev(&channel, &id, Priority::Realtime).for_tenant(crate::tenant::id::TenantId::new(tenant))
     };
     // A's first event holds the only slot (the vendor hangs); four more fill the queue.
     for i in 0..5 {
@@ -345,7 +345,7 @@ async fn a_steady_tenant_waits_only_for_its_own_previous_request_behind_a_flood(
     };
     let (lanes, _obs, _cancel) = start(fake.clone(), config, RetryBudgetConfig::default());
     let of = |tenant: &str, channel: String, id: String| {
-        ev(&channel, &id, Priority::Realtime).for_tenant(crate::tenant::TenantId::new(tenant))
+        ev(&channel, &id, Priority::Realtime).for_tenant(crate::tenant::id::TenantId::new(tenant))
     };
     for i in 0..1000 {
         lanes.enqueue(of("a", format!("a.{}", i % 64), format!("a{i}")));

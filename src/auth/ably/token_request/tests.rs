@@ -1,7 +1,8 @@
 use super::*;
 use crate::auth::ably::{verify_token, Nonces};
 use crate::auth::Apps;
-use crate::config::{Forward, Secret};
+use crate::config::apps::Forward;
+use crate::config::secret::Secret;
 use crate::core::ChannelName;
 
 const KEY: &str = "xVLyHw.mDYnFA";

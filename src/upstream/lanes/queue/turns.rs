@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::tenant::TenantId;
+use crate::tenant::id::TenantId;
 use crate::upstream::OutboundEvent;
 
 /// Idle tenants whose last turn is remembered; past it, only queued tenants' are kept.

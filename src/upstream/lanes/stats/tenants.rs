@@ -16,7 +16,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use super::DropReason;
-use crate::tenant::{TenantId, LABELLED_TENANTS, OTHER_LABEL};
+use crate::tenant::id::{TenantId, LABELLED_TENANTS, OTHER_LABEL};
 use crate::upstream::Priority;
 
 /// One label's counters, per priority.
