@@ -5,6 +5,22 @@
 //! through its own WebSocket, SSE and polling transports, so a client can switch path and resume
 //! with nothing lost and nothing duplicated.
 //!
+//! # Layers
+//! Imports run one way: a file names its own layer and the layers below it, never one above
+//! (held by `tests/it/layering.rs`, which maps each file to its layer by path). Bottom first:
+//! 1. **domain**: [`core`]; failover's pure machine (`failover::{machine, health, route, mode}`);
+//!    the vocabulary they read (`upstream::{error, priority, observation}`, `tenant::id`). No
+//!    sockets, no runtime I/O (also held by the test).
+//! 2. **settings**: the settings types lower layers read (`config::{secret, apps, engine}`).
+//! 3. **services**: [`engine`], [`upstream`] (vendor adapters and lanes; the lanes report
+//!    observations on a channel whose message type is upstream's own), [`lifecycle`].
+//! 4. **failover**: the driver, canaries and tenant vendor sets, which drive the lanes.
+//! 5. **identity**: [`auth`], [`tenant`].
+//! 6. **config**: parses and validates the whole file, naming each module's settings.
+//! 7. **edges**: [`transport`], [`ops`], [`web`]; the handles they share are
+//!    [`transport::AppState`], built by `app`.
+//! 8. **wiring**: [`app`], [`telemetry`].
+//!
 //! # Layout
 //! - [`app`]: wires everything; owns the listeners, background tasks and the shutdown sequence;
 //!   `app::reload` applies a re-read configuration (SIGHUP, `POST /admin/reload`).

@@ -18,6 +18,7 @@ mod engine_breaker;
 mod failover;
 mod hostile;
 mod image;
+mod layering;
 mod pusher_ingress;
 mod pusher_ws;
 mod reload;
