@@ -87,6 +87,7 @@ impl AppState {
             metrics,
             // After the recorder is installed: it sets the caps' gauges.
             admission: Admissions::new(&config.server.connections),
+            reloader: Arc::new(reload::ConfigReloader),
             config: Arc::new(ArcSwap::from_pointee(config)),
         };
         state.refresh_self_path();

@@ -10,6 +10,8 @@
 //! ones. What is read once at start-up keeps running as it is and is reported as needing a
 //! restart: the listeners, CORS origins, logging, the demo and the audit writer.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -18,13 +20,27 @@ use super::{admin_tokens, registry_limits, subscriber_auth, AppState};
 use crate::config::ConfigError;
 use crate::failover::PreparedSide;
 use crate::ops::audit::{AuditAction, AuditEntry};
-pub use crate::transport::state::{ConfigOrigin, ReloadError, Reloaded};
+pub use crate::transport::state::{ConfigOrigin, ReloadError, Reloaded, Reloader};
+
+/// The one [`Reloader`]: the configuration source in `AppState::origin`, applied here.
+#[derive(Debug)]
+pub(crate) struct ConfigReloader;
+
+impl Reloader for ConfigReloader {
+    fn reload<'a>(
+        &'a self,
+        state: &'a AppState,
+        by: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Reloaded, ReloadError>> + Send + 'a>> {
+        Box::pin(state.reload_from_origin(by))
+    }
+}
 
 impl AppState {
     /// Reads the configuration source again and applies it, or refuses it whole (the running
     /// configuration stays). `by` is who asked (an admin token's name, or `sighup`); both
     /// outcomes go to the audit trail and the log.
-    pub async fn reload(&self, by: &str) -> Result<Reloaded, ReloadError> {
+    async fn reload_from_origin(&self, by: &str) -> Result<Reloaded, ReloadError> {
         let _one = self.origin.one_at_a_time.lock().await;
         let outcome = self.reload_now().await;
         match &outcome {

@@ -2,6 +2,8 @@
 //! and handed to the routers, so nothing below `app` names `app`. Also what a reload reports,
 //! which the admin listener and the one error mapping read.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -58,6 +60,26 @@ pub struct AppState {
     pub control: Arc<Control>,
     /// Open connections against each listener's caps (fixed at start).
     pub admission: Admissions,
+    /// Re-reads and applies the configuration (`app` provides it; the admin listener asks).
+    pub reloader: Arc<dyn Reloader>,
+}
+
+impl AppState {
+    /// Reads the configuration source again and applies it, or refuses it whole (the running
+    /// configuration stays). `by` is who asked (an admin token's name, or `sighup`).
+    pub async fn reload(&self, by: &str) -> Result<Reloaded, ReloadError> {
+        self.reloader.reload(self, by).await
+    }
+}
+
+/// A reload as the edges ask for it: `app` implements it, so the admin listener names nothing
+/// above itself.
+pub trait Reloader: Send + Sync + std::fmt::Debug {
+    fn reload<'a>(
+        &'a self,
+        state: &'a AppState,
+        by: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Reloaded, ReloadError>> + Send + 'a>>;
 }
 
 /// The listeners' admissions: caps in force and open connections.
