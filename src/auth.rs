@@ -2,11 +2,11 @@
 //! Ably protocols, and Ably's keys and tokens for the Ably REST ingress. Publisher keys belong to
 //! their tenants and are looked up there ([`crate::tenant::Tenants::by_publisher_key`]).
 
-pub mod ably;
-pub mod admin;
-pub mod apps;
-pub mod token;
+pub(crate) mod ably;
+pub(crate) mod admin;
+pub(crate) mod apps;
+pub(crate) mod token;
 
-pub use admin::{AdminToken, AdminTokens};
-pub use apps::Apps;
-pub use token::{SubscribeAuth, SubscriberAuth, TokenError, TokenScope};
+pub(crate) use admin::{AdminToken, AdminTokens};
+pub(crate) use apps::Apps;
+pub(crate) use token::{SubscriberAuth, TokenError, TokenScope};

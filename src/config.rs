@@ -18,7 +18,7 @@ mod vendors;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use crate::auth::SubscribeAuth;
+pub use crate::auth::token::SubscribeAuth;
 pub use apps::{AppConfig, Forward};
 pub use audit_trail::AuditConfig;
 pub use connections::{ConnectionLimits, RateLimit};

@@ -55,20 +55,20 @@
 //!   is served by [`transport`].
 
 pub mod app;
-pub mod auth;
+pub(crate) mod auth;
 pub mod config;
 pub mod core;
 pub mod engine;
 pub mod failover;
 #[cfg(fuzzing)]
 pub mod fuzzing;
-pub mod lifecycle;
+pub(crate) mod lifecycle;
 pub mod ops;
 pub mod telemetry;
 pub mod tenant;
 pub mod transport;
 pub mod upstream;
-pub mod web;
+pub(crate) mod web;
 
 pub use app::{bind, App, Listeners};
 pub use config::Config;

@@ -9,6 +9,6 @@ use axum::Router;
 use crate::transport::AppState;
 
 /// The clinic demo's pages and its small backend, or no routes when `demo.enabled` is off.
-pub fn demo_router(state: AppState) -> Router {
+pub(crate) fn demo_router(state: AppState) -> Router {
     demo::router(state)
 }

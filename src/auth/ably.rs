@@ -11,9 +11,9 @@
 //!   TokenDetails answered.
 //! - `nonces`: the recently used TokenRequest nonces, bounded.
 
-pub mod capability;
-pub mod nonces;
-pub mod token_request;
+pub(crate) mod capability;
+pub(crate) mod nonces;
+pub(crate) mod token_request;
 
 use std::sync::Arc;
 
@@ -21,9 +21,9 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-pub use capability::Capability;
-pub use nonces::Nonces;
-pub use token_request::{TokenDetails, TokenRequestBody};
+pub(crate) use capability::Capability;
+pub(crate) use nonces::Nonces;
+pub(crate) use token_request::TokenRequestBody;
 
 use super::Apps;
 use crate::config::apps::AppConfig;
@@ -62,7 +62,7 @@ pub enum AblyAuthError {
 
 /// Who is publishing: an app, through its key or a token issued for it.
 #[derive(Debug, Clone)]
-pub struct Credential {
+pub(crate) struct Credential {
     pub app: Arc<AppConfig>,
     /// A token's capability; `None` for the key itself, which may do everything.
     pub capability: Option<Capability>,
@@ -72,7 +72,7 @@ pub struct Credential {
 
 impl Credential {
     /// Whether this credential may publish on `channel`.
-    pub fn check_publish(&self, channel: &ChannelName) -> Result<(), AblyAuthError> {
+    pub(crate) fn check_publish(&self, channel: &ChannelName) -> Result<(), AblyAuthError> {
         match &self.capability {
             Some(c) if !c.allows_publish(channel) => {
                 Err(AblyAuthError::Forbidden(channel.as_str().to_owned()))
@@ -83,7 +83,7 @@ impl Credential {
 }
 
 /// Reads the `Authorization` header. `now_ms`: Unix milliseconds, for token expiry.
-pub fn authenticate(
+pub(crate) fn authenticate(
     apps: &Apps,
     authorization: Option<&str>,
     now_ms: u64,
@@ -113,7 +113,7 @@ fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
 }
 
 /// The app whose key name and secret `encoded` (base64 of `keyName:keySecret`) holds.
-pub fn check_basic(apps: &Apps, encoded: &str) -> Result<Arc<AppConfig>, AblyAuthError> {
+pub(crate) fn check_basic(apps: &Apps, encoded: &str) -> Result<Arc<AppConfig>, AblyAuthError> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|_| AblyAuthError::InvalidCredentials)?;
@@ -149,7 +149,7 @@ struct Claims {
 }
 
 /// Checks an Ably JWT, given raw or base64-encoded (a JWT always holds `.`, base64 text never).
-pub fn verify_token(
+pub(crate) fn verify_token(
     apps: &Apps,
     presented: &str,
     now_ms: u64,
@@ -202,7 +202,7 @@ pub fn verify_token(
 }
 
 /// Issues an Ably JWT for `app`, valid from `iat` to `exp` (Unix seconds).
-pub fn issue_token(
+pub(crate) fn issue_token(
     app: &AppConfig,
     capability: &Capability,
     client_id: Option<&str>,

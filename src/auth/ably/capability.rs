@@ -9,19 +9,19 @@ use super::AblyAuthError;
 use crate::core::ChannelName;
 
 /// What an API key grants (understudy's app keys are not restricted): everything.
-pub const EVERYTHING: &str = r#"{"*":["*"]}"#;
+pub(crate) const EVERYTHING: &str = r#"{"*":["*"]}"#;
 
 /// A capability, parsed and checked. Keeps the text it was read from: a TokenRequest's `mac`
 /// signs that exact text and the token carries it unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capability {
+pub(crate) struct Capability {
     text: String,
     grants: Vec<(String, Vec<String>)>,
 }
 
 impl Capability {
     /// Parses `text`; the empty text is the key's own capability ([`EVERYTHING`]), as on Ably.
-    pub fn parse(text: &str) -> Result<Self, AblyAuthError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, AblyAuthError> {
         let text = if text.is_empty() { EVERYTHING } else { text };
         let invalid = |why: &str| AblyAuthError::InvalidCapability(why.to_owned());
         let value: serde_json::Value =
@@ -52,12 +52,12 @@ impl Capability {
     }
 
     /// The capability as text, as signed and as carried in a token.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 
     /// Whether a message may be published on `channel`.
-    pub fn allows_publish(&self, channel: &ChannelName) -> bool {
+    pub(crate) fn allows_publish(&self, channel: &ChannelName) -> bool {
         self.grants.iter().any(|(resource, ops)| {
             covers(resource, channel.as_str()) && ops.iter().any(|op| op == "publish" || op == "*")
         })

@@ -14,9 +14,9 @@ use parking_lot::Mutex;
 use super::AblyAuthError;
 
 /// How far a TokenRequest's timestamp may be from the clock, either way.
-pub const WINDOW_MS: u64 = 2 * 60 * 1000;
+pub(crate) const WINDOW_MS: u64 = 2 * 60 * 1000;
 /// Most nonces remembered at once: 10,000 token requests in two minutes, per node.
-pub const MAX_NONCES: usize = 10_000;
+pub(crate) const MAX_NONCES: usize = 10_000;
 
 /// Recently used nonces, by key name and nonce, with when each may be forgotten (Unix ms).
 #[derive(Debug)]

@@ -17,16 +17,16 @@ use crate::config::apps::AppConfig;
 use crate::upstream::ably::token_request::{mac, signed_text};
 
 /// Token lifetime when the request names none: Ably's default, one hour.
-pub const DEFAULT_TTL_MS: u64 = 60 * 60 * 1000;
+pub(crate) const DEFAULT_TTL_MS: u64 = 60 * 60 * 1000;
 /// Longest token lifetime: Ably's limit, 24 hours.
-pub const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+pub(crate) const MAX_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// Shortest nonce accepted (Ably: "at least 16 characters").
-pub const MIN_NONCE_LEN: usize = 16;
+pub(crate) const MIN_NONCE_LEN: usize = 16;
 
 /// A TokenRequest or TokenParams body. Unknown fields are ignored, as Ably does.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct TokenRequestBody {
+pub(crate) struct TokenRequestBody {
     #[serde(deserialize_with = "text")]
     pub key_name: Option<String>,
     #[serde(deserialize_with = "text")]
@@ -45,7 +45,7 @@ pub struct TokenRequestBody {
 
 /// What a token will grant, once its request has been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
+pub(crate) struct Grant {
     pub ttl_ms: u64,
     pub capability: Capability,
     pub client_id: Option<String>,
@@ -54,7 +54,7 @@ pub struct Grant {
 /// What `requestToken` answers (Ably's TokenDetails; times in Unix ms).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TokenDetails {
+pub(crate) struct TokenDetails {
     pub token: String,
     pub key_name: String,
     pub issued: u64,
@@ -66,13 +66,13 @@ pub struct TokenDetails {
 
 impl TokenRequestBody {
     /// Whether this is a signed TokenRequest (else TokenParams that need Basic auth).
-    pub fn is_signed(&self) -> bool {
+    pub(crate) fn is_signed(&self) -> bool {
         self.mac.is_some()
     }
 
     /// Checks a signed request for `app` (named by the path): key name, mac, then timestamp
     /// and nonce (only a correctly signed request takes room in `nonces`).
-    pub fn check_signed(
+    pub(crate) fn check_signed(
         &self,
         app: &AppConfig,
         nonces: &Nonces,
@@ -108,7 +108,7 @@ impl TokenRequestBody {
     }
 
     /// The token these parameters ask for (defaults: one hour, everything the key may do).
-    pub fn grant(&self) -> Result<Grant, AblyAuthError> {
+    pub(crate) fn grant(&self) -> Result<Grant, AblyAuthError> {
         let ttl_ms = match self.ttl.as_deref().filter(|t| !t.is_empty()) {
             None => DEFAULT_TTL_MS,
             Some(t) => t
@@ -132,7 +132,7 @@ impl TokenRequestBody {
 impl Grant {
     /// Issues the token for `app` at `now_ms`. JWT times are whole seconds, so the lifetime is
     /// rounded up to one; `issued` and `expires` are exactly the token's.
-    pub fn issue(&self, app: &AppConfig, now_ms: u64) -> TokenDetails {
+    pub(crate) fn issue(&self, app: &AppConfig, now_ms: u64) -> TokenDetails {
         let iat = now_ms / 1000;
         let exp = iat + self.ttl_ms.div_ceil(1000);
         TokenDetails {
