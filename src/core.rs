@@ -2,16 +2,16 @@
 //! idempotency, cursors and the channel registry. Nothing in here opens a socket or speaks a wire
 //! format other than the event JSON every transport shares.
 
-pub mod channel;
-pub mod channel_name;
-pub mod cursor;
-pub mod epoch;
-pub mod error;
+pub(crate) mod channel;
+pub(crate) mod channel_name;
+pub(crate) mod cursor;
+pub(crate) mod epoch;
+pub(crate) mod error;
 pub mod event;
-pub mod history;
-pub mod idempotency;
-pub mod live;
-pub mod registry;
+pub(crate) mod history;
+pub(crate) mod idempotency;
+pub(crate) mod live;
+pub(crate) mod registry;
 
 pub use channel::{
     Applied, Channel, ChannelLimits, ChannelOwners, Published, Read, ReadFrom, Snapshot, Start,

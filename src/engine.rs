@@ -6,9 +6,9 @@
 //! clients watch, and the transports subscribe and read from that mirror exactly as in memory
 //! mode, so resume, replay, slow-consumer handling and long polls behave the same on both.
 
-pub mod breaker;
-pub mod metrics;
-pub mod redis;
+pub(crate) mod breaker;
+pub(crate) mod metrics;
+pub(crate) mod redis;
 
 use std::sync::Arc;
 

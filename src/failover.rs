@@ -20,12 +20,12 @@
 //!   and routes per tenant.
 
 pub mod canary;
-pub mod driver;
-pub mod health;
-pub mod heartbeat;
-pub mod machine;
-pub mod mode;
-pub mod route;
+pub(crate) mod driver;
+pub(crate) mod health;
+pub(crate) mod heartbeat;
+pub(crate) mod machine;
+pub(crate) mod mode;
+pub(crate) mod route;
 mod side;
 mod tenants;
 

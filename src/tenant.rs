@@ -17,7 +17,7 @@
 //!   seats a subscriber connection takes ([`Seats`]).
 
 mod bucket;
-pub mod id;
+pub(crate) mod id;
 mod quota;
 mod usage;
 

@@ -6,28 +6,28 @@
 //! `tenancy` holds every publish and subscribe to its tenant's channels and quotas.
 
 pub(crate) mod ably_rest;
-pub mod admission;
+pub(crate) mod admission;
 pub(crate) mod app_publish;
 pub(crate) mod body;
 mod client_js;
-pub mod control;
-pub mod deadline;
-pub mod error;
-pub mod health;
-pub mod later;
+pub(crate) mod control;
+pub(crate) mod deadline;
+pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod later;
 mod poll;
 pub(crate) mod publish;
-pub mod pusher_http;
+pub(crate) mod pusher_http;
 mod pusher_ws;
 mod route;
 mod sse;
 pub(crate) mod state;
 mod subscriber;
 pub(crate) mod tenancy;
-pub mod vendor_auth;
+pub(crate) mod vendor_auth;
 pub(crate) mod wake;
-pub mod wire;
-pub mod ws;
+pub(crate) mod wire;
+pub(crate) mod ws;
 
 use axum::http::{header, HeaderName, Method, Uri};
 use axum::routing::{get, post};

@@ -23,19 +23,19 @@
 //!   global retry budget.
 
 pub mod ably;
-pub mod config_url;
-pub mod error;
+pub(crate) mod config_url;
+pub(crate) mod error;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod http;
 pub mod lanes;
-pub mod observation;
-pub mod priority;
+pub(crate) mod observation;
+pub(crate) mod priority;
 pub mod pusher;
 pub mod realtime;
-pub mod secret;
+pub(crate) mod secret;
 pub mod tls;
-pub mod webhook;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 
@@ -423,6 +423,16 @@ pub(crate) fn random_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// `tenant`'s own vendors, named `tenant/name`.
+pub(crate) fn own_vendors(
+    tenant: &crate::tenant::id::TenantId,
+    vendors: &[VendorConfig],
+) -> Vec<VendorConfig> {
+    (vendors.iter())
+        .map(|v| v.clone().owned_by(tenant.as_str()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,14 +448,4 @@ mod tests {
         assert_eq!((s.name.as_str(), s.id.as_str()), (SIGNAL_EVENT, "ev-7"));
         assert_eq!((s.kind, s.priority), (EventKind::Event, Priority::Bulk));
     }
-}
-
-/// `tenant`'s own vendors, named `tenant/name`.
-pub(crate) fn own_vendors(
-    tenant: &crate::tenant::id::TenantId,
-    vendors: &[VendorConfig],
-) -> Vec<VendorConfig> {
-    (vendors.iter())
-        .map(|v| v.clone().owned_by(tenant.as_str()))
-        .collect()
 }

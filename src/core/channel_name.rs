@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::CoreError;
 
 /// Longest channel name accepted.
-pub const MAX_CHANNEL_NAME_LEN: usize = 200;
+pub(crate) const MAX_CHANNEL_NAME_LEN: usize = 200;
 
 /// A channel name that has passed validation. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

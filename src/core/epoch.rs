@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// Characters in an epoch (12 x 5 bits = 60 random bits).
-pub const EPOCH_LEN: usize = 12;
+pub(crate) const EPOCH_LEN: usize = 12;
 
 /// Identifies one life of a channel's history. When history is lost, the epoch changes and
 /// every position held in the old one is void.

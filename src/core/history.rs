@@ -17,7 +17,7 @@ pub struct HistoryLimits {
 
 /// Events of one epoch, contiguous by seq: `events[i].seq == first_seq + i`.
 #[derive(Debug, Default)]
-pub struct History {
+pub(crate) struct History {
     events: VecDeque<Arc<Event>>,
     /// Sum of `Event::cost` of the events held.
     bytes: usize,
@@ -25,7 +25,7 @@ pub struct History {
 
 /// The answer to "what came after seq N".
 #[derive(Debug)]
-pub enum Since {
+pub(crate) enum Since {
     /// Every event after the position, oldest first (possibly none).
     Events(Vec<Arc<Event>>),
     /// The events after the position are no longer all held.
@@ -33,25 +33,25 @@ pub enum Since {
 }
 
 impl History {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.events.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Seq of the oldest event held.
-    pub fn first_seq(&self) -> Option<u64> {
+    pub(crate) fn first_seq(&self) -> Option<u64> {
         self.events.front().map(|e| e.seq)
     }
 
     /// Appends the next event and trims to the count limit. Returns the bytes freed by trimming.
-    pub fn push(&mut self, event: Arc<Event>, limits: &HistoryLimits) -> usize {
+    pub(crate) fn push(&mut self, event: Arc<Event>, limits: &HistoryLimits) -> usize {
         debug_assert!(self
             .events
             .back()
@@ -67,7 +67,7 @@ impl History {
 
     /// Drops the oldest events beyond `max_events` (the limit was lowered). Returns the bytes
     /// freed.
-    pub fn trim_count(&mut self, max_events: usize) -> usize {
+    pub(crate) fn trim_count(&mut self, max_events: usize) -> usize {
         let mut freed = 0;
         while self.events.len() > max_events {
             freed += self.pop_oldest();
@@ -76,7 +76,7 @@ impl History {
     }
 
     /// Drops events older than `max_age` at `now`. Returns the bytes freed.
-    pub fn trim_age(&mut self, max_age: Duration, now: Instant) -> usize {
+    pub(crate) fn trim_age(&mut self, max_age: Duration, now: Instant) -> usize {
         let mut freed = 0;
         while self
             .events
@@ -90,7 +90,7 @@ impl History {
 
     /// Drops the oldest events, keeping at least `keep`, until `excess` bytes are freed.
     /// Returns the bytes freed.
-    pub fn trim_bytes(&mut self, excess: usize, keep: usize) -> usize {
+    pub(crate) fn trim_bytes(&mut self, excess: usize, keep: usize) -> usize {
         let mut freed = 0;
         while freed < excess && self.events.len() > keep {
             freed += self.pop_oldest();
@@ -105,7 +105,7 @@ impl History {
     }
 
     /// Events after `seq`, given the channel's `head` (last assigned seq). At most `limit` events.
-    pub fn since(&self, seq: u64, head: u64, limit: usize) -> Since {
+    pub(crate) fn since(&self, seq: u64, head: u64, limit: usize) -> Since {
         if seq > head {
             return Since::Gap(ResetReason::AheadOfHead);
         }
@@ -122,7 +122,7 @@ impl History {
     }
 
     /// The oldest events held, at most `limit`.
-    pub fn oldest(&self, limit: usize) -> Vec<Arc<Event>> {
+    pub(crate) fn oldest(&self, limit: usize) -> Vec<Arc<Event>> {
         self.events.iter().take(limit).cloned().collect()
     }
 }

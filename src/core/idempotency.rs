@@ -15,19 +15,30 @@ pub struct IdempotencyLimits {
 
 /// Recent keys, expired by age and bounded by count (oldest forgotten first).
 #[derive(Debug, Default)]
-pub struct IdempotencyWindow {
+pub(crate) struct IdempotencyWindow {
     seqs: HashMap<Arc<str>, u64>,
     order: VecDeque<(Arc<str>, Instant)>,
 }
 
 impl IdempotencyWindow {
     /// The seq `id` was published at, if it is still remembered.
-    pub fn get(&mut self, id: &str, now: Instant, limits: &IdempotencyLimits) -> Option<u64> {
+    pub(crate) fn get(
+        &mut self,
+        id: &str,
+        now: Instant,
+        limits: &IdempotencyLimits,
+    ) -> Option<u64> {
         self.expire(now, limits);
         self.seqs.get(id).copied()
     }
 
-    pub fn remember(&mut self, id: Arc<str>, seq: u64, now: Instant, limits: &IdempotencyLimits) {
+    pub(crate) fn remember(
+        &mut self,
+        id: Arc<str>,
+        seq: u64,
+        now: Instant,
+        limits: &IdempotencyLimits,
+    ) {
         if limits.max_keys == 0 {
             return;
         }
@@ -38,15 +49,7 @@ impl IdempotencyWindow {
         self.order.push_back((id, now));
     }
 
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
-
-    pub fn expire(&mut self, now: Instant, limits: &IdempotencyLimits) {
+    pub(crate) fn expire(&mut self, now: Instant, limits: &IdempotencyLimits) {
         while self
             .order
             .front()
@@ -79,7 +82,7 @@ mod tests {
         assert_eq!(w.get("a", Instant::now(), &LIMITS), Some(1));
         tokio::time::advance(Duration::from_secs(301)).await;
         assert_eq!(w.get("a", Instant::now(), &LIMITS), None);
-        assert!(w.is_empty());
+        assert!(w.order.is_empty());
     }
 
     #[test]
@@ -89,7 +92,7 @@ mod tests {
         for (i, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
             w.remember(Arc::from(id), i as u64 + 1, now, &LIMITS);
         }
-        assert_eq!(w.len(), 3);
+        assert_eq!(w.order.len(), 3);
         assert_eq!(w.get("a", now, &LIMITS), None);
         assert_eq!(w.get("d", now, &LIMITS), Some(4));
     }

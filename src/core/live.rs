@@ -40,10 +40,10 @@ pub enum TryRecvError {
 /// A task's waker, kept across wake-ups: waking it does not take it out, so its owner does not
 /// register it again on every poll.
 #[derive(Default)]
-pub struct TaskSlot(Mutex<Option<Waker>>);
+pub(crate) struct TaskSlot(Mutex<Option<Waker>>);
 
 impl TaskSlot {
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if let Some(task) = &*self.0.lock() {
             task.wake_by_ref();
         }
@@ -53,11 +53,11 @@ impl TaskSlot {
 /// The polling side's copy of the waker in a [`TaskSlot`]: a poll by the same task only compares
 /// wakers; the slot's lock is taken only when the task changed.
 #[derive(Default)]
-pub struct Registration(Option<Waker>);
+pub(crate) struct Registration(Option<Waker>);
 
 impl Registration {
     #[inline]
-    pub fn register(&mut self, slot: &TaskSlot, waker: &Waker) {
+    pub(crate) fn register(&mut self, slot: &TaskSlot, waker: &Waker) {
         if self.0.as_ref().is_some_and(|w| w.will_wake(waker)) {
             return;
         }
@@ -86,12 +86,12 @@ struct Shared<T> {
 }
 
 /// The sending end. Dropping it ends the feed: receivers take what is left, then get `Closed`.
-pub struct Sender<T> {
+pub(crate) struct Sender<T> {
     shared: Arc<Shared<T>>,
 }
 
 /// A feed holding the last `capacity` items (rounded up to a power of two).
-pub fn channel<T>(capacity: usize) -> Sender<T> {
+pub(crate) fn channel<T>(capacity: usize) -> Sender<T> {
     let len = capacity.max(1).next_power_of_two();
     Sender {
         shared: Arc::new(Shared {
@@ -107,7 +107,7 @@ pub fn channel<T>(capacity: usize) -> Sender<T> {
 
 impl<T> Sender<T> {
     /// Hands `item` to every receiver. One sender: callers serialise sends (the channel's lock).
-    pub fn send(&self, item: T) {
+    pub(crate) fn send(&self, item: T) {
         let s = &self.shared;
         let index = s.tail.load(Ordering::Relaxed);
         s.slots[(index & s.mask) as usize].store(Some(Arc::new(Sent { index, item })));
@@ -118,7 +118,7 @@ impl<T> Sender<T> {
     }
 
     /// A receiver of every item sent from now on.
-    pub fn subscribe(&self) -> Receiver<T> {
+    pub(crate) fn subscribe(&self) -> Receiver<T> {
         let s = &self.shared;
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
         let task = Arc::new(TaskSlot::default());
@@ -132,7 +132,7 @@ impl<T> Sender<T> {
         }
     }
 
-    pub fn receiver_count(&self) -> usize {
+    pub(crate) fn receiver_count(&self) -> usize {
         self.shared.receivers.lock().len()
     }
 }

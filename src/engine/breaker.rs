@@ -34,7 +34,7 @@ impl BreakerState {
 
 /// How one call or probe ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The engine answered (an error answer too: it is alive).
     Answered,
     /// No answer within the full deadline.
@@ -45,7 +45,7 @@ pub enum Outcome {
 
 /// What the breaker is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// A call that had its full deadline ended so. Calls cut short by a shared deadline (a
     /// batch's) prove nothing about the engine and are not signalled.
     Call(Outcome),
@@ -71,7 +71,7 @@ impl TripReason {
 
 /// A change of state, with why and how long the previous state lasted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub from: BreakerState,
     pub to: BreakerState,
     /// Set when tripping.
@@ -81,7 +81,7 @@ pub struct Transition {
 
 /// Recovery hysteresis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Time tripped before the first probe, and between probes.
     pub probe_every: Duration,
     /// Answered probes in a row that make the breaker healthy again.
@@ -98,7 +98,7 @@ impl Default for Policy {
 }
 
 #[derive(Debug, Clone)]
-pub struct Breaker {
+pub(crate) struct Breaker {
     policy: Policy,
     state: BreakerState,
     /// When `state` began.
@@ -113,7 +113,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(policy: Policy, now: Instant) -> Self {
+    pub(crate) fn new(policy: Policy, now: Instant) -> Self {
         Self {
             policy,
             state: BreakerState::Healthy,
@@ -124,25 +124,25 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self) -> BreakerState {
+    pub(crate) fn state(&self) -> BreakerState {
         self.state
     }
 
-    pub fn since(&self) -> Instant {
+    pub(crate) fn since(&self) -> Instant {
         self.since
     }
 
-    pub fn reason(&self) -> Option<TripReason> {
+    pub(crate) fn reason(&self) -> Option<TripReason> {
         self.reason
     }
 
     /// When the next probe is due; `None` while healthy.
-    pub fn probe_at(&self) -> Option<Instant> {
+    pub(crate) fn probe_at(&self) -> Option<Instant> {
         (self.state == BreakerState::Tripped).then(|| self.last_probe + self.policy.probe_every)
     }
 
     /// Applies one signal; answers the transition if the state changed.
-    pub fn step(&mut self, signal: Signal, now: Instant) -> Option<Transition> {
+    pub(crate) fn step(&mut self, signal: Signal, now: Instant) -> Option<Transition> {
         use BreakerState::{Healthy, Tripped};
         match (self.state, signal) {
             (Healthy, Signal::Call(Outcome::NoAnswer) | Signal::Probe(Outcome::NoAnswer)) => {

@@ -4,11 +4,12 @@
 
 use metrics::{counter, gauge, Counter, Gauge};
 
-pub const ENGINE_RESYNC_TOTAL: &str = "understudy_engine_resyncs_total";
-pub const ENGINE_ERRORS_TOTAL: &str = "understudy_engine_errors_total";
-pub const ENGINE_BREAKER: &str = "understudy_engine_breaker";
-pub const ENGINE_BREAKER_TRANSITIONS_TOTAL: &str = "understudy_engine_breaker_transitions_total";
-pub const ENGINE_BREAKER_REFUSED_TOTAL: &str = "understudy_engine_breaker_refused_total";
+pub(crate) const ENGINE_RESYNC_TOTAL: &str = "understudy_engine_resyncs_total";
+pub(crate) const ENGINE_ERRORS_TOTAL: &str = "understudy_engine_errors_total";
+pub(crate) const ENGINE_BREAKER: &str = "understudy_engine_breaker";
+pub(crate) const ENGINE_BREAKER_TRANSITIONS_TOTAL: &str =
+    "understudy_engine_breaker_transitions_total";
+pub(crate) const ENGINE_BREAKER_REFUSED_TOTAL: &str = "understudy_engine_breaker_refused_total";
 
 /// Handles of the engine's metrics.
 pub(crate) struct EngineMetrics;

@@ -18,8 +18,8 @@
 
 mod guard;
 mod ingest;
-pub mod keys;
-pub mod record;
+pub(crate) mod keys;
+pub(crate) mod record;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,8 +39,8 @@ use crate::core::event::now_ms;
 use crate::core::{
     ChannelLimits, ChannelName, Epoch, Event, EventDraft, Installed, Published, Registry, Snapshot,
 };
-pub use guard::BreakerView;
-pub use keys::Keys;
+pub(crate) use guard::BreakerView;
+pub(crate) use keys::Keys;
 
 /// The share of the deadline a call must go unanswered to trip the breaker. Redis answers in well
 /// under a millisecond, so half a deadline of silence is a fault, not a slow moment; a call a

@@ -88,7 +88,7 @@ pub struct VendorStatus {
 }
 
 /// Transitions kept per vendor for status.
-pub const TRANSITIONS_KEPT: usize = 16;
+pub(crate) const TRANSITIONS_KEPT: usize = 16;
 
 /// Everything the driver knows, for `/admin/status`.
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +107,7 @@ pub struct Status {
 
 /// A vendor as the driver sees it.
 #[derive(Clone, Debug)]
-pub struct VendorInfo {
+pub(crate) struct VendorInfo {
     pub name: String,
     pub kind: VendorKind,
     pub public: PublicInfo,
@@ -126,7 +126,7 @@ struct Slot {
 }
 
 /// The driver's state and logic, without I/O.
-pub struct Driver {
+pub(crate) struct Driver {
     machine: Machine,
     window: WindowConfig,
     route_config: RouteConfig,
@@ -144,7 +144,7 @@ pub struct Driver {
 }
 
 impl Driver {
-    pub fn new(
+    pub(crate) fn new(
         vendors: Vec<VendorInfo>,
         thresholds: Thresholds,
         window: WindowConfig,
@@ -194,21 +194,17 @@ impl Driver {
     }
 
     /// These vendors are `tenant`'s own (its routes are logged as its, not the node's).
-    pub fn owned_by(mut self, tenant: Option<TenantId>) -> Self {
+    pub(crate) fn owned_by(mut self, tenant: Option<TenantId>) -> Self {
         self.owner = tenant;
         self
     }
 
-    pub fn route(&self) -> &Route {
+    pub(crate) fn route(&self) -> &Route {
         &self.route
     }
 
-    pub fn mode(&self) -> &ModeSetting {
-        &self.mode
-    }
-
     /// Takes one observation. Returns whether the route changed.
-    pub fn observe(&mut self, observation: Observation, now: Instant) -> bool {
+    pub(crate) fn observe(&mut self, observation: Observation, now: Instant) -> bool {
         let index = observation.vendor();
         let Some(slot) = self.slots.get_mut(index) else {
             return false;
@@ -237,7 +233,7 @@ impl Driver {
     }
 
     /// Evaluates every window. Returns whether the route changed.
-    pub fn tick(&mut self, now: Instant) -> bool {
+    pub(crate) fn tick(&mut self, now: Instant) -> bool {
         for index in 0..self.slots.len() {
             let slot = &mut self.slots[index];
             slot.window.prune(now, &self.window);
@@ -249,7 +245,7 @@ impl Driver {
     }
 
     /// Applies an operator's mode. Returns whether the route changed.
-    pub fn set_mode(&mut self, mode: ModeSetting, now: Instant) -> bool {
+    pub(crate) fn set_mode(&mut self, mode: ModeSetting, now: Instant) -> bool {
         tracing::warn!(mode = mode.mode.as_str(), set_by = %mode.set_by, reason = %mode.reason, "operator mode set");
         self.mode = mode;
         self.reroute(now)
@@ -257,7 +253,7 @@ impl Driver {
 
     /// Replaces an expired forced mode by `auto`, and returns a tenant whose own mode expired
     /// to the node-wide one. Returns whether a route changed.
-    pub fn expire_mode(&mut self, now: Instant) -> bool {
+    pub(crate) fn expire_mode(&mut self, now: Instant) -> bool {
         let tenants = self.expire_tenant_modes(now);
         if !self.mode.expired(now) {
             return tenants | self.reroute(now);
@@ -269,13 +265,13 @@ impl Driver {
     }
 
     /// The next moment a mode (the node-wide one or a tenant's) expires.
-    pub fn next_expiry(&self) -> Option<Instant> {
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
         let tenants = self.tenants.values().filter_map(|t| t.mode.expires_at);
         self.mode.expires_at.into_iter().chain(tenants).min()
     }
 
     /// Whether understudy's own broadcast can take clients. Returns whether the route changed.
-    pub fn set_self_path(&mut self, self_path: SelfPath, now: Instant) -> bool {
+    pub(crate) fn set_self_path(&mut self, self_path: SelfPath, now: Instant) -> bool {
         self.self_path = self_path;
         self.reroute(now)
     }
@@ -378,7 +374,7 @@ impl Driver {
         }
     }
 
-    pub fn status(&self, now: Instant) -> Status {
+    pub(crate) fn status(&self, now: Instant) -> Status {
         Status {
             mode: self.mode.clone(),
             self_path: self.self_path,
@@ -403,11 +399,6 @@ impl Driver {
             tenants: self.tenants.clone(),
         }
     }
-
-    /// Vendor states, in priority order.
-    pub fn states(&self) -> Vec<State> {
-        self.slots.iter().map(|s| s.health.state).collect()
-    }
 }
 
 mod carry;
@@ -417,8 +408,8 @@ mod telemetry;
 mod tenants;
 
 use last_error::ErrorTracker;
-pub use last_error::LastError;
-pub use run::{run, DriverInputs, DriverOutputs, TenantRoutes};
+pub(crate) use last_error::LastError;
+pub(crate) use run::{run, DriverInputs, DriverOutputs, TenantRoutes};
 use telemetry::{log_route, log_transition, record_canary};
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl Default for WindowConfig {
 
 /// One request outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub at: Instant,
     pub latency: Duration,
     pub result: Result<(), ErrorClass>,
@@ -115,13 +115,13 @@ pub struct WindowSummary {
 
 /// The rolling window of one vendor.
 #[derive(Clone, Debug, Default)]
-pub struct Window {
+pub(crate) struct Window {
     /// Oldest first; at most `max_samples`.
     samples: VecDeque<Sample>,
 }
 
 impl Window {
-    pub fn record(&mut self, sample: Sample, config: &WindowConfig) {
+    pub(crate) fn record(&mut self, sample: Sample, config: &WindowConfig) {
         self.samples.push_back(sample);
         while self.samples.len() > config.max_samples {
             self.samples.pop_front();
@@ -129,12 +129,12 @@ impl Window {
     }
 
     /// Forgets everything (on entering `Recovering`, so old failures cannot trip it again).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.samples.clear();
     }
 
     /// Drops samples older than the span.
-    pub fn prune(&mut self, now: Instant, config: &WindowConfig) {
+    pub(crate) fn prune(&mut self, now: Instant, config: &WindowConfig) {
         while self
             .samples
             .front()
@@ -154,7 +154,7 @@ impl Window {
             .filter(move |s| now.saturating_duration_since(s.at) <= config.span)
     }
 
-    pub fn verdict(&self, now: Instant, config: &WindowConfig) -> Verdict {
+    pub(crate) fn verdict(&self, now: Instant, config: &WindowConfig) -> Verdict {
         let counted: Vec<&Sample> = self.recent(now, config).filter(|s| s.counts()).collect();
         let Some(newest) = counted.last() else {
             return Verdict::Idle;
@@ -211,7 +211,7 @@ impl Window {
         Verdict::Good
     }
 
-    pub fn summary(&self, now: Instant, config: &WindowConfig) -> WindowSummary {
+    pub(crate) fn summary(&self, now: Instant, config: &WindowConfig) -> WindowSummary {
         let mut summary = WindowSummary::default();
         let mut latencies = Vec::new();
         for s in self.recent(now, config) {

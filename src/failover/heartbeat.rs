@@ -16,7 +16,7 @@ use crate::upstream::lanes::Lanes;
 use crate::upstream::{random_id, unix_ms, OutboundEvent};
 
 /// Runs until `cancel` fires.
-pub async fn run(
+pub(crate) async fn run(
     lanes: Vec<Lanes>,
     route: Arc<ArcSwap<Route>>,
     interval: Duration,

@@ -86,7 +86,7 @@ impl Default for Thresholds {
 
 /// What the machine is told.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Evidence {
+pub(crate) enum Evidence {
     /// The passive window's verdict (evaluated every driver tick).
     Window(Verdict),
     /// A canary round's result.
@@ -162,7 +162,7 @@ pub struct Transition {
 
 /// What the driver must do after a step.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Action {
+pub(crate) enum Action {
     /// The state changed: log it, count it, re-evaluate the route.
     Transitioned(Transition),
     /// Forget the passive window (entering `Recovering`).
@@ -239,16 +239,21 @@ enum Signal {
 
 /// The state machine, with its thresholds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Machine {
+pub(crate) struct Machine {
     pub thresholds: Thresholds,
 }
 
 impl Machine {
-    pub fn new(thresholds: Thresholds) -> Self {
+    pub(crate) fn new(thresholds: Thresholds) -> Self {
         Machine { thresholds }
     }
 
-    pub fn step(&self, health: &Health, evidence: Evidence, now: Instant) -> (Health, Vec<Action>) {
+    pub(crate) fn step(
+        &self,
+        health: &Health,
+        evidence: Evidence,
+        now: Instant,
+    ) -> (Health, Vec<Action>) {
         let t = &self.thresholds;
         let signal = match evidence {
             Evidence::Window(Verdict::Idle) => Signal::Neutral,

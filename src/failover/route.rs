@@ -91,13 +91,18 @@ impl std::fmt::Display for RouteReason {
 
 /// A route decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub path: Path,
     pub reason: RouteReason,
 }
 
 /// Picks the path for `mode` given each vendor's state, in priority order.
-pub fn route(mode: &ModeSetting, vendors: &[State], self_path: SelfPath, now: Instant) -> Decision {
+pub(crate) fn route(
+    mode: &ModeSetting,
+    vendors: &[State],
+    self_path: SelfPath,
+    now: Instant,
+) -> Decision {
     let healthy = vendors.iter().position(|s| s.routable());
     let self_or_poll = |reason: RouteReason| match self_path {
         SelfPath::Available => Decision {

@@ -17,7 +17,7 @@ use super::status;
 use crate::transport::AppState;
 use crate::transport::{health, ApiError};
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health::healthz))
@@ -78,7 +78,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// An authenticated operator: the name of the admin token presented.
-pub struct Admin(pub String);
+pub(crate) struct Admin(pub String);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;

@@ -14,7 +14,7 @@ use super::audit::{AuditAction, AuditEntry, AuditHandle};
 use super::status::unix_ms;
 use crate::failover::{Mode, Status};
 
-pub async fn run(
+pub(crate) async fn run(
     mut status: watch::Receiver<Status>,
     audit: AuditHandle,
     cancel: CancellationToken,

@@ -48,7 +48,10 @@ impl SharedMode {
 }
 
 /// Writes the operator's mode for every node. `Ok(false)`: memory engine, nothing to share.
-pub async fn share_mode(state: &AppState, setting: &ModeSetting) -> Result<bool, EngineError> {
+pub(crate) async fn share_mode(
+    state: &AppState,
+    setting: &ModeSetting,
+) -> Result<bool, EngineError> {
     let Some(redis) = state.engine.redis() else {
         return Ok(false);
     };
@@ -61,7 +64,7 @@ pub async fn share_mode(state: &AppState, setting: &ModeSetting) -> Result<bool,
 /// Changes the shared maintenance schedule with `change`, based on the copy in Redis, and applies
 /// the result here. Concurrent changes from two nodes are serialised by a compare-and-set, so
 /// neither is lost.
-pub async fn change_schedule<T, E>(
+pub(crate) async fn change_schedule<T, E>(
     state: &AppState,
     mut change: impl FnMut(&mut Schedule) -> Result<T, E>,
 ) -> Result<Result<T, E>, EngineError> {
@@ -125,7 +128,7 @@ async fn swap(
 
 /// Applies the shared settings whenever they may have changed (an announcement from any node, a
 /// reconnect). Runs only with the Redis engine.
-pub async fn run(state: AppState, cancel: CancellationToken) {
+pub(crate) async fn run(state: AppState, cancel: CancellationToken) {
     let Some(redis) = state.engine.redis().cloned() else {
         return;
     };
@@ -208,7 +211,7 @@ struct SharedCanary {
 /// failover machines, so every node has one view of vendor health from one canary, while each
 /// still judges its own vendor requests. When Redis cannot be reached every node probes for
 /// itself, as a single node would.
-pub async fn run_canary_lease(state: AppState, cancel: CancellationToken) {
+pub(crate) async fn run_canary_lease(state: AppState, cancel: CancellationToken) {
     let Some(redis) = state.engine.redis().cloned() else {
         return;
     };

@@ -12,10 +12,10 @@
 //! ([`series`], [`trends`]), bounded whatever the traffic. It starts with the router, so the
 //! history is there when someone opens the page, and stops when the router is dropped.
 
-pub mod sampler;
-pub mod series;
+pub(crate) mod sampler;
+pub(crate) mod series;
 mod stream;
-pub mod trends;
+pub(crate) mod trends;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use sampler::Figures;
 
 /// What the dashboard's routes share: the figures the sampler publishes.
 #[derive(Debug)]
-pub struct Dashboard {
+pub(crate) struct Dashboard {
     /// The sampler holds only a weak handle: dropping the dashboard stops it.
     figures: Arc<watch::Sender<Arc<Figures>>>,
     /// Whether the sampler was started (once).
@@ -58,7 +58,7 @@ impl Dashboard {
 }
 
 /// The dashboard's routes, to merge into the admin router.
-pub fn router(state: &AppState) -> Router<AppState> {
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
     let dashboard = Arc::new(Dashboard::new());
     // Outside a runtime (a router built for a test), the first stream starts it.
     if tokio::runtime::Handle::try_current().is_ok() {

@@ -68,7 +68,7 @@ pub struct Schedule {
 }
 
 /// Windows that may be scheduled at once.
-pub const MAX_WINDOWS: usize = 100;
+pub(crate) const MAX_WINDOWS: usize = 100;
 
 /// What the schedule asks to happen now.
 #[derive(Debug, PartialEq, Eq)]
@@ -202,7 +202,7 @@ pub struct Maintenance {
 }
 
 /// Applies windows on time. A window starts by forcing its mode with an expiry at its end.
-pub async fn run(
+pub(crate) async fn run(
     maintenance: Maintenance,
     failover: Failover,
     audit: AuditHandle,

@@ -13,29 +13,29 @@ use tokio_util::sync::CancellationToken;
 use crate::core::RegistryStats;
 use crate::transport::admission::Listener;
 
-pub mod totals;
+pub(crate) mod totals;
 
 use totals::Total;
 
-pub const PUBLISH_TOTAL: &str = "understudy_publish_total";
-pub const PUBLISH_SECONDS: &str = "understudy_publish_duration_seconds";
-pub const DELIVERED_TOTAL: &str = "understudy_events_delivered_total";
-pub const CONNECTIONS: &str = "understudy_connections";
-pub const SLOW_CONSUMER_TOTAL: &str = "understudy_slow_consumer_closes_total";
-pub const RESETS_TOTAL: &str = "understudy_resets_total";
-pub const CHANNELS: &str = "understudy_channels";
-pub const HISTORY_EVENTS: &str = "understudy_history_events";
-pub const HISTORY_BYTES: &str = "understudy_history_bytes";
-pub const ENGINE_UP: &str = "understudy_engine_up";
-pub const LISTENER_CONNECTIONS: &str = "understudy_listener_connections";
-pub const CONNECTION_CAP: &str = "understudy_connection_cap";
-pub const CONNECTIONS_REFUSED_TOTAL: &str = "understudy_connections_refused_total";
-pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "understudy_connections_timed_out_total";
-pub const NEW_SUBSCRIBERS_TOTAL: &str = "understudy_new_subscribers_total";
-pub const TENANT_PUBLISH_TOTAL: &str = "understudy_tenant_publish_total";
-pub const TENANT_SUBSCRIBE_REFUSED_TOTAL: &str = "understudy_tenant_subscribe_refused_total";
-pub const TENANT_CONNECTIONS: &str = "understudy_tenant_connections";
-pub const TENANT_CHANNELS: &str = "understudy_tenant_channels";
+pub(crate) const PUBLISH_TOTAL: &str = "understudy_publish_total";
+pub(crate) const PUBLISH_SECONDS: &str = "understudy_publish_duration_seconds";
+pub(crate) const DELIVERED_TOTAL: &str = "understudy_events_delivered_total";
+pub(crate) const CONNECTIONS: &str = "understudy_connections";
+pub(crate) const SLOW_CONSUMER_TOTAL: &str = "understudy_slow_consumer_closes_total";
+pub(crate) const RESETS_TOTAL: &str = "understudy_resets_total";
+pub(crate) const CHANNELS: &str = "understudy_channels";
+pub(crate) const HISTORY_EVENTS: &str = "understudy_history_events";
+pub(crate) const HISTORY_BYTES: &str = "understudy_history_bytes";
+pub(crate) const ENGINE_UP: &str = "understudy_engine_up";
+pub(crate) const LISTENER_CONNECTIONS: &str = "understudy_listener_connections";
+pub(crate) const CONNECTION_CAP: &str = "understudy_connection_cap";
+pub(crate) const CONNECTIONS_REFUSED_TOTAL: &str = "understudy_connections_refused_total";
+pub(crate) const CONNECTIONS_TIMED_OUT_TOTAL: &str = "understudy_connections_timed_out_total";
+pub(crate) const NEW_SUBSCRIBERS_TOTAL: &str = "understudy_new_subscribers_total";
+pub(crate) const TENANT_PUBLISH_TOTAL: &str = "understudy_tenant_publish_total";
+pub(crate) const TENANT_SUBSCRIBE_REFUSED_TOTAL: &str = "understudy_tenant_subscribe_refused_total";
+pub(crate) const TENANT_CONNECTIONS: &str = "understudy_tenant_connections";
+pub(crate) const TENANT_CHANNELS: &str = "understudy_tenant_channels";
 
 /// Transports, as metric label values.
 #[derive(Debug, Clone, Copy)]
@@ -243,7 +243,7 @@ impl Drop for ConnectionGuard {
 /// shared counter on every delivery makes its cache line bounce between cores; the tally is
 /// flushed every [`BatchedCounter::FLUSH_EVERY`] events, on its first add after the tally clock
 /// ([`run_tally_clock`]) ticked, and on drop.
-pub struct BatchedCounter {
+pub(crate) struct BatchedCounter {
     shared: Counter,
     pending: u64,
     /// [`TALLY_TICK`] at the last flush.
@@ -255,7 +255,7 @@ pub struct BatchedCounter {
 static TALLY_TICK: AtomicU32 = AtomicU32::new(0);
 
 /// Ticks the tallies' clock until `cancel`.
-pub async fn run_tally_clock(cancel: CancellationToken) {
+pub(crate) async fn run_tally_clock(cancel: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -272,9 +272,9 @@ fn tick() {
 }
 
 impl BatchedCounter {
-    pub const FLUSH_EVERY: u64 = 64;
+    pub(crate) const FLUSH_EVERY: u64 = 64;
 
-    pub fn new(shared: Counter) -> Self {
+    pub(crate) fn new(shared: Counter) -> Self {
         Self {
             shared,
             pending: 0,
@@ -282,7 +282,7 @@ impl BatchedCounter {
         }
     }
 
-    pub fn add(&mut self, n: u64) {
+    pub(crate) fn add(&mut self, n: u64) {
         self.pending += n;
         if self.pending >= Self::FLUSH_EVERY
             || TALLY_TICK.load(Ordering::Relaxed) != self.flushed_at
@@ -291,7 +291,7 @@ impl BatchedCounter {
         }
     }
 
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if self.pending > 0 {
             self.shared.increment(self.pending);
             self.pending = 0;

@@ -13,11 +13,11 @@ use tokio::time::Instant;
 use crate::failover::{Mode, ModeSetting};
 
 /// Longest a forced mode may last.
-pub const MAX_FORCED: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_FORCED: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModeRequest {
+pub(crate) struct ModeRequest {
     /// A tenant's id: the mode is that tenant's alone. Absent: the node-wide mode.
     #[serde(default)]
     pub tenant: Option<String>,
@@ -29,7 +29,7 @@ pub struct ModeRequest {
 
 /// What is wrong with a mode request, in words an operator can act on.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ModeError {
+pub(crate) enum ModeError {
     #[error("mode {0:?} is not one of auto, vendor, self, poll")]
     UnknownMode(String),
     #[error("reason must say why (1 to 500 characters); it is recorded in the audit trail")]
@@ -46,7 +46,7 @@ pub enum ModeError {
 
 /// What a mode request changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModeChange {
+pub(crate) enum ModeChange {
     /// The node-wide mode.
     Node(ModeSetting),
     /// One tenant's own mode; `None` lifts it (back to the node-wide mode).
@@ -57,7 +57,7 @@ pub enum ModeChange {
 }
 
 /// Parses "90", "90s", "30m", "2h", "1d".
-pub fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),
@@ -76,7 +76,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 impl ModeRequest {
     /// What this request changes, made by `by` at `now`.
-    pub fn into_change(mut self, by: &str, now: Instant) -> Result<ModeChange, ModeError> {
+    pub(crate) fn into_change(mut self, by: &str, now: Instant) -> Result<ModeChange, ModeError> {
         let Some(tenant) = self.tenant.take() else {
             if self.mode == "inherit" {
                 return Err(ModeError::InheritWithoutTenant);
@@ -102,7 +102,7 @@ impl ModeRequest {
     }
 
     /// The setting this request asks for, made by `by` at `now`.
-    pub fn into_setting(self, by: &str, now: Instant) -> Result<ModeSetting, ModeError> {
+    pub(crate) fn into_setting(self, by: &str, now: Instant) -> Result<ModeSetting, ModeError> {
         self.setting(by, now, false)
     }
 

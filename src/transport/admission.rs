@@ -7,7 +7,7 @@
 
 mod rate;
 
-pub use rate::{retry_after, NewSubscribers, NewSubscribersStatus, RateLimit};
+pub(crate) use rate::NewSubscribers;
 
 use std::collections::HashMap;
 use std::io;
@@ -175,7 +175,7 @@ impl Drop for Permit {
 /// The caps in force for the public and the admin listener: the configured ones, lowered so that
 /// both together stay within the descriptor limit `nofile` less a reserve. The admin listener
 /// keeps its share first: it is how an operator sees and steers a node under a flood.
-pub fn effective_caps(public: usize, admin: usize, nofile: u64) -> (usize, usize) {
+pub(crate) fn effective_caps(public: usize, admin: usize, nofile: u64) -> (usize, usize) {
     let room = nofile.saturating_sub(RESERVED_DESCRIPTORS).max(2);
     let admin = (admin as u64).min(room / 4).max(1);
     let public = (public as u64).min(room - admin).max(1);
@@ -185,7 +185,7 @@ pub fn effective_caps(public: usize, admin: usize, nofile: u64) -> (usize, usize
 /// Raises the process's descriptor soft limit to its hard limit (a default soft limit of 1,024
 /// is far below what a node serving long-lived connections needs) and returns the limit in
 /// force. Failing to raise it is not fatal: the caps follow whatever limit there is.
-pub fn raise_descriptor_limit() -> u64 {
+pub(crate) fn raise_descriptor_limit() -> u64 {
     match rlimit::Resource::NOFILE.get() {
         Ok((soft, hard)) if soft < hard => match rlimit::increase_nofile_limit(hard) {
             Ok(now) => now,
@@ -203,7 +203,7 @@ pub fn raise_descriptor_limit() -> u64 {
 }
 
 /// The answer written on a refused connection before it is closed.
-pub fn refusal_response(why: Refusal) -> Vec<u8> {
+pub(crate) fn refusal_response(why: Refusal) -> Vec<u8> {
     let message = match why {
         Refusal::ListenerFull => "this listener holds as many connections as it may; retry shortly",
         Refusal::AddressFull => {
@@ -222,7 +222,7 @@ pub fn refusal_response(why: Refusal) -> Vec<u8> {
 /// Answers a refused connection without waiting: whatever request already arrived is read and
 /// dropped (closing over unread bytes would reset the connection and lose the answer), the answer
 /// goes out if the socket takes it, and the socket closes when dropped.
-pub fn refuse(stream: TcpStream, why: Refusal) {
+pub(crate) fn refuse(stream: TcpStream, why: Refusal) {
     let mut sink = [0u8; 4096];
     while matches!(stream.try_read(&mut sink), Ok(n) if n > 0) {}
     let answer = refusal_response(why);

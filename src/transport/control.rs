@@ -135,7 +135,7 @@ impl Drop for Nudged {
 /// Nudges every connection when the goodbye is given, and the connections of each tenant whose
 /// route changed when one did (`routes` wakes on every route change of the node). Ends when
 /// `stop` (the node's background tasks) is cancelled.
-pub async fn run(
+pub(crate) async fn run(
     state: crate::transport::AppState,
     mut routes: watch::Receiver<u64>,
     goodbye: CancellationToken,

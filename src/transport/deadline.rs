@@ -23,7 +23,7 @@ use super::admission::Permit;
 use crate::ops::metrics::Metrics;
 
 /// A connection's socket with a write deadline and its listener permit.
-pub struct Guarded<T> {
+pub(crate) struct Guarded<T> {
     inner: T,
     write_timeout: Duration,
     /// Armed when a write finds the socket full, disarmed by the next write that goes through.
@@ -34,7 +34,7 @@ pub struct Guarded<T> {
 }
 
 impl<T> Guarded<T> {
-    pub fn new(inner: T, write_timeout: Duration, permit: Permit) -> Self {
+    pub(crate) fn new(inner: T, write_timeout: Duration, permit: Permit) -> Self {
         Self {
             inner,
             write_timeout,
@@ -45,7 +45,7 @@ impl<T> Guarded<T> {
     }
 
     /// The socket and the permit, for a session that sets its own deadlines (WebSockets).
-    pub fn into_parts(self) -> (T, Permit) {
+    pub(crate) fn into_parts(self) -> (T, Permit) {
         (self.inner, self.permit)
     }
 
@@ -136,10 +136,10 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
 /// The body deadline passed before the whole request body arrived.
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {0:?}")]
-pub struct BodyTimedOut(pub Duration);
+pub(crate) struct BodyTimedOut(pub Duration);
 
 /// A request body that must arrive whole within a deadline from its first read.
-pub struct DeadlineBody<B> {
+pub(crate) struct DeadlineBody<B> {
     inner: B,
     limit: Duration,
     /// Set on the first read, so that a request whose body is never read costs no timer.
@@ -147,7 +147,7 @@ pub struct DeadlineBody<B> {
 }
 
 impl<B> DeadlineBody<B> {
-    pub fn new(inner: B, limit: Duration) -> Self {
+    pub(crate) fn new(inner: B, limit: Duration) -> Self {
         Self {
             inner,
             limit,

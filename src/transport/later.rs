@@ -21,9 +21,9 @@ use super::wire::ServerMessage;
 
 /// Close code: too many subscribers are connecting; reconnect after the close reason's
 /// `retry_after_ms` (RFC 6455 registry: "Try Again Later").
-pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+pub(crate) const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// The `reason` of `reconnect` messages and the `code` of refusals.
-pub const REASON: &str = "reconnect_later";
+pub(crate) const REASON: &str = "reconnect_later";
 /// How long an in-band WebSocket refusal waits for the client's closing frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-pub use signature::SignatureError;
+pub(crate) use signature::SignatureError;
 
 use super::publish::record;
 use super::publish_app_event;

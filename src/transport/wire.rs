@@ -1,7 +1,7 @@
 //! The JSON shapes on the wire, apart from the event frame the core serialises itself. This is the
 //! only place request and message structs live; docs/protocol.md specifies them.
 
-pub mod pusher_http;
+pub(crate) mod pusher_http;
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::core::{Position, Published};
 /// A publish request body, also one item of a batch.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PublishBody {
+pub(crate) struct PublishBody {
     pub channel: Option<String>,
     pub channels: Option<Vec<String>>,
     pub name: String,
@@ -27,14 +27,14 @@ pub struct PublishBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchBody {
+pub(crate) struct BatchBody {
     pub events: Vec<Box<RawValue>>,
 }
 
 /// One channel's publish result. Serialised straight into the answer, so its fields are in the
 /// order the answer has always had (alphabetical, as a `serde_json::Value` writes them).
 #[derive(Debug, Serialize)]
-pub struct PublishResult {
+pub(crate) struct PublishResult {
     pub channel: String,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
@@ -44,7 +44,7 @@ pub struct PublishResult {
 }
 
 impl PublishResult {
-    pub fn new(channel: &str, p: &Published) -> Self {
+    pub(crate) fn new(channel: &str, p: &Published) -> Self {
         Self {
             channel: channel.to_string(),
             seq: p.seq,
@@ -58,7 +58,7 @@ impl PublishResult {
 /// A position as clients send and receive it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WirePosition {
+pub(crate) struct WirePosition {
     pub epoch: String,
     pub seq: u64,
 }
@@ -75,7 +75,7 @@ impl From<&Position> for WirePosition {
 /// What a WebSocket client sends.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ClientMessage {
+pub(crate) enum ClientMessage {
     Subscribe {
         channel: String,
         since: Option<WirePosition>,
@@ -88,7 +88,7 @@ pub enum ClientMessage {
 /// Control messages the server sends on WebSocket and SSE (events are the core's frames).
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerMessage<'a> {
+pub(crate) enum ServerMessage<'a> {
     Welcome {
         conn_id: &'a str,
         heartbeat_ms: u64,
@@ -123,7 +123,7 @@ pub enum ServerMessage<'a> {
 }
 
 impl ServerMessage<'_> {
-    pub fn to_bytes(&self) -> Bytes {
+    pub(crate) fn to_bytes(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("server messages serialise"))
     }
 }
@@ -131,7 +131,7 @@ impl ServerMessage<'_> {
 /// A poll request body for several channels.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PollBody {
+pub(crate) struct PollBody {
     pub channels: Vec<PollItem>,
     pub limit: Option<usize>,
     pub wait_ms: Option<u64>,
@@ -139,7 +139,7 @@ pub struct PollBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PollItem {
+pub(crate) struct PollItem {
     pub channel: String,
     pub epoch: Option<String>,
     pub since: Option<u64>,

@@ -48,14 +48,14 @@ use crate::tenant::Seats;
 use crate::transport::AppState;
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// Close code: the subscriber token expired while the connection was open; fetch a fresh one
 /// and reconnect (resuming from your position).
-pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+pub(crate) const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// Close code: server restart or drain.
-pub const CLOSE_RESTART: u16 = 1012;
+pub(crate) const CLOSE_RESTART: u16 = 1012;
 /// Close code: policy violation (too many subscriptions).
-pub const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// Largest message a client may send.
 pub(super) const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// Bytes read from a client per read call, and the read buffer every socket keeps while idle:

@@ -10,19 +10,19 @@
 //! on the event id (a time-out is retried once and may duplicate). The webhook has no realtime
 //! side, so it has no canary; its health comes from its requests alone.
 
-pub mod classify;
-pub mod client;
-pub mod config;
-pub mod signing;
+pub(crate) mod classify;
+pub(crate) mod client;
+pub(crate) mod config;
+pub(crate) mod signing;
 
-pub use client::WebhookVendor;
-pub use config::WebhookConfig;
+pub(crate) use client::WebhookVendor;
+pub(crate) use config::WebhookConfig;
 
 /// Header carrying `sha256=<hex>`.
-pub const SIGNATURE_HEADER: &str = "X-Understudy-Signature";
+pub(crate) const SIGNATURE_HEADER: &str = "X-Understudy-Signature";
 /// Header carrying the send time in Unix seconds.
-pub const TIMESTAMP_HEADER: &str = "X-Understudy-Timestamp";
+pub(crate) const TIMESTAMP_HEADER: &str = "X-Understudy-Timestamp";
 /// Header carrying the event id.
-pub const EVENT_ID_HEADER: &str = "X-Understudy-Event-Id";
+pub(crate) const EVENT_ID_HEADER: &str = "X-Understudy-Event-Id";
 /// Header carrying the understudy channel name.
-pub const CHANNEL_HEADER: &str = "X-Understudy-Channel";
+pub(crate) const CHANNEL_HEADER: &str = "X-Understudy-Channel";

@@ -199,9 +199,12 @@ fn rel(file: &Path) -> String {
     rel.to_string_lossy().into_owned()
 }
 
+/// An import that runs up: (file, imported path, file's layer, import's layer).
+type Upward = (String, String, usize, usize);
+
 /// Every upward import in the crate: (file, imported path, file's layer, import's layer), and
 /// every module no layer lists.
-fn upward() -> (BTreeSet<(String, String, usize, usize)>, BTreeSet<String>) {
+fn upward() -> (BTreeSet<Upward>, BTreeSet<String>) {
     let (mut up, mut unmapped) = (BTreeSet::new(), BTreeSet::new());
     for file in sources(&src()) {
         let me = module_of(&file);

@@ -28,7 +28,7 @@ struct Body<'a> {
 }
 
 /// The body of a draft, as the publish script stores it.
-pub fn body(draft: &EventDraft) -> String {
+pub(crate) fn body(draft: &EventDraft) -> String {
     serde_json::to_string(&Body {
         id: Cow::Borrowed(&draft.id),
         name: Cow::Borrowed(&draft.name),
@@ -41,10 +41,14 @@ pub fn body(draft: &EventDraft) -> String {
 /// A record that could not be read back.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed event record in Redis: {0}")]
-pub struct BadRecord(String);
+pub(crate) struct BadRecord(String);
 
 /// A history member `seq ts body` of `channel` in `epoch`.
-pub fn from_member(ch: &ChannelName, epoch: &Epoch, member: &[u8]) -> Result<Event, BadRecord> {
+pub(crate) fn from_member(
+    ch: &ChannelName,
+    epoch: &Epoch,
+    member: &[u8],
+) -> Result<Event, BadRecord> {
     let text = std::str::from_utf8(member).map_err(|e| BadRecord(e.to_string()))?;
     let (seq, rest) = split_number(text)?;
     let (ts, body) = split_number(rest)?;
@@ -52,7 +56,7 @@ pub fn from_member(ch: &ChannelName, epoch: &Epoch, member: &[u8]) -> Result<Eve
 }
 
 /// A pub/sub message `epoch seq ts body` of `channel`.
-pub fn from_message(ch: &ChannelName, message: &[u8]) -> Result<Event, BadRecord> {
+pub(crate) fn from_message(ch: &ChannelName, message: &[u8]) -> Result<Event, BadRecord> {
     let text = std::str::from_utf8(message).map_err(|e| BadRecord(e.to_string()))?;
     let (epoch, rest) = text
         .split_once(' ')

@@ -12,7 +12,7 @@ impl Driver {
     /// route keeps its version and changes only if the decision does, except that a route on a
     /// vendor that is gone is replaced at once, spread like a move away. Returns whether the
     /// route changed.
-    pub fn carry_over(
+    pub(crate) fn carry_over(
         &mut self,
         previous: &Status,
         kept: &[Option<usize>],

@@ -16,7 +16,7 @@ use crate::failover::route::SelfPath;
 use crate::upstream::observation::Observation;
 
 /// The driver's inputs.
-pub struct DriverInputs {
+pub(crate) struct DriverInputs {
     pub observations: mpsc::Receiver<Observation>,
     pub mode: watch::Receiver<ModeSetting>,
     /// Tenants held to a mode of their own (the node's, shared by every vendor set).
@@ -25,7 +25,7 @@ pub struct DriverInputs {
 }
 
 /// Where the driver publishes.
-pub struct DriverOutputs {
+pub(crate) struct DriverOutputs {
     pub route: watch::Sender<Route>,
     /// Lock-free copy of the route for the hot path.
     pub current: Arc<ArcSwap<Route>>,
@@ -38,11 +38,11 @@ pub struct DriverOutputs {
 }
 
 /// The routes of tenants held to a mode of their own, by tenant.
-pub type TenantRoutes = std::collections::BTreeMap<crate::tenant::id::TenantId, Arc<Route>>;
+pub(crate) type TenantRoutes = std::collections::BTreeMap<crate::tenant::id::TenantId, Arc<Route>>;
 
 impl DriverOutputs {
     /// Makes the driver's routes the ones the hot path and every receiver see.
-    pub fn publish(&self, driver: &Driver, now: Instant) {
+    pub(crate) fn publish(&self, driver: &Driver, now: Instant) {
         let route = driver.route().clone();
         self.current.store(Arc::new(route.clone()));
         let tenants = (driver.tenant_routes())
@@ -58,7 +58,7 @@ impl DriverOutputs {
 /// Runs the driver until `cancel` fires: observations as they come, windows every `tick`,
 /// mode changes and expiry on time. Hands its outputs back when it stops, so a rebuilt vendor
 /// side's driver can go on publishing to the same receivers.
-pub async fn run(
+pub(crate) async fn run(
     mut driver: Driver,
     mut inputs: DriverInputs,
     outputs: DriverOutputs,

@@ -11,7 +11,7 @@ use crate::tenant::id::TenantId;
 impl Driver {
     /// Takes the tenants' modes as the operator set them now (expired ones count as lifted).
     /// Returns whether a route changed.
-    pub fn set_tenant_modes(&mut self, modes: &TenantModes, now: Instant) -> bool {
+    pub(crate) fn set_tenant_modes(&mut self, modes: &TenantModes, now: Instant) -> bool {
         // A tenant's own vendors serve that tenant alone. (The shared vendors' driver also keeps
         // the routes of tenants that have their own; nobody reads those.)
         let mine = |tenant: &TenantId| self.owner.as_ref().is_none_or(|o| o == tenant);
@@ -80,14 +80,8 @@ impl Driver {
         changed
     }
 
-    /// The route of `tenant`: its own when it is held to a mode of its own, else the node-wide
-    /// one.
-    pub fn route_for(&self, tenant: &TenantId) -> &Route {
-        self.tenants.get(tenant).map_or(&self.route, |t| &t.route)
-    }
-
     /// Each tenant held to a mode of its own, with its route.
-    pub fn tenant_routes(&self) -> impl Iterator<Item = (&TenantId, &Route)> {
+    pub(crate) fn tenant_routes(&self) -> impl Iterator<Item = (&TenantId, &Route)> {
         self.tenants.iter().map(|(id, t)| (id, &t.route))
     }
 }

@@ -18,11 +18,11 @@ use crate::ops::metrics::totals;
 use crate::transport::AppState;
 
 /// How often the figures are refreshed (and every open stream sends a snapshot).
-pub const TICK: Duration = Duration::from_secs(1);
+pub(crate) const TICK: Duration = Duration::from_secs(1);
 
 /// What the sampler publishes each tick.
 #[derive(Clone, Debug)]
-pub struct Figures {
+pub(crate) struct Figures {
     /// When it was read, in ms since the Unix epoch.
     pub at_ms: u64,
     pub now: Now,
@@ -33,7 +33,7 @@ pub struct Figures {
 }
 
 impl Figures {
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             at_ms: now_ms(),
             now: Now::default(),
@@ -51,7 +51,7 @@ fn series_json(trends: &Trends) -> Arc<RawValue> {
 }
 
 /// Runs until `out` is dropped.
-pub async fn run(state: AppState, out: Weak<watch::Sender<Arc<Figures>>>) {
+pub(crate) async fn run(state: AppState, out: Weak<watch::Sender<Arc<Figures>>>) {
     let mut status = state.failover.watch_status();
     let mut status_open = true;
     let mut trends = Trends::default();

@@ -8,15 +8,15 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 /// One point every 5 s...
-pub const STEP: Duration = Duration::from_secs(5);
+pub(crate) const STEP: Duration = Duration::from_secs(5);
 /// ...for 15 minutes.
-pub const POINTS: usize = 180;
+pub(crate) const POINTS: usize = 180;
 /// Vendors charted (configured vendors beyond this are listed in status, not charted).
-pub const MAX_VENDORS: usize = 8;
+pub(crate) const MAX_VENDORS: usize = 8;
 
 /// The newest [`POINTS`] values, oldest first. Serialised as a JSON array.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Ring<T>(VecDeque<T>);
+pub(crate) struct Ring<T>(VecDeque<T>);
 
 impl<T> Default for Ring<T> {
     fn default() -> Self {
@@ -36,22 +36,18 @@ impl<T: Clone> Ring<T> {
 }
 
 impl<T> Ring<T> {
-    pub fn push(&mut self, value: T) {
+    pub(crate) fn push(&mut self, value: T) {
         if self.0.len() == POINTS {
             self.0.pop_front();
         }
         self.0.push_back(value);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &T> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.0.iter()
     }
 }
@@ -63,13 +59,13 @@ impl<T: Serialize> Serialize for Ring<T> {
 }
 
 /// A rate or ratio rounded to two decimals, so the JSON stays small.
-pub fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
 /// Events per second delivered, by path.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct DeliveredSeries {
+pub(crate) struct DeliveredSeries {
     pub ws: Ring<f64>,
     pub sse: Ring<f64>,
     pub poll: Ring<f64>,
@@ -79,14 +75,14 @@ pub struct DeliveredSeries {
 
 /// Open connections at each point.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct ConnectionSeries {
+pub(crate) struct ConnectionSeries {
     pub ws: Ring<i64>,
     pub sse: Ring<i64>,
 }
 
 /// One vendor's figures.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct VendorSeries {
+pub(crate) struct VendorSeries {
     pub name: String,
     /// Slowest canary that arrived during the step, in ms (`null`: none arrived).
     pub canary_ms: Ring<Option<u64>>,
@@ -115,7 +111,7 @@ impl VendorSeries {
 
 /// What one vendor contributes to a point.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct VendorPoint {
+pub(crate) struct VendorPoint {
     pub canary_ms: Option<u64>,
     pub canary_lost: u32,
     pub error_rate: Option<f64>,
@@ -125,7 +121,7 @@ pub struct VendorPoint {
 
 /// One point of every series.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Point {
+pub(crate) struct Point {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
     pub published: f64,
@@ -141,7 +137,7 @@ pub struct Point {
 
 /// Every series, sharing one time axis.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Series {
+pub(crate) struct Series {
     pub step_ms: u64,
     /// When each point was taken, in ms since the Unix epoch.
     pub t: Ring<u64>,
@@ -172,7 +168,7 @@ impl Default for Series {
 }
 
 impl Series {
-    pub fn push(&mut self, p: Point) {
+    pub(crate) fn push(&mut self, p: Point) {
         let before = self.t.len();
         self.t.push(p.at_ms);
         self.published.push(round2(p.published));
@@ -206,7 +202,7 @@ impl Series {
     }
 
     /// Slow-consumer closes and resets over the whole ring (the last 15 minutes).
-    pub fn recent_counts(&self) -> (u64, u64) {
+    pub(crate) fn recent_counts(&self) -> (u64, u64) {
         (
             self.slow_consumer_closes.iter().sum(),
             self.resets.iter().sum(),

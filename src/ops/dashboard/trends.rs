@@ -14,13 +14,13 @@ use crate::ops::metrics::totals::TotalsSnapshot;
 use crate::ops::metrics::Transport;
 
 /// Live rates are averaged over this long.
-pub const RATE_WINDOW: Duration = Duration::from_secs(5);
+pub(crate) const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// A point is taken when a step has nearly passed (ticks may wake a little early or late).
 const STEP_SLACK: Duration = Duration::from_millis(250);
 
 /// What the sampler reads each second.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Reading {
+pub(crate) struct Reading {
     pub totals: TotalsSnapshot,
     /// In configuration order.
     pub vendors: Vec<VendorReading>,
@@ -28,7 +28,7 @@ pub struct Reading {
 
 /// One vendor's lanes and passive window, read now.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct VendorReading {
+pub(crate) struct VendorReading {
     pub name: String,
     /// Realtime and bulk.
     pub queued: u64,
@@ -50,7 +50,7 @@ struct CanaryBucket {
 
 /// The live figures, as the dashboard shows them next to the charts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Now {
+pub(crate) struct Now {
     /// The rates below are averaged over this many milliseconds.
     pub window_ms: u64,
     pub published_per_s: f64,
@@ -63,7 +63,7 @@ pub struct Now {
 
 /// A figure by delivery path. `vendor` is absent for connections (the vendor holds those).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct ByPath<T> {
+pub(crate) struct ByPath<T> {
     pub ws: T,
     pub sse: T,
     pub poll: T,
@@ -73,13 +73,13 @@ pub struct ByPath<T> {
 
 /// A counter: since start, and over the last 15 minutes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Count {
+pub(crate) struct Count {
     pub total: u64,
     pub last_15m: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct VendorNow {
+pub(crate) struct VendorNow {
     pub name: String,
     pub queued: u64,
     pub in_flight: u64,
@@ -90,7 +90,7 @@ pub struct VendorNow {
 
 /// Readings of the last [`RATE_WINDOW`], the canary buckets of the current step, and the series.
 #[derive(Debug, Default)]
-pub struct Trends {
+pub(crate) struct Trends {
     recent: VecDeque<(Instant, Reading)>,
     /// The reading the last point was computed from (its deltas start there).
     last_point: Option<(Instant, Reading)>,
@@ -100,7 +100,7 @@ pub struct Trends {
 
 impl Trends {
     /// A canary round of `vendor` finished: `Some(ms)` arrived after that long, `None` was lost.
-    pub fn canary(&mut self, vendor: &str, arrived_ms: Option<u64>) {
+    pub(crate) fn canary(&mut self, vendor: &str, arrived_ms: Option<u64>) {
         let index = match self.canaries.iter().position(|(n, _)| n == vendor) {
             Some(i) => i,
             None if self.canaries.len() < MAX_VENDORS => {
@@ -119,7 +119,7 @@ impl Trends {
 
     /// Takes the reading of `now` (`at_ms`: the same moment on the wall clock). Returns whether a
     /// point was added to the series.
-    pub fn record(&mut self, reading: Reading, now: Instant, at_ms: u64) -> bool {
+    pub(crate) fn record(&mut self, reading: Reading, now: Instant, at_ms: u64) -> bool {
         while self
             .recent
             .front()
@@ -192,7 +192,7 @@ impl Trends {
     }
 
     /// The live figures: rates over the readings of the last [`RATE_WINDOW`].
-    pub fn now(&self) -> Now {
+    pub(crate) fn now(&self) -> Now {
         let (Some((first_at, first)), Some((last_at, last))) =
             (self.recent.front(), self.recent.back())
         else {
@@ -244,7 +244,7 @@ impl Trends {
         }
     }
 
-    pub fn series(&self) -> &Series {
+    pub(crate) fn series(&self) -> &Series {
         &self.series
     }
 }

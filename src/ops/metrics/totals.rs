@@ -33,7 +33,7 @@ static TOTALS: Totals = Totals {
 
 /// The totals at one moment. Counters only grow; `connections` is a level.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct TotalsSnapshot {
+pub(crate) struct TotalsSnapshot {
     /// Publishes accepted (duplicates and rejections are not counted).
     pub published: u64,
     pub delivered: PerTransport<u64>,
@@ -43,7 +43,7 @@ pub struct TotalsSnapshot {
 }
 
 /// Reads every total now.
-pub fn snapshot() -> TotalsSnapshot {
+pub(crate) fn snapshot() -> TotalsSnapshot {
     let load = |a: &PerTransport<AtomicU64>| a.each_ref().map(|c| c.load(Ordering::Relaxed));
     TotalsSnapshot {
         published: TOTALS.published.load(Ordering::Relaxed),

@@ -7,7 +7,7 @@
 //!
 //! Pure: the clock is passed in and the random draw is a parameter.
 
-pub use crate::config::RateLimit;
+pub(crate) use crate::config::RateLimit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ impl Bucket {
 
 /// The wait a refused client is told: until the next token, plus `draw` (uniform in `[0, 1)`)
 /// of the jitter window, in whole milliseconds and never under one.
-pub fn retry_after(until_token: Duration, jitter: Duration, draw: f64) -> Duration {
+pub(crate) fn retry_after(until_token: Duration, jitter: Duration, draw: f64) -> Duration {
     let spread = jitter.mul_f64(draw.clamp(0.0, 1.0));
     let ms = (until_token + spread).as_millis().max(1);
     Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))

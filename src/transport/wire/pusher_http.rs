@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 /// One Pusher event: the `/events` body, and one item of a batch.
 #[derive(Debug, Deserialize)]
-pub struct PusherTrigger {
+pub(crate) struct PusherTrigger {
     pub name: String,
     /// A JSON string (the SDKs encode objects first); anything else is refused.
     pub data: Box<RawValue>,
@@ -21,6 +21,6 @@ pub struct PusherTrigger {
 
 /// The `/batch_events` body.
 #[derive(Debug, Deserialize)]
-pub struct PusherBatch {
+pub(crate) struct PusherBatch {
     pub batch: Vec<PusherTrigger>,
 }

@@ -8,7 +8,7 @@ use crate::upstream::pusher::classify::class_of_status;
 use crate::upstream::{ErrorClass, VendorError};
 
 /// `Ok(())` when the receiver took the event, else the classified failure.
-pub fn classify(status: u16, body: &[u8]) -> Result<(), VendorError> {
+pub(crate) fn classify(status: u16, body: &[u8]) -> Result<(), VendorError> {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let message = || {

@@ -11,13 +11,13 @@ use crate::upstream::{ErrorClass, OutboundEvent, PublicInfo, Vendor, VendorError
 
 /// The webhook adapter.
 #[derive(Debug)]
-pub struct WebhookVendor {
+pub(crate) struct WebhookVendor {
     config: WebhookConfig,
     http: HttpClient,
 }
 
 impl WebhookVendor {
-    pub fn new(config: WebhookConfig, http: HttpClient) -> Self {
+    pub(crate) fn new(config: WebhookConfig, http: HttpClient) -> Self {
         WebhookVendor { config, http }
     }
 

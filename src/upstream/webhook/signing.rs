@@ -4,7 +4,7 @@ use crate::upstream::pusher::signing::hmac_hex;
 use crate::upstream::Secret;
 
 /// The `X-Understudy-Signature` value for `body`.
-pub fn signature(secret: &Secret, body: &[u8]) -> String {
+pub(crate) fn signature(secret: &Secret, body: &[u8]) -> String {
     format!("sha256={}", hmac_hex(secret, body))
 }
 
