@@ -5,7 +5,7 @@
 //! through its own WebSocket, SSE and polling transports, so a client can switch path and resume
 //! with nothing lost and nothing duplicated.
 //!
-//! # Layers
+//! # Layers (diagram: docs/architecture.md)
 //! Imports run one way: a file names its own layer and the layers below it, never one above
 //! (held by `tests/it/layering.rs`, which maps each file to its layer by path). Bottom first:
 //! 1. **domain**: [`core`]; failover's pure machine (`failover::{machine, health, route, mode}`);
@@ -39,7 +39,7 @@
 //!   protocol 7 for pusher-js on `/app/{key}` in `pusher_ws`), the wire types, the one error
 //!   mapping, per-connection control signals, and what every connection is held to (listener caps
 //!   and the new-subscriber rate in `admission`, read and write deadlines in `deadline`, refusals a
-//!   browser can read in `later`).
+//!   browser can read in `later`), and the handles every edge shares (`state`: [`AppState`]).
 //! - [`lifecycle`]: readiness, drain and the goodbye to long-lived connections.
 //! - [`ops`]: the admin listener: status, modes, maintenance, drain, audit trail, dashboard,
 //!   metrics.
@@ -47,7 +47,8 @@
 //! - [`tenant`]: the customers sharing a node: which channels each owns, their publisher keys,
 //!   apps and quotas, and what each uses now (`tenant::Usage`: publish buckets, connection
 //!   seats), held against them at every ingress by `transport::tenancy`.
-//! - [`upstream`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes.
+//! - [`upstream`]: forwarding to realtime vendors (Pusher, Ably, signed webhook) on bounded lanes,
+//!   and what the lanes observe (`upstream::observation`), read by the failover driver.
 //! - [`failover`]: vendor health, the failover state machine, operator mode and the route; a
 //!   vendor set per tenant with vendor credentials of its own, modes and routes per tenant.
 //! - [`web`]: the clinic demo served under `/demo` when `demo.enabled` (pages embedded from
