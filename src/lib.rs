@@ -19,7 +19,7 @@
 //! 6. **config**: parses and validates the whole file, naming each module's settings.
 //! 7. **edges**: [`transport`], [`ops`], [`web`]; the handles they share are
 //!    [`transport::AppState`], built by `app`.
-//! 8. **wiring**: [`app`], [`telemetry`].
+//! 8. **wiring**: [`app`], [`telemetry`], and the fuzz harness (`fuzzing`, under `--cfg fuzzing`).
 //!
 //! # Layout
 //! - [`app`]: wires everything; owns the listeners, background tasks and the shutdown sequence;
@@ -55,6 +55,12 @@
 //!   `src/web/demo/`, and the demo's small backend). The browser client `src/web/understudy.js`
 //!   is served by [`transport`].
 
+// The public API is what the binary (`main.rs`, `admin_cli`), `loadtest/`, `tests/` and `fuzz/`
+// name: the root re-exports below; `core`'s channel names, events and read positions; failover's
+// route, canary and observations; `upstream`'s adapters, lanes, signing, HTTP client and TLS (the
+// vendor tests drive them against sockudo); `ops::audit` (the audit CLI and its tests); `config`;
+// `tenant`; `telemetry::init`; `app::reload::reload_on`. Every other module and item is
+// `pub(crate)`, so the compiler reports what nothing uses.
 pub mod app;
 pub(crate) mod auth;
 pub mod config;
