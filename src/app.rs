@@ -31,8 +31,7 @@ use crate::tenant::{Owners, TenantConfig, Tenants};
 use crate::transport;
 use crate::transport::admission::Admission;
 use crate::transport::control::Control;
-use crate::transport::state::ConfigOrigin;
-pub use crate::transport::state::{Admissions, AppState};
+pub use crate::transport::state::{Admissions, AppState, Handles};
 use crate::upstream::BuildError;
 
 mod serve;
@@ -70,7 +69,7 @@ impl AppState {
         engine
             .registry()
             .set_owners(Arc::new(Owners(tenants.clone())));
-        let state = Self {
+        let state = Self::from_handles(Handles {
             maintenance: Maintenance::default(),
             control: Arc::new(Control::default()),
             audit,
@@ -89,7 +88,7 @@ impl AppState {
             admission: Admissions::new(&config.server.connections),
             reloader: Arc::new(reload::ConfigReloader),
             config: Arc::new(ArcSwap::from_pointee(config)),
-        };
+        });
         state.refresh_self_path();
         Ok(state)
     }
@@ -221,8 +220,8 @@ impl App {
 
     /// Reloads (SIGHUP, `POST /admin/reload`) read `source` again: the file and environment the
     /// configuration was loaded from. Without it a reload is refused.
-    pub fn with_source(mut self, source: ConfigSource) -> Self {
-        self.state.origin = Arc::new(ConfigOrigin::new(source));
+    pub fn with_source(self, source: ConfigSource) -> Self {
+        self.state.origin.set_source(source);
         self
     }
 

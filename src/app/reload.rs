@@ -72,7 +72,12 @@ impl AppState {
     }
 
     async fn reload_now(&self) -> Result<Reloaded, ReloadError> {
-        let source = self.origin.source.clone().ok_or(ReloadError::NoSource)?;
+        let source = self
+            .origin
+            .source
+            .get()
+            .cloned()
+            .ok_or(ReloadError::NoSource)?;
         let loaded = tokio::task::spawn_blocking(move || source.load())
             .await
             .unwrap_or_else(|e| Err(ConfigError(vec![format!("reading the configuration: {e}")])));
@@ -157,8 +162,8 @@ mod tests {
             (k == "UNDERSTUDY_AUDIT_DIR").then(|| audit.clone())
         });
         let background = Background::default();
-        let mut state = AppState::new(source.load().unwrap(), &background).unwrap();
-        state.origin = Arc::new(ConfigOrigin::new(source));
+        let state = AppState::new(source.load().unwrap(), &background).unwrap();
+        state.origin.set_source(source);
         (state, file, background)
     }
 

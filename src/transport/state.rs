@@ -22,12 +22,33 @@ use crate::tenant::{Tenants, Usage};
 use crate::transport::admission::{self, Admission, Listener};
 use crate::transport::control::Control;
 
-/// Everything a request handler may touch. Cheap to clone: named `Arc` handles.
+/// Everything a request handler may touch ([`Handles`], read through `Deref`). One `Arc`: every
+/// request and every connection holds a clone, so a clone is one count and the state an idle
+/// connection keeps is one pointer.
+#[derive(Clone, Debug)]
+pub struct AppState(Arc<Handles>);
+
+impl AppState {
+    pub fn from_handles(handles: Handles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// The handles in an [`AppState`]: named `Arc`s, each shared with the part of the node that owns
+/// it.
 ///
 /// What a reload changes sits behind an `ArcSwap`: read it with `load()` (lock-free) and do not
 /// hold the guard across an `.await` (copy the value out, or `load_full()`).
-#[derive(Clone, Debug)]
-pub struct AppState {
+#[derive(Debug)]
+pub struct Handles {
     /// The configuration in force, replaced whole by a reload.
     pub config: Arc<ArcSwap<Config>>,
     /// Channels, sequencing, history and live fan-out: this node's, or shared through Redis.
@@ -117,17 +138,17 @@ impl Admissions {
 /// Where the running configuration came from, and the lock that runs reloads one at a time.
 #[derive(Debug, Default)]
 pub struct ConfigOrigin {
-    /// `None`: the app was built from a `Config` alone; reloads are refused.
-    pub(crate) source: Option<ConfigSource>,
+    /// Unset: the app was built from a `Config` alone; reloads are refused. Set once, at start,
+    /// before the state serves anything.
+    pub(crate) source: std::sync::OnceLock<ConfigSource>,
     pub(crate) one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl ConfigOrigin {
-    pub fn new(source: ConfigSource) -> Self {
-        Self {
-            source: Some(source),
-            one_at_a_time: tokio::sync::Mutex::new(()),
-        }
+    /// Names the source reloads read. The first call wins: the origin of a running node does not
+    /// change.
+    pub fn set_source(&self, source: ConfigSource) {
+        let _ = self.source.set(source);
     }
 }
 
