@@ -135,12 +135,17 @@ channels = ["b.*"]
 publisher_keys = ["$TENANT_B_KEY"]
 CONF
 
-start_server() { # log name
-  env UNDERSTUDY_LISTEN="127.0.0.1:$PORT" UNDERSTUDY_ADMIN_LISTEN="127.0.0.1:$ADMIN" \
+launch() { # log name, port, admin port: starts an understudy in the background
+  mkdir -p "$OUT/audit-$1"
+  env UNDERSTUDY_LISTEN="127.0.0.1:$2" UNDERSTUDY_ADMIN_LISTEN="127.0.0.1:$3" \
   UNDERSTUDY_SUBSCRIBE_AUTH=none UNDERSTUDY_LOG=warn UNDERSTUDY_ADMIN_TOKEN="$ADMIN_TOKEN" \
   UNDERSTUDY_AUDIT_DIR="$OUT/audit-$1" \
   UNDERSTUDY_VENDOR_URL="pusher://$APP_KEY:$UNDERSTUDY_PUSHER_SECRET@127.0.0.1:$RPORT/$APP_ID?tls=false" \
     "$BIN/understudy" serve --config "$OUT/understudy.toml" >"$OUT/understudy-$1.log" 2>&1 &
+}
+
+start_server() { # log name
+  launch "$1" "$PORT" "$ADMIN"
   SERVER_PID=$!
   # Wait for the vendor path: the canary must have proved it.
   local route=
@@ -157,13 +162,8 @@ rc=0
 # shows what the flood costs the machine (the load tool, the other server) apart from the server.
 CONTROL_PID=
 start_control() {
-  env UNDERSTUDY_LISTEN="127.0.0.1:$CPORT" UNDERSTUDY_ADMIN_LISTEN="127.0.0.1:$CADMIN" \
-  UNDERSTUDY_SUBSCRIBE_AUTH=none UNDERSTUDY_LOG=warn UNDERSTUDY_ADMIN_TOKEN="$ADMIN_TOKEN" \
-  UNDERSTUDY_AUDIT_DIR="$OUT/audit-control-sink" \
-  UNDERSTUDY_VENDOR_URL="pusher://$APP_KEY:$UNDERSTUDY_PUSHER_SECRET@127.0.0.1:$RPORT/$APP_ID?tls=false" \
-    "$BIN/understudy" serve --config "$OUT/understudy.toml" >"$OUT/understudy-control-sink.log" 2>&1 &
+  launch control-sink "$CPORT" "$CADMIN"
   CONTROL_PID=$!
-  mkdir -p "$OUT/audit-control-sink"
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$CPORT/v1/route" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "the control sink did not start; see $OUT/understudy-control-sink.log" >&2; exit 2
 }
@@ -174,7 +174,6 @@ MODES=(baseline flood)
 for i in $(seq "$RUNS"); do
   for mode in "${MODES[@]}"; do
     run="$mode-$i"
-    mkdir -p "$OUT/audit-$run"
     start_server "$run"
     a_rate=0
     a_url=()
