@@ -10,6 +10,9 @@
 //! - The same goes for the socket's read side ([`GatedRead`]), which hyper checks on every poll
 //!   while a response streams.
 //!
+//! - A connection that opens with `GET /v1/sse` is served on its socket without hyper
+//!   ([`sse_socket`]), so an open stream keeps none of hyper's per-connection buffers.
+//!
 //! Every connection is admitted against the listener's caps first (a refused one is answered
 //! `503 too_many_connections` on the socket and closed at once, see `transport::admission`), and
 //! then held to deadlines: hyper's header read timeout (which also bounds a kept-alive
@@ -40,6 +43,8 @@ use crate::ops::metrics::Metrics;
 use crate::transport::admission::{self, Admission, Permit};
 use crate::transport::deadline::{DeadlineBody, Guarded};
 use crate::transport::wake::{GatedRead, WakeFlag};
+
+mod sse_socket;
 
 /// What a listener admits and the configuration its deadlines are read from.
 pub(crate) struct Gate {
@@ -108,6 +113,28 @@ async fn connection(
     router: Router,
     close: CancellationToken,
 ) {
+    match sse_socket::opening(&stream, deadlines.header, &close).await {
+        sse_socket::Opening::Sse => {
+            let (header, write) = (deadlines.header, deadlines.write);
+            sse_socket::serve(stream, permit, header, write, router, close).await
+        }
+        sse_socket::Opening::Gone => {}
+        // Boxed: the task keeps the largest state of its future for as long as it lives, and an
+        // SSE stream's should not be sized by hyper's connection.
+        sse_socket::Opening::Other => {
+            Box::pin(http(stream, permit, deadlines, router, close)).await
+        }
+    }
+}
+
+/// Serves the connection with hyper: requests one after another, and upgrades.
+async fn http(
+    stream: TcpStream,
+    permit: Permit,
+    deadlines: Deadlines,
+    router: Router,
+    close: CancellationToken,
+) {
     let body_limit = deadlines.body;
     let service = router.map_request(move |req: Request<Incoming>| {
         req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_limit)))
@@ -153,4 +180,23 @@ async fn on_accept_error(e: io::Error) {
     }
     error!(error = %e, "accepting a connection failed; retrying in 1 s");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of the future `f` returns, without making one.
+    fn future_size<A, B, C, D, E, F: Future>(_: impl FnOnce(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn an_open_sse_stream_task_keeps_little_besides_its_socket() {
+        // A connection's task keeps its future's largest state for as long as it is open: hyper's
+        // connection and the steps before an SSE answer are boxed while they run, so an open
+        // stream keeps its socket, its body and the write in progress.
+        let size = future_size(connection);
+        assert!(size <= 1024, "a connection's future is {size} bytes");
+    }
 }

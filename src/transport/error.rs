@@ -76,6 +76,10 @@ pub enum ApiError {
         "GET /v1/ws is a WebSocket endpoint and {0}; connect with a WebSocket client (RFC 6455)"
     )]
     NotWebSocket(String),
+    #[error("the request head is over {0} bytes or 100 headers")]
+    HeadTooLarge(usize),
+    #[error("{0}")]
+    MalformedRequest(String),
     #[error(transparent)]
     VendorAuth(#[from] VendorAuthError),
     #[error(transparent)]
@@ -97,7 +101,8 @@ impl ApiError {
             BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidJson(_) | InvalidQuery(_) | InvalidCursor(_) | InvalidPath(_)
-            | BodyUnreadable | NotWebSocket(_) => StatusCode::BAD_REQUEST,
+            | BodyUnreadable | NotWebSocket(_) | MalformedRequest(_) => StatusCode::BAD_REQUEST,
+            HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             InvalidField(_) | InvalidChannel(_) | TooManyChannels(_) | TooManyEvents(_)
             | ConfigInvalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReloadUnavailable => StatusCode::CONFLICT,
@@ -145,6 +150,8 @@ impl ApiError {
             ReloadUnavailable => "reload_unavailable",
             ReloadFailed => "reload_failed",
             NotWebSocket(_) => "not_websocket",
+            HeadTooLarge(_) => "request_head_too_large",
+            MalformedRequest(_) => "malformed_request",
             VendorAuth(e) => e.code(),
             Pusher(e) => e.code(),
             Tenant(r) => tenant_code(r),

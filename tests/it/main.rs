@@ -28,6 +28,7 @@ mod secure_defaults;
 mod self_path;
 mod shutdown;
 mod slow_consumer;
+mod sse_wire;
 mod subscriber_auth;
 mod tenant_routes;
 mod tenants;
