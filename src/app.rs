@@ -34,7 +34,7 @@ use crate::transport::control::Control;
 pub use crate::transport::state::{Admissions, AppState, Handles};
 use crate::upstream::BuildError;
 
-mod serve;
+pub(crate) mod serve;
 
 impl AppState {
     /// Builds the state and starts the vendor side (lanes, canaries, the failover driver) on

@@ -139,6 +139,29 @@ pub fn ws_handshake(mut parts: Parts) {
     assert_json_error(e);
 }
 
+/// The head of a connection that opens with `GET /v1/sse`, read without hyper: a whole head
+/// is a request with every header it listed, a refusal is the JSON error shape (400
+/// `malformed_request` or 431 `request_head_too_large`), never a panic.
+pub fn sse_head(data: &[u8]) {
+    match crate::app::serve::sse_socket::fuzz_head(data) {
+        Ok(None) => {}
+        Ok(Some(request)) => {
+            let mut headers = [httparse::EMPTY_HEADER; 100];
+            let mut again = httparse::Request::new(&mut headers);
+            assert!(matches!(
+                again.parse(data),
+                Ok(httparse::Status::Complete(_))
+            ));
+            assert_eq!(request.headers().len(), again.headers.len());
+        }
+        Err(e) => {
+            let status = e.status().as_u16();
+            assert!(status == 400 || status == 431, "{status}");
+            assert_json_error(e);
+        }
+    }
+}
+
 /// Server event frames: see `transport::ws::fuzz_frames`.
 pub fn ws_frames(data: &[u8]) {
     crate::transport::ws::fuzz_frames(data);

@@ -44,7 +44,7 @@ use crate::transport::admission::{self, Admission, Permit};
 use crate::transport::deadline::{DeadlineBody, Guarded};
 use crate::transport::wake::{GatedRead, WakeFlag};
 
-mod sse_socket;
+pub(crate) mod sse_socket;
 
 /// What a listener admits and the configuration its deadlines are read from.
 pub(crate) struct Gate {

@@ -142,6 +142,17 @@ async fn prepare(
     Some((io, head, framing))
 }
 
+/// A request head in arbitrary bytes, as [`read_head`] takes it once it has them all: the request,
+/// `None` for a head not yet whole, or the refusal it is answered with.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_head(data: &[u8]) -> Result<Option<Request<Body>>, ApiError> {
+    match parse_head(data) {
+        Ok(request) => Ok(request),
+        Err(HeadError::Refused(e)) => Err(e),
+        Err(HeadError::Gone) => unreachable!("parsing alone never loses the peer"),
+    }
+}
+
 /// Writes an answer and closes the connection.
 async fn send(io: &mut Io, head: Vec<u8>, framing: Framing) -> io::Result<()> {
     let (mut body, chunked) = match framing {
