@@ -475,7 +475,7 @@ impl Session {
         }
     }
 
-    /// Joins a channel and sends its opening messages (without flushing).
+    /// Joins a channel and sends its opening messages.
     async fn subscribe(
         &mut self,
         ch: ChannelName,
@@ -512,12 +512,18 @@ impl Session {
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Ws);
         self.signals.follow(&ch);
         self.feed.insert(sub);
-        let mut replayed = 0;
-        for Outgoing { bytes, .. } in opening {
-            self.feed(text(bytes)).await?;
-            replayed += 1;
+        // Written as event frames are, not through tungstenite: a replay would grow its write
+        // buffer, which keeps its size for the connection's life.
+        if self.unflushed {
+            self.flush().await?;
         }
-        self.delivered.add(replayed - 1);
+        let sent = self.events.send(
+            self.socket.get_ref(),
+            opening.iter().map(|Outgoing { bytes, .. }| &bytes[..]),
+        );
+        sent?;
+        self.drain_events().await?;
+        self.delivered.add(opening.len() as u64 - 1);
         Ok(None)
     }
 

@@ -7,8 +7,8 @@
 //! into one buffer per worker thread, warm from the previous connection, and sent with one
 //! `send`; what the socket does not take waits in a per-connection backlog.
 //!
-//! The opening's welcome and route go out the same way. Other control messages (subscribed,
-//! replies, pings, close) still go through tungstenite, which also reads the client's frames and
+//! The opening's welcome and route, and each channel's `subscribed` message and replay, go out
+//! the same way. Other control messages (replies, pings, close) still go through tungstenite, which also reads the client's frames and
 //! answers its pings. The two never interleave inside a frame: the session drains the backlog
 //! before tungstenite writes and flushes tungstenite before writing events.
 
@@ -163,6 +163,7 @@ impl EventWriter {
 
     /// Returns once the socket has taken the whole backlog.
     pub(crate) async fn drain(&mut self, stream: &TcpStream) -> io::Result<()> {
+        let had_backlog = !self.backlog.is_empty();
         while !self.backlog.is_empty() {
             stream.writable().await?;
             match stream.try_write(&self.backlog) {
@@ -172,8 +173,10 @@ impl EventWriter {
             }
         }
         self.boundary = 0;
-        // A long stall may have grown it; keep a connection's idle footprint small.
-        if self.backlog.capacity() > 16 * 1024 {
+        // A backlog exists only after a stall (or a replay the socket did not take at once), and
+        // a `BytesMut` advanced to its end still holds its allocation: let it go, so an idle
+        // connection keeps none.
+        if had_backlog {
             self.backlog = BytesMut::new();
         }
         Ok(())
@@ -307,5 +310,31 @@ mod tests {
             assert_eq!(&got[at + 2..at + 2 + small.len()], &small[..]);
             at += 2 + small.len();
         }
+    }
+
+    #[tokio::test]
+    async fn a_drained_backlog_keeps_no_buffer() {
+        let (server, mut client) = pair().await;
+        // Fill the socket while nobody reads, so the next frames wait in the backlog.
+        let filler = vec![0u8; 64 * 1024];
+        let mut filled = 0;
+        while let Ok(n) = server.try_write(&filler) {
+            filled += n;
+        }
+        let mut writer = EventWriter::default();
+        let small = Bytes::from_static(b"{\"n\":1}");
+        writer.send(&server, [&small[..]]).unwrap();
+        assert_eq!(writer.backlog(), 2 + small.len());
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; filled + 2 + small.len()];
+            client.read_exact(&mut got).await.unwrap();
+        });
+        writer.drain(&server).await.unwrap();
+        reader.await.unwrap();
+        // `try_reclaim` finds room only in an allocation the backlog still holds.
+        assert!(
+            !writer.backlog.try_reclaim(1),
+            "an idle connection keeps no backlog buffer"
+        );
     }
 }
