@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -28,15 +28,17 @@ const CHECKS_PER_TURN: usize = 8;
 
 pub(crate) async fn publish(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
+    // The headers are read where they are: the `HeaderMap` extractor would clone them.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let outcome = async {
-        let tenant = authorize(&state, &headers)?;
+        let tenant = authorize(&state, headers)?;
         tenancy::refuse_when_empty(&state, &tenant)?;
         let max_body = state.config.load().publish.max_body_bytes;
-        let bytes = read_json_body(&headers, body, max_body).await?;
+        let bytes = read_json_body(headers, body, max_body).await?;
         let item = check(&state, parse_json::<PublishBody>(&bytes)?)?;
         let channels: Vec<&ChannelName> = item.channels.iter().collect();
         tenancy::admit_publish(&state, &tenant, "key publishes", &channels)?;
