@@ -5,16 +5,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::{json, value::RawValue};
 use tokio::time::Instant;
 
 use super::body::{parse_json, read_json_body};
-use super::wire::{BatchBody, PublishBody, PublishResult};
+use super::wire::{BatchBody, PublishAnswer, PublishBody, PublishResult};
 use super::{tenancy, ApiError};
 use crate::core::{ChannelName, Event, EventDraft};
 use crate::tenant::{TenantConfig, TenantId};
@@ -43,7 +42,7 @@ pub(crate) async fn publish(
         let channels: Vec<&ChannelName> = item.channels.iter().collect();
         tenancy::admit_publish(&state, &tenant, "key publishes", &channels)?;
         let answer = publish_checked(&state, item, None, Some(&tenant.id)).await?;
-        Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+        Ok(answer.into_response())
     }
     .await;
     record(&state, &outcome, started);
@@ -105,7 +104,7 @@ pub(crate) async fn batch(
         let outcome = match item {
             Ok(item) => publish_checked(&state, item, deadline, Some(&tenant.id))
                 .await
-                .map(Answer::into_value),
+                .map(PublishAnswer::into_value),
             Err(e) => Err(e),
         };
         record(&state, &outcome, started);
@@ -175,27 +174,6 @@ pub(crate) async fn publish_item(
 ) -> Result<serde_json::Value, ApiError> {
     let item = check(state, item)?;
     Ok(publish_checked(state, item, None, None).await?.into_value())
-}
-
-/// A publish's answer, serialised straight into the response: building a `serde_json::Value`
-/// first cost an allocation per field and a second walk to write it.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Answer {
-    /// Sent as `channel`.
-    One(PublishResult),
-    /// Sent as `channels`: the id, and a result per channel.
-    Many {
-        id: Arc<str>,
-        results: Vec<PublishResult>,
-    },
-}
-
-impl Answer {
-    /// As a batch item or the demo's backend want it.
-    fn into_value(self) -> serde_json::Value {
-        serde_json::to_value(self).expect("publish results serialise")
-    }
 }
 
 /// A publish item checked whole, not yet published.
@@ -284,7 +262,7 @@ async fn publish_checked(
     item: Checked,
     deadline: Option<Instant>,
     owner: Option<&TenantId>,
-) -> Result<Answer, ApiError> {
+) -> Result<PublishAnswer, ApiError> {
     let Checked {
         channels,
         multi,
@@ -308,12 +286,12 @@ async fn publish_checked(
         results.push(PublishResult::new(ch.as_str(), p));
     }
     Ok(if multi {
-        Answer::Many {
+        PublishAnswer::Many {
             id: published[0].id.clone(),
             results,
         }
     } else {
-        Answer::One(results.swap_remove(0))
+        PublishAnswer::One(results.swap_remove(0))
     })
 }
 
