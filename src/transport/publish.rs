@@ -39,8 +39,19 @@ pub(crate) async fn publish(
         let max_body = state.config.load().publish.max_body_bytes;
         let bytes = read_json_body(headers, body, max_body).await?;
         let item = check(&state, parse_json::<PublishBody>(&bytes)?)?;
-        let channels: Vec<&ChannelName> = item.channels.iter().collect();
-        tenancy::admit_publish(&state, &tenant, "key publishes", &channels)?;
+        // One channel (nearly every publish) is held to the quotas without a list built for it.
+        let (one, several): ([&ChannelName; 1], Vec<&ChannelName>);
+        let channels: &[&ChannelName] = match item.channels.as_slice() {
+            [only] => {
+                one = [only];
+                &one
+            }
+            all => {
+                several = all.iter().collect();
+                &several
+            }
+        };
+        tenancy::admit_publish(&state, &tenant, "key publishes", channels)?;
         let answer = publish_checked(&state, item, None, Some(&tenant.id)).await?;
         Ok(answer.into_response())
     }
@@ -187,14 +198,14 @@ struct Checked {
 
 /// Checks one publish item whole: nothing about it is refused once publishing starts.
 fn check(state: &AppState, item: PublishBody) -> Result<Checked, ApiError> {
-    let (channels, multi) = match (item.channel, item.channels) {
+    let (channels, multi) = match (&item.channel, &item.channels) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidField(
                 "give either channel or channels, not both".into(),
             ))
         }
-        (Some(c), None) => (vec![c], false),
-        (None, Some(cs)) => (cs, true),
+        (Some(c), None) => (std::slice::from_ref(c), false),
+        (None, Some(cs)) => (cs.as_slice(), true),
         (None, None) => {
             return Err(ApiError::InvalidField(
                 "missing field `channel` (or `channels` for several)".into(),
@@ -273,7 +284,9 @@ async fn publish_checked(
         .engine
         .publish_all(&channels, &draft, deadline)
         .await?;
-    let mut results = Vec::with_capacity(published.len());
+    // A list of results only for an answer that lists them (`channels`).
+    let mut results = Vec::with_capacity(if multi { published.len() } else { 0 });
+    let mut only = None;
     for (ch, p) in channels.iter().zip(&published) {
         if let Some(event) = &p.event {
             forward(state, event, priority, None, owner);
@@ -283,15 +296,19 @@ async fn publish_checked(
         } else {
             state.metrics.publish_accepted.increment(1);
         }
-        results.push(PublishResult::new(ch.as_str(), p));
+        let result = PublishResult::new(ch, p);
+        if multi {
+            results.push(result);
+        } else {
+            only = Some(result);
+        }
     }
-    Ok(if multi {
-        PublishAnswer::Many {
+    Ok(match only {
+        Some(result) => PublishAnswer::One(result),
+        None => PublishAnswer::Many {
             id: published[0].id.clone(),
             results,
-        }
-    } else {
-        PublishAnswer::One(results.swap_remove(0))
+        },
     })
 }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::core::{json, Position, Published};
+use crate::core::{json, ChannelName, Epoch, Position, Published};
 
 /// A publish request body, also one item of a batch.
 #[derive(Debug, Deserialize)]
@@ -36,38 +36,49 @@ pub(crate) struct BatchBody {
 
 /// One channel's publish result. Serialised straight into the answer, so its fields are in the
 /// order the answer has always had (alphabetical, as a `serde_json::Value` writes them).
+/// The channel and epoch are the shared names, not copies.
 #[derive(Debug, Serialize)]
 pub(crate) struct PublishResult {
-    pub channel: String,
+    #[serde(serialize_with = "channel_str")]
+    pub channel: ChannelName,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
-    pub epoch: String,
+    #[serde(serialize_with = "epoch_str")]
+    pub epoch: Epoch,
     pub id: Arc<str>,
     pub seq: u64,
 }
 
 impl PublishResult {
-    pub(crate) fn new(channel: &str, p: &Published) -> Self {
+    pub(crate) fn new(channel: &ChannelName, p: &Published) -> Self {
         Self {
-            channel: channel.to_string(),
+            channel: channel.clone(),
             seq: p.seq,
-            epoch: p.epoch.to_string(),
+            epoch: p.epoch.clone(),
             id: p.id.clone(),
             duplicate: p.duplicate,
         }
     }
 }
 
+fn channel_str<S: serde::Serializer>(c: &ChannelName, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.as_str())
+}
+
+fn epoch_str<S: serde::Serializer>(e: &Epoch, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(e.as_str())
+}
+
 impl PublishResult {
     /// Appends the result as its derived `Serialize` writes it (which batch answers use).
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(br#"{"channel":"#);
-        json::push_str(out, &self.channel);
+        json::push_str(out, self.channel.as_str());
         if self.duplicate {
             out.extend_from_slice(br#","duplicate":true"#);
         }
         out.extend_from_slice(br#","epoch":"#);
-        json::push_str(out, &self.epoch);
+        json::push_str(out, self.epoch.as_str());
         out.extend_from_slice(br#","id":"#);
         json::push_str(out, &self.id);
         out.extend_from_slice(br#","seq":"#);
@@ -226,9 +237,9 @@ mod tests {
 
     fn result(channel: &str, id: &str, duplicate: bool) -> PublishResult {
         PublishResult {
-            channel: channel.into(),
+            channel: ChannelName::parse(channel).unwrap(),
             duplicate,
-            epoch: "e\"1".into(),
+            epoch: Epoch::from_client("e\"1"),
             id: Arc::from(id),
             seq: u64::MAX,
         }
