@@ -181,7 +181,7 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<TenantConfig>,
 /// (no tenant's key, so no tenant's quota).
 pub(crate) async fn publish_item(
     state: &AppState,
-    item: PublishBody,
+    item: PublishBody<'_>,
 ) -> Result<serde_json::Value, ApiError> {
     let item = check(state, item)?;
     Ok(publish_checked(state, item, None, None).await?.into_value())
@@ -197,7 +197,7 @@ struct Checked {
 }
 
 /// Checks one publish item whole: nothing about it is refused once publishing starts.
-fn check(state: &AppState, item: PublishBody) -> Result<Checked, ApiError> {
+fn check(state: &AppState, item: PublishBody<'_>) -> Result<Checked, ApiError> {
     let (channels, multi) = match (&item.channel, &item.channels) {
         (Some(_), Some(_)) => {
             return Err(ApiError::InvalidField(
@@ -256,7 +256,7 @@ fn check(state: &AppState, item: PublishBody) -> Result<Checked, ApiError> {
             )))
         }
     };
-    let draft = EventDraft::new(Arc::from(item.name), data, item.id.map(Arc::from));
+    let draft = EventDraft::new(Arc::from(&*item.name), data, item.id.map(Arc::from));
     Ok(Checked {
         channels,
         multi,

@@ -3,29 +3,82 @@
 
 pub(crate) mod pusher_http;
 
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::core::{json, ChannelName, Epoch, Position, Published};
 
-/// A publish request body, also one item of a batch.
+/// A publish request body, also one item of a batch. Its channels and name are read in place
+/// from the body's bytes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PublishBody {
-    pub channel: Option<String>,
-    pub channels: Option<Vec<String>>,
-    pub name: String,
+pub(crate) struct PublishBody<'a> {
+    #[serde(borrow)]
+    pub channel: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub channels: Option<Vec<Text<'a>>>,
+    #[serde(borrow)]
+    pub name: Text<'a>,
     #[serde(default)]
     pub data: Option<Box<RawValue>>,
     pub id: Option<String>,
     /// Vendor lane: `realtime` (default) or `bulk`.
     pub priority: Option<String>,
+}
+
+/// A JSON string borrowed from the body it was parsed from when it has no escapes (nearly
+/// always), copied only when it has. Refuses what a `String` refuses, in the same words.
+#[derive(Debug)]
+pub(crate) struct Text<'a>(Cow<'a, str>);
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Self(Cow::Borrowed(s))
+    }
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Cow<'de, str>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        deserializer.deserialize_str(Visit).map(Text)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +296,33 @@ mod tests {
             id: Arc::from(id),
             seq: u64::MAX,
         }
+    }
+
+    #[test]
+    fn a_body_s_names_are_read_in_place_unless_escaped() {
+        let body: PublishBody =
+            serde_json::from_slice(br#"{"channel":"a\"b","name":"n"}"#).unwrap();
+        assert!(matches!(body.name.0, Cow::Borrowed("n")));
+        assert!(matches!(body.channel.unwrap().0, Cow::Owned(ref c) if c == "a\"b"));
+        for bad in [
+            r#"{"channel":5,"name":"n"}"#,
+            r#"{"channels":[null],"name":"n"}"#,
+        ] {
+            let text = serde_json::from_str::<PublishBody>(bad)
+                .unwrap_err()
+                .to_string();
+            let string = serde_json::from_str::<Owned>(bad).unwrap_err().to_string();
+            assert_eq!(text, string);
+        }
+    }
+
+    /// The body as it was parsed before, owning its strings: the wording of errors to match.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Owned {
+        channel: Option<String>,
+        channels: Option<Vec<String>>,
+        name: String,
     }
 
     #[test]
