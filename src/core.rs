@@ -10,6 +10,7 @@ pub(crate) mod error;
 pub mod event;
 pub(crate) mod history;
 pub(crate) mod idempotency;
+pub(crate) mod json;
 pub(crate) mod live;
 pub(crate) mod registry;
 

@@ -42,6 +42,9 @@ pub(crate) use publish::publish_item;
 pub use state::{Admissions, AppState};
 
 pub fn router(state: AppState) -> Router {
+    // Publishing is server to server: it carries a publisher key or an app secret's signature,
+    // which no page holds, so these routes do without the CORS layer and the headers it builds
+    // for every answer (a tenth of a publish's instructions).
     Router::new()
         .route("/v1/publish", post(publish::publish))
         .route("/v1/publish/batch", post(publish::batch))
@@ -50,6 +53,16 @@ pub fn router(state: AppState) -> Router {
             "/apps/{app_id}/batch_events",
             post(pusher_http::batch_events),
         )
+        .method_not_allowed_fallback(method_not_allowed)
+        .merge(browser_routes(&state))
+        .with_state(state.clone())
+        .merge(crate::web::demo_router(state))
+}
+
+/// What pages call, on this origin or another: subscribing, history, the route, vendor auth,
+/// the client script and Ably's REST publish from ably-js. Misses answer here too, under CORS.
+fn browser_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route("/v1/ws", get(ws::upgrade))
         .route("/app/{key}", get(pusher_ws::upgrade))
         .route("/v1/sse", get(sse::stream))
@@ -74,9 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(cors(&state))
-        .with_state(state.clone())
-        .merge(crate::web::demo_router(state))
+        .layer(cors(state))
 }
 
 /// Pages on other origins call the API with a token (never cookies), so origins are matched

@@ -3,11 +3,12 @@
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+#[cfg(test)]
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
-use super::{ChannelName, Epoch};
+use super::{json, ChannelName, Epoch};
 
 /// A sequenced event. Immutable once built; shared by history, every subscriber and the vendor
 /// lanes through `Arc<Event>`.
@@ -58,8 +59,7 @@ impl Event {
         // Sized once for what the frame holds (names, numbers, the data; escapes are rare), so
         // writing it does not grow the buffer five or six times from empty.
         let mut frame = Vec::with_capacity(fields.size_hint());
-        serde_json::to_writer(&mut frame, &fields)
-            .expect("event frame serialises: every field is a string, a number or valid JSON");
+        fields.write(&mut frame);
         Self {
             channel,
             seq,
@@ -87,9 +87,11 @@ impl Event {
     }
 }
 
-#[derive(Serialize)]
+/// The event's wire message. Written by hand ([`Frame::write`]); the derived `Serialize` is the
+/// tests' reference for it.
+#[cfg_attr(test, derive(Serialize))]
 struct Frame<'a> {
-    #[serde(rename = "type")]
+    #[cfg_attr(test, serde(rename = "type"))]
     kind: &'static str,
     channel: &'a str,
     seq: u64,
@@ -101,6 +103,27 @@ struct Frame<'a> {
 }
 
 impl Frame<'_> {
+    /// Appends the frame: what `serde_json::to_writer` writes for it, keys written as they are.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"type":"#);
+        json::push_str(out, self.kind);
+        out.extend_from_slice(br#","channel":"#);
+        json::push_str(out, self.channel);
+        out.extend_from_slice(br#","seq":"#);
+        json::push_u64(out, self.seq);
+        out.extend_from_slice(br#","epoch":"#);
+        json::push_str(out, self.epoch);
+        out.extend_from_slice(br#","id":"#);
+        json::push_str(out, self.id);
+        out.extend_from_slice(br#","name":"#);
+        json::push_str(out, self.name);
+        out.extend_from_slice(br#","data":"#);
+        out.extend_from_slice(self.data.get().as_bytes());
+        out.extend_from_slice(br#","ts":"#);
+        json::push_u64(out, self.ts);
+        out.push(b'}');
+    }
+
     /// The frame's length when no string needs escaping: the keys and punctuation, two numbers
     /// of at most 20 digits, and the strings and data as they are.
     fn size_hint(&self) -> usize {
@@ -235,6 +258,30 @@ mod tests {
             let written = serde_json::to_vec(&fields).unwrap();
             assert!(written.len() <= fields.size_hint(), "{}", written.len());
             assert!(fields.size_hint() - written.len() <= 40);
+        }
+    }
+
+    #[test]
+    fn the_frame_is_written_as_serde_json_writes_it() {
+        let data = Arc::from(RawValue::from_string(r#"{"t": [1, "\"x\""]}"#.into()).unwrap());
+        for (id, name) in [
+            ("0123456789abcdef", "n"),
+            ("say \"hi\"", "tab\tand\\"),
+            ("", "ü✓"),
+        ] {
+            let fields = Frame {
+                kind: "event",
+                channel: "clinic.room-1",
+                seq: u64::MAX,
+                epoch: "e1",
+                id,
+                name,
+                data: &data,
+                ts: 1_700_000_000_000,
+            };
+            let mut written = Vec::new();
+            fields.write(&mut written);
+            assert_eq!(written, serde_json::to_vec(&fields).unwrap());
         }
     }
 

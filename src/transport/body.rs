@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use super::deadline::BodyTimedOut;
 use super::ApiError;
@@ -86,7 +86,7 @@ fn unreadable(e: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> ApiE
 
 /// Parses JSON, telling syntax errors (400, with line and column) from schema errors (422,
 /// naming the field).
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     // Most bodies parse: tracking the path costs about a third of the parse, so it is paid only
     // to name the field of a body that failed (parsing the same bytes fails the same way).
     if let Ok(value) = serde_json::from_slice(bytes) {

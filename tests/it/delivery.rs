@@ -270,6 +270,50 @@ async fn browsers_on_other_origins_pass_the_cors_preflight() {
     assert!(allowed.contains("authorization") && allowed.contains("content-type"));
 }
 
+/// Publishing is server to server: a publish route answers without CORS headers and refuses a
+/// preflight, while what pages call (and a miss) still carries them.
+#[tokio::test]
+async fn publish_routes_answer_without_cors() {
+    let s = Server::start().await;
+    let r = s
+        .http
+        .post(format!("{}/v1/publish", s.base))
+        .bearer_auth(KEY)
+        .header("Origin", "https://screens.example.com")
+        .json(&json!({"channel": "nocors", "name": "n", "data": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for name in [
+        "access-control-allow-origin",
+        "access-control-expose-headers",
+        "vary",
+    ] {
+        assert!(r.headers().get(name).is_none(), "{name} on a publish");
+    }
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/v1/publish", s.base))
+        .header("Origin", "https://screens.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    for path in ["/v1/route", "/v1/nowhere"] {
+        let r = s
+            .http
+            .get(format!("{}{path}", s.base))
+            .header("Origin", "https://screens.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+    }
+}
+
 /// Event frames are written beside tungstenite: frames of every length encoding (7-bit, 16-bit and
 /// 64-bit lengths) arrive whole and in order, interleaved with the pongs tungstenite sends for the
 /// client's pings.
