@@ -186,7 +186,7 @@ impl PublishAnswer {
     pub(crate) fn into_response(self) -> Response {
         let mut response = Response::new(Body::from(self.to_json()));
         *response.status_mut() = StatusCode::ACCEPTED;
-        (response.headers_mut()).insert(
+        response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
