@@ -113,10 +113,11 @@ async fn connection(
     router: Router,
     close: CancellationToken,
 ) {
-    match sse_socket::opening(&stream, deadlines.header, &close).await {
+    let head_by = tokio::time::Instant::now() + deadlines.header;
+    match sse_socket::opening(&stream, head_by, &close).await {
         sse_socket::Opening::Sse => {
-            let (header, write) = (deadlines.header, deadlines.write);
-            sse_socket::serve(stream, permit, header, write, router, close).await
+            let write = deadlines.write;
+            sse_socket::serve(stream, permit, head_by, write, router, close).await
         }
         sse_socket::Opening::Gone => {}
         // Boxed: the task keeps the largest state of its future for as long as it lives, and an

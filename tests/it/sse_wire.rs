@@ -202,3 +202,17 @@ async fn a_peer_that_leaves_is_noticed_without_a_write() {
     .await;
     assert_eq!(s.publish_seq("gone", 1).await, 1);
 }
+
+#[tokio::test]
+async fn a_stream_head_that_never_ends_is_cut_at_the_header_deadline() {
+    let s = Server::with("[auth]\nsubscribe = \"none\"\n[server]\nheader_read_timeout_ms = 1000\n")
+        .await;
+    // Enough to be taken for a stream, never the blank line that ends the head.
+    let mut sock = open(&s, b"GET /v1/sse?channel=slow HTTP/1.1\r\nHost: x\r\n").await;
+    assert_eq!(
+        read_to_close(&mut sock).await,
+        "",
+        "closed without an answer"
+    );
+    assert_eq!(s.publish_seq("slow", 1).await, 1);
+}

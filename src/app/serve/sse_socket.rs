@@ -31,6 +31,7 @@ use bytes::Bytes;
 use http_body::Body as HttpBody;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -63,15 +64,16 @@ pub(super) enum Opening {
 }
 
 /// Peeks at the start of a new connection's first request (nothing is read off the socket).
+/// `head_by` is the header deadline, counted from the accept.
 pub(super) async fn opening(
     stream: &TcpStream,
-    header_deadline: Duration,
+    head_by: Instant,
     close: &CancellationToken,
 ) -> Opening {
     let mut start = [0u8; SSE_REQUEST.len() + 1];
     let peeked = tokio::select! {
         () = close.cancelled() => return Opening::Gone,
-        peeked = tokio::time::timeout(header_deadline, stream.peek(&mut start)) => peeked,
+        peeked = tokio::time::timeout_at(head_by, stream.peek(&mut start)) => peeked,
     };
     match peeked {
         Err(_) => {
@@ -104,13 +106,13 @@ fn classify(start: &[u8]) -> Opening {
 pub(super) async fn serve(
     stream: TcpStream,
     permit: Permit,
-    header_deadline: Duration,
+    head_by: Instant,
     write_deadline: Duration,
     router: Router,
     close: CancellationToken,
 ) {
     let io = Guarded::new(GatedRead::new(stream), write_deadline, permit);
-    let prepared = Box::pin(prepare(io, header_deadline, router, close)).await;
+    let prepared = Box::pin(prepare(io, head_by, router, close)).await;
     if let Some((mut io, head, framing)) = prepared {
         let _ = send(&mut io, head, framing).await;
     }
@@ -120,11 +122,11 @@ pub(super) async fn serve(
 /// left, or its head was refused and answered).
 async fn prepare(
     mut io: Io,
-    header_deadline: Duration,
+    head_by: Instant,
     router: Router,
     close: CancellationToken,
 ) -> Option<(Io, Vec<u8>, Framing)> {
-    let request = match read_head_within(&mut io, header_deadline, &close).await {
+    let request = match read_head_within(&mut io, head_by, &close).await {
         Ok(request) => request,
         Err(HeadError::Gone) => return None,
         Err(HeadError::Refused(e)) => {
@@ -167,15 +169,15 @@ async fn send(io: &mut Io, head: Vec<u8>, framing: Framing) -> io::Result<()> {
     finish(io, if chunked { b"0\r\n\r\n" } else { b"" }).await
 }
 
-/// The head within the header deadline, unless the listener closes first.
+/// The head by the header deadline (counted from the accept), unless the listener closes first.
 async fn read_head_within(
     io: &mut Io,
-    deadline: Duration,
+    head_by: Instant,
     close: &CancellationToken,
 ) -> Result<Request<Body>, HeadError> {
     tokio::select! {
         () = close.cancelled() => Err(HeadError::Gone),
-        head = tokio::time::timeout(deadline, read_head(io)) => head.unwrap_or_else(|_| {
+        head = tokio::time::timeout_at(head_by, read_head(io)) => head.unwrap_or_else(|_| {
             Metrics::connection_timed_out("header").increment(1);
             Err(HeadError::Gone)
         }),
