@@ -6,7 +6,8 @@
 //! - [`DeadlineBody`]: a request body must arrive whole within the body deadline, counted from
 //!   its first read; one sent a byte a second fails with [`BodyTimedOut`] (`408 body_timeout`).
 //!
-//! The header deadline (which is also the keep-alive idle deadline) is hyper's own.
+//! The header deadline (which is also the keep-alive idle deadline) is hyper's own, and
+//! `app::serve::sse_socket`'s for a connection it serves without hyper.
 
 use std::future::Future;
 use std::io;

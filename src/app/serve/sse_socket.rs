@@ -24,10 +24,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response, Version};
+use axum::http::{header, HeaderName, HeaderValue, Request, Response, Version};
 use axum::response::IntoResponse;
 use axum::Router;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::Body as HttpBody;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -86,14 +86,8 @@ pub(super) async fn opening(
 }
 
 fn classify(start: &[u8]) -> Opening {
-    match start.split_last() {
-        Some((&after, path)) if start.len() == SSE_REQUEST.len() + 1 => {
-            if path == SSE_REQUEST && (after == b' ' || after == b'?') {
-                Opening::Sse
-            } else {
-                Opening::Other
-            }
-        }
+    match start.strip_prefix(SSE_REQUEST) {
+        Some(b" " | b"?") => Opening::Sse,
         _ => Opening::Other,
     }
 }
@@ -130,7 +124,7 @@ async fn prepare(
         Ok(request) => request,
         Err(HeadError::Gone) => return None,
         Err(HeadError::Refused(e)) => {
-            let (head, framing) = head_of(e.into_response(), Version::HTTP_11, false);
+            let (head, framing) = head_of(e.into_response(), Version::HTTP_11);
             if send(&mut io, head, framing).await.is_ok() {
                 linger(&mut io).await;
             }
@@ -138,9 +132,8 @@ async fn prepare(
         }
     };
     let version = request.version();
-    let head_only = request.method() == Method::HEAD;
     let Ok(response) = router.oneshot(request).await;
-    let (head, framing) = head_of(response, version, head_only);
+    let (head, framing) = head_of(response, version);
     Some((io, head, framing))
 }
 
@@ -158,7 +151,6 @@ pub(crate) fn fuzz_head(data: &[u8]) -> Result<Option<Request<Body>>, ApiError> 
 /// Writes an answer and closes the connection.
 async fn send(io: &mut Io, head: Vec<u8>, framing: Framing) -> io::Result<()> {
     let (mut body, chunked) = match framing {
-        Framing::None => return finish(io, &head).await,
         Framing::Length(body) => return Box::pin(whole(io, head, body)).await,
         Framing::Chunked(body) => (body, true),
         Framing::UntilClose(body) => (body, false),
@@ -281,10 +273,8 @@ fn parse_head(buf: &[u8]) -> Result<Option<Request<Body>>, HeadError> {
     Ok(Some(request))
 }
 
-/// How an answer's body goes on the wire.
+/// How an answer's body goes on the wire (the request is always a GET: see [`classify`]).
 enum Framing {
-    /// A HEAD request's: no body.
-    None,
     /// Known length: `content-length`, all at once.
     Length(Body),
     /// A stream to an HTTP/1.1 client: the chunked encoding.
@@ -294,14 +284,13 @@ enum Framing {
 }
 
 /// The answer's head, and how its body follows. Every answer closes the connection.
-fn head_of(response: Response<Body>, version: Version, head_only: bool) -> (Vec<u8>, Framing) {
+fn head_of(response: Response<Body>, version: Version) -> (Vec<u8>, Framing) {
     let (parts, body) = response.into_parts();
     let length = body.size_hint().exact();
-    let framing = match (head_only, length) {
-        (true, _) => Framing::None,
-        (false, Some(_)) => Framing::Length(body),
-        (false, None) if version == Version::HTTP_11 => Framing::Chunked(body),
-        (false, None) => Framing::UntilClose(body),
+    let framing = match length {
+        Some(_) => Framing::Length(body),
+        None if version == Version::HTTP_11 => Framing::Chunked(body),
+        None => Framing::UntilClose(body),
     };
     let mut head = Vec::with_capacity(512);
     let status = parts.status;
@@ -329,7 +318,7 @@ fn head_of(response: Response<Body>, version: Version, head_only: bool) -> (Vec<
             let _ = write!(head, "content-length: {}\r\n", length.unwrap_or(0));
         }
         Framing::Chunked(_) => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None | Framing::UntilClose(_) => {}
+        Framing::UntilClose(_) => {}
     }
     head.extend_from_slice(b"connection: close\r\n\r\n");
     (head, framing)
@@ -337,7 +326,8 @@ fn head_of(response: Response<Body>, version: Version, head_only: bool) -> (Vec<
 
 /// An answer of known length (an error, a refusal; small): head and body in one write.
 async fn whole(io: &mut Io, mut head: Vec<u8>, body: Body) -> io::Result<()> {
-    let body = axum::body::to_bytes(body, usize::MAX)
+    let length = body.size_hint().exact().unwrap_or(0);
+    let body = axum::body::to_bytes(body, usize::try_from(length).unwrap_or(usize::MAX))
         .await
         .map_err(io::Error::other)?;
     head.extend_from_slice(&body);
@@ -352,34 +342,29 @@ async fn finish(io: &mut Io, last: &[u8]) -> io::Result<()> {
 /// Writes the body's chunks until it ends, or until the peer leaves: a stream that would
 /// otherwise write nothing for a while notices a closed socket by reading it.
 async fn write_stream(io: &mut Io, body: &mut Body, chunked: bool) -> io::Result<()> {
-    let mut out: Option<(Vec<u8>, usize)> = None;
+    let mut out = Bytes::new();
     poll_fn(|cx| {
         if let Poll::Ready(gone) = poll_peer_gone(io, cx) {
             return Poll::Ready(gone);
         }
         loop {
-            if let Some((chunk, written)) = &mut out {
-                while *written < chunk.len() {
-                    match Pin::new(&mut *io).poll_write(cx, &chunk[*written..]) {
-                        Poll::Ready(Ok(0)) => {
-                            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()))
-                        }
-                        Poll::Ready(Ok(n)) => *written += n,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return Poll::Pending,
-                    }
+            while !out.is_empty() {
+                match Pin::new(&mut *io).poll_write(cx, &out) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => out.advance(n),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
                 }
-                out = None;
             }
+            // Let the last chunk's allocation go before waiting for the next.
+            out = Bytes::new();
             match Pin::new(&mut *body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            out = Some((frame_chunk(&data, chunked), 0));
-                        }
+                        out = frame_chunk(data, chunked);
                     }
                 }
             }
@@ -388,16 +373,17 @@ async fn write_stream(io: &mut Io, body: &mut Body, chunked: bool) -> io::Result
     .await
 }
 
-/// `data` as it goes on the wire: in the chunked encoding, its size in hex, CRLF, the data, CRLF.
-fn frame_chunk(data: &Bytes, chunked: bool) -> Vec<u8> {
-    if !chunked {
-        return data.to_vec();
+/// `data` as it goes on the wire: in the chunked encoding, its size in hex, CRLF, the data, CRLF
+/// (an empty chunk would end the body, so empty data stays empty); up to the close, as it is.
+fn frame_chunk(data: Bytes, chunked: bool) -> Bytes {
+    if !chunked || data.is_empty() {
+        return data;
     }
     let mut out = Vec::with_capacity(data.len() + 12);
     let _ = write!(out, "{:x}\r\n", data.len());
-    out.extend_from_slice(data);
+    out.extend_from_slice(&data);
     out.extend_from_slice(b"\r\n");
-    out
+    out.into()
 }
 
 /// Ready with `Ok` when the peer closed its side, with the error when the socket failed; pending
@@ -470,9 +456,10 @@ mod tests {
     #[test]
     fn a_chunk_carries_its_size_in_hex() {
         let data = Bytes::from(vec![b'x'; 26]);
-        let framed = frame_chunk(&data, true);
+        let framed = frame_chunk(data.clone(), true);
         assert!(framed.starts_with(b"1a\r\nxx"));
         assert!(framed.ends_with(b"xx\r\n"));
-        assert_eq!(frame_chunk(&data, false), data.to_vec());
+        assert_eq!(frame_chunk(data.clone(), false), data);
+        assert!(frame_chunk(Bytes::new(), true).is_empty());
     }
 }
