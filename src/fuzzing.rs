@@ -162,6 +162,45 @@ pub fn sse_head(data: &[u8]) {
     }
 }
 
+/// The requests of a connection that opens with a publish, taken off its buffer without hyper:
+/// a request taken is its head and exactly its `content-length` of body, with every header
+/// it listed, and leaves the bytes after it; a head left to hyper or not yet whole leaves the
+/// buffer as it was; a refusal is the JSON error shape (400 `malformed_request`, 431
+/// `request_head_too_large`); never a panic.
+pub fn publish_head(data: &[u8]) {
+    use crate::app::serve::publish_socket::{fuzz_take, FuzzTaken};
+    match fuzz_take(data) {
+        FuzzTaken::Request {
+            headers,
+            body,
+            left,
+        } => {
+            let mut parsed = [httparse::EMPTY_HEADER; 100];
+            let mut again = httparse::Request::new(&mut parsed);
+            let Ok(httparse::Status::Complete(head)) = again.parse(data) else {
+                panic!("a request was taken from a head that is not whole")
+            };
+            assert_eq!(headers, again.headers.len());
+            assert_eq!(again.method, Some("POST"));
+            let length: usize = again
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .expect("a request taken has a content-length");
+            assert_eq!(body.len(), length);
+            assert_eq!(&body[..], &data[head..head + length]);
+            assert_eq!(left, data.len() - head - length);
+        }
+        FuzzTaken::Nothing { left } => assert_eq!(left, data.len()),
+        FuzzTaken::Refused(e) => {
+            let status = e.status().as_u16();
+            assert!(status == 400 || status == 431, "{status}");
+            assert_json_error(e);
+        }
+    }
+}
+
 /// Server event frames: see `transport::ws::fuzz_frames`.
 pub fn ws_frames(data: &[u8]) {
     crate::transport::ws::fuzz_frames(data);

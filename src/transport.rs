@@ -35,7 +35,7 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub(crate) use app_publish::publish_app_event;
-pub(crate) use body::{parse_json, read_json_body};
+pub(crate) use body::{parse_json, read_body, read_json_body};
 pub use error::ApiError;
 pub(crate) use error::ApiPath;
 pub(crate) use publish::publish_item;

@@ -33,6 +33,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -44,7 +45,10 @@ use crate::transport::admission::{self, Admission, Permit};
 use crate::transport::deadline::{DeadlineBody, Guarded};
 use crate::transport::wake::{GatedRead, WakeFlag};
 
+pub(crate) mod publish_socket;
 pub(crate) mod sse_socket;
+
+use sse_socket::Io;
 
 /// What a listener admits and the configuration its deadlines are read from.
 pub(crate) struct Gate {
@@ -113,34 +117,104 @@ async fn connection(
     router: Router,
     close: CancellationToken,
 ) {
-    let head_by = tokio::time::Instant::now() + deadlines.header;
-    match sse_socket::opening(&stream, head_by, &close).await {
-        sse_socket::Opening::Sse => {
+    let head_by = Instant::now() + deadlines.header;
+    // Boxed while it runs, like every step but the stream itself (see below).
+    let opening = Box::pin(opening(&stream, head_by, &close)).await;
+    match opening {
+        Opening::Sse => {
             let write = deadlines.write;
             sse_socket::serve(stream, permit, head_by, write, router, close).await
         }
-        sse_socket::Opening::Gone => {}
+        Opening::Gone => {}
         // Boxed: the task keeps the largest state of its future for as long as it lives, and an
-        // SSE stream's should not be sized by hyper's connection.
-        sse_socket::Opening::Other => {
-            Box::pin(http(stream, permit, deadlines, router, close)).await
+        // SSE stream's should not be sized by hyper's connection or a publisher's.
+        Opening::Publish => {
+            Box::pin(publish(stream, permit, head_by, deadlines, router, close)).await
+        }
+        Opening::Other => {
+            let io = Guarded::new(GatedRead::new(stream), deadlines.write, permit);
+            Box::pin(http(io, deadlines, router, close)).await
         }
     }
 }
 
-/// Serves the connection with hyper: requests one after another, and upgrades.
-async fn http(
+/// Serves a publisher's requests without hyper while they are plain, then with hyper.
+async fn publish(
     stream: TcpStream,
     permit: Permit,
+    head_by: Instant,
     deadlines: Deadlines,
     router: Router,
     close: CancellationToken,
 ) {
+    let limits = publish_socket::Deadlines {
+        header: deadlines.header,
+        body: deadlines.body,
+    };
+    let io = Guarded::new(GatedRead::new(stream), deadlines.write, permit);
+    let served = publish_socket::serve(io, head_by, limits, router.clone(), close.clone()).await;
+    if let publish_socket::Served::Hyper(mut io, read) = served {
+        io.get_mut().unread(read);
+        Box::pin(http(io, deadlines, router, close)).await
+    }
+}
+
+/// What a new connection opens with.
+enum Opening {
+    /// A request for the SSE stream: served by [`sse_socket`].
+    Sse,
+    /// A publish: served by [`publish_socket`] while its requests are plain.
+    Publish,
+    /// Anything else, or a start that has not all arrived: hyper's.
+    Other,
+    /// Nothing within the header deadline, the peer left, or the listener is closing: close.
+    Gone,
+}
+
+/// Peeks at the start of a new connection's first request (nothing is read off the socket).
+/// `head_by` is the header deadline, counted from the accept.
+async fn opening(stream: &TcpStream, head_by: Instant, close: &CancellationToken) -> Opening {
+    let mut start = [0u8; PEEK];
+    let peeked = tokio::select! {
+        () = close.cancelled() => return Opening::Gone,
+        peeked = tokio::time::timeout_at(head_by, stream.peek(&mut start)) => peeked,
+    };
+    match peeked {
+        Err(_) => {
+            Metrics::connection_timed_out("header").increment(1);
+            Opening::Gone
+        }
+        Ok(Err(_)) | Ok(Ok(0)) => Opening::Gone,
+        Ok(Ok(n)) => classify(&start[..n]),
+    }
+}
+
+/// The longest start [`classify`] looks at.
+const PEEK: usize = {
+    let (sse, publish) = (sse_socket::PEEK, publish_socket::PEEK);
+    if sse > publish {
+        sse
+    } else {
+        publish
+    }
+};
+
+fn classify(start: &[u8]) -> Opening {
+    if sse_socket::is_sse(start) {
+        Opening::Sse
+    } else if publish_socket::is_publish(start) {
+        Opening::Publish
+    } else {
+        Opening::Other
+    }
+}
+
+/// Serves the connection with hyper: requests one after another, and upgrades.
+async fn http(io: Io, deadlines: Deadlines, router: Router, close: CancellationToken) {
     let body_limit = deadlines.body;
     let service = router.map_request(move |req: Request<Incoming>| {
         req.map(|body| axum::body::Body::new(DeadlineBody::new(body, body_limit)))
     });
-    let io = Guarded::new(GatedRead::new(stream), deadlines.write, permit);
     let conn = http1::Builder::new()
         .writev(false)
         .timer(TokioTimer::new())

@@ -45,6 +45,10 @@ impl<T> Guarded<T> {
         }
     }
 
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
     /// The socket and the permit, for a session that sets its own deadlines (WebSockets).
     pub(crate) fn into_parts(self) -> (T, Permit) {
         (self.inner, self.permit)

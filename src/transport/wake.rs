@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::core::live::{Registration, TaskSlot};
@@ -99,9 +100,12 @@ impl WakeFlag {
 /// at the read side on every poll of the connection, to notice a client that went away; each
 /// look goes through tokio's readiness check and waiter lock. Behind the flag, a look costs
 /// nothing until the socket has woken the task. Writes pass straight through.
+///
+/// Bytes read off the socket by someone else before (see [`GatedRead::unread`]) are read first.
 pub(crate) struct GatedRead<T> {
     inner: T,
     reads: WakeFlag,
+    unread: Option<Box<Bytes>>,
 }
 
 impl<T> GatedRead<T> {
@@ -109,11 +113,22 @@ impl<T> GatedRead<T> {
         Self {
             inner,
             reads: WakeFlag::default(),
+            unread: None,
         }
     }
 
-    pub(crate) fn into_inner(self) -> T {
-        self.inner
+    /// Puts `bytes` back in front of what the socket has yet to give: a connection served
+    /// without hyper hands hyper the request it read and left.
+    pub(crate) fn unread(&mut self, bytes: Bytes) {
+        debug_assert!(self.unread.is_none(), "bytes are put back once");
+        if !bytes.is_empty() {
+            self.unread = Some(Box::new(bytes));
+        }
+    }
+
+    /// The socket, and what was put back and not read yet.
+    pub(crate) fn into_parts(self) -> (T, Bytes) {
+        (self.inner, self.unread.map(|b| *b).unwrap_or_default())
     }
 }
 
@@ -124,6 +139,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for GatedRead<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(unread) = &mut this.unread {
+            let n = unread.len().min(buf.remaining());
+            buf.put_slice(&unread.split_to(n));
+            if unread.is_empty() {
+                this.unread = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let inner = &mut this.inner;
         this.reads.poll(cx, |cx| Pin::new(inner).poll_read(cx, buf))
     }

@@ -19,6 +19,7 @@ mod failover;
 mod hostile;
 mod image;
 mod layering;
+mod publish_wire;
 mod pusher_ingress;
 mod pusher_ws;
 mod reload;

@@ -45,52 +45,21 @@ use crate::transport::ApiError;
 /// `?` follows.
 const SSE_REQUEST: &[u8] = b"GET /v1/sse";
 /// hyper's defaults (`h1_max_headers`, `max_buf_size`), so a head hyper would take is taken here.
-const MAX_HEADERS: usize = 100;
+pub(super) const MAX_HEADERS: usize = 100;
 pub(crate) const MAX_HEAD: usize = 8192 + 4096 * 100;
 
 /// How long a refused peer is given to stop sending (see [`linger`]).
 const LINGER: Duration = Duration::from_secs(2);
 
-type Io = Guarded<GatedRead<TcpStream>>;
+pub(super) type Io = Guarded<GatedRead<TcpStream>>;
 
-/// What a new connection opens with.
-pub(super) enum Opening {
-    /// A request for the SSE stream: served here.
-    Sse,
-    /// Anything else, or a start that has not all arrived: hyper's.
-    Other,
-    /// Nothing within the header deadline, the peer left, or the listener is closing: close.
-    Gone,
+/// Whether `start`, the first bytes of a connection, ask for the SSE stream.
+pub(super) fn is_sse(start: &[u8]) -> bool {
+    matches!(start.strip_prefix(SSE_REQUEST), Some([b' ' | b'?', ..]))
 }
 
-/// Peeks at the start of a new connection's first request (nothing is read off the socket).
-/// `head_by` is the header deadline, counted from the accept.
-pub(super) async fn opening(
-    stream: &TcpStream,
-    head_by: Instant,
-    close: &CancellationToken,
-) -> Opening {
-    let mut start = [0u8; SSE_REQUEST.len() + 1];
-    let peeked = tokio::select! {
-        () = close.cancelled() => return Opening::Gone,
-        peeked = tokio::time::timeout_at(head_by, stream.peek(&mut start)) => peeked,
-    };
-    match peeked {
-        Err(_) => {
-            Metrics::connection_timed_out("header").increment(1);
-            Opening::Gone
-        }
-        Ok(Err(_)) | Ok(Ok(0)) => Opening::Gone,
-        Ok(Ok(n)) => classify(&start[..n]),
-    }
-}
-
-fn classify(start: &[u8]) -> Opening {
-    match start.strip_prefix(SSE_REQUEST) {
-        Some(b" " | b"?") => Opening::Sse,
-        _ => Opening::Other,
-    }
-}
+/// The longest prefix [`is_sse`] looks at.
+pub(super) const PEEK: usize = SSE_REQUEST.len() + 1;
 
 /// Serves the connection's one request: reads its head, asks the router, writes the answer.
 ///
@@ -179,7 +148,7 @@ async fn read_head_within(
 /// After refusing a head the peer may still be sending: closing with its bytes unread would
 /// reset the connection, and a reset can reach the peer before the answer does. So what it sends
 /// is read and dropped until it closes its side too, for a bounded time and amount.
-async fn linger(io: &mut Io) {
+pub(super) async fn linger(io: &mut Io) {
     let mut scratch = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         let mut left = MAX_HEAD;
@@ -408,8 +377,12 @@ mod tests {
 
     #[test]
     fn only_a_whole_sse_request_line_start_is_taken() {
-        for sse in [&b"GET /v1/sse?"[..], b"GET /v1/sse "] {
-            assert!(matches!(classify(sse), Opening::Sse));
+        for sse in [
+            &b"GET /v1/sse?"[..],
+            b"GET /v1/sse ",
+            b"GET /v1/sse?channel=a",
+        ] {
+            assert!(is_sse(sse));
         }
         for other in [
             &b""[..],
@@ -420,11 +393,7 @@ mod tests {
             b"POST /v1/sse",
             b"get /v1/sse?",
         ] {
-            assert!(
-                matches!(classify(other), Opening::Other),
-                "{:?}",
-                String::from_utf8_lossy(other)
-            );
+            assert!(!is_sse(other), "{:?}", String::from_utf8_lossy(other));
         }
     }
 

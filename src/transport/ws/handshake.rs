@@ -105,7 +105,10 @@ fn into_tcp(upgraded: Upgraded) -> Option<(TcpStream, Permit, Vec<u8>)> {
         .downcast::<TokioIo<Guarded<GatedRead<TcpStream>>>>()
         .ok()?;
     let (gated, permit) = parts.io.into_inner().into_parts();
-    Some((gated.into_inner(), permit, parts.read_buf.to_vec()))
+    let (tcp, unread) = gated.into_parts();
+    let mut read = parts.read_buf.to_vec();
+    read.extend_from_slice(&unread);
+    Some((tcp, permit, read))
 }
 
 /// A key is a random 16-byte value in base64: 24 characters ending in `==`.

@@ -1,0 +1,458 @@
+//! A connection that opens with a POST to a publish route is a backend's kept-alive publisher,
+//! and its requests are served here, one after another on the socket, rather than by hyper: a
+//! publish is a small head and a small JSON body, and hyper's connection machinery (its parser's
+//! header map, its dispatcher, the boxed body and its timers re-armed on every request) cost as
+//! much as the publish itself.
+//! - A head is parsed with `httparse` (hyper's own parser) under hyper's limits: 100 headers, a
+//!   head of at most 408 KiB, the listener's header deadline, which also bounds the wait for the
+//!   next request on a kept-alive connection. The body must then arrive whole within the body
+//!   deadline.
+//! - The router answers the request as it answers any other, so authorization, validation, every
+//!   error and every answer are the same as on hyper's path.
+//! - The answer goes out in one write: status line, the router's headers, `content-length`,
+//!   the body.
+//!
+//! Only the plain case is served: an HTTP/1.1 POST whose body has a `content-length` of at most
+//! [`MAX_BODY`], without `Expect`, `Transfer-Encoding` or `Upgrade`. The first request that is
+//! anything else is handed, with every byte read so far, to hyper, which serves the connection
+//! from there on; so is a connection whose first request is not a publish.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use axum::response::IntoResponse;
+use axum::Router;
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tower::ServiceExt;
+
+use super::sse_socket::{Io, MAX_HEAD, MAX_HEADERS};
+use crate::core::json;
+use crate::ops::metrics::Metrics;
+use crate::transport::read_body;
+use crate::transport::wake::WakeFlag;
+use crate::transport::ApiError;
+
+/// What a connection's first request starts with when a backend publishes: understudy's own
+/// publish routes and Pusher's HTTP API (`/apps/{id}/events`, `/apps/{id}/batch_events`).
+const PUBLISH_REQUESTS: [&[u8]; 2] = [b"POST /v1/publish", b"POST /apps/"];
+
+/// The largest body served here; a larger one is hyper's, which reads it as it streams in.
+pub(super) const MAX_BODY: usize = 64 * 1024;
+
+/// The largest answer written here (every publish answer is a few hundred bytes).
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// How much the read buffer grows by when it is full.
+const READ_CHUNK: usize = 4096;
+
+/// Whether `start`, the first bytes of a connection, open a publish.
+pub(super) fn is_publish(start: &[u8]) -> bool {
+    PUBLISH_REQUESTS.iter().any(|p| start.starts_with(p))
+}
+
+/// The longest prefix [`is_publish`] looks at.
+pub(super) const PEEK: usize = 16;
+
+/// Deadlines of the requests on one connection.
+#[derive(Clone, Copy)]
+pub(super) struct Deadlines {
+    pub(super) header: Duration,
+    pub(super) body: Duration,
+}
+
+/// How [`serve`] left the connection.
+pub(super) enum Served {
+    /// Closed, or to be closed: the peer left, a deadline passed, the listener is closing.
+    Done,
+    /// A request to serve with hyper: the socket, and the bytes read from it so far.
+    Hyper(Io, Bytes),
+}
+
+/// Serves the connection's requests while they are plain publishes. `head_by` is the first
+/// request's header deadline, counted from the accept.
+pub(super) async fn serve(
+    io: Io,
+    head_by: Instant,
+    deadlines: Deadlines,
+    router: Router,
+    close: CancellationToken,
+) -> Served {
+    let mut conn = Conn {
+        io,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: Vec::new(),
+        closing: Box::pin(close.cancelled_owned()),
+        close_flag: WakeFlag::default(),
+        closed: false,
+        timer: None,
+    };
+    let mut by = head_by;
+    loop {
+        let request = match conn.next_request(by, deadlines.body).await {
+            Next::Request(request) => request,
+            Next::Hyper => return Served::Hyper(conn.io, conn.buf.freeze()),
+            Next::Done => return Served::Done,
+            Next::Refused(e) => {
+                conn.refuse(e).await;
+                return Served::Done;
+            }
+        };
+        let keep_alive = request.keep_alive;
+        let Ok(response) = router.clone().oneshot(request.request).await;
+        let keep_alive = keep_alive && !conn.close_asked().await;
+        if conn.answer(response, keep_alive).await.is_err() || !keep_alive {
+            let _ = conn.io.shutdown().await;
+            return Served::Done;
+        }
+        by = Instant::now() + deadlines.header;
+    }
+}
+
+struct Conn {
+    io: Io,
+    /// What was read and not yet served: the start of the next request, or pipelined ones.
+    buf: BytesMut,
+    /// An answer on its way out; kept for the next one.
+    out: Vec<u8>,
+    /// The listener's close, looked at only after it woke the task ([`WakeFlag`]).
+    closing: Pin<Box<WaitForCancellationFutureOwned>>,
+    close_flag: WakeFlag,
+    closed: bool,
+    /// The deadline of the wait in progress, armed lazily (see [`Conn::poll_deadline`]).
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+enum Next {
+    Request(Plain),
+    Hyper,
+    Done,
+    Refused(ApiError),
+}
+
+/// A request this module serves.
+struct Plain {
+    request: Request<Body>,
+    keep_alive: bool,
+}
+
+/// What a read brought.
+enum Read {
+    /// Some bytes.
+    More,
+    /// The peer closed its side, or the socket failed.
+    Gone,
+    /// The deadline passed.
+    TimedOut,
+    /// The listener is closing (looked at only between requests).
+    Closing,
+}
+
+impl Conn {
+    /// The next request, whole: its head by `head_by`, its body within `body` of the head.
+    async fn next_request(&mut self, head_by: Instant, body: Duration) -> Next {
+        let mut body_by: Option<Instant> = None;
+        loop {
+            match take_request(&mut self.buf) {
+                Take::Request(plain) => return Next::Request(plain),
+                Take::Hyper => return Next::Hyper,
+                Take::Refused(e) => return Next::Refused(e),
+                Take::Partial { head_len: None } => {
+                    if self.buf.len() >= MAX_HEAD {
+                        return Next::Refused(ApiError::HeadTooLarge(MAX_HEAD));
+                    }
+                    let between = self.buf.is_empty();
+                    match self.read_more(head_by, between, MAX_HEAD).await {
+                        Read::More => {}
+                        Read::Gone | Read::Closing => return Next::Done,
+                        Read::TimedOut => {
+                            Metrics::connection_timed_out("header").increment(1);
+                            return Next::Done;
+                        }
+                    }
+                }
+                Take::Partial {
+                    head_len: Some(total),
+                } => {
+                    let by = *body_by.get_or_insert_with(|| Instant::now() + body);
+                    match self.read_more(by, false, total).await {
+                        Read::More => {}
+                        Read::Gone | Read::Closing => return Next::Done,
+                        Read::TimedOut => {
+                            Metrics::connection_timed_out("body").increment(1);
+                            return Next::Refused(ApiError::BodyTimeout(body));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads what has arrived, waiting for it until `by`. `up_to` bounds how far the buffer
+    /// grows. `between` requests, the listener's close ends the wait too.
+    async fn read_more(&mut self, by: Instant, between: bool, up_to: usize) -> Read {
+        // A read never takes the buffer past `up_to` (at least one byte is asked for, so a
+        // peer's close is told from a full buffer): `reserve` may allocate more than asked.
+        let room = up_to.saturating_sub(self.buf.len()).clamp(1, READ_CHUNK);
+        self.buf.reserve(room);
+        poll_fn(|cx| {
+            let mut limited = (&mut self.buf).limit(room);
+            let read = pin!(self.io.read_buf(&mut limited)).poll(cx);
+            match read {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(Read::Gone),
+                Poll::Ready(Ok(_)) => return Poll::Ready(Read::More),
+                Poll::Pending => {}
+            }
+            if between && self.poll_close(cx).is_ready() {
+                return Poll::Ready(Read::Closing);
+            }
+            self.poll_deadline(cx, by).map(|()| Read::TimedOut)
+        })
+        .await
+    }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.closed {
+            return Poll::Ready(());
+        }
+        let closing = &mut self.closing;
+        if self
+            .close_flag
+            .poll(cx, |cx| closing.as_mut().poll(cx))
+            .is_ready()
+        {
+            self.closed = true;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Whether the listener asked to close, without waiting for it.
+    async fn close_asked(&mut self) -> bool {
+        poll_fn(|cx| Poll::Ready(self.poll_close(cx).is_ready())).await
+    }
+
+    /// Ready once `by` has passed. The timer is armed once and moved only when it would fire
+    /// late: a kept-alive connection's deadline moves on with every request, and rather than
+    /// re-arm a timer per request, one that fires early is set again to the deadline then due.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, by: Instant) -> Poll<()> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(by)));
+        if timer.deadline() > by {
+            timer.as_mut().reset(by);
+        }
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if Instant::now() >= by {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(by);
+        }
+    }
+
+    /// Writes `response`, with `connection: close` unless the connection is kept.
+    async fn answer(&mut self, response: Response<Body>, keep_alive: bool) -> io::Result<()> {
+        let (parts, body) = response.into_parts();
+        let body = read_body(&HeaderMap::new(), body, MAX_ANSWER)
+            .await
+            .map_err(|_| io::Error::other("the answer's body could not be read"))?;
+        self.out.clear();
+        let status = parts.status;
+        self.out.extend_from_slice(b"HTTP/1.1 ");
+        self.out.extend_from_slice(status.as_str().as_bytes());
+        self.out.push(b' ');
+        self.out
+            .extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        write_headers(&mut self.out, &parts.headers);
+        self.out.extend_from_slice(b"content-length: ");
+        json::push_u64(&mut self.out, body.len() as u64);
+        self.out.extend_from_slice(b"\r\n");
+        if !keep_alive {
+            self.out.extend_from_slice(b"connection: close\r\n");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(&body);
+        let written = self.io.write_all(&self.out).await;
+        if self.out.capacity() > READ_CHUNK {
+            self.out = Vec::new();
+        }
+        written
+    }
+
+    /// Answers a request that cannot be served and closes; the peer is given a moment to stop
+    /// sending, so a reset does not eat the answer (as for a refused SSE head).
+    async fn refuse(&mut self, e: ApiError) {
+        if self.answer(e.into_response(), false).await.is_ok() {
+            let _ = self.io.shutdown().await;
+            super::sse_socket::linger(&mut self.io).await;
+        }
+    }
+}
+
+/// The router's headers, but for the framing, which the writer says once.
+fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// What the buffer holds.
+enum Take {
+    /// A whole plain request, taken off the buffer.
+    Request(Plain),
+    /// Not all of it yet: `head_len` is the whole request's length once its head is in.
+    Partial { head_len: Option<usize> },
+    /// A request to leave to hyper (nothing was taken off the buffer).
+    Hyper,
+    /// A head that cannot be served.
+    Refused(ApiError),
+}
+
+/// Takes the request at the start of `buf` if it is whole and plain.
+fn take_request(buf: &mut BytesMut) -> Take {
+    let malformed = |why: &str| Take::Refused(ApiError::MalformedRequest(why.to_string()));
+    // Uninitialised: zeroing a hundred headers would cost more than parsing a publish's head.
+    let mut headers = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let head_len = match parsed.parse_with_uninit_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => {
+            return Take::Refused(ApiError::HeadTooLarge(MAX_HEAD))
+        }
+        Ok(httparse::Status::Partial) => return Take::Partial { head_len: None },
+        Err(httparse::Error::TooManyHeaders) => {
+            return Take::Refused(ApiError::HeadTooLarge(MAX_HEAD))
+        }
+        // hyper says what is wrong with it, as before.
+        Err(_) => return Take::Hyper,
+    };
+    if parsed.method != Some("POST") || parsed.version != Some(1) {
+        return Take::Hyper;
+    }
+    let mut length: Option<usize> = None;
+    let mut keep_alive = true;
+    for h in parsed.headers.iter() {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let value = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.parse().ok());
+            match (length, value) {
+                (None, Some(n)) => length = Some(n),
+                // Two lengths, or one that is not a number: hyper refuses it.
+                _ => return Take::Hyper,
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+        {
+            return Take::Hyper;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            if h.value.eq_ignore_ascii_case(b"close") {
+                keep_alive = false;
+            } else if !h.value.eq_ignore_ascii_case(b"keep-alive") {
+                return Take::Hyper;
+            }
+        }
+    }
+    let Some(length) = length.filter(|&n| n <= MAX_BODY) else {
+        return Take::Hyper;
+    };
+    let total = head_len + length;
+    if buf.len() < total {
+        return Take::Partial {
+            head_len: Some(total),
+        };
+    }
+    // The head's bytes are shared by the request's header values rather than copied: note where
+    // each name and value sits, then take the request off the buffer.
+    let base = buf.as_ptr() as usize;
+    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    let path = at(parsed.path.unwrap_or("/").as_bytes());
+    let spans: Vec<_> = parsed
+        .headers
+        .iter()
+        .map(|h| (at(h.name.as_bytes()), at(h.value)))
+        .collect();
+    let frame = buf.split_to(total).freeze();
+    let slice = |(start, len): (usize, usize)| frame.slice(start..start + len);
+    let Ok(uri) = Uri::from_maybe_shared(slice(path)) else {
+        return malformed("the request target is not a valid path");
+    };
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for &(name, value) in &spans {
+        let Ok(name) = HeaderName::from_bytes(&frame[name.0..name.0 + name.1]) else {
+            return malformed("a header name is not a valid token");
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(slice(value)) else {
+            return malformed("a header value holds a control character");
+        };
+        map.append(name, value);
+    }
+    let body = frame.slice(head_len..);
+    let mut request = Request::new(Body::from(body));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = map;
+    Take::Request(Plain {
+        request,
+        keep_alive,
+    })
+}
+
+/// A request in arbitrary bytes, as [`take_request`] takes it off a connection's buffer: what
+/// it took and what it left, for the fuzz target to check.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_take(data: &[u8]) -> FuzzTaken {
+    let mut buf = BytesMut::from(data);
+    match take_request(&mut buf) {
+        Take::Request(plain) => {
+            let (parts, body) = plain.request.into_parts();
+            let body =
+                futures_util::FutureExt::now_or_never(axum::body::to_bytes(body, usize::MAX))
+                    .expect("a body in memory is ready")
+                    .expect("a body in memory reads");
+            FuzzTaken::Request {
+                headers: parts.headers.len(),
+                body,
+                left: buf.len(),
+            }
+        }
+        Take::Partial { .. } | Take::Hyper => FuzzTaken::Nothing { left: buf.len() },
+        Take::Refused(e) => FuzzTaken::Refused(e),
+    }
+}
+
+#[cfg(fuzzing)]
+pub(crate) enum FuzzTaken {
+    Request {
+        headers: usize,
+        body: Bytes,
+        left: usize,
+    },
+    Nothing {
+        left: usize,
+    },
+    Refused(ApiError),
+}
