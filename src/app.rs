@@ -274,20 +274,21 @@ impl App {
         // The listeners keep answering while connections leave (readiness says 503, new streams
         // are refused); they close once the connections are gone or at the limit.
         let close_listeners = CancellationToken::new();
-        let gate = |admission: &Arc<Admission>| serve::Gate {
+        let gate = |admission: &Arc<Admission>, publish| serve::Gate {
             admission: admission.clone(),
             config: state.config.clone(),
+            publish,
         };
         let public = tokio::spawn(serve::serve(
             listeners.public,
             transport::router(state.clone()),
-            gate(&state.admission.public),
+            gate(&state.admission.public, Some(state.clone())),
             close_listeners.clone(),
         ));
         let admin = tokio::spawn(serve::serve(
             listeners.admin,
             ops::admin::router(state.clone()),
-            gate(&state.admission.admin),
+            gate(&state.admission.admin, None),
             close_listeners.clone(),
         ));
 

@@ -30,6 +30,7 @@ pub(crate) mod wire;
 pub(crate) mod ws;
 
 use axum::http::{header, HeaderName, Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -57,6 +58,14 @@ pub fn router(state: AppState) -> Router {
         .merge(browser_routes(&state))
         .with_state(state.clone())
         .merge(crate::web::demo_router(state))
+}
+
+/// `POST /v1/publish` as the router answers it, called without the router by a publisher's
+/// connection that serves its own requests (`app::serve::publish_socket`).
+pub(crate) async fn publish_direct(state: AppState, request: axum::extract::Request) -> Response {
+    publish::publish(axum::extract::State(state), request)
+        .await
+        .into_response()
 }
 
 /// What pages call, on this origin or another: subscribing, history, the route, vendor auth,

@@ -44,6 +44,7 @@ use crate::ops::metrics::Metrics;
 use crate::transport::admission::{self, Admission, Permit};
 use crate::transport::deadline::{DeadlineBody, Guarded};
 use crate::transport::wake::{GatedRead, WakeFlag};
+use crate::transport::AppState;
 
 pub(crate) mod publish_socket;
 pub(crate) mod sse_socket;
@@ -54,6 +55,17 @@ use sse_socket::Io;
 pub(crate) struct Gate {
     pub(crate) admission: Arc<Admission>,
     pub(crate) config: Arc<ArcSwap<Config>>,
+    /// The public listener's state: a publisher's connection calls the handler of
+    /// `POST /v1/publish` with it directly (see [`publish_socket`]); `None` elsewhere.
+    pub(crate) publish: Option<AppState>,
+}
+
+/// What answers a connection's requests: the listener's router, and on the public listener the
+/// state the publish handler is called with directly.
+#[derive(Clone)]
+pub(crate) struct Answer {
+    pub(crate) router: Router,
+    pub(crate) publish: Option<AppState>,
 }
 
 /// One connection's deadlines, read at its accept.
@@ -93,13 +105,11 @@ pub(crate) async fn serve(
             Ok((stream, peer)) => match gate.admission.admit(peer.ip()) {
                 Ok(permit) => {
                     let deadlines = gate.deadlines();
-                    connections.spawn(connection(
-                        stream,
-                        permit,
-                        deadlines,
-                        router.clone(),
-                        close.clone(),
-                    ));
+                    let answer = Answer {
+                        router: router.clone(),
+                        publish: gate.publish.clone(),
+                    };
+                    connections.spawn(connection(stream, permit, deadlines, answer, close.clone()));
                 }
                 Err(why) => admission::refuse(stream, why),
             },
@@ -114,7 +124,7 @@ async fn connection(
     stream: TcpStream,
     permit: Permit,
     deadlines: Deadlines,
-    router: Router,
+    answer: Answer,
     close: CancellationToken,
 ) {
     let head_by = Instant::now() + deadlines.header;
@@ -123,17 +133,17 @@ async fn connection(
     match opening {
         Opening::Sse => {
             let write = deadlines.write;
-            sse_socket::serve(stream, permit, head_by, write, router, close).await
+            sse_socket::serve(stream, permit, head_by, write, answer.router, close).await
         }
         Opening::Gone => {}
         // Boxed: the task keeps the largest state of its future for as long as it lives, and an
         // SSE stream's should not be sized by hyper's connection or a publisher's.
         Opening::Publish => {
-            Box::pin(publish(stream, permit, head_by, deadlines, router, close)).await
+            Box::pin(publish(stream, permit, head_by, deadlines, answer, close)).await
         }
         Opening::Other => {
             let io = Guarded::new(GatedRead::new(stream), deadlines.write, permit);
-            Box::pin(http(io, deadlines, router, close)).await
+            Box::pin(http(io, deadlines, answer.router, close)).await
         }
     }
 }
@@ -144,7 +154,7 @@ async fn publish(
     permit: Permit,
     head_by: Instant,
     deadlines: Deadlines,
-    router: Router,
+    answer: Answer,
     close: CancellationToken,
 ) {
     let limits = publish_socket::Deadlines {
@@ -152,7 +162,8 @@ async fn publish(
         body: deadlines.body,
     };
     let io = Guarded::new(GatedRead::new(stream), deadlines.write, permit);
-    let served = publish_socket::serve(io, head_by, limits, router.clone(), close.clone()).await;
+    let router = answer.router.clone();
+    let served = publish_socket::serve(io, head_by, limits, answer, close.clone()).await;
     if let publish_socket::Served::Hyper(mut io, read) = served {
         io.get_mut().unread(read);
         Box::pin(http(io, deadlines, router, close)).await

@@ -27,7 +27,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use axum::response::IntoResponse;
-use axum::Router;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
@@ -35,11 +34,12 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
 use super::sse_socket::{Io, MAX_HEAD, MAX_HEADERS};
+use super::Answer;
 use crate::core::json;
 use crate::ops::metrics::Metrics;
-use crate::transport::read_body;
 use crate::transport::wake::WakeFlag;
 use crate::transport::ApiError;
+use crate::transport::{self, read_body};
 
 /// What a connection's first request starts with when a backend publishes: understudy's own
 /// publish routes and Pusher's HTTP API (`/apps/{id}/events`, `/apps/{id}/batch_events`).
@@ -83,7 +83,7 @@ pub(super) async fn serve(
     io: Io,
     head_by: Instant,
     deadlines: Deadlines,
-    router: Router,
+    answer: Answer,
     close: CancellationToken,
 ) -> Served {
     let mut conn = Conn {
@@ -107,7 +107,17 @@ pub(super) async fn serve(
             }
         };
         let keep_alive = request.keep_alive;
-        let Ok(response) = router.clone().oneshot(request.request).await;
+        let response = match &answer.publish {
+            // The route the router would take to the same handler, without the routing, the
+            // boxing of the handler's future and the headers the router adds for hyper.
+            Some(state) if request.request.uri().path() == "/v1/publish" => {
+                transport::publish_direct(state.clone(), request.request).await
+            }
+            _ => {
+                let Ok(response) = answer.router.clone().oneshot(request.request).await;
+                response
+            }
+        };
         let keep_alive = keep_alive && !conn.close_asked().await;
         if conn.answer(response, keep_alive).await.is_err() || !keep_alive {
             let _ = conn.io.shutdown().await;
