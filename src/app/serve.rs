@@ -12,6 +12,8 @@
 //!
 //! - A connection that opens with `GET /v1/sse` is served on its socket without hyper
 //!   ([`sse_socket`]), so an open stream keeps none of hyper's per-connection buffers.
+//! - A connection that opens with a publish is served on its socket while its requests are plain
+//!   ([`publish_socket`]), and hyper takes it over at the first that is not.
 //!
 //! Every connection is admitted against the listener's caps first (a refused one is answered
 //! `503 too_many_connections` on the socket and closed at once, see `transport::admission`), and
