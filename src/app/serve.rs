@@ -130,8 +130,7 @@ async fn connection(
     close: CancellationToken,
 ) {
     let head_by = Instant::now() + deadlines.header;
-    // Boxed while it runs, like every step but the stream itself (see below).
-    let opening = Box::pin(opening(&stream, head_by, &close)).await;
+    let opening = opening(&stream, head_by, &close).await;
     match opening {
         Opening::Sse => {
             let write = deadlines.write;

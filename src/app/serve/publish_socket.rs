@@ -365,9 +365,11 @@ fn take_request(buf: &mut BytesMut) -> Take {
     for h in parsed.headers.iter() {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let value = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.parse().ok());
+            // Digits only: `usize`'s parser would also take a sign.
+            let digits = !h.value.is_empty() && h.value.iter().all(u8::is_ascii_digit);
+            let value = digits
+                .then(|| std::str::from_utf8(h.value).ok()?.parse().ok())
+                .flatten();
             match (length, value) {
                 (None, Some(n)) => length = Some(n),
                 // Two lengths, or one that is not a number: hyper refuses it.
@@ -465,4 +467,92 @@ pub(crate) enum FuzzTaken {
         left: usize,
     },
     Refused(ApiError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(extra: &str, body: &str) -> String {
+        format!(
+            "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn a_whole_plain_request_is_taken_and_what_follows_is_left() {
+        let first = request("Authorization: Bearer k\r\n", "{\"a\":1}");
+        let mut buf = BytesMut::from(format!("{first}POST /v1/pu").as_bytes());
+        let Take::Request(plain) = take_request(&mut buf) else {
+            panic!("a whole request")
+        };
+        assert!(plain.keep_alive);
+        assert_eq!(&buf[..], b"POST /v1/pu");
+        let (parts, body) = plain.request.into_parts();
+        assert_eq!(parts.method, Method::POST);
+        assert_eq!(parts.uri, "/v1/publish");
+        assert_eq!(parts.headers["authorization"], "Bearer k");
+        assert_eq!(parts.headers.len(), 3);
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(body, 1024))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&body[..], b"{\"a\":1}");
+        assert!(matches!(
+            take_request(&mut buf),
+            Take::Partial { head_len: None }
+        ));
+        assert_eq!(&buf[..], b"POST /v1/pu", "nothing taken");
+    }
+
+    #[test]
+    fn a_request_waits_for_its_whole_body_and_says_how_long_it_is() {
+        let whole = request("", "0123456789");
+        let mut buf = BytesMut::from(&whole.as_bytes()[..whole.len() - 4]);
+        assert!(
+            matches!(take_request(&mut buf), Take::Partial { head_len: Some(n) } if n == whole.len())
+        );
+        assert_eq!(buf.len(), whole.len() - 4, "nothing taken");
+    }
+
+    #[test]
+    fn anything_but_a_plain_request_is_left_to_hyper_untouched() {
+        let big = "x".repeat(MAX_BODY + 1);
+        for other in [
+            request("Transfer-Encoding: chunked\r\n", ""),
+            request("Expect: 100-continue\r\n", "{}"),
+            request("Upgrade: websocket\r\n", "{}"),
+            request("Connection: upgrade\r\n", "{}"),
+            request("Content-Length: 2\r\n", "{}"),
+            request("", &big),
+            "POST /v1/publish HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}".into(),
+            "POST /v1/publish HTTP/1.1\r\n\r\n".into(),
+            "POST /v1/publish HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}".into(),
+            "GET /healthz HTTP/1.1\r\n\r\n".into(),
+            "POST /v1/publish HTTP/1.1\r\nBad Name: x\r\n\r\n".into(),
+        ] {
+            let mut buf = BytesMut::from(other.as_bytes());
+            assert!(
+                matches!(take_request(&mut buf), Take::Hyper),
+                "{}",
+                other.escape_debug()
+            );
+            assert_eq!(&buf[..], other.as_bytes(), "nothing taken");
+        }
+    }
+
+    #[test]
+    fn connection_close_is_seen_and_a_head_too_large_refused() {
+        let mut buf = BytesMut::from(request("connection: Close\r\n", "{}").as_bytes());
+        let Take::Request(plain) = take_request(&mut buf) else {
+            panic!("a whole request")
+        };
+        assert!(!plain.keep_alive);
+        let huge = request(&format!("X-Huge: {}\r\n", "x".repeat(MAX_HEAD)), "{}");
+        let mut buf = BytesMut::from(huge.as_bytes());
+        assert!(matches!(
+            take_request(&mut buf),
+            Take::Refused(ApiError::HeadTooLarge(_))
+        ));
+    }
 }
