@@ -34,6 +34,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,7 +52,34 @@ use crate::transport::AppState;
 pub(crate) mod publish_socket;
 pub(crate) mod sse_socket;
 
-use sse_socket::Io;
+/// A connection's socket: the write deadline and the listener permit around it, its reads
+/// behind a flag (see [`GatedRead`]).
+type Io = Guarded<GatedRead<TcpStream>>;
+
+/// hyper's defaults (`h1_max_headers`, `max_buf_size`), so that a head hyper would take is taken
+/// by the connections served without it too.
+const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEAD: usize = 8192 + 4096 * 100;
+
+/// How long a refused peer is given to stop sending (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(2);
+
+/// After refusing a head the peer may still be sending: closing with its bytes unread would
+/// reset the connection, and a reset can reach the peer before the answer does. So what it sends
+/// is read and dropped until it closes its side too, for a bounded time and amount.
+async fn linger(io: &mut Io) {
+    let mut scratch = vec![0u8; 4096];
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut left = MAX_HEAD;
+        while left > 0 {
+            match io.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
 
 /// What a listener admits and the configuration its deadlines are read from.
 pub(crate) struct Gate {

@@ -33,8 +33,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
-use super::sse_socket::{Io, MAX_HEAD, MAX_HEADERS};
-use super::Answer;
+use super::{linger, Answer, Io, MAX_HEAD, MAX_HEADERS};
 use crate::core::json;
 use crate::ops::metrics::Metrics;
 use crate::transport::wake::WakeFlag;
@@ -306,7 +305,7 @@ impl Conn {
     async fn refuse(&mut self, e: ApiError) {
         if self.answer(e.into_response(), false).await.is_ok() {
             let _ = self.io.shutdown().await;
-            super::sse_socket::linger(&mut self.io).await;
+            linger(&mut self.io).await;
         }
     }
 }

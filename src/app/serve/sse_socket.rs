@@ -39,19 +39,13 @@ use crate::ops::metrics::Metrics;
 use crate::transport::admission::Permit;
 use crate::transport::deadline::Guarded;
 use crate::transport::wake::GatedRead;
+
+use super::{linger, Io, MAX_HEAD, MAX_HEADERS};
 use crate::transport::ApiError;
 
 /// What a connection's first request starts with when it asks for the SSE stream; a space or a
 /// `?` follows.
 const SSE_REQUEST: &[u8] = b"GET /v1/sse";
-/// hyper's defaults (`h1_max_headers`, `max_buf_size`), so a head hyper would take is taken here.
-pub(super) const MAX_HEADERS: usize = 100;
-pub(crate) const MAX_HEAD: usize = 8192 + 4096 * 100;
-
-/// How long a refused peer is given to stop sending (see [`linger`]).
-const LINGER: Duration = Duration::from_secs(2);
-
-pub(super) type Io = Guarded<GatedRead<TcpStream>>;
 
 /// Whether `start`, the first bytes of a connection, ask for the SSE stream.
 pub(super) fn is_sse(start: &[u8]) -> bool {
@@ -143,23 +137,6 @@ async fn read_head_within(
             Err(HeadError::Gone)
         }),
     }
-}
-
-/// After refusing a head the peer may still be sending: closing with its bytes unread would
-/// reset the connection, and a reset can reach the peer before the answer does. So what it sends
-/// is read and dropped until it closes its side too, for a bounded time and amount.
-pub(super) async fn linger(io: &mut Io) {
-    let mut scratch = vec![0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
-        let mut left = MAX_HEAD;
-        while left > 0 {
-            match io.read(&mut scratch).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    })
-    .await;
 }
 
 enum HeadError {
