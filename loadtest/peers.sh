@@ -5,6 +5,9 @@
 #   loadtest/peers.sh [RUNS] [OUT_DIR] [SCENARIO...]
 # RUNS defaults to 3; OUT_DIR to ./artifacts/peers-<time>; SCENARIOs (default all):
 #   a      1 channel x 1,000 WS subscribers, one sequential publisher at 100 ev/s, 10 s
+#   a70    the same at 70 ev/s (not in the default list): a sequential publisher waits for each
+#          answer, and nchan answers a publish after its fan-out, so at 100 ev/s it publishes
+#          fewer events than asked; 70 ev/s is a rate every server here keeps
 #   b-ws   100 channels x 10 WS subscribers, 2,000 ev/s, 10 s
 #   b-sse  the same over SSE
 #   c-ws   10,000 idle WS connections, RSS per connection after a 20 s hold
@@ -48,6 +51,7 @@ fi
 if [ "${PEERS_QUICK:-0}" = 1 ]; then
   declare -A ARGS=(
     [a]="fanout --transport ws --subscribers 100 --channels 1 --rate 50 --duration 2 --publishers 1"
+    [a70]="fanout --transport ws --subscribers 100 --channels 1 --rate 35 --duration 2 --publishers 1"
     [b-ws]="fanout --transport ws --subscribers 100 --channels 10 --rate 200 --duration 2"
     [b-sse]="fanout --transport sse --subscribers 100 --channels 10 --rate 200 --duration 2"
     [c-ws]="conns --transport ws --connections 300 --hold 1"
@@ -57,6 +61,7 @@ if [ "${PEERS_QUICK:-0}" = 1 ]; then
 else
   declare -A ARGS=(
     [a]="fanout --transport ws --subscribers 1000 --channels 1 --rate 100 --duration 10 --publishers 1"
+    [a70]="fanout --transport ws --subscribers 1000 --channels 1 --rate 70 --duration 10 --publishers 1"
     [b-ws]="fanout --transport ws --subscribers 1000 --channels 100 --rate 2000 --duration 10"
     [b-sse]="fanout --transport sse --subscribers 1000 --channels 100 --rate 2000 --duration 10"
     [c-ws]="conns --transport ws --connections 10000 --hold 20"
@@ -65,7 +70,7 @@ else
   )
 fi
 for s in "${SCENARIOS[@]}"; do
-  [ -n "${ARGS[$s]:-}" ] || { echo "unknown scenario $s (a b-ws b-sse c-ws c-sse d)" >&2; exit 2; }
+  [ -n "${ARGS[$s]:-}" ] || { echo "unknown scenario $s (a a70 b-ws b-sse c-ws c-sse d)" >&2; exit 2; }
 done
 # Install nginx + nchan before any run rather than inside the first one's start-up wait.
 if [[ " ${SERVERS[*]} " == *" nchan "* ]]; then
