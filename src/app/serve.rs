@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::http::Request;
+use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -63,6 +63,29 @@ pub(crate) const MAX_HEAD: usize = 8192 + 4096 * 100;
 
 /// How long a refused peer is given to stop sending (see [`linger`]).
 const LINGER: Duration = Duration::from_secs(2);
+
+/// An answer's status line and the router's headers, for the connections served without hyper;
+/// the framing headers (`content-length`, `transfer-encoding`, `connection`) are left out, for
+/// the writer to say once.
+fn write_head_start(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
 
 /// After refusing a head the peer may still be sending: closing with its bytes unread would
 /// reset the connection, and a reset can reach the peer before the answer does. So what it sends

@@ -12,11 +12,6 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-async fn connect(s: &Server) -> TcpStream {
-    let addr: SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
-    TcpStream::connect(addr).await.unwrap()
-}
-
 /// A publish request with a `content-length`, and `extra` header lines.
 fn publish(channel: &str, n: u64, extra: &str) -> Vec<u8> {
     let body = json!({"channel": channel, "name": "n", "data": {"n": n}}).to_string();
@@ -42,6 +37,14 @@ struct Reader {
 }
 
 impl Reader {
+    async fn open(s: &Server) -> Self {
+        let addr: SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
+        Reader {
+            sock: TcpStream::connect(addr).await.unwrap(),
+            raw: Vec::new(),
+        }
+    }
+
     async fn fill(&mut self) -> bool {
         let mut buf = [0u8; 4096];
         let n = tokio::time::timeout(PATIENCE, self.sock.read(&mut buf))
@@ -103,10 +106,7 @@ async fn history(s: &Server, channel: &str) -> Vec<u64> {
 #[tokio::test]
 async fn kept_alive_and_pipelined_publishes_are_answered_in_order() {
     let s = Server::start().await;
-    let mut r = Reader {
-        sock: connect(&s).await,
-        raw: Vec::new(),
-    };
+    let mut r = Reader::open(&s).await;
     // Three requests in one write, then a fourth whose head and body arrive apart.
     let mut three = publish("p", 1, "");
     three.extend(publish("p", 2, ""));
@@ -143,10 +143,7 @@ async fn kept_alive_and_pipelined_publishes_are_answered_in_order() {
 #[tokio::test]
 async fn a_request_left_to_hyper_is_served_on_the_same_connection() {
     let s = Server::start().await;
-    let mut r = Reader {
-        sock: connect(&s).await,
-        raw: Vec::new(),
-    };
+    let mut r = Reader::open(&s).await;
     let body = json!({"channel": "h", "name": "n", "data": {"n": 3}}).to_string();
     let chunked = format!(
         "POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n\
@@ -178,10 +175,7 @@ async fn a_request_left_to_hyper_is_served_on_the_same_connection() {
 #[tokio::test]
 async fn connection_close_is_answered_and_honoured() {
     let s = Server::start().await;
-    let mut r = Reader {
-        sock: connect(&s).await,
-        raw: Vec::new(),
-    };
+    let mut r = Reader::open(&s).await;
     let mut two = publish("c", 1, "Connection: close\r\n");
     two.extend(publish("c", 2, ""));
     r.sock.write_all(&two).await.unwrap();
@@ -197,10 +191,7 @@ async fn connection_close_is_answered_and_honoured() {
 async fn a_body_past_its_deadline_is_refused_in_json_and_nothing_is_published() {
     let s =
         Server::with("[auth]\nsubscribe = \"none\"\n[server]\nbody_read_timeout_ms = 500\n").await;
-    let mut r = Reader {
-        sock: connect(&s).await,
-        raw: Vec::new(),
-    };
+    let mut r = Reader::open(&s).await;
     let request = publish("b", 1, "");
     r.sock
         .write_all(&request[..request.len() - 5])
@@ -223,10 +214,7 @@ async fn an_idle_publisher_connection_is_closed_at_the_header_deadline() {
     let s = Server::with("[auth]\nsubscribe = \"none\"\n[server]\nheader_read_timeout_ms = 500\n")
         .await;
     let open_connections = || s.state.admission.public.status().open_connections;
-    let mut r = Reader {
-        sock: connect(&s).await,
-        raw: Vec::new(),
-    };
+    let mut r = Reader::open(&s).await;
     r.sock.write_all(&publish("i", 1, "")).await.unwrap();
     assert_eq!(r.answer().await.body["seq"], 1);
     // Half a head, then nothing: the deadline counts from the end of the last answer.
@@ -243,10 +231,7 @@ async fn an_idle_publisher_connection_is_closed_at_the_header_deadline() {
 #[tokio::test]
 async fn a_publish_head_too_large_is_answered_in_json() {
     let s = Server::start().await;
-    let mut r = Reader {
-        sock: connect(&s).await,
-        raw: Vec::new(),
-    };
+    let mut r = Reader::open(&s).await;
     let huge = "x".repeat(500 * 1024);
     let request = publish("t", 1, &format!("X-Huge: {huge}\r\n"));
     // The server answers before it has read it all; what it did not read may reset the write.
@@ -267,10 +252,7 @@ async fn an_idle_kept_alive_publisher_does_not_hold_up_shutdown() {
     let mut s =
         Server::with("[auth]\nsubscribe = \"none\"\n[server]\nheader_read_timeout_ms = 60000\n")
             .await;
-    let mut r = Reader {
-        sock: connect(&s).await,
-        raw: Vec::new(),
-    };
+    let mut r = Reader::open(&s).await;
     r.sock.write_all(&publish("s", 1, "")).await.unwrap();
     assert_eq!(r.answer().await.body["seq"], 1);
     let stopped = s.shutdown();

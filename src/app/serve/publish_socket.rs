@@ -7,8 +7,8 @@
 //!   head of at most 408 KiB, the listener's header deadline, which also bounds the wait for the
 //!   next request on a kept-alive connection. The body must then arrive whole within the body
 //!   deadline.
-//! - The router answers the request as it answers any other, so authorization, validation, every
-//!   error and every answer are the same as on hyper's path.
+//! - `POST /v1/publish` calls its handler directly, and any other request goes through the router,
+//!   so authorization, validation, every error and every answer are the same as on hyper's path.
 //! - The answer goes out in one write: status line, the router's headers, `content-length`,
 //!   the body.
 //!
@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use axum::response::IntoResponse;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
-use super::{linger, Answer, Io, MAX_HEAD, MAX_HEADERS};
+use super::{linger, write_head_start, Answer, Io, MAX_HEAD, MAX_HEADERS};
 use crate::core::json;
 use crate::ops::metrics::Metrics;
 use crate::transport::wake::WakeFlag;
@@ -45,7 +45,7 @@ use crate::transport::{self, read_body};
 const PUBLISH_REQUESTS: [&[u8]; 2] = [b"POST /v1/publish", b"POST /apps/"];
 
 /// The largest body served here; a larger one is hyper's, which reads it as it streams in.
-pub(super) const MAX_BODY: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024;
 
 /// The largest answer written here (every publish answer is a few hundred bytes).
 const MAX_ANSWER: usize = 1024 * 1024;
@@ -277,14 +277,7 @@ impl Conn {
             .await
             .map_err(|_| io::Error::other("the answer's body could not be read"))?;
         self.out.clear();
-        let status = parts.status;
-        self.out.extend_from_slice(b"HTTP/1.1 ");
-        self.out.extend_from_slice(status.as_str().as_bytes());
-        self.out.push(b' ');
-        self.out
-            .extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        self.out.extend_from_slice(b"\r\n");
-        write_headers(&mut self.out, &parts.headers);
+        write_head_start(&mut self.out, parts.status, &parts.headers);
         self.out.extend_from_slice(b"content-length: ");
         json::push_u64(&mut self.out, body.len() as u64);
         self.out.extend_from_slice(b"\r\n");
@@ -307,22 +300,6 @@ impl Conn {
             let _ = self.io.shutdown().await;
             linger(&mut self.io).await;
         }
-    }
-}
-
-/// The router's headers, but for the framing, which the writer says once.
-fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || name == header::CONNECTION
-        {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
 }
 

@@ -40,7 +40,7 @@ use crate::transport::admission::Permit;
 use crate::transport::deadline::Guarded;
 use crate::transport::wake::GatedRead;
 
-use super::{linger, Io, MAX_HEAD, MAX_HEADERS};
+use super::{linger, write_head_start, Io, MAX_HEAD, MAX_HEADERS};
 use crate::transport::ApiError;
 
 /// What a connection's first request starts with when it asks for the SSE stream; a space or a
@@ -239,26 +239,7 @@ fn head_of(response: Response<Body>, version: Version) -> (Vec<u8>, Framing) {
         None => Framing::UntilClose(body),
     };
     let mut head = Vec::with_capacity(512);
-    let status = parts.status;
-    let _ = write!(
-        head,
-        "HTTP/1.1 {} {}\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    );
-    for (name, value) in &parts.headers {
-        // The framing is this writer's to say, once.
-        if name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-            || name == header::CONNECTION
-        {
-            continue;
-        }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    write_head_start(&mut head, parts.status, &parts.headers);
     match &framing {
         Framing::Length(_) => {
             let _ = write!(head, "content-length: {}\r\n", length.unwrap_or(0));
