@@ -274,21 +274,26 @@ impl App {
         // The listeners keep answering while connections leave (readiness says 503, new streams
         // are refused); they close once the connections are gone or at the limit.
         let close_listeners = CancellationToken::new();
-        let gate = |admission: &Arc<Admission>, publish| serve::Gate {
+        let gate = |admission: &Arc<Admission>| serve::Gate {
             admission: admission.clone(),
             config: state.config.clone(),
-            publish,
         };
         let public = tokio::spawn(serve::serve(
             listeners.public,
-            transport::router(state.clone()),
-            gate(&state.admission.public, Some(state.clone())),
+            serve::Answer {
+                router: transport::router(state.clone()),
+                publish: Some(state.clone()),
+            },
+            gate(&state.admission.public),
             close_listeners.clone(),
         ));
         let admin = tokio::spawn(serve::serve(
             listeners.admin,
-            ops::admin::router(state.clone()),
-            gate(&state.admission.admin, None),
+            serve::Answer {
+                router: ops::admin::router(state.clone()),
+                publish: None,
+            },
+            gate(&state.admission.admin),
             close_listeners.clone(),
         ));
 

@@ -59,7 +59,7 @@ type Io = Guarded<GatedRead<TcpStream>>;
 /// hyper's defaults (`h1_max_headers`, `max_buf_size`), so that a head hyper would take is taken
 /// by the connections served without it too.
 const MAX_HEADERS: usize = 100;
-pub(crate) const MAX_HEAD: usize = 8192 + 4096 * 100;
+const MAX_HEAD: usize = 8192 + 4096 * 100;
 
 /// How long a refused peer is given to stop sending (see [`linger`]).
 const LINGER: Duration = Duration::from_secs(2);
@@ -108,13 +108,11 @@ async fn linger(io: &mut Io) {
 pub(crate) struct Gate {
     pub(crate) admission: Arc<Admission>,
     pub(crate) config: Arc<ArcSwap<Config>>,
-    /// The public listener's state: a publisher's connection calls the handler of
-    /// `POST /v1/publish` with it directly (see [`publish_socket`]); `None` elsewhere.
-    pub(crate) publish: Option<AppState>,
 }
 
-/// What answers a connection's requests: the listener's router, and on the public listener the
-/// state the publish handler is called with directly.
+/// What answers a listener's requests: its router, and on the public listener the state a
+/// publisher's connection calls the handler of `POST /v1/publish` with, without the router (see
+/// [`publish_socket`]); `None` on the admin listener.
 #[derive(Clone)]
 pub(crate) struct Answer {
     pub(crate) router: Router,
@@ -144,7 +142,7 @@ impl Gate {
 /// to finish (idle ones close, a response in flight completes) and returns once all are gone.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    answer: Answer,
     gate: Gate,
     close: CancellationToken,
 ) {
@@ -158,10 +156,7 @@ pub(crate) async fn serve(
             Ok((stream, peer)) => match gate.admission.admit(peer.ip()) {
                 Ok(permit) => {
                     let deadlines = gate.deadlines();
-                    let answer = Answer {
-                        router: router.clone(),
-                        publish: gate.publish.clone(),
-                    };
+                    let answer = answer.clone();
                     connections.spawn(connection(stream, permit, deadlines, answer, close.clone()));
                 }
                 Err(why) => admission::refuse(stream, why),

@@ -7,7 +7,8 @@
 //!   its first read; one sent a byte a second fails with [`BodyTimedOut`] (`408 body_timeout`).
 //!
 //! The header deadline (which is also the keep-alive idle deadline) is hyper's own, and
-//! `app::serve::sse_socket`'s for a connection it serves without hyper.
+//! `app::serve::sse_socket`'s and `app::serve::publish_socket`'s for the connections they serve
+//! without hyper.
 
 use std::future::Future;
 use std::io;

@@ -517,11 +517,10 @@ impl Session {
         if self.unflushed {
             self.flush().await?;
         }
-        let sent = self.events.send(
+        self.events.send(
             self.socket.get_ref(),
             opening.iter().map(|Outgoing { bytes, .. }| &bytes[..]),
-        );
-        sent?;
+        )?;
         self.drain_events().await?;
         self.delivered.add(opening.len() as u64 - 1);
         Ok(None)

@@ -84,6 +84,17 @@ impl Reader {
         }
     }
 
+    /// Reads until `raw` holds `what`.
+    async fn until(&mut self, what: &str) {
+        while !String::from_utf8_lossy(&self.raw).contains(what) {
+            assert!(
+                self.fill().await,
+                "closed before {what:?}: {:?}",
+                String::from_utf8_lossy(&self.raw)
+            );
+        }
+    }
+
     /// Reads to the close; what came is left in `raw`.
     async fn closed(&mut self) {
         while self.fill().await {}
@@ -263,4 +274,29 @@ async fn an_idle_kept_alive_publisher_does_not_hold_up_shutdown() {
         .unwrap();
     r.closed().await;
     assert!(r.raw.is_empty());
+}
+
+#[tokio::test]
+async fn a_publisher_connection_can_upgrade_to_a_websocket_after_publishing() {
+    let s = Server::start().await;
+    let mut r = Reader::open(&s).await;
+    r.sock.write_all(&publish("u", 1, "")).await.unwrap();
+    assert_eq!(r.answer().await.body["seq"], 1);
+    // hyper takes the connection over at the upgrade and hands its socket to the session.
+    r.sock
+        .write_all(
+            b"GET /v1/ws?channel=u HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    r.until("\"type\":\"subscribed\"").await;
+    assert!(
+        String::from_utf8_lossy(&r.raw).starts_with("HTTP/1.1 101 "),
+        "{:?}",
+        String::from_utf8_lossy(&r.raw)
+    );
+    assert_eq!(s.publish_seq("u", 2).await, 2);
+    r.until("\"seq\":2,").await;
 }

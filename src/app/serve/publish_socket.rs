@@ -168,13 +168,12 @@ enum Read {
 impl Conn {
     /// The next request, whole: its head by `head_by`, its body within `body` of the head.
     async fn next_request(&mut self, head_by: Instant, body: Duration) -> Next {
-        let mut body_by: Option<Instant> = None;
         loop {
             match take_request(&mut self.buf) {
                 Take::Request(plain) => return Next::Request(plain),
                 Take::Hyper => return Next::Hyper,
                 Take::Refused(e) => return Next::Refused(e),
-                Take::Partial { head_len: None } => {
+                Take::Partial { whole: None } => {
                     if self.buf.len() >= MAX_HEAD {
                         return Next::Refused(ApiError::HeadTooLarge(MAX_HEAD));
                     }
@@ -188,16 +187,17 @@ impl Conn {
                         }
                     }
                 }
-                Take::Partial {
-                    head_len: Some(total),
-                } => {
-                    let by = *body_by.get_or_insert_with(|| Instant::now() + body);
-                    match self.read_more(by, false, total).await {
-                        Read::More => {}
-                        Read::Gone | Read::Closing => return Next::Done,
-                        Read::TimedOut => {
-                            Metrics::connection_timed_out("body").increment(1);
-                            return Next::Refused(ApiError::BodyTimeout(body));
+                Take::Partial { whole: Some(total) } => {
+                    // The head is parsed again only once the whole body is in.
+                    let by = Instant::now() + body;
+                    while self.buf.len() < total {
+                        match self.read_more(by, false, total).await {
+                            Read::More => {}
+                            Read::Gone | Read::Closing => return Next::Done,
+                            Read::TimedOut => {
+                                Metrics::connection_timed_out("body").increment(1);
+                                return Next::Refused(ApiError::BodyTimeout(body));
+                            }
                         }
                     }
                 }
@@ -307,8 +307,8 @@ impl Conn {
 enum Take {
     /// A whole plain request, taken off the buffer.
     Request(Plain),
-    /// Not all of it yet: `head_len` is the whole request's length once its head is in.
-    Partial { head_len: Option<usize> },
+    /// Not all of it yet: `whole` is the request's length, head and body, once its head is in.
+    Partial { whole: Option<usize> },
     /// A request to leave to hyper (nothing was taken off the buffer).
     Hyper,
     /// A head that cannot be served.
@@ -326,7 +326,7 @@ fn take_request(buf: &mut BytesMut) -> Take {
         Ok(httparse::Status::Complete(_)) => {
             return Take::Refused(ApiError::HeadTooLarge(MAX_HEAD))
         }
-        Ok(httparse::Status::Partial) => return Take::Partial { head_len: None },
+        Ok(httparse::Status::Partial) => return Take::Partial { whole: None },
         Err(httparse::Error::TooManyHeaders) => {
             return Take::Refused(ApiError::HeadTooLarge(MAX_HEAD))
         }
@@ -369,9 +369,7 @@ fn take_request(buf: &mut BytesMut) -> Take {
     };
     let total = head_len + length;
     if buf.len() < total {
-        return Take::Partial {
-            head_len: Some(total),
-        };
+        return Take::Partial { whole: Some(total) };
     }
     // The head's bytes are shared by the request's header values rather than copied: note where
     // each name and value sits, then take the request off the buffer.
@@ -476,7 +474,7 @@ mod tests {
         assert_eq!(&body[..], b"{\"a\":1}");
         assert!(matches!(
             take_request(&mut buf),
-            Take::Partial { head_len: None }
+            Take::Partial { whole: None }
         ));
         assert_eq!(&buf[..], b"POST /v1/pu", "nothing taken");
     }
@@ -486,7 +484,7 @@ mod tests {
         let whole = request("", "0123456789");
         let mut buf = BytesMut::from(&whole.as_bytes()[..whole.len() - 4]);
         assert!(
-            matches!(take_request(&mut buf), Take::Partial { head_len: Some(n) } if n == whole.len())
+            matches!(take_request(&mut buf), Take::Partial { whole: Some(n) } if n == whole.len())
         );
         assert_eq!(buf.len(), whole.len() - 4, "nothing taken");
     }

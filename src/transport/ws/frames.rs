@@ -8,8 +8,8 @@
 //! `send`; what the socket does not take waits in a per-connection backlog.
 //!
 //! The opening's welcome and route, and each channel's `subscribed` message and replay, go out
-//! the same way. Other control messages (replies, pings, close) still go through tungstenite, which also reads the client's frames and
-//! answers its pings. The two never interleave inside a frame: the session drains the backlog
+//! the same way. Other control messages (replies, pings, close) still go through tungstenite,
+//! which also reads the client's frames and answers its pings. The two never interleave inside a frame: the session drains the backlog
 //! before tungstenite writes and flushes tungstenite before writing events.
 
 use std::cell::RefCell;
