@@ -7,11 +7,14 @@
 //! all contended; and it registers its waker again for every event. Here a receiver's waker is
 //! registered once and kept ([`TaskSlot`]), waiting costs one atomic load of the tail, and taking
 //! an item is a lock-free load of its slot.
+//!
+//! A receiver may also take items on the sender's thread ([`Direct`]): a connection waiting with
+//! nothing unsent writes an event to its socket there, and its task is not woken at all.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use arc_swap::ArcSwapOption;
@@ -67,6 +70,29 @@ impl Registration {
     }
 }
 
+/// Most receivers a send offers its item to directly ([`Direct`]). The offers run on the
+/// sender's thread under the channel's lock: a channel with more receivers wakes their tasks,
+/// which spread the writes over the worker threads and leave the lock to the next publish.
+pub(crate) const DIRECT_MAX: usize = 32;
+
+/// A receiver's way of taking an item on the sender's thread, without waking its task.
+pub(crate) trait Direct<T>: Send + Sync {
+    /// Offers item number `index`. `next` is the receiver's number of the next item to take; the
+    /// implementation may read and advance it only while the receiver's task is not polling the
+    /// receiver (it owns that exclusion). Returns whether the item was taken; when it was not, the
+    /// receiver's task is woken and takes it in the usual way.
+    fn offer(&self, item: &T, index: u64, next: &AtomicU64) -> bool;
+}
+
+/// What the sender keeps of each receiver.
+struct Entry<T> {
+    task: TaskSlot,
+    /// Number of the next item the receiver takes: its task's, or the [`Direct`] hook's while the
+    /// hook holds it.
+    next: AtomicU64,
+    direct: OnceLock<Arc<dyn Direct<T>>>,
+}
+
 /// An item and its number in the feed (the count of items sent before it).
 struct Sent<T> {
     index: u64,
@@ -80,8 +106,8 @@ struct Shared<T> {
     /// Items sent so far. Stored after the item's slot, so a receiver that sees it sees the item.
     tail: AtomicU64,
     closed: AtomicBool,
-    /// Every receiver's task, woken on every send.
-    receivers: Mutex<HashMap<u64, Arc<TaskSlot>>>,
+    /// Every receiver, offered or woken on every send.
+    receivers: Mutex<HashMap<u64, Arc<Entry<T>>>>,
     next_id: AtomicU64,
 }
 
@@ -110,10 +136,20 @@ impl<T> Sender<T> {
     pub(crate) fn send(&self, item: T) {
         let s = &self.shared;
         let index = s.tail.load(Ordering::Relaxed);
-        s.slots[(index & s.mask) as usize].store(Some(Arc::new(Sent { index, item })));
+        let sent = Arc::new(Sent { index, item });
+        s.slots[(index & s.mask) as usize].store(Some(sent.clone()));
         s.tail.store(index + 1, Ordering::Release);
-        for task in s.receivers.lock().values() {
-            task.wake();
+        let receivers = s.receivers.lock();
+        let direct = receivers.len() <= DIRECT_MAX;
+        for rx in receivers.values() {
+            if direct {
+                if let Some(hook) = rx.direct.get() {
+                    if hook.offer(&sent.item, index, &rx.next) {
+                        continue;
+                    }
+                }
+            }
+            rx.task.wake();
         }
     }
 
@@ -121,13 +157,18 @@ impl<T> Sender<T> {
     pub(crate) fn subscribe(&self) -> Receiver<T> {
         let s = &self.shared;
         let id = s.next_id.fetch_add(1, Ordering::Relaxed);
-        let task = Arc::new(TaskSlot::default());
-        s.receivers.lock().insert(id, task.clone());
+        let mut receivers = s.receivers.lock();
+        let entry = Arc::new(Entry {
+            task: TaskSlot::default(),
+            next: AtomicU64::new(s.tail.load(Ordering::Acquire)),
+            direct: OnceLock::new(),
+        });
+        receivers.insert(id, entry.clone());
+        drop(receivers);
         Receiver {
             shared: s.clone(),
-            next: s.tail.load(Ordering::Acquire),
             id,
-            task,
+            entry,
             registered: Registration::default(),
         }
     }
@@ -140,8 +181,8 @@ impl<T> Sender<T> {
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
-        for task in self.shared.receivers.lock().values() {
-            task.wake();
+        for rx in self.shared.receivers.lock().values() {
+            rx.task.wake();
         }
     }
 }
@@ -157,11 +198,17 @@ impl<T> std::fmt::Debug for Sender<T> {
 /// The receiving end.
 pub struct Receiver<T> {
     shared: Arc<Shared<T>>,
-    /// Number of the next item to take.
-    next: u64,
     id: u64,
-    task: Arc<TaskSlot>,
+    entry: Arc<Entry<T>>,
     registered: Registration,
+}
+
+impl<T> Receiver<T> {
+    /// Has the sender offer items to `hook` before it wakes this receiver's task (see
+    /// [`Direct`]). A receiver keeps the first hook it is given.
+    pub(crate) fn direct(&self, hook: Arc<dyn Direct<T>>) {
+        let _ = self.entry.direct.set(hook);
+    }
 }
 
 impl<T: Clone> Receiver<T> {
@@ -172,7 +219,7 @@ impl<T: Clone> Receiver<T> {
         }
         // Register, then look again: a send between the two either is seen here or finds the
         // waker (the sender stores the tail before it takes the slot's lock to wake).
-        self.registered.register(&self.task, cx.waker());
+        self.registered.register(&self.entry.task, cx.waker());
         self.ready().map_or(Poll::Pending, Poll::Ready)
     }
 
@@ -192,25 +239,26 @@ impl<T: Clone> Receiver<T> {
 
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let s = &self.shared;
+        let next = self.entry.next.load(Ordering::Relaxed);
         let mut tail = s.tail.load(Ordering::Acquire);
-        if self.next >= tail {
+        if next >= tail {
             if !s.closed.load(Ordering::Acquire) {
                 return Err(TryRecvError::Empty);
             }
             // Every send happened before the close: the tail read now is final.
             tail = s.tail.load(Ordering::Acquire);
-            if self.next >= tail {
+            if next >= tail {
                 return Err(TryRecvError::Closed);
             }
         }
         let held = s.mask + 1;
-        if tail - self.next > held {
+        if tail - next > held {
             return Err(self.skip_to(tail - held));
         }
-        let slot = s.slots[(self.next & s.mask) as usize].load();
+        let slot = s.slots[(next & s.mask) as usize].load();
         match slot.as_ref() {
-            Some(sent) if sent.index == self.next => {
-                self.next += 1;
+            Some(sent) if sent.index == next => {
+                self.entry.next.store(next + 1, Ordering::Relaxed);
                 Ok(sent.item.clone())
             }
             // Overwritten since the tail was read: the sender lapped this receiver.
@@ -222,8 +270,9 @@ impl<T: Clone> Receiver<T> {
     }
 
     fn skip_to(&mut self, oldest: u64) -> TryRecvError {
-        let missed = oldest.saturating_sub(self.next).max(1);
-        self.next = self.next.max(oldest);
+        let next = self.entry.next.load(Ordering::Relaxed);
+        let missed = oldest.saturating_sub(next).max(1);
+        self.entry.next.store(next.max(oldest), Ordering::Relaxed);
         TryRecvError::Lagged(missed)
     }
 }
@@ -237,7 +286,7 @@ impl<T> Drop for Receiver<T> {
 impl<T> std::fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("live::Receiver")
-            .field("next", &self.next)
+            .field("next", &self.entry.next.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -310,6 +359,99 @@ mod tests {
         let got = reader.await.unwrap();
         // A lag would show as a hole; the ring (64) is larger than any burst between yields.
         assert_eq!(got, (0..1_000).collect::<Vec<_>>());
+    }
+
+    /// Takes the items it is offered while `open`, when the receiver is at the item offered.
+    struct Taker {
+        open: AtomicBool,
+        taken: Mutex<Vec<u64>>,
+    }
+
+    impl Direct<u64> for Taker {
+        fn offer(&self, item: &u64, index: u64, next: &AtomicU64) -> bool {
+            if !self.open.load(Ordering::Relaxed) || next.load(Ordering::Relaxed) != index {
+                return false;
+            }
+            next.store(index + 1, Ordering::Relaxed);
+            self.taken.lock().push(*item);
+            true
+        }
+    }
+
+    #[derive(Default)]
+    struct Wakes(AtomicU64);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn taker(open: bool) -> Arc<Taker> {
+        Arc::new(Taker {
+            open: AtomicBool::new(open),
+            taken: Mutex::new(Vec::new()),
+        })
+    }
+
+    #[test]
+    fn an_item_taken_directly_is_not_received_again_and_one_declined_is() {
+        let tx = channel::<u64>(8);
+        let mut rx = tx.subscribe();
+        let mut plain = tx.subscribe();
+        let hook = taker(true);
+        rx.direct(hook.clone());
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        assert!(rx.poll_recv(&mut Context::from_waker(&waker)).is_pending());
+        tx.send(1);
+        tx.send(2);
+        assert_eq!(
+            wakes.0.load(Ordering::Relaxed),
+            0,
+            "taken items wake nobody"
+        );
+        hook.open.store(false, Ordering::Relaxed);
+        tx.send(3);
+        assert_eq!(
+            wakes.0.load(Ordering::Relaxed),
+            1,
+            "a declined item wakes the task"
+        );
+        // Behind by one item: the hook is not at the item offered and declines.
+        hook.open.store(true, Ordering::Relaxed);
+        tx.send(4);
+        assert_eq!(*hook.taken.lock(), [1, 2]);
+        assert_eq!(rx.try_recv(), Ok(3));
+        assert_eq!(rx.try_recv(), Ok(4));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        // Caught up, the receiver is offered the next one again.
+        tx.send(5);
+        assert_eq!(*hook.taken.lock(), [1, 2, 5]);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        let all: Vec<u64> = (0..5).map(|_| plain.try_recv().unwrap()).collect();
+        assert_eq!(
+            all,
+            [1, 2, 3, 4, 5],
+            "a receiver without a hook gets every item"
+        );
+    }
+
+    #[test]
+    fn a_channel_with_more_receivers_than_direct_max_wakes_every_task() {
+        let tx = channel::<u64>(8);
+        let mut receivers: Vec<_> = (0..=DIRECT_MAX).map(|_| tx.subscribe()).collect();
+        let hook = taker(true);
+        receivers[0].direct(hook.clone());
+        tx.send(7);
+        assert!(
+            hook.taken.lock().is_empty(),
+            "not offered past DIRECT_MAX receivers"
+        );
+        assert_eq!(receivers[0].try_recv(), Ok(7));
+        receivers.truncate(DIRECT_MAX);
+        tx.send(8);
+        assert_eq!(*hook.taken.lock(), [8]);
     }
 
     #[test]

@@ -11,11 +11,9 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
 use super::wire::ServerMessage;
 
@@ -42,7 +40,7 @@ pub(crate) fn close_reason(wait: Duration) -> String {
 
 /// Closes a just-accepted WebSocket with 1013 and the wait, then gives the client a moment to
 /// answer the close before the socket goes.
-pub(crate) async fn close_websocket(mut ws: WebSocketStream<TcpStream>, wait: Duration) {
+pub(crate) async fn close_websocket(mut ws: super::ws::Socket, wait: Duration) {
     let frame = CloseFrame {
         code: CloseCode::from(CLOSE_TRY_AGAIN_LATER),
         reason: close_reason(wait).into(),

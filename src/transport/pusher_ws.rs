@@ -16,10 +16,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::FutureExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, Instrument};
 
@@ -93,7 +91,7 @@ pub(crate) async fn upgrade(
 }
 
 /// Sends `pusher:error` in place of the handshake, then the close frame with the same code.
-async fn refuse(mut socket: WebSocketStream<TcpStream>, (code, why): (u16, &'static str)) {
+async fn refuse(mut socket: ws::Socket, (code, why): (u16, &'static str)) {
     debug!(code, "pusher socket refused");
     let limit = Duration::from_secs(1);
     let _ = tokio::time::timeout(limit, async {
@@ -121,7 +119,7 @@ enum End {
 }
 
 struct Session {
-    socket: WebSocketStream<TcpStream>,
+    socket: ws::Socket,
     events: EventWriter,
     /// The Pusher frames of the write being gathered; empty between writes.
     batch: Vec<Bytes>,
@@ -145,12 +143,7 @@ struct Session {
 }
 
 impl Session {
-    fn new(
-        socket: WebSocketStream<TcpStream>,
-        state: AppState,
-        app: Arc<AppConfig>,
-        socket_id: String,
-    ) -> Self {
+    fn new(socket: ws::Socket, state: AppState, app: Arc<AppConfig>, socket_id: String) -> Self {
         let subscribers = state.config.load().subscribers.clone();
         ws::cap_send_buffer(&socket, subscribers.buffer_bytes);
         Self {

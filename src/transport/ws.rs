@@ -3,10 +3,12 @@
 //! bytes behind a frame header, written straight to the socket (`frames`); several ready events
 //! go out in one write.
 
+pub(super) mod direct;
 pub(super) mod frames;
 pub(super) mod handshake;
+pub(super) mod shared_tcp;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -16,7 +18,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -25,8 +26,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, Instrument};
 
+use self::direct::DirectWriter;
 use self::frames::EventWriter;
 use self::handshake::Handshake;
+use self::shared_tcp::SharedTcp;
 
 #[cfg(fuzzing)]
 pub(crate) use self::frames::fuzz_frames;
@@ -46,6 +49,9 @@ use crate::core::{ChannelName, Epoch, Event, Position};
 use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 use crate::tenant::Seats;
 use crate::transport::AppState;
+
+/// A subscriber's WebSocket: tungstenite over the connection's shared TCP stream.
+pub(crate) type Socket = WebSocketStream<SharedTcp>;
 
 /// Close code: the connection fell behind; reconnect and resume from your position.
 pub(crate) const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -125,9 +131,46 @@ pub(super) fn socket_config(state: &AppState) -> WebSocketConfig {
 /// Caps the kernel's send buffer of a subscriber socket at its own buffer: left to autotune it
 /// grows to megabytes, which a slow consumer must read through before it can see its close (a
 /// client reading 64 KB/s took a minute), and which no slow-consumer check sees.
-pub(super) fn cap_send_buffer(socket: &WebSocketStream<TcpStream>, buffer_bytes: usize) {
-    let _ = socket2::SockRef::from(socket.get_ref())
+pub(super) fn cap_send_buffer(socket: &Socket, buffer_bytes: usize) {
+    let _ = socket2::SockRef::from(&**socket.get_ref())
         .set_send_buffer_size(buffer_bytes.max(MIN_SEND_BUFFER));
+}
+
+/// What woke a waiting session.
+enum Step {
+    Signal(Signal),
+    Incoming(Option<Result<Message, tungstenite::Error>>),
+    Feed(FeedItem),
+    Beat,
+}
+
+/// What [`parked`] returns.
+enum Woke<T> {
+    /// A publisher began a frame the socket did not take whole: its rest goes out first.
+    Rest(Bytes),
+    Ready(T),
+}
+
+/// Waits for `wait`, leaving the socket to publishers' direct writes between polls when `park`
+/// says nothing is unsent; each poll takes it back first. `wait` must not write to the socket
+/// (reading is fine: a read that leaves tungstenite a reply ends the wait).
+async fn parked<T>(direct: &DirectWriter, park: bool, wait: impl Future<Output = T>) -> Woke<T> {
+    let mut wait = std::pin::pin!(wait);
+    poll_fn(|cx| {
+        if let Some(rest) = direct.claim() {
+            return Poll::Ready(Woke::Rest(rest));
+        }
+        match wait.as_mut().poll(cx) {
+            Poll::Ready(step) => Poll::Ready(Woke::Ready(step)),
+            Poll::Pending => {
+                if park {
+                    direct.park();
+                }
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// Why a session ended.
@@ -165,9 +208,12 @@ impl From<std::io::Error> for Fault {
 }
 
 struct Session {
-    socket: WebSocketStream<TcpStream>,
+    socket: Socket,
     /// Event frames, written beside tungstenite.
     events: EventWriter,
+    /// Event frames written by publishers while the session waits with nothing unsent; also
+    /// counts the connection's deliveries.
+    direct: Arc<DirectWriter>,
     /// The events of the write being gathered; empty between writes.
     batch: Vec<Arc<Event>>,
     /// tungstenite may hold bytes it has not sent (a pong to a ping it read): flush it before
@@ -181,7 +227,6 @@ struct Session {
     seats: Seats,
     /// In front of the socket's read side.
     reads: WakeFlag,
-    delivered: BatchedCounter,
     last_heard: Instant,
     signals: Signals,
     /// `subscribers.write_timeout_ms` when the connection opened (a reload does not change it).
@@ -191,15 +236,12 @@ struct Session {
 }
 
 impl Session {
-    fn new(
-        socket: WebSocketStream<TcpStream>,
-        state: AppState,
-        scope: TokenScope,
-        conn_id: String,
-    ) -> Self {
+    fn new(socket: Socket, state: AppState, scope: TokenScope, conn_id: String) -> Self {
         let subscribers = state.config.load().subscribers.clone();
         cap_send_buffer(&socket, subscribers.buffer_bytes);
+        let delivered = BatchedCounter::new(Metrics::delivered(Transport::Ws));
         Self {
+            direct: Arc::new(DirectWriter::new(socket.get_ref().share(), delivered)),
             socket,
             events: EventWriter::default(),
             batch: Vec::new(),
@@ -209,7 +251,6 @@ impl Session {
             feed: Feed::default(),
             seats: tenancy::seats(&state),
             reads: WakeFlag::default(),
-            delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
             write_timeout: subscribers.write_timeout,
@@ -280,10 +321,32 @@ impl Session {
             return Ok(end);
         }
         let mut heartbeats = Heartbeats::new(heartbeat);
+        let direct = self.direct.clone();
         loop {
-            tokio::select! {
-                biased;
-                signal = self.signals.next() => match signal {
+            // A reply tungstenite may hold unsent keeps the socket from publishers' writes.
+            let park = !self.unflushed;
+            let woke = parked(&direct, park, async {
+                tokio::select! {
+                    biased;
+                    signal = self.signals.next() => Step::Signal(signal),
+                    incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
+                        Step::Incoming(incoming)
+                    }
+                    item = self.feed.next() => Step::Feed(item),
+                    () = heartbeats.beat() => Step::Beat,
+                }
+            })
+            .await;
+            let step = match woke {
+                Woke::Rest(rest) => {
+                    self.events.adopt(&rest);
+                    self.drain_events().await?;
+                    continue;
+                }
+                Woke::Ready(step) => step,
+            };
+            match step {
+                Step::Signal(signal) => match signal {
                     Signal::Goodbye => return Ok(End::Goodbye),
                     Signal::Route(route) => {
                         let tenant = self.signals.tenant();
@@ -291,8 +354,10 @@ impl Session {
                         Box::pin(self.send_now(msg)).await?;
                     }
                 },
-                incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
-                    let Some(msg) = incoming else { return Ok(End::ClientGone) };
+                Step::Incoming(incoming) => {
+                    let Some(msg) = incoming else {
+                        return Ok(End::ClientGone);
+                    };
                     self.last_heard = Instant::now();
                     let msg = match msg {
                         Ok(msg) => msg,
@@ -310,18 +375,22 @@ impl Session {
                         _ => {}
                     }
                 }
-                item = self.feed.next() => {
+                Step::Feed(item) => {
                     if let Some(end) = self.write_events(item).await? {
                         return Ok(end);
                     }
                 }
-                () = heartbeats.beat() => {
+                Step::Beat => {
                     if self.last_heard.elapsed() > heartbeat * 2 {
                         return Ok(End::Silent);
                     }
                     // Checked here, not by a timer of its own: a heartbeat's lateness is fine,
                     // a timer polled beside every delivered event is not.
-                    if self.scope.remaining(now_ms()).is_some_and(|left| left.is_zero()) {
+                    if self
+                        .scope
+                        .remaining(now_ms())
+                        .is_some_and(|left| left.is_zero())
+                    {
                         return Ok(End::TokenExpired);
                     }
                     Box::pin(self.beat()).await?;
@@ -404,7 +473,7 @@ impl Session {
         );
         self.batch.clear();
         sent?;
-        self.delivered.add(n);
+        self.direct.delivered(n);
         self.drain_events().await?;
         Ok(end)
     }
@@ -511,6 +580,7 @@ impl Session {
         };
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Ws);
         self.signals.follow(&ch);
+        sub.live.direct(self.direct.clone());
         self.feed.insert(sub);
         // Written as event frames are, not through tungstenite: a replay would grow its write
         // buffer, which keeps its size for the connection's life.
@@ -522,7 +592,7 @@ impl Session {
             opening.iter().map(|Outgoing { bytes, .. }| &bytes[..]),
         )?;
         self.drain_events().await?;
-        self.delivered.add(opening.len() as u64 - 1);
+        self.direct.delivered(opening.len() as u64 - 1);
         Ok(None)
     }
 
@@ -568,7 +638,7 @@ pub(super) fn close_frame((code, reason): (u16, &'static str)) -> Message {
 /// frames only. A peer that takes nothing for `stall` is dropped; one reading steadily is kept
 /// at most `limit`.
 pub(super) async fn close(
-    socket: &mut WebSocketStream<TcpStream>,
+    socket: &mut Socket,
     events: &mut EventWriter,
     frame: Message,
     stall: Duration,
@@ -594,7 +664,7 @@ pub(super) async fn close(
 
 /// Waits until the socket has taken every event byte, within the write deadline.
 pub(super) async fn drain_events(
-    socket: &WebSocketStream<TcpStream>,
+    socket: &Socket,
     events: &mut EventWriter,
     write_timeout: Duration,
 ) -> Result<(), Fault> {
@@ -609,10 +679,7 @@ pub(super) async fn drain_events(
 
 /// Flushes tungstenite within the write deadline; a peer that does not read is a slow
 /// consumer. Most flushes complete at once: only one that has to wait pays for a timer.
-pub(super) async fn flush(
-    socket: &mut WebSocketStream<TcpStream>,
-    write_timeout: Duration,
-) -> Result<(), Fault> {
+pub(super) async fn flush(socket: &mut Socket, write_timeout: Duration) -> Result<(), Fault> {
     let mut flush = socket.flush();
     if let Some(done) = poll_fn(|cx| {
         Poll::Ready(match flush.poll_unpin(cx) {
@@ -634,7 +701,7 @@ pub(super) async fn flush(
 /// writes to the socket, and a peer that does not read must not hold it (a replay of a long
 /// history is many feeds).
 pub(super) async fn feed(
-    socket: &mut WebSocketStream<TcpStream>,
+    socket: &mut Socket,
     msg: Message,
     write_timeout: Duration,
 ) -> Result<(), Fault> {
@@ -648,7 +715,7 @@ pub(super) async fn feed(
 /// wakes once per delivered event, and a read attempt through tungstenite costs more than writing
 /// the event. A read may leave tungstenite with a reply to send: `unflushed` says so.
 pub(super) async fn recv(
-    socket: &mut WebSocketStream<TcpStream>,
+    socket: &mut Socket,
     reads: &mut WakeFlag,
     unflushed: &mut bool,
 ) -> Option<Result<Message, tungstenite::Error>> {

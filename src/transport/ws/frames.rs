@@ -19,7 +19,7 @@ use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
 /// A server-to-client text frame header: FIN, opcode 1, no mask, and the payload length.
-fn header(len: usize) -> ([u8; 10], usize) {
+pub(super) fn header(len: usize) -> ([u8; 10], usize) {
     let mut h = [0u8; 10];
     h[0] = 0x81;
     let n = if len < 126 {
@@ -122,6 +122,17 @@ impl EventWriter {
             self.backlog.extend_from_slice(&bytes[sent..]);
         }
         Ok(())
+    }
+
+    /// Takes the rest of a frame another writer began on the socket (see `direct`): it goes out
+    /// first, whole, whatever comes after it.
+    pub(crate) fn adopt(&mut self, rest: &[u8]) {
+        debug_assert!(
+            self.backlog.is_empty(),
+            "the socket was parked with a backlog"
+        );
+        self.backlog.extend_from_slice(rest);
+        self.boundary = self.backlog.len();
     }
 
     /// Drops every frame the peer has not begun to receive, keeping the rest of one it has: a

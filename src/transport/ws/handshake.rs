@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
+use super::shared_tcp::SharedTcp;
 use crate::transport::admission::Permit;
 use crate::transport::deadline::Guarded;
 use crate::transport::wake::GatedRead;
@@ -65,7 +66,7 @@ impl Handshake {
     /// connection stays open.
     pub(crate) fn accept<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
     where
-        F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
+        F: FnOnce(super::Socket) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
@@ -78,6 +79,7 @@ impl Handshake {
                 tracing::error!("a WebSocket upgrade did not come from a TCP listener");
                 return;
             };
+            let stream = SharedTcp::new(stream);
             let ws = WebSocketStream::from_partially_read(stream, read, Role::Server, Some(config))
                 .await;
             // The permit holds the connection's place on the listener while the session runs.
