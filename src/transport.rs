@@ -12,6 +12,7 @@ pub(crate) mod body;
 mod client_js;
 pub(crate) mod control;
 pub(crate) mod deadline;
+pub(crate) mod direct;
 pub(crate) mod error;
 pub(crate) mod health;
 pub(crate) mod later;
@@ -20,6 +21,7 @@ pub(crate) mod publish;
 pub(crate) mod pusher_http;
 mod pusher_ws;
 mod route;
+pub(crate) mod shared_tcp;
 mod sse;
 pub(crate) mod state;
 mod subscriber;
@@ -40,6 +42,7 @@ pub(crate) use body::{parse_json, read_body, read_json_body};
 pub use error::ApiError;
 pub(crate) use error::ApiPath;
 pub(crate) use publish::publish_item;
+pub(crate) use sse::SseSocket;
 pub use state::{Admissions, AppState};
 
 pub fn router(state: AppState) -> Router {

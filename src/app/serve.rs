@@ -90,7 +90,7 @@ fn write_head_start(out: &mut Vec<u8>, status: StatusCode, headers: &HeaderMap) 
 /// After refusing a head the peer may still be sending: closing with its bytes unread would
 /// reset the connection, and a reset can reach the peer before the answer does. So what it sends
 /// is read and dropped until it closes its side too, for a bounded time and amount.
-async fn linger(io: &mut Io) {
+async fn linger(io: &mut (impl tokio::io::AsyncRead + Unpin)) {
     let mut scratch = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         let mut left = MAX_HEAD;

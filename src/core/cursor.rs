@@ -115,15 +115,30 @@ impl Cursor {
     /// Writes the cursor's text form into `out`.
     pub fn write_to(&self, out: &mut impl Write) {
         for (i, (ch, p)) in self.entries.iter().enumerate() {
-            if i > 0 {
-                let _ = out.write_char(',');
+            write_item(out, i, ch, &p.epoch, p.seq);
+        }
+    }
+
+    /// Writes the text form the cursor would have after `advance(channel, epoch, seq)`, without
+    /// moving it: the `id` of an event that may yet fail to go out.
+    pub fn write_advanced(
+        &self,
+        out: &mut impl Write,
+        channel: &ChannelName,
+        epoch: &Epoch,
+        seq: u64,
+    ) {
+        let mut found = false;
+        for (i, (ch, p)) in self.entries.iter().enumerate() {
+            if ch == channel {
+                found = true;
+                write_item(out, i, ch, epoch, seq);
+            } else {
+                write_item(out, i, ch, &p.epoch, p.seq);
             }
-            let _ = out.write_str(ch.as_str());
-            let _ = out.write_char('~');
-            let _ = out.write_str(p.epoch.as_str());
-            let _ = out.write_char('~');
-            // Written once per SSE message per subscriber: itoa, not the formatting machinery.
-            let _ = out.write_str(itoa::Buffer::new().format(p.seq));
+        }
+        if !found {
+            write_item(out, self.entries.len(), channel, epoch, seq);
         }
     }
 
@@ -143,6 +158,19 @@ fn invalid(item: &str, why: &str) -> CoreError {
 
 /// Counts the lookups a parse makes for repeated channels, so a test can hold it to linear work
 /// without timing it.
+/// Writes the `i`-th item of a cursor.
+fn write_item(out: &mut impl Write, i: usize, channel: &ChannelName, epoch: &Epoch, seq: u64) {
+    if i > 0 {
+        let _ = out.write_char(',');
+    }
+    let _ = out.write_str(channel.as_str());
+    let _ = out.write_char('~');
+    let _ = out.write_str(epoch.as_str());
+    let _ = out.write_char('~');
+    // Written once per SSE message per subscriber: itoa, not the formatting machinery.
+    let _ = out.write_str(itoa::Buffer::new().format(seq));
+}
+
 #[cfg(test)]
 mod probes {
     use std::cell::Cell;
@@ -197,6 +225,30 @@ mod tests {
         assert_eq!(c.encode(), "a~f~2");
         c.remove(&ch);
         assert_eq!(c.encode(), "");
+    }
+
+    #[test]
+    fn an_advance_is_written_as_it_would_be_without_moving_the_cursor() {
+        let (a, b, c) = (
+            ChannelName::parse("a").unwrap(),
+            ChannelName::parse("b").unwrap(),
+            ChannelName::parse("c").unwrap(),
+        );
+        let mut cursor = Cursor::default();
+        cursor.set(a.clone(), pos("e", 1));
+        cursor.set(b.clone(), pos("e", 7));
+        let written = |ch: &ChannelName, epoch: &str, seq| {
+            let mut out = String::new();
+            cursor.write_advanced(&mut out, ch, &Epoch::from_client(epoch), seq);
+            let mut moved = cursor.clone();
+            moved.advance(ch, &Epoch::from_client(epoch), seq);
+            assert_eq!(out, moved.encode(), "as the advanced cursor writes itself");
+            out
+        };
+        assert_eq!(written(&b, "e", 8), "a~e~1,b~e~8");
+        assert_eq!(written(&a, "f", 1), "a~f~1,b~e~7");
+        assert_eq!(written(&c, "g", 3), "a~e~1,b~e~7,c~g~3");
+        assert_eq!(cursor.encode(), "a~e~1,b~e~7", "the cursor did not move");
     }
 
     #[test]

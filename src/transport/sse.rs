@@ -2,21 +2,27 @@
 //! the connection's positions, so `Last-Event-ID` resumes every channel at once. The body is polled
 //! by hyper directly: everything ready at a wake-up (control messages, events, heartbeats, in that
 //! order) becomes one chunk, and polls that follow a chunk cost nothing until a source wakes it.
+//!
+//! A stream served on its own socket ([`SseSocket`]) also has its events written by publishers
+//! while it waits with nothing unsent (see `direct`); the positions are then shared with them.
 
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame};
+use parking_lot::Mutex;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::control::{Signal, Signals};
+use super::direct::{DirectWriter, Framing, Parking};
 use super::later;
 use super::subscriber::{self, Feed, FeedItem, Heartbeats};
 use super::tenancy;
@@ -24,7 +30,7 @@ use super::wake::WakeFlag;
 use super::wire::ServerMessage;
 use super::ApiError;
 use crate::core::event::now_ms;
-use crate::core::{Cursor, Position};
+use crate::core::{Cursor, Event, Position};
 use crate::ops::metrics::{BatchedCounter, ConnectionGuard, Metrics, Transport};
 use crate::tenant::Seats;
 use crate::transport::AppState;
@@ -32,9 +38,60 @@ use crate::transport::AppState;
 const WRITE_BATCH: u64 = 64;
 const CHUNK_CAPACITY: usize = 1024;
 
+/// A stream's socket, when the stream is served on it rather than by hyper: who may write it, and
+/// whether the body goes in the chunked encoding. Handed to the handler in the request's
+/// extensions.
+#[derive(Clone)]
+pub(crate) struct SseSocket {
+    pub(crate) parking: Arc<Parking>,
+    pub(crate) chunked: bool,
+}
+
+/// An event as a publisher writes it to a parked stream: the message, in its chunk.
+struct SseFraming {
+    positions: Arc<Mutex<Cursor>>,
+    chunked: bool,
+}
+
+/// Room before a message for its chunk size: at most 8 hex digits and CRLF.
+const CHUNK_HEAD: usize = 10;
+
+impl Framing for SseFraming {
+    fn write(&self, event: &Event, out: &mut BytesMut) {
+        let start = out.len();
+        if self.chunked {
+            out.extend_from_slice(&[0; CHUNK_HEAD]);
+        }
+        let message = out.len();
+        out.extend_from_slice(b"id: ");
+        let positions = self.positions.lock();
+        positions.write_advanced(out, &event.channel, &event.epoch, event.seq);
+        drop(positions);
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(&event.frame);
+        out.extend_from_slice(b"\n\n");
+        if self.chunked {
+            let size = format!("{:x}\r\n", out.len() - message);
+            out.extend_from_slice(b"\r\n");
+            // The size sits right before the message; the room it did not need goes.
+            out[message - size.len()..message].copy_from_slice(size.as_bytes());
+            let unused = CHUNK_HEAD - size.len();
+            let _ = out.split_to(start + unused);
+            debug_assert_eq!(start, 0, "one message per scratch buffer");
+        }
+    }
+
+    fn sent(&self, event: &Event) {
+        self.positions
+            .lock()
+            .advance(&event.channel, &event.epoch, event.seq);
+    }
+}
+
 pub(crate) async fn stream(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    socket: Option<Extension<SseSocket>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if state.lifecycle.is_draining() {
@@ -79,7 +136,7 @@ pub(crate) async fn stream(
     let cfg = state.config.load().subscribers.clone();
     let mut conn = Connection {
         feed: Feed::unflagged(),
-        positions: Cursor::default(),
+        positions: Arc::default(),
         heartbeats: Heartbeats::new(cfg.heartbeat),
         delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),
         signals: Signals::new(&state, state.failover.route().version),
@@ -95,6 +152,14 @@ pub(crate) async fn stream(
     let mut first = BytesMut::new();
     let _ = write!(first, "retry: {}\n\n", cfg.sse_retry.as_millis());
     let mut replayed = 0;
+    let direct = socket.map(|Extension(socket)| {
+        let framing = SseFraming {
+            positions: conn.positions.clone(),
+            chunked: socket.chunked,
+        };
+        let delivered = BatchedCounter::new(Metrics::delivered(Transport::Sse));
+        Arc::new(DirectWriter::new(socket.parking, framing, delivered))
+    });
     let resume = resume.by_channel();
     for ch in channels {
         let since: Option<Position> = resume.get(&ch).map(|p| (*p).clone());
@@ -103,8 +168,11 @@ pub(crate) async fn stream(
         let opening = subscriber::opening(&sub, since.as_ref(), Transport::Sse);
         replayed += opening.len() as u64 - 1;
         for out in opening {
-            conn.positions.set(out.channel, out.position);
+            conn.positions.lock().set(out.channel, out.position);
             conn.write_message(&mut first, &out.bytes);
+        }
+        if let Some(direct) = &direct {
+            sub.live.direct(direct.clone());
         }
         conn.feed.insert(sub);
     }
@@ -165,7 +233,8 @@ impl HttpBody for Live {
 /// One SSE connection's state while it streams.
 struct Connection {
     feed: Feed,
-    positions: Cursor,
+    /// Shared with the stream's direct writer, if any: taken only by whoever holds the socket.
+    positions: Arc<Mutex<Cursor>>,
     heartbeats: Heartbeats,
     delivered: BatchedCounter,
     signals: Signals,
@@ -189,7 +258,7 @@ impl Connection {
     fn write_message(&self, out: &mut BytesMut, json: &[u8]) {
         reserve_chunk(out);
         out.extend_from_slice(b"id: ");
-        self.positions.write_to(out);
+        self.positions.lock().write_to(out);
         out.extend_from_slice(b"\ndata: ");
         out.extend_from_slice(json);
         out.extend_from_slice(b"\n\n");
@@ -262,7 +331,7 @@ impl Connection {
                     break false;
                 }
                 Poll::Ready(FeedItem::Event(ev)) => {
-                    self.positions.advance(&ev.channel, &ev.epoch, ev.seq);
+                    (self.positions.lock()).advance(&ev.channel, &ev.epoch, ev.seq);
                     self.write_message(out, &ev.frame);
                     n += 1;
                 }

@@ -3,10 +3,8 @@
 //! bytes behind a frame header, written straight to the socket (`frames`); several ready events
 //! go out in one write.
 
-pub(super) mod direct;
 pub(super) mod frames;
 pub(super) mod handshake;
-pub(super) mod shared_tcp;
 
 use std::future::{poll_fn, Future};
 use std::sync::Arc;
@@ -26,10 +24,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, Instrument};
 
-use self::direct::DirectWriter;
-use self::frames::EventWriter;
+use self::frames::{EventWriter, WsFraming};
 use self::handshake::Handshake;
-use self::shared_tcp::SharedTcp;
 
 #[cfg(fuzzing)]
 pub(crate) use self::frames::fuzz_frames;
@@ -37,7 +33,9 @@ pub(crate) use self::frames::fuzz_frames;
 pub(crate) use self::handshake::Handshake as FuzzHandshake;
 
 use super::control::{Signal, Signals};
+use super::direct::{DirectWriter, Parking};
 use super::later;
+use super::shared_tcp::SharedTcp;
 use super::subscriber::{self, Feed, FeedItem, Heartbeats, Outgoing};
 use super::tenancy;
 use super::wake::WakeFlag;
@@ -154,17 +152,17 @@ enum Woke<T> {
 /// Waits for `wait`, leaving the socket to publishers' direct writes between polls when `park`
 /// says nothing is unsent; each poll takes it back first. `wait` must not write to the socket
 /// (reading is fine: a read that leaves tungstenite a reply ends the wait).
-async fn parked<T>(direct: &DirectWriter, park: bool, wait: impl Future<Output = T>) -> Woke<T> {
+async fn parked<T>(parking: &Parking, park: bool, wait: impl Future<Output = T>) -> Woke<T> {
     let mut wait = std::pin::pin!(wait);
     poll_fn(|cx| {
-        if let Some(rest) = direct.claim() {
+        if let Some(rest) = parking.claim() {
             return Poll::Ready(Woke::Rest(rest));
         }
         match wait.as_mut().poll(cx) {
             Poll::Ready(step) => Poll::Ready(Woke::Ready(step)),
             Poll::Pending => {
                 if park {
-                    direct.park();
+                    parking.park();
                 }
                 Poll::Pending
             }
@@ -211,9 +209,10 @@ struct Session {
     socket: Socket,
     /// Event frames, written beside tungstenite.
     events: EventWriter,
-    /// Event frames written by publishers while the session waits with nothing unsent; also
-    /// counts the connection's deliveries.
-    direct: Arc<DirectWriter>,
+    /// Who writes the socket: the session, or publishers while it waits with nothing unsent.
+    parking: Arc<Parking>,
+    /// Writes event frames on publishers' threads; also counts the connection's deliveries.
+    direct: Arc<DirectWriter<WsFraming>>,
     /// The events of the write being gathered; empty between writes.
     batch: Vec<Arc<Event>>,
     /// tungstenite may hold bytes it has not sent (a pong to a ping it read): flush it before
@@ -240,8 +239,10 @@ impl Session {
         let subscribers = state.config.load().subscribers.clone();
         cap_send_buffer(&socket, subscribers.buffer_bytes);
         let delivered = BatchedCounter::new(Metrics::delivered(Transport::Ws));
+        let parking = Arc::new(Parking::new(socket.get_ref().share()));
         Self {
-            direct: Arc::new(DirectWriter::new(socket.get_ref().share(), delivered)),
+            direct: Arc::new(DirectWriter::new(parking.clone(), WsFraming, delivered)),
+            parking,
             socket,
             events: EventWriter::default(),
             batch: Vec::new(),
@@ -321,11 +322,11 @@ impl Session {
             return Ok(end);
         }
         let mut heartbeats = Heartbeats::new(heartbeat);
-        let direct = self.direct.clone();
+        let parking = self.parking.clone();
         loop {
             // A reply tungstenite may hold unsent keeps the socket from publishers' writes.
             let park = !self.unflushed;
-            let woke = parked(&direct, park, async {
+            let woke = parked(&parking, park, async {
                 tokio::select! {
                     biased;
                     signal = self.signals.next() => Step::Signal(signal),

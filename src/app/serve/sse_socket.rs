@@ -12,6 +12,9 @@
 //!   socket took it. Between chunks the connection owns its socket, its stream state and nothing
 //!   else.
 //!
+//! While the stream waits with nothing unsent, its socket is parked for publishers, who write
+//! events to it themselves (`transport::direct`); each poll of the stream takes it back first.
+//!
 //! Only a connection's first request is looked at, by peeking at what has already arrived
 //! without reading it: any other request, or one whose start has not all arrived yet (a client
 //! that trickles its head), is hyper's as before. The stream is the connection's last answer: the
@@ -20,6 +23,7 @@
 use std::future::poll_fn;
 use std::io::{self, Write};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,9 +42,15 @@ use tower::ServiceExt;
 use crate::ops::metrics::Metrics;
 use crate::transport::admission::Permit;
 use crate::transport::deadline::Guarded;
+use crate::transport::direct::Parking;
+use crate::transport::shared_tcp::SharedTcp;
 use crate::transport::wake::GatedRead;
+use crate::transport::SseSocket;
 
-use super::{linger, write_head_start, Io, MAX_HEAD, MAX_HEADERS};
+use super::{linger, write_head_start, MAX_HEAD, MAX_HEADERS};
+
+/// The stream's socket: shared with publishers' direct writes (see [`Parking`]).
+type Io = Guarded<GatedRead<SharedTcp>>;
 use crate::transport::ApiError;
 
 /// What a connection's first request starts with when it asks for the SSE stream; a space or a
@@ -68,10 +78,12 @@ pub(super) async fn serve(
     router: Router,
     close: CancellationToken,
 ) {
+    let stream = SharedTcp::new(stream);
+    let parking = Arc::new(Parking::new(stream.share()));
     let io = Guarded::new(GatedRead::new(stream), write_deadline, permit);
-    let prepared = Box::pin(prepare(io, head_by, router, close)).await;
+    let prepared = Box::pin(prepare(io, head_by, router, close, parking.clone())).await;
     if let Some((mut io, head, framing)) = prepared {
-        let _ = send(&mut io, head, framing).await;
+        let _ = send(&mut io, head, framing, Some(&parking)).await;
     }
 }
 
@@ -82,19 +94,24 @@ async fn prepare(
     head_by: Instant,
     router: Router,
     close: CancellationToken,
+    parking: Arc<Parking>,
 ) -> Option<(Io, Vec<u8>, Framing)> {
-    let request = match read_head_within(&mut io, head_by, &close).await {
+    let mut request = match read_head_within(&mut io, head_by, &close).await {
         Ok(request) => request,
         Err(HeadError::Gone) => return None,
         Err(HeadError::Refused(e)) => {
             let (head, framing) = head_of(e.into_response(), Version::HTTP_11);
-            if send(&mut io, head, framing).await.is_ok() {
+            if send(&mut io, head, framing, None).await.is_ok() {
                 linger(&mut io).await;
             }
             return None;
         }
     };
     let version = request.version();
+    let chunked = version == Version::HTTP_11;
+    request
+        .extensions_mut()
+        .insert(SseSocket { parking, chunked });
     let Ok(response) = router.oneshot(request).await;
     let (head, framing) = head_of(response, version);
     Some((io, head, framing))
@@ -111,8 +128,14 @@ pub(crate) fn fuzz_head(data: &[u8]) -> Result<Option<Request<Body>>, ApiError> 
     }
 }
 
-/// Writes an answer and closes the connection.
-async fn send(io: &mut Io, head: Vec<u8>, framing: Framing) -> io::Result<()> {
+/// Writes an answer and closes the connection. A stream's socket is parked for publishers
+/// whenever it waits with nothing unsent, if `parking` is given.
+async fn send(
+    io: &mut Io,
+    head: Vec<u8>,
+    framing: Framing,
+    parking: Option<&Parking>,
+) -> io::Result<()> {
     let (mut body, chunked) = match framing {
         Framing::Length(body) => return Box::pin(whole(io, head, body)).await,
         Framing::Chunked(body) => (body, true),
@@ -120,7 +143,7 @@ async fn send(io: &mut Io, head: Vec<u8>, framing: Framing) -> io::Result<()> {
     };
     io.write_all(&head).await?;
     drop(head);
-    write_stream(io, &mut body, chunked).await?;
+    write_stream(io, &mut body, chunked, parking).await?;
     finish(io, if chunked { b"0\r\n\r\n" } else { b"" }).await
 }
 
@@ -267,10 +290,20 @@ async fn finish(io: &mut Io, last: &[u8]) -> io::Result<()> {
 }
 
 /// Writes the body's chunks until it ends, or until the peer leaves: a stream that would
-/// otherwise write nothing for a while notices a closed socket by reading it.
-async fn write_stream(io: &mut Io, body: &mut Body, chunked: bool) -> io::Result<()> {
+/// otherwise write nothing for a while notices a closed socket by reading it. Between chunks,
+/// with nothing unsent, the socket is parked for publishers; each poll takes it back, with the
+/// rest of an event a publisher began, which goes out first.
+async fn write_stream(
+    io: &mut Io,
+    body: &mut Body,
+    chunked: bool,
+    parking: Option<&Parking>,
+) -> io::Result<()> {
     let mut out = Bytes::new();
     poll_fn(|cx| {
+        if let Some(rest) = parking.and_then(Parking::claim) {
+            out = rest;
+        }
         if let Poll::Ready(gone) = poll_peer_gone(io, cx) {
             return Poll::Ready(gone);
         }
@@ -286,7 +319,12 @@ async fn write_stream(io: &mut Io, body: &mut Body, chunked: bool) -> io::Result
             // Let the last chunk's allocation go before waiting for the next.
             out = Bytes::new();
             match Pin::new(&mut *body).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    if let Some(parking) = parking {
+                        parking.park();
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(io::Error::other(e))),
                 Poll::Ready(Some(Ok(frame))) => {

@@ -18,8 +18,11 @@ use std::io;
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
+use crate::core::Event;
+use crate::transport::direct::Framing;
+
 /// A server-to-client text frame header: FIN, opcode 1, no mask, and the payload length.
-pub(super) fn header(len: usize) -> ([u8; 10], usize) {
+fn header(len: usize) -> ([u8; 10], usize) {
     let mut h = [0u8; 10];
     h[0] = 0x81;
     let n = if len < 126 {
@@ -35,6 +38,17 @@ pub(super) fn header(len: usize) -> ([u8; 10], usize) {
         10
     };
     (h, n)
+}
+
+/// Events as text frames, for the connection's [`DirectWriter`](crate::transport::direct).
+pub(crate) struct WsFraming;
+
+impl Framing for WsFraming {
+    fn write(&self, event: &Event, out: &mut BytesMut) {
+        let (h, n) = header(event.frame.len());
+        out.extend_from_slice(&h[..n]);
+        out.extend_from_slice(&event.frame);
+    }
 }
 
 thread_local! {

@@ -14,9 +14,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
-use super::shared_tcp::SharedTcp;
 use crate::transport::admission::Permit;
 use crate::transport::deadline::Guarded;
+use crate::transport::shared_tcp::SharedTcp;
 use crate::transport::wake::GatedRead;
 use crate::transport::ApiError;
 
