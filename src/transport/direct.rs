@@ -52,9 +52,10 @@ pub(crate) trait Framing: Send + Sync + 'static {
     fn sent(&self, _event: &Event) {}
 }
 
-/// Who may write a connection's socket: its task, or a publisher while the task waits.
+/// Who may write a connection's socket: its task, or a publisher while the task waits. Holds the
+/// socket itself, so a publisher's write reads one allocation for both.
 pub(crate) struct Parking {
-    stream: Arc<TcpStream>,
+    stream: TcpStream,
     state: AtomicU8,
     /// The rest of an event a publisher began and the socket did not take: it goes out before
     /// anything else.
@@ -63,12 +64,16 @@ pub(crate) struct Parking {
 
 impl Parking {
     /// Parking for `stream`, held by the task until it first parks.
-    pub(crate) fn new(stream: Arc<TcpStream>) -> Self {
+    pub(crate) fn new(stream: TcpStream) -> Self {
         Self {
             stream,
             state: AtomicU8::new(TASK),
             rest: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// Takes the socket back for the task, waiting out a publisher's write in progress (one
@@ -129,7 +134,7 @@ impl Parking {
             // One `send` straight to the descriptor: cheaper than going through tokio's
             // readiness check. A full socket or a failed one sends nothing here; the task finds
             // out which, through tokio.
-            let sent = socket2::SockRef::from(&*self.stream).send(out).unwrap_or(0);
+            let sent = socket2::SockRef::from(&self.stream).send(out).unwrap_or(0);
             let written = if sent == out.len() {
                 Written::Whole
             } else if sent > 0 {
@@ -238,14 +243,14 @@ mod tests {
     }
 
     /// A connected pair on loopback: (the server's end, the client's end).
-    async fn pair() -> (Arc<TcpStream>, TcpStream) {
+    async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
-        (Arc::new(accepted.unwrap().0), client.unwrap())
+        (accepted.unwrap().0, client.unwrap())
     }
 
-    fn writer(stream: Arc<TcpStream>) -> (Arc<Parking>, DirectWriter<Marked>) {
+    fn writer(stream: TcpStream) -> (Arc<Parking>, DirectWriter<Marked>) {
         let parking = Arc::new(Parking::new(stream));
         let delivered = BatchedCounter::new(Metrics::delivered(Transport::Ws));
         let writer = DirectWriter::new(parking.clone(), Marked::default(), delivered);
@@ -294,8 +299,9 @@ mod tests {
     #[tokio::test]
     async fn the_rest_of_an_event_the_socket_did_not_take_comes_back_to_the_task() {
         let (server, mut client) = pair().await;
-        let _ = socket2::SockRef::from(&*server).set_send_buffer_size(16 * 1024);
-        let (parking, w) = writer(server.clone());
+        let _ = socket2::SockRef::from(&server).set_send_buffer_size(16 * 1024);
+        let (parking, w) = writer(server);
+        let server = parking.stream();
         // Larger than the socket and the peer's receive buffer take while nobody reads.
         let ev = event(1 << 20);
         let next = AtomicU64::new(0);

@@ -1,8 +1,8 @@
-//! A WebSocket's TCP stream held behind an `Arc`: tungstenite reads and writes it through
-//! [`SharedTcp`], and the connection's [`DirectWriter`](super::direct::DirectWriter) writes event
-//! frames to it from a publisher's thread. Only `&TcpStream` methods are used (readiness, then a
-//! non-blocking read or write), as tokio's own split halves do, so tokio's readiness tracking
-//! stays whole.
+//! A subscriber connection's TCP stream, held in its [`Parking`] behind an `Arc`: the connection
+//! reads and writes it through [`SharedTcp`] (tungstenite for a WebSocket, the stream's writer for
+//! SSE), and publishers write events to it while the connection has parked it (see `direct`).
+//! Only `&TcpStream` methods are used (readiness, then a non-blocking read or write), as tokio's
+//! own split halves do, so tokio's readiness tracking stays whole.
 
 use std::io;
 use std::ops::Deref;
@@ -13,15 +13,17 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-pub(crate) struct SharedTcp(Arc<TcpStream>);
+use super::direct::Parking;
+
+pub(crate) struct SharedTcp(Arc<Parking>);
 
 impl SharedTcp {
     pub(crate) fn new(stream: TcpStream) -> Self {
-        Self(Arc::new(stream))
+        Self(Arc::new(Parking::new(stream)))
     }
 
-    /// Another handle on the same stream.
-    pub(crate) fn share(&self) -> Arc<TcpStream> {
+    /// Who may write the stream: the connection, or publishers while it has parked it.
+    pub(crate) fn parking(&self) -> Arc<Parking> {
         self.0.clone()
     }
 }
@@ -30,7 +32,7 @@ impl Deref for SharedTcp {
     type Target = TcpStream;
 
     fn deref(&self) -> &TcpStream {
-        &self.0
+        self.0.stream()
     }
 }
 
@@ -41,9 +43,9 @@ impl AsyncRead for SharedTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.0.poll_read_ready(cx))?;
+            ready!(self.poll_read_ready(cx))?;
             // `try_read` clears the readiness when the socket had nothing after all.
-            match self.0.try_read(buf.initialize_unfilled()) {
+            match self.try_read(buf.initialize_unfilled()) {
                 Ok(n) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -62,8 +64,8 @@ impl AsyncWrite for SharedTcp {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
+            ready!(self.poll_write_ready(cx))?;
+            match self.try_write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 done => return Poll::Ready(done),
             }
@@ -76,8 +78,8 @@ impl AsyncWrite for SharedTcp {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
+            ready!(self.poll_write_ready(cx))?;
+            match self.try_write_vectored(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 done => return Poll::Ready(done),
             }
@@ -94,7 +96,7 @@ impl AsyncWrite for SharedTcp {
 
     /// Shuts the write side, as `TcpStream`'s own `poll_shutdown` does.
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+        Poll::Ready(socket2::SockRef::from(&**self).shutdown(std::net::Shutdown::Write))
     }
 }
 
@@ -110,7 +112,8 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
         let (mut client, mut shared) = (client.unwrap(), SharedTcp::new(accepted.unwrap().0));
-        let other = shared.share();
+        let parking = shared.parking();
+        let other = parking.stream();
 
         client.write_all(b"ping").await.unwrap();
         let mut buf = [0u8; 4];

@@ -239,7 +239,7 @@ impl Session {
         let subscribers = state.config.load().subscribers.clone();
         cap_send_buffer(&socket, subscribers.buffer_bytes);
         let delivered = BatchedCounter::new(Metrics::delivered(Transport::Ws));
-        let parking = Arc::new(Parking::new(socket.get_ref().share()));
+        let parking = socket.get_ref().parking();
         Self {
             direct: Arc::new(DirectWriter::new(parking.clone(), WsFraming, delivered)),
             parking,

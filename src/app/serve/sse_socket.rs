@@ -79,7 +79,7 @@ pub(super) async fn serve(
     close: CancellationToken,
 ) {
     let stream = SharedTcp::new(stream);
-    let parking = Arc::new(Parking::new(stream.share()));
+    let parking = stream.parking();
     let io = Guarded::new(GatedRead::new(stream), write_deadline, permit);
     let prepared = Box::pin(prepare(io, head_by, router, close, parking.clone())).await;
     if let Some((mut io, head, framing)) = prepared {
