@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::live;
+use super::live::{self, Delivery};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -271,14 +271,19 @@ impl Channel {
         if draft.idempotent {
             st.ids.remember(id.clone(), seq, now, &limits.idempotency);
         }
-        self.append(&mut st, &limits, event.clone(), now);
-        Ok(Published {
+        let delivery = self.append(&mut st, &limits, event.clone(), now);
+        let published = Published {
             seq,
             epoch: st.epoch.clone(),
             id,
             duplicate: false,
             event: Some(event),
-        })
+        };
+        drop(st);
+        if let Some(delivery) = delivery {
+            delivery.deliver();
+        }
+        Ok(published)
     }
 
     /// Moves the shared figures from what this channel held before to what it holds now.
@@ -287,9 +292,18 @@ impl Channel {
         adjust(&self.shared.history_bytes, bytes_before, history.bytes());
     }
 
-    /// Appends the next event of the current epoch to history, keeps the caps and hands it to the
-    /// live feed. The caller holds the lock and has checked `event.seq == head + 1`.
-    fn append(&self, st: &mut State, limits: &ChannelLimits, event: Arc<Event>, now: Instant) {
+    /// Appends the next event of the current epoch to history, keeps the caps and puts it in the
+    /// live feed. The caller holds the lock and has checked `event.seq == head + 1`; it delivers
+    /// the event to the feed's receivers once it has let the lock go, so that new subscribers,
+    /// other publishers and readers of history do not wait for the writes.
+    #[must_use]
+    fn append(
+        &self,
+        st: &mut State,
+        limits: &ChannelLimits,
+        event: Arc<Event>,
+        now: Instant,
+    ) -> Option<Delivery<Arc<Event>>> {
         st.head = event.seq;
         let (len_before, bytes_before) = (st.history.len(), st.history.bytes());
         st.history.push(event.clone(), &limits.history);
@@ -313,9 +327,7 @@ impl Channel {
             }
         }
         self.account(len_before, bytes_before + grown, &st.history);
-        if let Some(live) = &st.live {
-            live.send(event);
-        }
+        st.live.as_ref().map(|live| live.push(event))
     }
 
     /// Applies an event sequenced elsewhere (a mirror of a shared engine). Only the next event of
@@ -335,7 +347,11 @@ impl Channel {
             return Ok(Applied::Gap { head: st.head });
         }
         let limits = self.shared.limits.load();
-        self.append(&mut st, &limits, event, now);
+        let delivery = self.append(&mut st, &limits, event, now);
+        drop(st);
+        if let Some(delivery) = delivery {
+            delivery.deliver();
+        }
         Ok(Applied::Applied)
     }
 

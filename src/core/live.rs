@@ -71,9 +71,10 @@ impl Registration {
 }
 
 /// Most receivers a send offers its item to directly ([`Direct`]). The offers run on the
-/// sender's thread under the channel's lock: a channel with more receivers wakes their tasks,
-/// which spread the writes over the worker threads and leave the lock to the next publish.
-pub(crate) const DIRECT_MAX: usize = 32;
+/// sender's thread, one non-blocking write each (a few microseconds), before the publish is
+/// answered: this bounds what a publish spends on them. A channel with more receivers wakes
+/// their tasks, which spread the writes over the worker threads.
+pub(crate) const DIRECT_MAX: usize = 1024;
 
 /// A receiver's way of taking an item on the sender's thread, without waking its task.
 pub(crate) trait Direct<T>: Send + Sync {
@@ -133,23 +134,22 @@ pub(crate) fn channel<T>(capacity: usize) -> Sender<T> {
 
 impl<T> Sender<T> {
     /// Hands `item` to every receiver. One sender: callers serialise sends (the channel's lock).
+    #[cfg(test)]
     pub(crate) fn send(&self, item: T) {
+        self.push(item).deliver();
+    }
+
+    /// Puts `item` in the ring, where receivers find it; [`Delivery::deliver`] then tells them.
+    /// One sender: callers serialise pushes (the channel's lock), not deliveries.
+    pub(crate) fn push(&self, item: T) -> Delivery<T> {
         let s = &self.shared;
         let index = s.tail.load(Ordering::Relaxed);
         let sent = Arc::new(Sent { index, item });
         s.slots[(index & s.mask) as usize].store(Some(sent.clone()));
         s.tail.store(index + 1, Ordering::Release);
-        let receivers = s.receivers.lock();
-        let direct = receivers.len() <= DIRECT_MAX;
-        for rx in receivers.values() {
-            if direct {
-                if let Some(hook) = rx.direct.get() {
-                    if hook.offer(&sent.item, index, &rx.next) {
-                        continue;
-                    }
-                }
-            }
-            rx.task.wake();
+        Delivery {
+            shared: s.clone(),
+            sent,
         }
     }
 
@@ -192,6 +192,37 @@ impl<T> std::fmt::Debug for Sender<T> {
         f.debug_struct("live::Sender")
             .field("sent", &self.shared.tail.load(Ordering::Relaxed))
             .finish()
+    }
+}
+
+/// An item pushed and not yet handed to the receivers.
+#[must_use = "receivers are not told of the item until it is delivered"]
+pub(crate) struct Delivery<T> {
+    shared: Arc<Shared<T>>,
+    sent: Arc<Sent<T>>,
+}
+
+impl<T> Delivery<T> {
+    /// Offers the item to each receiver's hook ([`Direct`]) or wakes its task. Needs no lock of
+    /// the caller's: a hook writes an item only to a receiver standing right at it, so two
+    /// deliveries racing each other write nothing twice and nothing out of order (the later one
+    /// finds the receiver short of its item and wakes its task instead). The receivers are
+    /// listed first, so that their lock is not held across the writes.
+    pub(crate) fn deliver(self) {
+        let receivers: Vec<Arc<Entry<T>>> =
+            self.shared.receivers.lock().values().cloned().collect();
+        let direct = receivers.len() <= DIRECT_MAX;
+        let Sent { index, item } = &*self.sent;
+        for rx in &receivers {
+            if direct {
+                if let Some(hook) = rx.direct.get() {
+                    if hook.offer(item, *index, &rx.next) {
+                        continue;
+                    }
+                }
+            }
+            rx.task.wake();
+        }
     }
 }
 
@@ -435,6 +466,21 @@ mod tests {
             [1, 2, 3, 4, 5],
             "a receiver without a hook gets every item"
         );
+    }
+
+    #[test]
+    fn deliveries_racing_each_other_write_nothing_twice_and_nothing_out_of_order() {
+        let tx = channel::<u64>(8);
+        let mut rx = tx.subscribe();
+        let hook = taker(true);
+        rx.direct(hook.clone());
+        let (first, second) = (tx.push(1), tx.push(2));
+        // The later delivery first: the receiver is short of its item, so it is left to the task.
+        second.deliver();
+        first.deliver();
+        assert_eq!(*hook.taken.lock(), [1]);
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     }
 
     #[test]
