@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::core::live::Direct;
 use crate::core::Event;
-use crate::ops::metrics::BatchedCounter;
+use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 
 /// The connection's task holds the socket.
 const TASK: u8 = 0;
@@ -42,9 +42,25 @@ thread_local! {
 /// Past this, a thread's scratch buffer is given back after use (a large event).
 const SCRATCH_KEEP: usize = 64 * 1024;
 
+thread_local! {
+    /// Deliveries counted by the thread that made them, per transport: a connection keeps no
+    /// counter of its own, and publishers writing to many connections touch one.
+    static DELIVERED: RefCell<[Option<BatchedCounter>; 3]> = const { RefCell::new([None, None, None]) };
+}
+
+/// Counts `n` events delivered over `transport`.
+fn count_delivered(transport: Transport, n: u64) {
+    DELIVERED.with_borrow_mut(|tallies| {
+        tallies[transport.index()]
+            .get_or_insert_with(|| BatchedCounter::new(Metrics::delivered(transport)))
+            .add(n);
+    });
+}
+
 /// How a transport puts an event on the wire, for a connection's [`DirectWriter`].
 pub(crate) trait Framing: Send + Sync + 'static {
-    /// Appends the bytes `event` goes out as on this connection.
+    /// Appends the bytes `event` goes out as on this connection: none for an event the
+    /// connection does not get (one that excludes it).
     fn write(&self, event: &Event, out: &mut BytesMut);
 
     /// `event` went out (whole, or begun with its rest left to the task): the connection's own
@@ -58,8 +74,8 @@ pub(crate) struct Parking {
     stream: TcpStream,
     state: AtomicU8,
     /// The rest of an event a publisher began and the socket did not take: it goes out before
-    /// anything else.
-    rest: Mutex<Option<Bytes>>,
+    /// anything else. Boxed, so an idle connection keeps a pointer for it.
+    rest: Mutex<Option<Box<[u8]>>>,
 }
 
 impl Parking {
@@ -89,7 +105,7 @@ impl Parking {
                 Ordering::Acquire,
             ) {
                 Ok(_) => return None,
-                Err(TASK) => return self.rest.lock().take(),
+                Err(TASK) => return self.rest.lock().take().map(Bytes::from),
                 Err(_) => {
                     spins += 1;
                     if spins < 64 {
@@ -109,13 +125,14 @@ impl Parking {
     }
 
     /// Writes what `bytes` gives for a publisher, if the socket is parked and `ready` holds once
-    /// the publisher holds it. When any of it went out, `sent` runs before the socket is let go:
-    /// the task, taking it back, finds the connection's state past the event.
+    /// the publisher holds it. When any of it went out, or there was nothing to write, `sent`
+    /// runs before the socket is let go, told whether bytes went out: the task, taking the socket
+    /// back, finds the connection's state past the event.
     fn write(
         &self,
         ready: impl FnOnce() -> bool,
         bytes: impl FnOnce(&mut BytesMut),
-        sent: impl FnOnce(),
+        sent: impl FnOnce(bool),
     ) -> Written {
         if self
             .state
@@ -128,9 +145,14 @@ impl Parking {
             self.state.store(PARKED, Ordering::Release);
             return Written::Not;
         }
+        let mut empty = false;
         let written = SCRATCH.with_borrow_mut(|out| {
             out.clear();
             bytes(out);
+            if out.is_empty() {
+                empty = true;
+                return Written::Whole;
+            }
             // One `send` straight to the descriptor: cheaper than going through tokio's
             // readiness check. A full socket or a failed one sends nothing here; the task finds
             // out which, through tokio.
@@ -138,7 +160,7 @@ impl Parking {
             let written = if sent == out.len() {
                 Written::Whole
             } else if sent > 0 {
-                *self.rest.lock() = Some(Bytes::copy_from_slice(&out[sent..]));
+                *self.rest.lock() = Some(out[sent..].into());
                 Written::Begun
             } else {
                 Written::Not
@@ -149,7 +171,7 @@ impl Parking {
             written
         });
         if !matches!(written, Written::Not) {
-            sent();
+            sent(!empty);
         }
         let state = if let Written::Whole = written {
             PARKED
@@ -176,16 +198,16 @@ enum Written {
 pub(crate) struct DirectWriter<F> {
     parking: Arc<Parking>,
     framing: F,
-    /// Events delivered here.
-    delivered: Mutex<BatchedCounter>,
+    /// What deliveries are counted under.
+    transport: Transport,
 }
 
 impl<F: Framing> DirectWriter<F> {
-    pub(crate) fn new(parking: Arc<Parking>, framing: F, delivered: BatchedCounter) -> Self {
+    pub(crate) fn new(parking: Arc<Parking>, framing: F, transport: Transport) -> Self {
         Self {
             parking,
             framing,
-            delivered: Mutex::new(delivered),
+            transport,
         }
     }
 
@@ -196,7 +218,7 @@ impl<F: Framing> DirectWriter<F> {
 
     /// Counts `n` events the connection's task delivered, beside the writer's own.
     pub(crate) fn delivered(&self, n: u64) {
-        self.delivered.lock().add(n);
+        count_delivered(self.transport, n);
     }
 }
 
@@ -207,10 +229,12 @@ impl<F: Framing> Direct<Arc<Event>> for DirectWriter<F> {
         let written = self.parking.write(
             at_item,
             |out| self.framing.write(event, out),
-            || {
+            |wrote| {
                 next.store(index + 1, Ordering::Relaxed);
                 self.framing.sent(event);
-                self.delivered.lock().add(1);
+                if wrote {
+                    count_delivered(self.transport, 1);
+                }
             },
         );
         // Begun: the task is woken to send the rest.
@@ -222,7 +246,6 @@ impl<F: Framing> Direct<Arc<Event>> for DirectWriter<F> {
 mod tests {
     use super::*;
     use crate::core::{ChannelName, Epoch, EventDraft};
-    use crate::ops::metrics::{Metrics, Transport};
     use std::sync::atomic::AtomicUsize;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
@@ -252,8 +275,7 @@ mod tests {
 
     fn writer(stream: TcpStream) -> (Arc<Parking>, DirectWriter<Marked>) {
         let parking = Arc::new(Parking::new(stream));
-        let delivered = BatchedCounter::new(Metrics::delivered(Transport::Ws));
-        let writer = DirectWriter::new(parking.clone(), Marked::default(), delivered);
+        let writer = DirectWriter::new(parking.clone(), Marked::default(), Transport::Ws);
         (parking, writer)
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -23,15 +23,16 @@ use tracing::{debug, Instrument};
 
 use self::protocol::{code, ClientFrame, SubscribeData};
 use super::control::{Signal, Signals};
+use super::direct::{DirectWriter, Framing, Parking};
 use super::subscriber::{self, Feed, FeedItem, Heartbeats};
 use super::tenancy;
 use super::wake::WakeFlag;
-use super::ws::frames::EventWriter;
+use super::ws::frames::{self, EventWriter};
 use super::ws::handshake::Handshake;
-use super::ws::{self, Fault, CLOSE_LIMIT, CLOSE_STALL, WRITE_BATCH};
+use super::ws::{self, Fault, Step, CLOSE_LIMIT, CLOSE_STALL, WRITE_BATCH};
 use super::ApiError;
 use crate::config::AppConfig;
-use crate::core::ChannelName;
+use crate::core::{ChannelName, Event};
 use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
 use crate::tenant::Seats;
 use crate::transport::AppState;
@@ -107,6 +108,20 @@ async fn refuse(mut socket: ws::Socket, (code, why): (u16, &'static str)) {
     .await;
 }
 
+/// Events as Pusher protocol messages in text frames, for the socket's direct writer: none for
+/// an event that excludes this socket.
+struct PusherFraming {
+    socket_id: String,
+}
+
+impl Framing for PusherFraming {
+    fn write(&self, event: &Event, out: &mut BytesMut) {
+        if event.exclude_socket.as_deref() != Some(self.socket_id.as_str()) {
+            frames::text_frame(&protocol::event_frame(event), out);
+        }
+    }
+}
+
 /// Why a session ended.
 enum End {
     ClientGone,
@@ -121,6 +136,10 @@ enum End {
 struct Session {
     socket: ws::Socket,
     events: EventWriter,
+    /// Who writes the socket: the session, or publishers while it waits with nothing unsent.
+    parking: Arc<Parking>,
+    /// Writes events on publishers' threads (see `direct`).
+    direct: Arc<DirectWriter<PusherFraming>>,
     /// The Pusher frames of the write being gathered; empty between writes.
     batch: Vec<Bytes>,
     /// tungstenite may hold a reply it has not sent: flush it before writing events.
@@ -146,7 +165,13 @@ impl Session {
     fn new(socket: ws::Socket, state: AppState, app: Arc<AppConfig>, socket_id: String) -> Self {
         let subscribers = state.config.load().subscribers.clone();
         ws::cap_send_buffer(&socket, subscribers.buffer_bytes);
+        let parking = socket.get_ref().parking();
+        let framing = PusherFraming {
+            socket_id: socket_id.clone(),
+        };
         Self {
+            direct: Arc::new(DirectWriter::new(parking.clone(), framing, Transport::Ws)),
+            parking,
             socket,
             events: EventWriter::default(),
             batch: Vec::new(),
@@ -214,31 +239,51 @@ impl Session {
         // heartbeat to answer, however late in an idle spell the ping went out.
         let mut pinged: Option<Instant> = None;
         loop {
-            tokio::select! {
+            // A reply tungstenite may hold unsent keeps the socket from publishers' writes.
+            let park_idle = !self.unflushed;
+            let step = tokio::select! {
                 biased;
-                signal = self.signals.next() => match signal {
+                rest = ws::claim(&self.parking) => Step::Rest(rest),
+                signal = self.signals.next() => Step::Signal(signal),
+                incoming = ws::recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
+                    Step::Incoming(incoming)
+                }
+                item = self.feed.next() => Step::Feed(item),
+                () = heartbeats.beat() => Step::Beat,
+                () = ws::park(&self.parking, park_idle) => unreachable!("parking never ends a wait"),
+            };
+            match step {
+                Step::Rest(rest) => {
+                    self.events.adopt(&rest);
+                    ws::drain_events(&self.socket, &mut self.events, self.write_timeout).await?;
+                }
+                Step::Signal(signal) => match signal {
                     Signal::Goodbye => return Ok(End::Goodbye),
                     // Pusher clients have no route to follow: this socket is the route.
                     Signal::Route(_) => {}
                 },
-                incoming = ws::recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
-                    let Some(msg) = incoming else { return Ok(End::ClientGone) };
+                Step::Incoming(incoming) => {
+                    let Some(msg) = incoming else {
+                        return Ok(End::ClientGone);
+                    };
                     self.last_heard = Instant::now();
                     pinged = None;
                     match msg {
                         Err(e) => return ws::violation(e).map(|(c, why)| End::Violation(c, why)),
-                        Ok(Message::Text(t)) => Box::pin(self.on_client_message(t.as_str())).await?,
+                        Ok(Message::Text(t)) => {
+                            Box::pin(self.on_client_message(t.as_str())).await?
+                        }
                         Ok(Message::Close(_)) => return Ok(End::ClientGone),
                         Ok(Message::Ping(_)) => self.flush().await?,
                         Ok(_) => {}
                     }
                 }
-                item = self.feed.next() => {
+                Step::Feed(item) => {
                     if let Some(end) = self.write_events(item).await? {
                         return Ok(end);
                     }
                 }
-                () = heartbeats.beat() => match pinged {
+                Step::Beat => match pinged {
                     // Pinged a heartbeat ago (or more) and silent since.
                     Some(at) if at.elapsed() >= heartbeat => return Ok(End::Silent),
                     Some(_) => {}
@@ -403,7 +448,10 @@ impl Session {
                 return (self.send_error(Some(code::OVER_CAPACITY), &why, Some(name))).await;
             }
             match self.state.engine.subscribe(&ch, None).await {
-                Ok(sub) => self.feed.insert(sub),
+                Ok(sub) => {
+                    sub.live.direct(self.direct.clone());
+                    self.feed.insert(sub);
+                }
                 Err(e) => {
                     self.seats.leave(&ch);
                     let e = ApiError::from(e);

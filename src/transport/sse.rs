@@ -157,8 +157,7 @@ pub(crate) async fn stream(
             positions: conn.positions.clone(),
             chunked: socket.chunked,
         };
-        let delivered = BatchedCounter::new(Metrics::delivered(Transport::Sse));
-        Arc::new(DirectWriter::new(socket.parking, framing, delivered))
+        Arc::new(DirectWriter::new(socket.parking, framing, Transport::Sse))
     });
     let resume = resume.by_channel();
     for ch in channels {

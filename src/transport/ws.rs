@@ -44,7 +44,7 @@ use super::ApiError;
 use crate::auth::TokenScope;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, Epoch, Event, Position};
-use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
+use crate::ops::metrics::{Metrics, Transport};
 use crate::tenant::Seats;
 use crate::transport::AppState;
 
@@ -105,8 +105,8 @@ pub(crate) async fn upgrade(
         Err(e) => return Err(e),
     }
     Ok(ws.accept(config, move |socket| {
-        let conn_id = format!("{:016x}", rand::random::<u64>());
-        let span = tracing::debug_span!("ws", conn_id = %conn_id);
+        let conn_id = rand::random::<u64>();
+        let span = tracing::debug_span!("ws", conn_id = %format_args!("{conn_id:016x}"));
         // Made here and boxed, so that the task's future holds the session once, by pointer.
         let session = Box::new(Session::new(socket, state, scope, conn_id));
         session.run(initial, token).instrument(span)
@@ -135,40 +135,33 @@ pub(super) fn cap_send_buffer(socket: &Socket, buffer_bytes: usize) {
 }
 
 /// What woke a waiting session.
-enum Step {
+pub(super) enum Step {
+    /// The rest of an event a publisher began on the socket.
+    Rest(Bytes),
     Signal(Signal),
     Incoming(Option<Result<Message, tungstenite::Error>>),
     Feed(FeedItem),
     Beat,
 }
 
-/// What [`parked`] returns.
-enum Woke<T> {
-    /// A publisher began a frame the socket did not take whole: its rest goes out first.
-    Rest(Bytes),
-    Ready(T),
+/// Takes the socket back for the task, as the first branch of a session's `biased` select: at
+/// every poll of the wait, before anything else looks at the socket. Ready only with the rest of an
+/// event a publisher began, which goes out before anything else.
+pub(super) fn claim(parking: &Parking) -> impl Future<Output = Bytes> + '_ {
+    poll_fn(move |_| parking.claim().map_or(Poll::Pending, Poll::Ready))
 }
 
-/// Waits for `wait`, leaving the socket to publishers' direct writes between polls when `park`
-/// says nothing is unsent; each poll takes it back first. `wait` must not write to the socket
-/// (reading is fine: a read that leaves tungstenite a reply ends the wait).
-async fn parked<T>(parking: &Parking, park: bool, wait: impl Future<Output = T>) -> Woke<T> {
-    let mut wait = std::pin::pin!(wait);
-    poll_fn(|cx| {
-        if let Some(rest) = parking.claim() {
-            return Poll::Ready(Woke::Rest(rest));
+/// Leaves the socket to publishers, as the last branch of a session's `biased` select: reached
+/// only when every other branch is pending, so the task is about to wait. Only when `idle`,
+/// nothing unsent; never ready. The branches before it must not write to the socket (reading is
+/// fine: a read that leaves tungstenite a reply ends the wait).
+pub(super) fn park(parking: &Parking, idle: bool) -> impl Future<Output = ()> + '_ {
+    poll_fn(move |_| {
+        if idle {
+            parking.park();
         }
-        match wait.as_mut().poll(cx) {
-            Poll::Ready(step) => Poll::Ready(Woke::Ready(step)),
-            Poll::Pending => {
-                if park {
-                    parking.park();
-                }
-                Poll::Pending
-            }
-        }
+        Poll::Pending
     })
-    .await
 }
 
 /// Why a session ended.
@@ -220,7 +213,9 @@ struct Session {
     unflushed: bool,
     state: AppState,
     scope: TokenScope,
-    conn_id: String,
+    /// Told to the client as 16 hex digits; kept as the number, so an idle session keeps no
+    /// string for it.
+    conn_id: u64,
     feed: Feed,
     /// A seat in each tenant whose channels `feed` holds (`max_connections`).
     seats: Seats,
@@ -235,13 +230,12 @@ struct Session {
 }
 
 impl Session {
-    fn new(socket: Socket, state: AppState, scope: TokenScope, conn_id: String) -> Self {
+    fn new(socket: Socket, state: AppState, scope: TokenScope, conn_id: u64) -> Self {
         let subscribers = state.config.load().subscribers.clone();
         cap_send_buffer(&socket, subscribers.buffer_bytes);
-        let delivered = BatchedCounter::new(Metrics::delivered(Transport::Ws));
         let parking = socket.get_ref().parking();
         Self {
-            direct: Arc::new(DirectWriter::new(parking.clone(), WsFraming, delivered)),
+            direct: Arc::new(DirectWriter::new(parking.clone(), WsFraming, Transport::Ws)),
             parking,
             socket,
             events: EventWriter::default(),
@@ -322,31 +316,27 @@ impl Session {
             return Ok(end);
         }
         let mut heartbeats = Heartbeats::new(heartbeat);
-        let parking = self.parking.clone();
         loop {
             // A reply tungstenite may hold unsent keeps the socket from publishers' writes.
-            let park = !self.unflushed;
-            let woke = parked(&parking, park, async {
-                tokio::select! {
-                    biased;
-                    signal = self.signals.next() => Step::Signal(signal),
-                    incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
-                        Step::Incoming(incoming)
-                    }
-                    item = self.feed.next() => Step::Feed(item),
-                    () = heartbeats.beat() => Step::Beat,
+            let park_idle = !self.unflushed;
+            // The first branch takes the socket back at every poll; the last parks it for
+            // publishers once every other branch is pending (see `direct`).
+            let step = tokio::select! {
+                biased;
+                rest = claim(&self.parking) => Step::Rest(rest),
+                signal = self.signals.next() => Step::Signal(signal),
+                incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
+                    Step::Incoming(incoming)
                 }
-            })
-            .await;
-            let step = match woke {
-                Woke::Rest(rest) => {
-                    self.events.adopt(&rest);
-                    self.drain_events().await?;
-                    continue;
-                }
-                Woke::Ready(step) => step,
+                item = self.feed.next() => Step::Feed(item),
+                () = heartbeats.beat() => Step::Beat,
+                () = park(&self.parking, park_idle) => unreachable!("parking never ends a wait"),
             };
             match step {
+                Step::Rest(rest) => {
+                    self.events.adopt(&rest);
+                    self.drain_events().await?;
+                }
                 Step::Signal(signal) => match signal {
                     Signal::Goodbye => return Ok(End::Goodbye),
                     Signal::Route(route) => {
@@ -407,7 +397,7 @@ impl Session {
         initial: Vec<ChannelName>,
     ) -> Result<Option<End>, Fault> {
         let welcome = ServerMessage::Welcome {
-            conn_id: &self.conn_id,
+            conn_id: &format!("{:016x}", self.conn_id),
             heartbeat_ms: heartbeat.as_millis() as u64,
         }
         .to_bytes();

@@ -40,14 +40,19 @@ fn header(len: usize) -> ([u8; 10], usize) {
     (h, n)
 }
 
+/// Appends `payload` as one text frame.
+pub(crate) fn text_frame(payload: &[u8], out: &mut BytesMut) {
+    let (h, n) = header(payload.len());
+    out.extend_from_slice(&h[..n]);
+    out.extend_from_slice(payload);
+}
+
 /// Events as text frames, for the connection's [`DirectWriter`](crate::transport::direct).
 pub(crate) struct WsFraming;
 
 impl Framing for WsFraming {
     fn write(&self, event: &Event, out: &mut BytesMut) {
-        let (h, n) = header(event.frame.len());
-        out.extend_from_slice(&h[..n]);
-        out.extend_from_slice(&event.frame);
+        text_frame(&event.frame, out);
     }
 }
 
