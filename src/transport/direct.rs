@@ -1,8 +1,8 @@
-//! Event frames written on the publisher's thread. A subscriber connection that waits with
-//! nothing unsent parks its socket ([`Parking::park`]); a publish to one of its channels then
-//! writes the event to the socket itself, under the channel's lock, and the connection's task is
-//! not woken: a delivery costs one `send`, where waking the task cost a wake-up, a scheduler hop
-//! (often to the other worker thread) and a poll of the connection.
+//! Events written on the publisher's thread. A subscriber connection that waits with nothing
+//! unsent parks its socket ([`Parking::park`]); a publish to one of its channels then writes the
+//! event to the socket itself (once the channel's lock is let go, see `core::live::Delivery`), and
+//! the connection's task is not woken: a delivery costs one `send`, where waking the task cost a
+//! wake-up, a scheduler hop (often to the other worker thread) and a poll of the connection.
 //!
 //! The socket has one writer at a time. The task holds it ([`TASK`]) whenever it is not waiting;
 //! a waiting task leaves it [`PARKED`], and a publisher takes it ([`WRITING`]) for one
@@ -12,8 +12,8 @@
 //! connection's own writer sends, waits within the write deadline and cuts a slow consumer, as for
 //! any event.
 //!
-//! What an event looks like on the wire is the transport's ([`Framing`]): a WebSocket frame, an
-//! SSE message in its chunk.
+//! What an event looks like on the wire is the transport's ([`Framing`]): a WebSocket frame, a
+//! Pusher message in its frame, an SSE message in its chunk.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
