@@ -118,6 +118,11 @@ impl Parking {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> bool {
+        self.state.load(Ordering::Acquire) == PARKED
+    }
+
     /// Leaves the socket to publishers while the task waits. Only the task, holding the socket
     /// with nothing unsent, may park it.
     pub(crate) fn park(&self) {
@@ -209,6 +214,11 @@ impl<F: Framing> DirectWriter<F> {
             framing,
             transport,
         }
+    }
+
+    /// Who writes the connection's socket.
+    pub(crate) fn parking(&self) -> &Parking {
+        &self.parking
     }
 
     #[cfg(test)]

@@ -23,7 +23,7 @@ use tracing::{debug, Instrument};
 
 use self::protocol::{code, ClientFrame, SubscribeData};
 use super::control::{Signal, Signals};
-use super::direct::{DirectWriter, Framing, Parking};
+use super::direct::{DirectWriter, Framing};
 use super::subscriber::{self, Feed, FeedItem, Heartbeats};
 use super::tenancy;
 use super::wake::WakeFlag;
@@ -136,8 +136,6 @@ enum End {
 struct Session {
     socket: ws::Socket,
     events: EventWriter,
-    /// Who writes the socket: the session, or publishers while it waits with nothing unsent.
-    parking: Arc<Parking>,
     /// Writes events on publishers' threads (see `direct`).
     direct: Arc<DirectWriter<PusherFraming>>,
     /// The Pusher frames of the write being gathered; empty between writes.
@@ -165,13 +163,15 @@ impl Session {
     fn new(socket: ws::Socket, state: AppState, app: Arc<AppConfig>, socket_id: String) -> Self {
         let subscribers = state.config.load().subscribers.clone();
         ws::cap_send_buffer(&socket, subscribers.buffer_bytes);
-        let parking = socket.get_ref().parking();
         let framing = PusherFraming {
             socket_id: socket_id.clone(),
         };
         Self {
-            direct: Arc::new(DirectWriter::new(parking.clone(), framing, Transport::Ws)),
-            parking,
+            direct: Arc::new(DirectWriter::new(
+                socket.get_ref().parking(),
+                framing,
+                Transport::Ws,
+            )),
             socket,
             events: EventWriter::default(),
             batch: Vec::new(),
@@ -243,14 +243,14 @@ impl Session {
             let park_idle = !self.unflushed;
             let step = tokio::select! {
                 biased;
-                rest = ws::claim(&self.parking) => Step::Rest(rest),
+                rest = ws::claim(self.direct.parking()) => Step::Rest(rest),
                 signal = self.signals.next() => Step::Signal(signal),
                 incoming = ws::recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
                     Step::Incoming(incoming)
                 }
                 item = self.feed.next() => Step::Feed(item),
                 () = heartbeats.beat() => Step::Beat,
-                () = ws::park(&self.parking, park_idle) => unreachable!("parking never ends a wait"),
+                () = ws::park(self.direct.parking(), park_idle) => unreachable!("parking never ends a wait"),
             };
             match step {
                 Step::Rest(rest) => {

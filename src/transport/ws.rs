@@ -1,7 +1,9 @@
 //! `GET /v1/ws`: the WebSocket transport. One task per connection selects over the client's
 //! messages, the live feed, heartbeats and the goodbye signal. Event frames are the core's shared
 //! bytes behind a frame header, written straight to the socket (`frames`); several ready events
-//! go out in one write.
+//! go out in one write. While the session waits with nothing unsent, publishers write its events
+//! themselves (`direct`): its select takes the socket back in its first branch and parks it in
+//! its last.
 
 pub(super) mod frames;
 pub(super) mod handshake;
@@ -202,9 +204,8 @@ struct Session {
     socket: Socket,
     /// Event frames, written beside tungstenite.
     events: EventWriter,
-    /// Who writes the socket: the session, or publishers while it waits with nothing unsent.
-    parking: Arc<Parking>,
-    /// Writes event frames on publishers' threads; also counts the connection's deliveries.
+    /// Writes event frames on publishers' threads while the session waits with nothing unsent;
+    /// holds the socket's `Parking` and counts the connection's deliveries.
     direct: Arc<DirectWriter<WsFraming>>,
     /// The events of the write being gathered; empty between writes.
     batch: Vec<Arc<Event>>,
@@ -233,10 +234,12 @@ impl Session {
     fn new(socket: Socket, state: AppState, scope: TokenScope, conn_id: u64) -> Self {
         let subscribers = state.config.load().subscribers.clone();
         cap_send_buffer(&socket, subscribers.buffer_bytes);
-        let parking = socket.get_ref().parking();
         Self {
-            direct: Arc::new(DirectWriter::new(parking.clone(), WsFraming, Transport::Ws)),
-            parking,
+            direct: Arc::new(DirectWriter::new(
+                socket.get_ref().parking(),
+                WsFraming,
+                Transport::Ws,
+            )),
             socket,
             events: EventWriter::default(),
             batch: Vec::new(),
@@ -323,14 +326,14 @@ impl Session {
             // publishers once every other branch is pending (see `direct`).
             let step = tokio::select! {
                 biased;
-                rest = claim(&self.parking) => Step::Rest(rest),
+                rest = claim(self.direct.parking()) => Step::Rest(rest),
                 signal = self.signals.next() => Step::Signal(signal),
                 incoming = recv(&mut self.socket, &mut self.reads, &mut self.unflushed) => {
                     Step::Incoming(incoming)
                 }
                 item = self.feed.next() => Step::Feed(item),
                 () = heartbeats.beat() => Step::Beat,
-                () = park(&self.parking, park_idle) => unreachable!("parking never ends a wait"),
+                () = park(self.direct.parking(), park_idle) => unreachable!("parking never ends a wait"),
             };
             match step {
                 Step::Rest(rest) => {
@@ -743,6 +746,33 @@ mod tests {
     /// The size of the future `f` returns, without making one.
     fn future_size<A, B, C, F: std::future::Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
         std::mem::size_of::<F>()
+    }
+
+    #[tokio::test]
+    async fn a_waiting_select_parks_the_socket_and_takes_it_back_when_it_wakes() {
+        use std::pin::pin;
+        use std::task::{Context, Waker};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (_client, accepted) = tokio::join!(client, listener.accept());
+        let parking = Parking::new(accepted.unwrap().0);
+        let mut cx = Context::from_waker(Waker::noop());
+        for idle in [false, true] {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let mut wait = pin!(async {
+                tokio::select! {
+                    biased;
+                    _ = claim(&parking) => "rest",
+                    _ = rx => "woken",
+                    () = park(&parking, idle) => unreachable!(),
+                }
+            });
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(parking.parked(), idle, "parked only with nothing unsent");
+            tx.send(()).unwrap();
+            assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready("woken"));
+            assert!(!parking.parked(), "taken back before anything else looked");
+        }
     }
 
     #[test]
