@@ -41,7 +41,7 @@ pub(crate) use app_publish::publish_app_event;
 pub(crate) use body::{parse_json, read_body, read_json_body};
 pub use error::ApiError;
 pub(crate) use error::ApiPath;
-pub(crate) use publish::publish_item;
+pub(crate) use publish::{publish_item, publish_read};
 pub(crate) use sse::SseSocket;
 pub use state::{Admissions, AppState};
 

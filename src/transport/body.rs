@@ -16,15 +16,26 @@ pub(crate) async fn read_json_body(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    if !is_json(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes())) {
         return Err(ApiError::UnsupportedMediaType);
     }
     read_body(headers, body, limit).await
+}
+
+/// Whether a `content-type` header's value says JSON: `application/json`, with any parameters.
+pub(crate) fn is_json(content_type: Option<&[u8]>) -> bool {
+    content_type
+        .and_then(header_text)
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A header's value as text, as `HeaderValue::to_str` reads it: visible ASCII and tabs only, so a
+/// value read from a head's bytes and one read from a `HeaderMap` are taken or refused alike.
+pub(crate) fn header_text(value: &[u8]) -> Option<&str> {
+    let visible = value.iter().all(|&b| (32..127).contains(&b) || b == b'\t');
+    // Visible ASCII is UTF-8.
+    visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
 /// Reads at most `limit` bytes of any content type (the caller has checked it).
@@ -142,6 +153,32 @@ mod tests {
         assert_eq!(read(&["abcd", "ef"], 6).await.unwrap(), "abcdef");
         let over = read(&["abcd", "efg"], 6).await.unwrap_err();
         assert_eq!(over.code(), "payload_too_large");
+    }
+
+    #[test]
+    fn header_text_and_json_content_types_are_read_as_a_header_map_reads_them() {
+        let values: [&[u8]; 9] = [
+            b"application/json",
+            b"Application/JSON; charset=utf-8",
+            b" application/json ;x",
+            b"application/json\tx",
+            b"text/plain",
+            b"application/jsonx",
+            b"application/json\x80",
+            b"application/json\xc3\xa9",
+            b"",
+        ];
+        for value in values {
+            let header = axum::http::HeaderValue::from_bytes(value).unwrap();
+            assert_eq!(header_text(value), header.to_str().ok(), "{value:?}");
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, header);
+            let read =
+                futures_util::FutureExt::now_or_never(read_json_body(&headers, Body::empty(), 8))
+                    .unwrap();
+            assert_eq!(is_json(Some(value)), read.is_ok(), "{value:?}");
+        }
+        assert!(!is_json(None));
     }
 
     #[test]

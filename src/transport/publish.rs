@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::{json, value::RawValue};
 use tokio::time::Instant;
 
-use super::body::{parse_json, read_json_body};
+use super::body::{header_text, is_json, parse_json, read_json_body};
 use super::wire::{BatchBody, PublishAnswer, PublishBody, PublishResult};
 use super::{tenancy, ApiError};
 use crate::core::{ChannelName, Event, EventDraft};
@@ -34,30 +34,64 @@ pub(crate) async fn publish(
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let outcome = async {
-        let tenant = authorize(&state, headers)?;
+        let tenant = authorize(&state, bearer_of(headers))?;
         tenancy::refuse_when_empty(&state, &tenant)?;
         let max_body = state.config.load().publish.max_body_bytes;
         let bytes = read_json_body(headers, body, max_body).await?;
-        let item = check(&state, parse_json::<PublishBody>(&bytes)?)?;
-        // One channel (nearly every publish) is held to the quotas without a list built for it.
-        let (one, several): ([&ChannelName; 1], Vec<&ChannelName>);
-        let channels: &[&ChannelName] = match item.channels.as_slice() {
-            [only] => {
-                one = [only];
-                &one
-            }
-            all => {
-                several = all.iter().collect();
-                &several
-            }
-        };
-        tenancy::admit_publish(&state, &tenant, "key publishes", channels)?;
-        let answer = publish_checked(&state, item, None, Some(&tenant.id)).await?;
-        Ok(answer.into_response())
+        publish_body(&state, &tenant, &bytes).await
     }
     .await;
     record(&state, &outcome, started);
+    outcome.map(PublishAnswer::into_response)
+}
+
+/// `POST /v1/publish` whose request was read whole without hyper (`app::serve::publish_socket`):
+/// the same checks in the same order as [`publish`], on the head's two headers it reads.
+pub(crate) async fn publish_read(
+    state: &AppState,
+    authorization: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> Result<PublishAnswer, ApiError> {
+    let started = Instant::now();
+    let outcome = async {
+        let tenant = authorize(state, authorization)?;
+        tenancy::refuse_when_empty(state, &tenant)?;
+        if !is_json(content_type) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let max_body = state.config.load().publish.max_body_bytes;
+        if body.len() > max_body {
+            return Err(ApiError::PayloadTooLarge(max_body));
+        }
+        publish_body(state, &tenant, body).await
+    }
+    .await;
+    record(state, &outcome, started);
     outcome
+}
+
+/// Parses, checks, admits and publishes one publish body of `tenant`'s.
+async fn publish_body(
+    state: &AppState,
+    tenant: &TenantConfig,
+    bytes: &[u8],
+) -> Result<PublishAnswer, ApiError> {
+    let item = check(state, parse_json::<PublishBody>(bytes)?)?;
+    // One channel (nearly every publish) is held to the quotas without a list built for it.
+    let (one, several): ([&ChannelName; 1], Vec<&ChannelName>);
+    let channels: &[&ChannelName] = match item.channels.as_slice() {
+        [only] => {
+            one = [only];
+            &one
+        }
+        all => {
+            several = all.iter().collect();
+            &several
+        }
+    };
+    tenancy::admit_publish(state, tenant, "key publishes", channels)?;
+    publish_checked(state, item, None, Some(&tenant.id)).await
 }
 
 pub(crate) async fn batch(
@@ -65,7 +99,7 @@ pub(crate) async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, &headers)?;
+    let tenant = authorize(&state, bearer_of(&headers))?;
     if let Err(refused) = tenancy::refuse_when_empty(&state, &tenant) {
         let refused = Err(ApiError::from(refused));
         record(&state, &refused, Instant::now());
@@ -166,11 +200,18 @@ pub(crate) fn record<T>(state: &AppState, outcome: &Result<T, ApiError>, started
         .record(started.elapsed().as_secs_f64());
 }
 
-/// The tenant whose publisher key the bearer is.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Arc<TenantConfig>, ApiError> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+/// The `authorization` header's value.
+fn bearer_of(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())
+}
+
+/// The tenant whose publisher key the bearer is, from the `authorization` header's value.
+fn authorize(
+    state: &AppState,
+    authorization: Option<&[u8]>,
+) -> Result<Arc<TenantConfig>, ApiError> {
+    let key = authorization
+        .and_then(header_text)
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
     tenancy::of_key(state, key.trim()).ok_or(ApiError::Unauthorized)

@@ -164,22 +164,27 @@ impl PublishAnswer {
     /// The answer's JSON, as the derived `Serialize` writes it.
     fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Appends the answer's JSON, as the derived `Serialize` writes it.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            Self::One(result) => result.write(&mut out),
+            Self::One(result) => result.write(out),
             Self::Many { id, results } => {
                 out.extend_from_slice(br#"{"id":"#);
-                json::push_str(&mut out, id);
+                json::push_str(out, id);
                 out.extend_from_slice(br#","results":["#);
                 for (i, result) in results.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
-                    result.write(&mut out);
+                    result.write(out);
                 }
                 out.extend_from_slice(b"]}");
             }
         }
-        out
     }
 
     /// `202 Accepted` with the answer as `application/json`.

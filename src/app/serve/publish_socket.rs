@@ -37,6 +37,7 @@ use super::{linger, write_head_start, Answer, Io, MAX_HEAD, MAX_HEADERS};
 use crate::core::json;
 use crate::ops::metrics::Metrics;
 use crate::transport::wake::WakeFlag;
+use crate::transport::wire::PublishAnswer;
 use crate::transport::ApiError;
 use crate::transport::{self, read_body};
 
@@ -89,6 +90,7 @@ pub(super) async fn serve(
         io,
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: Vec::new(),
+        json: Vec::new(),
         closing: Box::pin(close.cancelled_owned()),
         close_flag: WakeFlag::default(),
         closed: false,
@@ -96,8 +98,8 @@ pub(super) async fn serve(
     };
     let mut by = head_by;
     loop {
-        let request = match conn.next_request(by, deadlines.body).await {
-            Next::Request(request) => request,
+        let plain = match conn.next_request(by, deadlines.body).await {
+            Next::Request(plain) => plain,
             Next::Hyper => return Served::Hyper(conn.io, conn.buf.freeze()),
             Next::Done => return Served::Done,
             Next::Refused(e) => {
@@ -105,25 +107,60 @@ pub(super) async fn serve(
                 return Served::Done;
             }
         };
-        let keep_alive = request.keep_alive;
-        let response = match &answer.publish {
-            // The route the router would take to the same handler, without the routing, the
-            // boxing of the handler's future and the headers the router adds for hyper.
-            Some(state) if request.request.uri().path() == "/v1/publish" => {
-                transport::publish_direct(state.clone(), request.request).await
+        let keep_alive = plain.keep_alive;
+        let reply = match &answer.publish {
+            // A publish (nearly every request here) read where it lies: the two headers its
+            // handler reads and its body, with no `http` request built, and its answer written
+            // without a response built.
+            Some(state) if plain.target() == b"/v1/publish" => {
+                let body = plain.body();
+                let authorization = plain.header(b"authorization");
+                let content_type = plain.header(b"content-type");
+                match transport::publish_read(state, authorization, content_type, body).await {
+                    Ok(published) => Reply::Accepted(published),
+                    Err(e) => Reply::Response(e.into_response()),
+                }
             }
-            _ => {
-                let Ok(response) = answer.router.clone().oneshot(request.request).await;
-                response
+            publish => {
+                let request = match plain.into_request() {
+                    Ok(request) => request,
+                    Err(e) => {
+                        conn.refuse(e).await;
+                        return Served::Done;
+                    }
+                };
+                Reply::Response(match publish {
+                    // The route the router would take to the same handler, without the routing,
+                    // the boxing of the handler's future and the headers the router adds.
+                    Some(state) if request.uri().path() == "/v1/publish" => {
+                        transport::publish_direct(state.clone(), request).await
+                    }
+                    _ => {
+                        let Ok(response) = answer.router.clone().oneshot(request).await;
+                        response
+                    }
+                })
             }
         };
         let keep_alive = keep_alive && !conn.close_asked().await;
-        if conn.answer(response, keep_alive).await.is_err() || !keep_alive {
+        let written = match reply {
+            Reply::Accepted(published) => conn.accepted(&published, keep_alive).await,
+            Reply::Response(response) => conn.answer(response, keep_alive).await,
+        };
+        if written.is_err() || !keep_alive {
             let _ = conn.io.shutdown().await;
             return Served::Done;
         }
         by = Instant::now() + deadlines.header;
     }
+}
+
+/// The answer to a request served here.
+enum Reply {
+    /// A publish's, `202 Accepted`.
+    Accepted(PublishAnswer),
+    /// Any other.
+    Response(Response<Body>),
 }
 
 struct Conn {
@@ -132,6 +169,8 @@ struct Conn {
     buf: BytesMut,
     /// An answer on its way out; kept for the next one.
     out: Vec<u8>,
+    /// A publish's answer's JSON, written before its head (which gives its length).
+    json: Vec<u8>,
     /// The listener's close, looked at only after it woke the task ([`WakeFlag`]).
     closing: Pin<Box<WaitForCancellationFutureOwned>>,
     close_flag: WakeFlag,
@@ -147,10 +186,67 @@ enum Next {
     Refused(ApiError),
 }
 
-/// A request this module serves.
+/// A request this module serves, whole: its bytes, and where its target and headers sit in
+/// them. A publish is served from these; the `http` request is built only for the router.
 struct Plain {
-    request: Request<Body>,
+    /// The head and the body.
+    frame: Bytes,
+    head_len: usize,
+    target: Span,
+    /// Names and values, in the head's order.
+    headers: Vec<(Span, Span)>,
     keep_alive: bool,
+}
+
+/// Where a piece of a head sits in its frame: start and length.
+type Span = (usize, usize);
+
+impl Plain {
+    fn at(&self, (start, len): Span) -> &[u8] {
+        &self.frame[start..start + len]
+    }
+
+    /// The request target, as sent.
+    fn target(&self) -> &[u8] {
+        self.at(self.target)
+    }
+
+    /// The first value of the header `name` (given in lowercase), as `HeaderMap::get` finds it.
+    fn header(&self, name: &[u8]) -> Option<&[u8]> {
+        (self.headers.iter())
+            .find(|&&(n, _)| self.at(n).eq_ignore_ascii_case(name))
+            .map(|&(_, v)| self.at(v))
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.frame[self.head_len..]
+    }
+
+    /// The request as the router takes it: its header values and body share the frame's bytes.
+    fn into_request(self) -> Result<Request<Body>, ApiError> {
+        let malformed = |why: &str| ApiError::MalformedRequest(why.to_string());
+        let slice = |(start, len): Span| self.frame.slice(start..start + len);
+        let Ok(uri) = Uri::from_maybe_shared(slice(self.target)) else {
+            return Err(malformed("the request target is not a valid path"));
+        };
+        let mut map = HeaderMap::with_capacity(self.headers.len());
+        for &(name, value) in &self.headers {
+            // httparse takes the same characters in names and values as `http`'s types, and
+            // `take_request` held names to their length: these refusals are for safety only.
+            let Ok(name) = HeaderName::from_bytes(self.at(name)) else {
+                return Err(malformed("a header name is not a valid token"));
+            };
+            let Ok(value) = HeaderValue::from_maybe_shared(slice(value)) else {
+                return Err(malformed("a header value holds a control character"));
+            };
+            map.append(name, value);
+        }
+        let mut request = Request::new(Body::from(self.frame.slice(self.head_len..)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = map;
+        Ok(request)
+    }
 }
 
 /// What a read brought.
@@ -278,14 +374,25 @@ impl Conn {
             .map_err(|_| io::Error::other("the answer's body could not be read"))?;
         self.out.clear();
         write_head_start(&mut self.out, parts.status, &parts.headers);
-        self.out.extend_from_slice(b"content-length: ");
-        json::push_u64(&mut self.out, body.len() as u64);
-        self.out.extend_from_slice(b"\r\n");
-        if !keep_alive {
-            self.out.extend_from_slice(b"connection: close\r\n");
+        finish_answer(&mut self.out, &body, keep_alive);
+        self.write_out().await
+    }
+
+    /// Writes a publish's `202 Accepted`: the bytes [`Conn::answer`] writes for the response
+    /// `PublishAnswer::into_response` builds.
+    async fn accepted(&mut self, published: &PublishAnswer, keep_alive: bool) -> io::Result<()> {
+        self.json.clear();
+        published.write_json(&mut self.json);
+        self.out.clear();
+        self.out.extend_from_slice(ACCEPTED_HEAD);
+        finish_answer(&mut self.out, &self.json, keep_alive);
+        if self.json.capacity() > READ_CHUNK {
+            self.json = Vec::new();
         }
-        self.out.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(&body);
+        self.write_out().await
+    }
+
+    async fn write_out(&mut self) -> io::Result<()> {
         let written = self.io.write_all(&self.out).await;
         if self.out.capacity() > READ_CHUNK {
             self.out = Vec::new();
@@ -301,6 +408,22 @@ impl Conn {
             linger(&mut self.io).await;
         }
     }
+}
+
+/// The head of a publish's answer, up to its length: the status and headers
+/// `PublishAnswer::into_response` gives.
+const ACCEPTED_HEAD: &[u8] = b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\n";
+
+/// Ends an answer's head after its own headers, and appends its body.
+fn finish_answer(out: &mut Vec<u8>, body: &[u8], keep_alive: bool) {
+    out.extend_from_slice(b"content-length: ");
+    json::push_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
 }
 
 /// What the buffer holds.
@@ -371,41 +494,28 @@ fn take_request(buf: &mut BytesMut) -> Take {
     if buf.len() < total {
         return Take::Partial { whole: Some(total) };
     }
-    // The head's bytes are shared by the request's header values rather than copied: note where
-    // each name and value sits, then take the request off the buffer.
+    // `http` refuses a header name longer than this, and nothing else httparse takes.
+    if (parsed.headers.iter()).any(|h| h.name.len() > MAX_HEADER_NAME) {
+        return malformed("a header name is not a valid token");
+    }
+    // Note where the target and each name and value sit, then take the request off the buffer.
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-    let path = at(parsed.path.unwrap_or("/").as_bytes());
-    let spans: Vec<_> = parsed
-        .headers
-        .iter()
+    let target = at(parsed.path.unwrap_or("/").as_bytes());
+    let headers = (parsed.headers.iter())
         .map(|h| (at(h.name.as_bytes()), at(h.value)))
         .collect();
-    let frame = buf.split_to(total).freeze();
-    let slice = |(start, len): (usize, usize)| frame.slice(start..start + len);
-    let Ok(uri) = Uri::from_maybe_shared(slice(path)) else {
-        return malformed("the request target is not a valid path");
-    };
-    let mut map = HeaderMap::with_capacity(spans.len());
-    for &(name, value) in &spans {
-        let Ok(name) = HeaderName::from_bytes(&frame[name.0..name.0 + name.1]) else {
-            return malformed("a header name is not a valid token");
-        };
-        let Ok(value) = HeaderValue::from_maybe_shared(slice(value)) else {
-            return malformed("a header value holds a control character");
-        };
-        map.append(name, value);
-    }
-    let body = frame.slice(head_len..);
-    let mut request = Request::new(Body::from(body));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri;
-    *request.headers_mut() = map;
     Take::Request(Plain {
-        request,
+        frame: buf.split_to(total).freeze(),
+        head_len,
+        target,
+        headers,
         keep_alive,
     })
 }
+
+/// The longest header name `http`'s `HeaderName` takes.
+const MAX_HEADER_NAME: usize = (1 << 16) - 1;
 
 /// A request in arbitrary bytes, as [`take_request`] takes it off a connection's buffer: what
 /// it took and what it left, for the fuzz target to check.
@@ -414,7 +524,21 @@ pub(crate) fn fuzz_take(data: &[u8]) -> FuzzTaken {
     let mut buf = BytesMut::from(data);
     match take_request(&mut buf) {
         Take::Request(plain) => {
-            let (parts, body) = plain.request.into_parts();
+            let publish = plain.target() == b"/v1/publish";
+            let read = |name: &str| plain.header(name.as_bytes()).map(<[u8]>::to_vec);
+            let read = [read("authorization"), read("content-type")];
+            let request = match plain.into_request() {
+                Ok(request) => request,
+                Err(e) => return FuzzTaken::Refused(e),
+            };
+            // What a publish is served from without its request is what the request holds.
+            if publish {
+                assert_eq!(request.uri().path(), "/v1/publish");
+                assert_eq!(request.uri().query(), None);
+            }
+            let held = |name| request.headers().get(name).map(|v| v.as_bytes().to_vec());
+            assert_eq!(read, [held("authorization"), held("content-type")]);
+            let (parts, body) = request.into_parts();
             let body =
                 futures_util::FutureExt::now_or_never(axum::body::to_bytes(body, usize::MAX))
                     .expect("a body in memory is ready")
@@ -463,7 +587,11 @@ mod tests {
         };
         assert!(plain.keep_alive);
         assert_eq!(&buf[..], b"POST /v1/pu");
-        let (parts, body) = plain.request.into_parts();
+        assert_eq!(plain.target(), b"/v1/publish");
+        assert_eq!(plain.header(b"authorization"), Some(&b"Bearer k"[..]));
+        assert_eq!(plain.header(b"content-type"), None);
+        assert_eq!(plain.body(), b"{\"a\":1}");
+        let (parts, body) = plain.into_request().unwrap().into_parts();
         assert_eq!(parts.method, Method::POST);
         assert_eq!(parts.uri, "/v1/publish");
         assert_eq!(parts.headers["authorization"], "Bearer k");
@@ -512,6 +640,67 @@ mod tests {
                 other.escape_debug()
             );
             assert_eq!(&buf[..], other.as_bytes(), "nothing taken");
+        }
+    }
+
+    #[test]
+    fn the_first_of_a_repeated_header_is_read_as_a_header_map_reads_it() {
+        let head = "Content-Type: text/plain\r\ncontent-type: application/json\r\n";
+        let mut buf = BytesMut::from(request(head, "{}").as_bytes());
+        let Take::Request(plain) = take_request(&mut buf) else {
+            panic!("a whole request")
+        };
+        assert_eq!(plain.header(b"content-type"), Some(&b"text/plain"[..]));
+        let request = plain.into_request().unwrap();
+        assert_eq!(request.headers()["content-type"], "text/plain");
+    }
+
+    #[test]
+    fn a_header_name_http_would_refuse_is_refused() {
+        let long = format!("{}: x\r\n", "n".repeat(MAX_HEADER_NAME + 1));
+        let mut buf = BytesMut::from(request(&long, "{}").as_bytes());
+        let Take::Refused(e) = take_request(&mut buf) else {
+            panic!("refused")
+        };
+        assert_eq!(e.code(), "malformed_request");
+        assert!(HeaderName::from_bytes(&[b'n'; MAX_HEADER_NAME + 1]).is_err());
+        let at_limit = format!("{}: x\r\n", "n".repeat(MAX_HEADER_NAME));
+        let mut buf = BytesMut::from(request(&at_limit, "{}").as_bytes());
+        let Take::Request(plain) = take_request(&mut buf) else {
+            panic!("a whole request")
+        };
+        assert!(plain.into_request().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_publish_is_answered_with_the_bytes_of_its_response() {
+        use crate::core::{ChannelName, Epoch};
+        use crate::transport::wire::PublishResult;
+        let published = || {
+            PublishAnswer::One(PublishResult {
+                channel: ChannelName::parse("room-1").unwrap(),
+                duplicate: false,
+                epoch: Epoch::from_client("e1"),
+                id: "id-1".into(),
+                seq: 7,
+            })
+        };
+        for keep_alive in [true, false] {
+            let mut direct = ACCEPTED_HEAD.to_vec();
+            let mut json = Vec::new();
+            published().write_json(&mut json);
+            finish_answer(&mut direct, &json, keep_alive);
+            let (parts, body) = published().into_response().into_parts();
+            let body = read_body(&HeaderMap::new(), body, MAX_ANSWER)
+                .await
+                .unwrap();
+            let mut built = Vec::new();
+            write_head_start(&mut built, parts.status, &parts.headers);
+            finish_answer(&mut built, &body, keep_alive);
+            assert_eq!(
+                String::from_utf8(direct).unwrap(),
+                String::from_utf8(built).unwrap()
+            );
         }
     }
 
