@@ -114,8 +114,8 @@ pub(super) async fn serve(
             // without a response built.
             Some(state) if plain.target() == b"/v1/publish" => {
                 let body = plain.body();
-                let authorization = plain.header(b"authorization");
-                let content_type = plain.header(b"content-type");
+                let authorization = plain.authorization();
+                let content_type = plain.content_type();
                 match transport::publish_read(state, authorization, content_type, body).await {
                     Ok(published) => Reply::Accepted(published),
                     Err(e) => Reply::Response(e.into_response()),
@@ -195,6 +195,9 @@ struct Plain {
     target: Span,
     /// Names and values, in the head's order.
     headers: Vec<(Span, Span)>,
+    /// The values a publish reads: the first of each name.
+    authorization: Option<Span>,
+    content_type: Option<Span>,
     keep_alive: bool,
 }
 
@@ -211,11 +214,12 @@ impl Plain {
         self.at(self.target)
     }
 
-    /// The first value of the header `name` (given in lowercase), as `HeaderMap::get` finds it.
-    fn header(&self, name: &[u8]) -> Option<&[u8]> {
-        (self.headers.iter())
-            .find(|&&(n, _)| self.at(n).eq_ignore_ascii_case(name))
-            .map(|&(_, v)| self.at(v))
+    fn authorization(&self) -> Option<&[u8]> {
+        self.authorization.map(|v| self.at(v))
+    }
+
+    fn content_type(&self) -> Option<&[u8]> {
+        self.content_type.map(|v| self.at(v))
     }
 
     fn body(&self) -> &[u8] {
@@ -461,9 +465,15 @@ fn take_request(buf: &mut BytesMut) -> Take {
     }
     let mut length: Option<usize> = None;
     let mut keep_alive = true;
-    for h in parsed.headers.iter() {
+    // The first `authorization` and `content-type`, as `HeaderMap::get` finds them.
+    let (mut authorization, mut content_type) = (None, None);
+    for (i, h) in parsed.headers.iter().enumerate() {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if name.eq_ignore_ascii_case(b"authorization") {
+            authorization.get_or_insert(i);
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            content_type.get_or_insert(i);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             // Digits only: `usize`'s parser would also take a sign.
             let digits = !h.value.is_empty() && h.value.iter().all(u8::is_ascii_digit);
             let value = digits
@@ -502,10 +512,13 @@ fn take_request(buf: &mut BytesMut) -> Take {
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
     let target = at(parsed.path.unwrap_or("/").as_bytes());
-    let headers = (parsed.headers.iter())
+    let headers: Vec<_> = (parsed.headers.iter())
         .map(|h| (at(h.name.as_bytes()), at(h.value)))
         .collect();
+    let value = |i: Option<usize>| i.map(|i: usize| headers[i].1);
     Take::Request(Plain {
+        authorization: value(authorization),
+        content_type: value(content_type),
         frame: buf.split_to(total).freeze(),
         head_len,
         target,
@@ -525,8 +538,7 @@ pub(crate) fn fuzz_take(data: &[u8]) -> FuzzTaken {
     match take_request(&mut buf) {
         Take::Request(plain) => {
             let publish = plain.target() == b"/v1/publish";
-            let read = |name: &str| plain.header(name.as_bytes()).map(<[u8]>::to_vec);
-            let read = [read("authorization"), read("content-type")];
+            let read = [plain.authorization(), plain.content_type()].map(|v| v.map(<[u8]>::to_vec));
             let request = match plain.into_request() {
                 Ok(request) => request,
                 Err(e) => return FuzzTaken::Refused(e),
@@ -588,8 +600,8 @@ mod tests {
         assert!(plain.keep_alive);
         assert_eq!(&buf[..], b"POST /v1/pu");
         assert_eq!(plain.target(), b"/v1/publish");
-        assert_eq!(plain.header(b"authorization"), Some(&b"Bearer k"[..]));
-        assert_eq!(plain.header(b"content-type"), None);
+        assert_eq!(plain.authorization(), Some(&b"Bearer k"[..]));
+        assert_eq!(plain.content_type(), None);
         assert_eq!(plain.body(), b"{\"a\":1}");
         let (parts, body) = plain.into_request().unwrap().into_parts();
         assert_eq!(parts.method, Method::POST);
@@ -650,7 +662,7 @@ mod tests {
         let Take::Request(plain) = take_request(&mut buf) else {
             panic!("a whole request")
         };
-        assert_eq!(plain.header(b"content-type"), Some(&b"text/plain"[..]));
+        assert_eq!(plain.content_type(), Some(&b"text/plain"[..]));
         let request = plain.into_request().unwrap();
         assert_eq!(request.headers()["content-type"], "text/plain");
     }
