@@ -136,7 +136,7 @@ mod tests {
     fn ev(seq: u64, at: Instant) -> Arc<Event> {
         let draft = EventDraft::new(
             Arc::from("n"),
-            Arc::from(RawValue::from_string("1".into()).unwrap()),
+            RawValue::from_string("1".into()).unwrap(),
             None,
         );
         Arc::new(Event::build(

@@ -415,7 +415,7 @@ mod tests {
     fn draft(id: Option<&str>) -> EventDraft {
         EventDraft::new(
             Arc::from("n"),
-            Arc::from(RawValue::from_string("{}".into()).unwrap()),
+            RawValue::from_string("{}".into()).unwrap(),
             id.map(Arc::from),
         )
     }

@@ -283,10 +283,8 @@ fn check(state: &AppState, item: PublishBody<'_>) -> Result<Checked, ApiError> {
             )));
         }
     }
-    let data: Arc<RawValue> = match item.data {
-        Some(d) => Arc::from(d),
-        None => Arc::from(RawValue::from_string("null".into()).expect("null is JSON")),
-    };
+    let data =
+        (item.data).unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON"));
     let priority = match item.priority.as_deref() {
         None => None,
         Some("realtime") => Some(Priority::Realtime),

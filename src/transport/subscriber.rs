@@ -349,7 +349,7 @@ mod tests {
     fn event(channel: &ChannelName, seq: u64) -> Arc<Event> {
         let draft = EventDraft::new(
             Arc::from("n"),
-            Arc::from(RawValue::from_string("{}".into()).unwrap()),
+            RawValue::from_string("{}".into()).unwrap(),
             None,
         );
         Arc::new(Event::build(

@@ -346,7 +346,7 @@ async fn an_event_is_not_sent_to_the_socket_it_excludes() {
     let ch = ChannelName::parse("ward").unwrap();
     let mut draft = EventDraft::new(
         Arc::from("moved"),
-        Arc::from(serde_json::value::RawValue::from_string("\"by a\"".into()).unwrap()),
+        serde_json::value::RawValue::from_string("\"by a\"".into()).unwrap(),
         None,
     );
     draft.exclude_socket = Some(Arc::from(a_id.as_str()));
@@ -390,7 +390,7 @@ async fn the_exclusion_holds_for_a_socket_on_another_node_through_redis() {
     let ch = ChannelName::parse("ward").unwrap();
     let mut draft = EventDraft::new(
         Arc::from("moved"),
-        Arc::from(serde_json::value::RawValue::from_string("\"by a\"".into()).unwrap()),
+        serde_json::value::RawValue::from_string("\"by a\"".into()).unwrap(),
         None,
     );
     draft.exclude_socket = Some(Arc::from(a_id.as_str()));

@@ -87,7 +87,7 @@ fn build(
     let id: Arc<str> = Arc::from(b.id.as_ref());
     let draft = EventDraft {
         name: Arc::from(b.name.as_ref()),
-        data: Arc::from(b.data.to_owned()),
+        data: b.data.to_owned(),
         id: id.clone(),
         idempotent: false,
         exclude_socket: b.exclude_socket.map(|s| Arc::from(s.as_ref())),
@@ -120,7 +120,7 @@ mod tests {
         let ch = ChannelName::parse("room").unwrap();
         let draft = EventDraft::new(
             Arc::from("checked \"in\""),
-            Arc::from(RawValue::from_string(r#"{"t": "A-1"}"#.into()).unwrap()),
+            RawValue::from_string(r#"{"t": "A-1"}"#.into()).unwrap(),
             Some(Arc::from("k 1")),
         );
         let message = format!("ep1 7 1000 {}", body(&draft));
@@ -145,7 +145,7 @@ mod tests {
         let ch = ChannelName::parse("room").unwrap();
         let mut draft = EventDraft::new(
             Arc::from("n"),
-            Arc::from(RawValue::from_string("\"x\"".into()).unwrap()),
+            RawValue::from_string("\"x\"".into()).unwrap(),
             None,
         );
         let plain = body(&draft);

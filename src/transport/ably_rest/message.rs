@@ -62,7 +62,7 @@ enum Data {
 #[derive(Debug)]
 pub(crate) struct Prepared {
     pub(crate) name: Arc<str>,
-    pub(crate) data: Arc<RawValue>,
+    pub(crate) data: Box<RawValue>,
     pub(crate) id: Option<Arc<str>>,
 }
 
@@ -179,7 +179,7 @@ impl WireMessage {
 }
 
 /// Undoes `encoding` and answers the JSON to store (see the module documentation).
-fn decode_data(data: Data, encoding: Option<&str>) -> Result<Arc<RawValue>, AblyError> {
+fn decode_data(data: Data, encoding: Option<&str>) -> Result<Box<RawValue>, AblyError> {
     let invalid = |m: String| AblyError::InvalidData(m);
     let steps: Vec<&str> = (encoding.unwrap_or_default().split('/'))
         .filter(|s| !s.is_empty())
@@ -251,9 +251,7 @@ fn decode_data(data: Data, encoding: Option<&str>) -> Result<Arc<RawValue>, Ably
         Data::Other(_) => unreachable!("refused above"),
     };
     let text = serde_json::to_string(&json).expect("a JSON value serialises");
-    Ok(Arc::from(
-        RawValue::from_string(text).expect("serialised JSON is JSON"),
-    ))
+    Ok(RawValue::from_string(text).expect("serialised JSON is JSON"))
 }
 
 impl<'de> Deserialize<'de> for Data {

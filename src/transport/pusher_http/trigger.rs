@@ -141,7 +141,7 @@ pub(crate) fn validate(event: PusherTrigger, index: Option<usize>) -> Result<Tri
         }
     }
     // No id: every request is a new event, as on Pusher (docs/protocol.md).
-    let mut draft = EventDraft::new(Arc::from(event.name), Arc::from(event.data), None);
+    let mut draft = EventDraft::new(Arc::from(event.name), event.data, None);
     draft.exclude_socket = socket;
     Ok(Trigger {
         channels,

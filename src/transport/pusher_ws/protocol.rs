@@ -180,7 +180,7 @@ mod tests {
     fn event(data: &str) -> Event {
         let draft = EventDraft::new(
             Arc::from("checked-in"),
-            Arc::from(RawValue::from_string(data.into()).unwrap()),
+            RawValue::from_string(data.into()).unwrap(),
             None,
         );
         Event::build(
