@@ -292,7 +292,7 @@ mod tests {
     /// An event whose frame is `payload` bytes long (the frame is all the framing looks at).
     fn event(payload: usize) -> Arc<Event> {
         let data = serde_json::value::to_raw_value(&"d").unwrap();
-        let draft = EventDraft::new("n".into(), data.into(), None);
+        let draft = EventDraft::new("n".into(), data, None);
         let channel = ChannelName::parse("c").unwrap();
         let now = tokio::time::Instant::now();
         let mut ev = Event::build(channel, 1, Epoch::random(), &draft, "i".into(), 0, now);
