@@ -29,6 +29,9 @@ ADMIN=${BENCH_ADMIN_PORT:-19490}
 KEY=bench-publisher-key
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# shellcheck source=loadtest/results.sh
+. "$(dirname "$0")/results.sh"
+require_fresh_results "$OUT"
 
 BIN="$OUT/bin"
 mkdir -p "$BIN"

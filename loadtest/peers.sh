@@ -37,6 +37,9 @@ NCHAN_PORT=${PEERS_NCHAN_PORT:-18590}
 KEY=bench-publisher-key
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# shellcheck source=loadtest/results.sh
+. "$(dirname "$0")/results.sh"
+require_fresh_results "$OUT"
 
 BIN="$OUT/bin"
 mkdir -p "$BIN"

@@ -25,6 +25,9 @@ ADMIN=${BENCH_ADMIN_PORT:-19590}
 KEY=bench-publisher-key
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# shellcheck source=loadtest/results.sh
+. "$(dirname "$0")/results.sh"
+require_fresh_results "$OUT"
 BIN="$OUT/bin"
 mkdir -p "$BIN"
 if [ -n "${BENCH_BIN:-}" ]; then

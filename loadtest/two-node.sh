@@ -36,6 +36,9 @@ ARGS="fanout --transport ws --subscribers 1000 --channels 1 --rate 100 --duratio
 }
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# shellcheck source=loadtest/results.sh
+. "$(dirname "$0")/results.sh"
+require_fresh_results "$OUT"
 
 BIN="$OUT/bin"
 mkdir -p "$BIN"
