@@ -7,8 +7,11 @@
 //!   head of at most 408 KiB, the listener's header deadline, which also bounds the wait for the
 //!   next request on a kept-alive connection. The body must then arrive whole within the body
 //!   deadline.
-//! - `POST /v1/publish` calls its handler directly, and any other request goes through the router,
-//!   so authorization, validation, every error and every answer are the same as on hyper's path.
+//! - `POST /v1/publish` is served from the bytes it came in: the two headers its handler reads
+//!   (`authorization`, `content-type`) and its body, with the handler's checks in the handler's
+//!   order (`transport::publish_read`); no `http` request is built, and its `202` is written
+//!   from the answer's JSON behind a fixed head. Any other request goes through the router. So
+//!   authorization, validation, every error and every answer are the same as on hyper's path.
 //! - The answer goes out in one write: status line, the router's headers, `content-length`,
 //!   the body.
 //!
