@@ -42,6 +42,8 @@ pub(crate) use body::{parse_json, read_body, read_json_body};
 pub use error::ApiError;
 pub(crate) use error::ApiPath;
 pub(crate) use publish::{publish_item, publish_read};
+#[cfg(test)]
+pub(crate) use sse::event_both_ways as sse_event_both_ways;
 pub(crate) use sse::SseSocket;
 pub use state::{Admissions, AppState};
 

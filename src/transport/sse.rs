@@ -253,14 +253,48 @@ struct Connection {
     _conn: ConnectionGuard,
 }
 
+/// A message whose `id` is the stream's positions as they stand.
+fn write_message(out: &mut BytesMut, positions: &Mutex<Cursor>, json: &[u8]) {
+    reserve_chunk(out);
+    out.extend_from_slice(b"id: ");
+    positions.lock().write_to(out);
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// An event's message as the stream's task writes it: the positions moved on to the event, then
+/// the message.
+fn write_event(out: &mut BytesMut, positions: &Mutex<Cursor>, event: &Event) {
+    (positions.lock()).advance(&event.channel, &event.epoch, event.seq);
+    write_message(out, positions, &event.frame);
+}
+
+/// An event's bytes on the wire both ways, for the test that they are the same: as the task
+/// writes it (still to be framed as a chunk by whoever writes the body), and as a publisher
+/// writes it to a parked stream, each from its own positions.
+#[cfg(test)]
+pub(crate) fn event_both_ways(
+    task: &Mutex<Cursor>,
+    direct: &Arc<Mutex<Cursor>>,
+    chunked: bool,
+    event: &Event,
+) -> (Bytes, Bytes) {
+    let mut by_task = BytesMut::new();
+    write_event(&mut by_task, task, event);
+    let framing = SseFraming {
+        positions: direct.clone(),
+        chunked,
+    };
+    let mut by_publisher = BytesMut::new();
+    framing.write(event, &mut by_publisher);
+    framing.sent(event);
+    (by_task.freeze(), by_publisher.freeze())
+}
+
 impl Connection {
     fn write_message(&self, out: &mut BytesMut, json: &[u8]) {
-        reserve_chunk(out);
-        out.extend_from_slice(b"id: ");
-        self.positions.lock().write_to(out);
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(json);
-        out.extend_from_slice(b"\n\n");
+        write_message(out, &self.positions, json);
     }
 
     fn write_reconnect(&self, out: &mut BytesMut, reason: &'static str) {
@@ -330,8 +364,7 @@ impl Connection {
                     break false;
                 }
                 Poll::Ready(FeedItem::Event(ev)) => {
-                    (self.positions.lock()).advance(&ev.channel, &ev.epoch, ev.seq);
-                    self.write_message(out, &ev.frame);
+                    write_event(out, &self.positions, &ev);
                     n += 1;
                 }
             }

@@ -394,6 +394,57 @@ mod tests {
     }
 
     #[test]
+    fn an_event_written_by_a_publisher_is_the_bytes_its_stream_would_write() {
+        use crate::core::{ChannelName, Cursor, Epoch, Event, EventDraft};
+        use parking_lot::Mutex;
+        use std::sync::Arc;
+        let draft = EventDraft::new(
+            "n".into(),
+            serde_json::value::RawValue::from_string(r#"{"a":[1,"x"]}"#.into()).unwrap(),
+            None,
+        );
+        let event = |channel: &str, epoch: &str, seq| {
+            let channel = ChannelName::parse(channel).unwrap();
+            let epoch = Epoch::from_client(epoch);
+            let id = draft.id.clone();
+            Event::build(
+                channel,
+                seq,
+                epoch,
+                &draft,
+                id,
+                1,
+                tokio::time::Instant::now(),
+            )
+        };
+        // Two channels, one resumed from a cursor, and an epoch that changes under the stream.
+        let events = [
+            event("a", "e1", 4),
+            event("b", "e2", 1),
+            event("a", "e1", 5),
+            event("a", "e9", 1),
+            event("b", "e2", 2),
+        ];
+        let resumed = Cursor::parse("a~e1~3", 8).unwrap();
+        for chunked in [true, false] {
+            let task = Mutex::new(resumed.clone());
+            let direct = Arc::new(Mutex::new(resumed.clone()));
+            for e in &events {
+                let (by_task, by_publisher) =
+                    crate::transport::sse_event_both_ways(&task, &direct, chunked, e);
+                assert_eq!(
+                    String::from_utf8_lossy(&frame_chunk(by_task, chunked)),
+                    String::from_utf8_lossy(&by_publisher),
+                    "chunked: {chunked}, {}~{}",
+                    e.channel.as_str(),
+                    e.seq
+                );
+            }
+            assert_eq!(*task.lock(), *direct.lock(), "the positions moved alike");
+        }
+    }
+
+    #[test]
     fn a_head_is_parsed_whole_and_one_with_a_body_is_refused() {
         let head = b"GET /v1/sse?channel=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: a~e~1\r\n\r\n";
         assert!(matches!(parse_head(&head[..20]), Ok(None)));
