@@ -34,7 +34,7 @@ pub(crate) async fn publish(
     let (parts, body) = request.into_parts();
     let headers = &parts.headers;
     let outcome = async {
-        let tenant = authorize(&state, bearer_of(headers))?;
+        let tenant = authorize(&state, authorization_of(headers))?;
         tenancy::refuse_when_empty(&state, &tenant)?;
         let max_body = state.config.load().publish.max_body_bytes;
         let bytes = read_json_body(headers, body, max_body).await?;
@@ -99,7 +99,7 @@ pub(crate) async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let tenant = authorize(&state, bearer_of(&headers))?;
+    let tenant = authorize(&state, authorization_of(&headers))?;
     if let Err(refused) = tenancy::refuse_when_empty(&state, &tenant) {
         let refused = Err(ApiError::from(refused));
         record(&state, &refused, Instant::now());
@@ -201,7 +201,7 @@ pub(crate) fn record<T>(state: &AppState, outcome: &Result<T, ApiError>, started
 }
 
 /// The `authorization` header's value.
-fn bearer_of(headers: &HeaderMap) -> Option<&[u8]> {
+fn authorization_of(headers: &HeaderMap) -> Option<&[u8]> {
     headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())
 }
 
