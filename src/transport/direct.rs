@@ -221,8 +221,8 @@ impl<F: Framing> DirectWriter<F> {
         &self.parking
     }
 
-    #[cfg(test)]
-    fn framing(&self) -> &F {
+    /// How the connection puts events on the wire.
+    pub(crate) fn framing(&self) -> &F {
         &self.framing
     }
 

@@ -108,15 +108,24 @@ async fn refuse(mut socket: ws::Socket, (code, why): (u16, &'static str)) {
     .await;
 }
 
-/// Events as Pusher protocol messages in text frames, for the socket's direct writer: none for
-/// an event that excludes this socket.
+/// Events as Pusher protocol messages in text frames, for the socket's direct writer and its
+/// task alike: none for an event that excludes this socket.
 struct PusherFraming {
+    /// Pusher's socket id: private channels are signed for it, and events whose
+    /// `exclude_socket` names it are not sent on this socket.
     socket_id: String,
+}
+
+impl PusherFraming {
+    /// Whether this socket gets `event`: not when its publisher left this socket out.
+    fn gets(&self, event: &Event) -> bool {
+        event.exclude_socket.as_deref() != Some(self.socket_id.as_str())
+    }
 }
 
 impl Framing for PusherFraming {
     fn write(&self, event: &Event, out: &mut BytesMut) {
-        if event.exclude_socket.as_deref() != Some(self.socket_id.as_str()) {
+        if self.gets(event) {
             frames::text_frame(&protocol::event_frame(event), out);
         }
     }
@@ -145,9 +154,6 @@ struct Session {
     state: AppState,
     /// The app the key named when the socket opened (a reload does not change an open socket).
     app: Arc<AppConfig>,
-    /// Pusher's socket id: private channels are signed for it, and events whose
-    /// `exclude_socket` names it are not sent on this socket.
-    socket_id: String,
     feed: Feed,
     /// A seat in each tenant whose channels `feed` holds (`max_connections`).
     seats: Seats,
@@ -160,12 +166,14 @@ struct Session {
 }
 
 impl Session {
+    fn socket_id(&self) -> &str {
+        &self.direct.framing().socket_id
+    }
+
     fn new(socket: ws::Socket, state: AppState, app: Arc<AppConfig>, socket_id: String) -> Self {
         let subscribers = state.config.load().subscribers.clone();
         ws::cap_send_buffer(&socket, subscribers.buffer_bytes);
-        let framing = PusherFraming {
-            socket_id: socket_id.clone(),
-        };
+        let framing = PusherFraming { socket_id };
         Self {
             direct: Arc::new(DirectWriter::new(
                 socket.get_ref().parking(),
@@ -177,7 +185,6 @@ impl Session {
             batch: Vec::new(),
             unflushed: false,
             app,
-            socket_id,
             feed: Feed::default(),
             seats: tenancy::seats(&state),
             reads: WakeFlag::default(),
@@ -232,7 +239,7 @@ impl Session {
         // pusher-js pings after this long without a message, so it is the heartbeat, whole
         // seconds, at least one.
         let activity_timeout = heartbeat.as_secs().max(1);
-        let hello = protocol::connection_established(&self.socket_id, activity_timeout);
+        let hello = protocol::connection_established(self.socket_id(), activity_timeout);
         Box::pin(self.send_now(hello)).await?;
         let mut heartbeats = Heartbeats::new(heartbeat);
         // When the client was pinged, if it has not said a word since: it then has a whole
@@ -315,7 +322,7 @@ impl Session {
                 }
                 FeedItem::Event(ev) => {
                     gathered += 1;
-                    if ev.exclude_socket.as_deref() != Some(self.socket_id.as_str()) {
+                    if self.direct.framing().gets(&ev) {
                         let frame = protocol::event_frame(&ev);
                         bytes += frame.len();
                         self.batch.push(frame);
@@ -411,7 +418,7 @@ impl Session {
             match ChannelName::parse(name) {
                 Err(e) => Err((None, e.to_string())),
                 Ok(ch) if name.starts_with("private-") => {
-                    channel_auth::check(&self.app, &self.socket_id, name, d.auth.as_deref())
+                    channel_auth::check(&self.app, self.socket_id(), name, d.auth.as_deref())
                         .map(|()| ch)
                         .map_err(|e| refused(e.to_string()))
                 }
