@@ -306,11 +306,42 @@ impl Drop for BatchedCounter {
     }
 }
 
+thread_local! {
+    /// Deliveries counted by the thread that made them, per transport: no connection keeps a
+    /// counter of its own, and a publisher writing to many connections touches one.
+    static DELIVERED: std::cell::RefCell<[Option<BatchedCounter>; 3]> =
+        const { std::cell::RefCell::new([None, None, None]) };
+}
+
+/// Counts `n` events delivered over `transport`, by whichever task or publisher wrote them. A
+/// thread's tally reaches the shared counter as a [`BatchedCounter`]'s does, except at the end of
+/// a connection: what a thread counted last waits for its next delivery or the tally clock.
+pub(crate) fn count_delivered(transport: Transport, n: u64) {
+    DELIVERED.with_borrow_mut(|tallies| {
+        tallies[transport.index()]
+            .get_or_insert_with(|| BatchedCounter::new(Metrics::delivered(transport)))
+            .add(n);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
     use std::sync::Arc;
+
+    #[test]
+    fn deliveries_counted_on_a_thread_reach_the_totals_in_batches() {
+        let poll = Transport::Poll.index();
+        let before = totals::snapshot().delivered[poll];
+        // A thread of its own, so its tally starts empty; a full batch is flushed at once.
+        std::thread::spawn(|| count_delivered(Transport::Poll, BatchedCounter::FLUSH_EVERY))
+            .join()
+            .unwrap();
+        // Other tests may count too: at least this thread's batch arrived.
+        let after = totals::snapshot().delivered[poll];
+        assert!(after - before >= BatchedCounter::FLUSH_EVERY, "{before} -> {after}");
+    }
 
     #[derive(Default)]
     struct Total(AtomicU64);

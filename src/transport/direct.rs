@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::core::live::Direct;
 use crate::core::Event;
-use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
+use crate::ops::metrics::{count_delivered, Transport};
 
 /// The connection's task holds the socket.
 const TASK: u8 = 0;
@@ -41,21 +41,6 @@ thread_local! {
 
 /// Past this, a thread's scratch buffer is given back after use (a large event).
 const SCRATCH_KEEP: usize = 64 * 1024;
-
-thread_local! {
-    /// Deliveries counted by the thread that made them, per transport: a connection keeps no
-    /// counter of its own, and publishers writing to many connections touch one.
-    static DELIVERED: RefCell<[Option<BatchedCounter>; 3]> = const { RefCell::new([None, None, None]) };
-}
-
-/// Counts `n` events delivered over `transport`.
-fn count_delivered(transport: Transport, n: u64) {
-    DELIVERED.with_borrow_mut(|tallies| {
-        tallies[transport.index()]
-            .get_or_insert_with(|| BatchedCounter::new(Metrics::delivered(transport)))
-            .add(n);
-    });
-}
 
 /// How a transport puts an event on the wire, for a connection's [`DirectWriter`].
 pub(crate) trait Framing: Send + Sync + 'static {
@@ -224,11 +209,6 @@ impl<F: Framing> DirectWriter<F> {
     /// How the connection puts events on the wire.
     pub(crate) fn framing(&self) -> &F {
         &self.framing
-    }
-
-    /// Counts `n` events the connection's task delivered, beside the writer's own.
-    pub(crate) fn delivered(&self, n: u64) {
-        count_delivered(self.transport, n);
     }
 }
 

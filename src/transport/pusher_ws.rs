@@ -33,7 +33,7 @@ use super::ws::{self, Fault, Step, CLOSE_LIMIT, CLOSE_STALL, WRITE_BATCH};
 use super::ApiError;
 use crate::config::AppConfig;
 use crate::core::{ChannelName, Event};
-use crate::ops::metrics::{BatchedCounter, Metrics, Transport};
+use crate::ops::metrics::{count_delivered, Metrics, Transport};
 use crate::tenant::Seats;
 use crate::transport::AppState;
 
@@ -158,7 +158,6 @@ struct Session {
     /// A seat in each tenant whose channels `feed` holds (`max_connections`).
     seats: Seats,
     reads: WakeFlag,
-    delivered: BatchedCounter,
     last_heard: Instant,
     signals: Signals,
     write_timeout: Duration,
@@ -188,7 +187,6 @@ impl Session {
             feed: Feed::default(),
             seats: tenancy::seats(&state),
             reads: WakeFlag::default(),
-            delivered: BatchedCounter::new(Metrics::delivered(Transport::Ws)),
             last_heard: Instant::now(),
             signals: Signals::new(&state, state.failover.route().version),
             write_timeout: subscribers.write_timeout,
@@ -339,7 +337,7 @@ impl Session {
             .send(self.socket.get_ref(), self.batch.iter().map(|b| &b[..]));
         self.batch.clear();
         sent?;
-        self.delivered.add(n);
+        count_delivered(Transport::Ws, n);
         ws::drain_events(&self.socket, &mut self.events, self.write_timeout).await?;
         Ok(end)
     }

@@ -31,7 +31,7 @@ use super::wire::ServerMessage;
 use super::ApiError;
 use crate::core::event::now_ms;
 use crate::core::{Cursor, Event, Position};
-use crate::ops::metrics::{BatchedCounter, ConnectionGuard, Metrics, Transport};
+use crate::ops::metrics::{count_delivered, ConnectionGuard, Metrics, Transport};
 use crate::tenant::Seats;
 use crate::transport::AppState;
 
@@ -138,7 +138,6 @@ pub(crate) async fn stream(
         feed: Feed::unflagged(),
         positions: Arc::default(),
         heartbeats: Heartbeats::new(cfg.heartbeat),
-        delivered: BatchedCounter::new(Metrics::delivered(Transport::Sse)),
         signals: Signals::new(&state, state.failover.route().version),
         state: state.clone(),
         scope,
@@ -175,7 +174,7 @@ pub(crate) async fn stream(
         }
         conn.feed.insert(sub);
     }
-    conn.delivered.add(replayed);
+    count_delivered(Transport::Sse, replayed);
 
     let body = Live {
         first: Some(first.freeze()),
@@ -235,7 +234,6 @@ struct Connection {
     /// Shared with the stream's direct writer, if any: taken only by whoever holds the socket.
     positions: Arc<Mutex<Cursor>>,
     heartbeats: Heartbeats,
-    delivered: BatchedCounter,
     signals: Signals,
     state: AppState,
     /// What the subscriber token grants, and until when.
@@ -371,7 +369,7 @@ impl Connection {
         };
         if n > 0 {
             beats_only = false;
-            self.delivered.add(n);
+            count_delivered(Transport::Sse, n);
         }
         if !drained {
             return (false, beats_only);

@@ -46,7 +46,7 @@ use super::ApiError;
 use crate::auth::TokenScope;
 use crate::core::event::now_ms;
 use crate::core::{ChannelName, Epoch, Event, Position};
-use crate::ops::metrics::{Metrics, Transport};
+use crate::ops::metrics::{count_delivered, Metrics, Transport};
 use crate::tenant::Seats;
 use crate::transport::AppState;
 
@@ -467,7 +467,7 @@ impl Session {
         );
         self.batch.clear();
         sent?;
-        self.direct.delivered(n);
+        count_delivered(Transport::Ws, n);
         self.drain_events().await?;
         Ok(end)
     }
@@ -586,7 +586,7 @@ impl Session {
             opening.iter().map(|Outgoing { bytes, .. }| &bytes[..]),
         )?;
         self.drain_events().await?;
-        self.direct.delivered(opening.len() as u64 - 1);
+        count_delivered(Transport::Ws, opening.len() as u64 - 1);
         Ok(None)
     }
 
