@@ -108,7 +108,7 @@ async fn prepare(
         }
     };
     let version = request.version();
-    let chunked = version == Version::HTTP_11;
+    let chunked = streams_chunked(version);
     request
         .extensions_mut()
         .insert(SseSocket { parking, chunked });
@@ -252,13 +252,19 @@ enum Framing {
     UntilClose(Body),
 }
 
+/// Whether a stream to a client of `version` goes out in chunks (HTTP/1.1), rather than as it
+/// is until the close (HTTP/1.0): the stream's writer and its publishers' writes frame alike.
+fn streams_chunked(version: Version) -> bool {
+    version == Version::HTTP_11
+}
+
 /// The answer's head, and how its body follows. Every answer closes the connection.
 fn head_of(response: Response<Body>, version: Version) -> (Vec<u8>, Framing) {
     let (parts, body) = response.into_parts();
     let length = body.size_hint().exact();
     let framing = match length {
         Some(_) => Framing::Length(body),
-        None if version == Version::HTTP_11 => Framing::Chunked(body),
+        None if streams_chunked(version) => Framing::Chunked(body),
         None => Framing::UntilClose(body),
     };
     let mut head = Vec::with_capacity(512);
