@@ -340,7 +340,10 @@ mod tests {
             .unwrap();
         // Other tests may count too: at least this thread's batch arrived.
         let after = totals::snapshot().delivered[poll];
-        assert!(after - before >= BatchedCounter::FLUSH_EVERY, "{before} -> {after}");
+        assert!(
+            after - before >= BatchedCounter::FLUSH_EVERY,
+            "{before} -> {after}"
+        );
     }
 
     #[derive(Default)]
